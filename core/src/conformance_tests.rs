@@ -1,0 +1,78 @@
+//! The conformance suites against the embedded engines.
+
+use std::sync::Arc;
+
+use crate::bus::{Bus, EmbeddedBus};
+use crate::conformance;
+use crate::coord::EmbeddedCoord;
+use crate::store::{EmbeddedStore, Store};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_store_in_memory() {
+    conformance::store::run_all(Arc::new(EmbeddedStore::in_memory().unwrap())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_store_on_disk_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+    conformance::store::run_all(Arc::clone(&store)).await;
+    let row = store.put("t", "p", "k", b"kept".to_vec(), None).await.unwrap();
+    drop(store);
+    let reopened = EmbeddedStore::open(dir.path()).unwrap();
+    let got = reopened.get("t", "p", "k").await.unwrap().unwrap();
+    assert_eq!(got, row);
+    let next = reopened.put("t", "p", "k", b"v2".to_vec(), None).await.unwrap();
+    assert!(next.version > row.version, "the version sequence survives a restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_bus_in_memory() {
+    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::in_memory());
+    conformance::bus::run_all(|| {
+        let bus = Arc::clone(&bus);
+        async move { bus }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_bus_on_disk_resumes_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    conformance::bus::run_all(|| {
+        let path = path.clone();
+        async move { Arc::new(EmbeddedBus::open(&path).unwrap()) as Arc<dyn Bus> }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_bus_cuts_a_torn_tail() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let bus = EmbeddedBus::open(dir.path()).unwrap();
+        bus.ensure_topic("t", 1).await.unwrap();
+        for n in 0..3u8 {
+            bus.send("t", b"k", vec![n; 10]).await.unwrap();
+        }
+    }
+    // A crash in the middle of a write leaves half a frame at the end.
+    let log = dir.path().join("topics/t/0.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes.extend_from_slice(&[42, 0, 0, 0, 1, 2]);
+    std::fs::write(&log, bytes).unwrap();
+    let bus = EmbeddedBus::open(dir.path()).unwrap();
+    assert_eq!(bus.end_offset("t", 0).await.unwrap(), 3);
+    assert_eq!(bus.send("t", b"k", vec![3]).await.unwrap(), (0, 3));
+    drop(bus);
+    let bus = EmbeddedBus::open(dir.path()).unwrap();
+    let all = bus.fetch("t", 0, 0, 10, std::time::Duration::ZERO).await.unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(all[3].value, vec![3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_coord() {
+    conformance::coord::run_all(Arc::new(EmbeddedCoord::new())).await;
+}

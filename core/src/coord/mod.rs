@@ -1,0 +1,43 @@
+//! The Coord port, shaped like Redis: short-lived shared state.
+//!
+//! Rate-limit windows, waiting-room queues, keys with a TTL, and fan-out of change notices to
+//! every gateway replica. Losing it must never lose an order or a sale: nothing durable is kept
+//! here, it only buys speed and fairness.
+
+mod embedded;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::broadcast;
+
+pub use embedded::EmbeddedCoord;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CoordError {
+    #[error("coordination service unavailable: {0}")]
+    Unavailable(String),
+}
+
+pub type CoordResult<T> = Result<T, CoordError>;
+
+#[async_trait]
+pub trait Coord: Send + Sync + 'static {
+    /// SET key value NX PX ttl: true if the key was set.
+    async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> CoordResult<bool>;
+    async fn get(&self, key: &str) -> CoordResult<Option<Vec<u8>>>;
+    async fn delete(&self, key: &str) -> CoordResult<bool>;
+    /// INCR on a counter that expires `window` after its first increment: a fixed-window rate
+    /// limit. Returns the count including this call.
+    async fn incr_window(&self, key: &str, window: Duration) -> CoordResult<u64>;
+    /// RPUSH; returns the queue's new length.
+    async fn push(&self, queue: &str, item: &[u8]) -> CoordResult<u64>;
+    /// LPOP.
+    async fn pop(&self, queue: &str) -> CoordResult<Option<Vec<u8>>>;
+    async fn len(&self, queue: &str) -> CoordResult<u64>;
+    /// PUBLISH; returns how many subscribers received it.
+    async fn publish(&self, channel: &str, message: &[u8]) -> CoordResult<usize>;
+    /// SUBSCRIBE: messages published from now on. A slow subscriber may miss messages (it sees
+    /// a lag error), as with Redis pub/sub; fan-out is a hint, never the source of truth.
+    async fn subscribe(&self, channel: &str) -> CoordResult<broadcast::Receiver<Vec<u8>>>;
+}

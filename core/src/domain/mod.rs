@@ -1,0 +1,12 @@
+//! The ticketing domain: pure data and decisions, no I/O. Workers and the gateway move these
+//! values between the ports.
+
+pub mod commands;
+pub mod events;
+pub mod holds;
+pub mod orders;
+pub mod payments;
+pub mod seats;
+pub mod users;
+
+pub use mercato_crds::Money;

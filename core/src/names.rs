@@ -1,0 +1,30 @@
+//! Topic and table names, in one place: every role must agree on them.
+
+pub mod topics {
+    /// Hold and release commands, keyed by event and section.
+    pub const HOLDS: &str = "holds";
+    /// Order and payment commands, keyed by order id.
+    pub const PAYMENTS: &str = "payments";
+    /// Results of commands, keyed by command id; every gateway reads all of it.
+    pub const RESULTS: &str = "results";
+    /// Seat changes (held, released, sold), keyed by event: keeps read caches fresh.
+    pub const SEAT_CHANGES: &str = "seat-changes";
+}
+
+pub mod tables {
+    pub const EVENTS: &str = "events";
+    /// Partition "all": clustering `<starts_at ms, zero padded>/<event id>`, for listing.
+    pub const EVENT_INDEX: &str = "event_index";
+    /// Partition `<event>/<section>`, clustering seat id: a hold or a sale of that seat.
+    pub const SEAT_CLAIMS: &str = "seat_claims";
+    pub const HOLDS: &str = "holds";
+    pub const ORDERS: &str = "orders";
+    /// Partition user id, clustering `<inverted created ms>/<order id>`: newest first.
+    pub const USER_ORDERS: &str = "user_orders";
+    pub const USERS: &str = "users";
+    pub const USERS_BY_EMAIL: &str = "users_by_email";
+    pub const IDEMPOTENCY: &str = "idempotency";
+    pub const SETTINGS: &str = "settings";
+    pub const SANDBOX_CHARGES: &str = "sandbox_charges";
+    pub const SANDBOX_OUTBOX: &str = "sandbox_outbox";
+}

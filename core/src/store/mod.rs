@@ -1,0 +1,226 @@
+//! The Store port, shaped like ScyllaDB.
+//!
+//! Rows live in tables and are addressed by a partition key and a clustering key. Every row
+//! carries a version that is unique for that key across its whole life (a row rewritten after it
+//! expired or was deleted never reuses a version), so compare-and-set on a version can never be
+//! fooled by a look-alike row. A write may carry a TTL; an expired row reads as absent at once.
+//! Conditional writes answer as a Scylla lightweight transaction does: whether they applied, and
+//! the current row. A batch is atomic only inside one partition. There is no query but by key.
+
+mod embedded;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+pub use embedded::EmbeddedStore;
+
+pub type Version = u64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub clustering: String,
+    pub value: Vec<u8>,
+    pub version: Version,
+    /// Milliseconds since the epoch after which the row is gone; `None` lives forever.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// One write inside a [`Store::batch`]. Conditional writes make the whole batch conditional.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
+    Put {
+        clustering: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    },
+    InsertIfAbsent {
+        clustering: String,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    },
+    CompareAndSet {
+        clustering: String,
+        expected: Version,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    },
+    DeleteIfVersion {
+        clustering: String,
+        expected: Version,
+    },
+    Delete {
+        clustering: String,
+    },
+}
+
+impl Write {
+    pub fn clustering(&self) -> &str {
+        match self {
+            Write::Put { clustering, .. }
+            | Write::InsertIfAbsent { clustering, .. }
+            | Write::CompareAndSet { clustering, .. }
+            | Write::DeleteIfVersion { clustering, .. }
+            | Write::Delete { clustering } => clustering,
+        }
+    }
+
+    pub fn is_conditional(&self) -> bool {
+        matches!(
+            self,
+            Write::InsertIfAbsent { .. } | Write::CompareAndSet { .. } | Write::DeleteIfVersion { .. }
+        )
+    }
+}
+
+/// The answer to a conditional write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub applied: bool,
+    /// The row as it is after the write: the new row if it applied, the row that stood in the
+    /// way (or `None`) if it did not.
+    pub current: Option<Row>,
+}
+
+/// The answer to a batch: all of it applied or none of it did, and the current row for each
+/// write, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub applied: bool,
+    pub rows: Vec<Option<Row>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Page {
+    pub rows: Vec<Row>,
+    /// Pass as `after` to read the next page; `None` at the end of the partition.
+    pub next: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store I/O failed: {0}")]
+    Io(String),
+    #[error("invalid request to the store: {0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    /// A label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "unavailable",
+            StoreError::Io(_) => "io",
+            StoreError::Invalid(_) => "invalid",
+        }
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn get(&self, table: &str, partition: &str, clustering: &str)
+        -> StoreResult<Option<Row>>;
+
+    /// Live rows of one partition in clustering-key order, strictly after `after`.
+    async fn scan(
+        &self,
+        table: &str,
+        partition: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> StoreResult<Page>;
+
+    /// Writes to one partition, atomically. If any write is conditional and its condition does
+    /// not hold, nothing is written and `applied` is false.
+    async fn batch(
+        &self,
+        table: &str,
+        partition: &str,
+        writes: Vec<Write>,
+    ) -> StoreResult<BatchOutcome>;
+
+    async fn put(
+        &self,
+        table: &str,
+        partition: &str,
+        clustering: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> StoreResult<Row> {
+        let write = Write::Put {
+            clustering: clustering.to_owned(),
+            value,
+            ttl,
+        };
+        let outcome = self.batch(table, partition, vec![write]).await?;
+        single_row(outcome)
+            .current
+            .ok_or_else(|| StoreError::Io("put returned no row".into()))
+    }
+
+    async fn insert_if_absent(
+        &self,
+        table: &str,
+        partition: &str,
+        clustering: &str,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> StoreResult<Applied> {
+        let write = Write::InsertIfAbsent {
+            clustering: clustering.to_owned(),
+            value,
+            ttl,
+        };
+        Ok(single_row(self.batch(table, partition, vec![write]).await?))
+    }
+
+    async fn compare_and_set(
+        &self,
+        table: &str,
+        partition: &str,
+        clustering: &str,
+        expected: Version,
+        value: Vec<u8>,
+        ttl: Option<Duration>,
+    ) -> StoreResult<Applied> {
+        let write = Write::CompareAndSet {
+            clustering: clustering.to_owned(),
+            expected,
+            value,
+            ttl,
+        };
+        Ok(single_row(self.batch(table, partition, vec![write]).await?))
+    }
+
+    async fn delete_if_version(
+        &self,
+        table: &str,
+        partition: &str,
+        clustering: &str,
+        expected: Version,
+    ) -> StoreResult<Applied> {
+        let write = Write::DeleteIfVersion {
+            clustering: clustering.to_owned(),
+            expected,
+        };
+        Ok(single_row(self.batch(table, partition, vec![write]).await?))
+    }
+
+    async fn delete(&self, table: &str, partition: &str, clustering: &str) -> StoreResult<()> {
+        let write = Write::Delete {
+            clustering: clustering.to_owned(),
+        };
+        self.batch(table, partition, vec![write]).await.map(|_| ())
+    }
+}
+
+fn single_row(outcome: BatchOutcome) -> Applied {
+    Applied {
+        applied: outcome.applied,
+        current: outcome.rows.into_iter().next().flatten(),
+    }
+}

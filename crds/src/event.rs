@@ -1,0 +1,222 @@
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Problem;
+
+pub const DEFAULT_HOLD: Duration = Duration::from_secs(600);
+pub const MIN_HOLD: Duration = Duration::from_secs(1);
+pub const MAX_HOLD: Duration = Duration::from_secs(3600);
+const MAX_SEATS_PER_ROW: u32 = 500;
+const MAX_ROWS: u32 = 500;
+const MAX_SEATS_PER_HOLD: u32 = 100;
+
+/// An integer number of minor units plus an ISO 4217 currency code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Money {
+    pub amount: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Venue {
+    pub name: String,
+    pub city: String,
+    pub lat: f64,
+    pub lon: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceTier {
+    pub id: String,
+    pub name: String,
+    pub price: Money,
+}
+
+/// A block of seats: `rows` rows of `seatsPerRow` seats, all in one price tier.
+/// Seat ids are `<section>-<row>-<seat>` with rows and seats numbered from 1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Section {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    pub tier: String,
+    pub rows: u32,
+    pub seats_per_row: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EventSpec {
+    pub title: String,
+    #[serde(default)]
+    pub performers: Vec<String>,
+    pub venue: Venue,
+    pub starts_at: DateTime<Utc>,
+    pub on_sale_at: DateTime<Utc>,
+    /// How long a hold keeps its seats, as a duration ("10m", "90s"); 10 minutes by default.
+    #[serde(default)]
+    pub hold_duration: Option<String>,
+    /// The most seats one hold may take; 10 by default.
+    #[serde(default)]
+    pub max_seats_per_hold: Option<u32>,
+    pub tiers: Vec<PriceTier>,
+    pub sections: Vec<Section>,
+}
+
+impl EventSpec {
+    /// The hold length. Only meaningful on a validated spec, where it always parses.
+    pub fn hold_duration(&self) -> Duration {
+        self.hold_duration
+            .as_deref()
+            .and_then(|s| humantime::parse_duration(s).ok())
+            .unwrap_or(DEFAULT_HOLD)
+    }
+
+    pub fn max_seats_per_hold(&self) -> u32 {
+        self.max_seats_per_hold.unwrap_or(10)
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.sections
+            .iter()
+            .map(|s| u64::from(s.rows) * u64::from(s.seats_per_row))
+            .sum()
+    }
+
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut need = |ok: bool, path: &str, message: String| {
+            if !ok {
+                problems.push(Problem::new(path, message));
+            }
+        };
+        need(
+            !self.title.trim().is_empty(),
+            "spec.title",
+            "must not be empty".into(),
+        );
+        need(
+            (-90.0..=90.0).contains(&self.venue.lat),
+            "spec.venue.lat",
+            format!("{} is not a latitude (-90..90)", self.venue.lat),
+        );
+        need(
+            (-180.0..=180.0).contains(&self.venue.lon),
+            "spec.venue.lon",
+            format!("{} is not a longitude (-180..180)", self.venue.lon),
+        );
+        need(
+            !self.venue.city.trim().is_empty(),
+            "spec.venue.city",
+            "must not be empty".into(),
+        );
+        need(
+            self.on_sale_at <= self.starts_at,
+            "spec.onSaleAt",
+            "must not be after startsAt".into(),
+        );
+        if let Some(text) = &self.hold_duration {
+            match humantime::parse_duration(text) {
+                Ok(d) => need(
+                    (MIN_HOLD..=MAX_HOLD).contains(&d),
+                    "spec.holdDuration",
+                    format!("{text} is outside 1s..1h"),
+                ),
+                Err(e) => need(false, "spec.holdDuration", format!("{text:?}: {e}")),
+            }
+        }
+        if let Some(max) = self.max_seats_per_hold {
+            need(
+                (1..=MAX_SEATS_PER_HOLD).contains(&max),
+                "spec.maxSeatsPerHold",
+                format!("{max} is outside 1..{MAX_SEATS_PER_HOLD}"),
+            );
+        }
+        need(
+            !self.tiers.is_empty(),
+            "spec.tiers",
+            "at least one price tier is needed".into(),
+        );
+        let mut tier_ids = HashSet::new();
+        for (i, tier) in self.tiers.iter().enumerate() {
+            let path = format!("spec.tiers[{i}]");
+            need(
+                is_id(&tier.id),
+                &format!("{path}.id"),
+                format!("{:?} must be lowercase letters, digits or '_'", tier.id),
+            );
+            need(
+                tier_ids.insert(tier.id.as_str()),
+                &format!("{path}.id"),
+                format!("duplicate tier {:?}", tier.id),
+            );
+            need(
+                tier.price.amount >= 0,
+                &format!("{path}.price.amount"),
+                "must not be negative".into(),
+            );
+            need(
+                tier.price.currency.len() == 3
+                    && tier.price.currency.bytes().all(|b| b.is_ascii_uppercase()),
+                &format!("{path}.price.currency"),
+                format!("{:?} is not an ISO 4217 code", tier.price.currency),
+            );
+        }
+        need(
+            !self.sections.is_empty(),
+            "spec.sections",
+            "at least one section is needed".into(),
+        );
+        let mut section_ids = HashSet::new();
+        let currencies: HashSet<_> = self.tiers.iter().map(|t| &t.price.currency).collect();
+        need(
+            currencies.len() <= 1,
+            "spec.tiers",
+            "all tiers must share one currency".into(),
+        );
+        for (i, section) in self.sections.iter().enumerate() {
+            let path = format!("spec.sections[{i}]");
+            need(
+                is_id(&section.id),
+                &format!("{path}.id"),
+                format!("{:?} must be lowercase letters, digits or '_'", section.id),
+            );
+            need(
+                section_ids.insert(section.id.as_str()),
+                &format!("{path}.id"),
+                format!("duplicate section {:?}", section.id),
+            );
+            need(
+                tier_ids.contains(section.tier.as_str()),
+                &format!("{path}.tier"),
+                format!("unknown tier {:?}", section.tier),
+            );
+            need(
+                (1..=MAX_ROWS).contains(&section.rows),
+                &format!("{path}.rows"),
+                format!("{} is outside 1..{MAX_ROWS}", section.rows),
+            );
+            need(
+                (1..=MAX_SEATS_PER_ROW).contains(&section.seats_per_row),
+                &format!("{path}.seatsPerRow"),
+                format!("{} is outside 1..{MAX_SEATS_PER_ROW}", section.seats_per_row),
+            );
+        }
+        problems
+    }
+}
+
+/// Ids that appear inside seat ids and topic keys: no '-' (the seat id separator).
+fn is_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}

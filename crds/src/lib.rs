@@ -1,0 +1,12 @@
+//! The declarations platform teams apply: `Event`, `Inventory` and `Warehouse` in group
+//! `mercato.dev`, version `v1alpha1`.
+//!
+//! These are the exact documents the CRDs accept. `mercato up` and `mercato apply` read them from
+//! YAML streams; the operator reads them from the cluster. Validation is pure and reports every
+//! problem with the path of the offending field, so a platform team fixes a manifest in one pass.
+
+mod event;
+mod manifest;
+
+pub use event::{EventSpec, Money, PriceTier, Section, Venue, DEFAULT_HOLD, MAX_HOLD, MIN_HOLD};
+pub use manifest::{Manifest, ManifestError, ObjectMeta, Problem, API_VERSION, GROUP};
