@@ -17,13 +17,22 @@ async fn embedded_store_on_disk_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
     conformance::store::run_all(Arc::clone(&store)).await;
-    let row = store.put("t", "p", "k", b"kept".to_vec(), None).await.unwrap();
+    let row = store
+        .put("t", "p", "k", b"kept".to_vec(), None)
+        .await
+        .unwrap();
     drop(store);
     let reopened = EmbeddedStore::open(dir.path()).unwrap();
     let got = reopened.get("t", "p", "k").await.unwrap().unwrap();
     assert_eq!(got, row);
-    let next = reopened.put("t", "p", "k", b"v2".to_vec(), None).await.unwrap();
-    assert!(next.version > row.version, "the version sequence survives a restart");
+    let next = reopened
+        .put("t", "p", "k", b"v2".to_vec(), None)
+        .await
+        .unwrap();
+    assert!(
+        next.version > row.version,
+        "the version sequence survives a restart"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -67,7 +76,10 @@ async fn embedded_bus_cuts_a_torn_tail() {
     assert_eq!(bus.send("t", b"k", vec![3]).await.unwrap(), (0, 3));
     drop(bus);
     let bus = EmbeddedBus::open(dir.path()).unwrap();
-    let all = bus.fetch("t", 0, 0, 10, std::time::Duration::ZERO).await.unwrap();
+    let all = bus
+        .fetch("t", 0, 0, 10, std::time::Duration::ZERO)
+        .await
+        .unwrap();
     assert_eq!(all.len(), 4);
     assert_eq!(all[3].value, vec![3]);
 }

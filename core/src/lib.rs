@@ -17,5 +17,17 @@ pub mod domain;
 pub mod names;
 pub mod store;
 
+pub mod repo;
+
 #[cfg(test)]
 mod conformance_tests;
+
+use std::sync::Arc;
+
+/// The three ports a role needs, whichever engines stand behind them.
+#[derive(Clone)]
+pub struct Ports {
+    pub bus: Arc<dyn bus::Bus>,
+    pub store: Arc<dyn store::Store>,
+    pub coord: Arc<dyn coord::Coord>,
+}

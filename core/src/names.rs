@@ -9,6 +9,17 @@ pub mod topics {
     pub const RESULTS: &str = "results";
     /// Seat changes (held, released, sold), keyed by event: keeps read caches fresh.
     pub const SEAT_CHANGES: &str = "seat-changes";
+    /// Records no worker could decode, with the reason: never dropped silently.
+    pub const DEAD_LETTERS: &str = "dead-letters";
+
+    /// The platform's shared topics and their partition counts.
+    pub const PLATFORM: [(&str, u32); 5] = [
+        (HOLDS, 8),
+        (PAYMENTS, 8),
+        (RESULTS, 4),
+        (SEAT_CHANGES, 4),
+        (DEAD_LETTERS, 1),
+    ];
 }
 
 pub mod tables {

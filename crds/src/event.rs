@@ -206,7 +206,10 @@ impl EventSpec {
             need(
                 (1..=MAX_SEATS_PER_ROW).contains(&section.seats_per_row),
                 &format!("{path}.seatsPerRow"),
-                format!("{} is outside 1..{MAX_SEATS_PER_ROW}", section.seats_per_row),
+                format!(
+                    "{} is outside 1..{MAX_SEATS_PER_ROW}",
+                    section.seats_per_row
+                ),
             );
         }
         problems

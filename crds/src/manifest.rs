@@ -47,7 +47,9 @@ pub enum ManifestError {
     Yaml { document: usize, message: String },
     #[error("document {document}: apiVersion must be {API_VERSION}, not {found:?}")]
     ApiVersion { document: usize, found: String },
-    #[error("document {document}: kind {kind:?} is not supported yet (this release reconciles Event)")]
+    #[error(
+        "document {document}: kind {kind:?} is not supported yet (this release reconciles Event)"
+    )]
     UnsupportedKind { document: usize, kind: String },
     #[error("document {document}: unknown kind {kind:?} (expected Event, Inventory or Warehouse)")]
     UnknownKind { document: usize, kind: String },
@@ -76,7 +78,10 @@ impl ManifestError {
 /// A validated declaration.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Manifest {
-    Event { metadata: ObjectMeta, spec: EventSpec },
+    Event {
+        metadata: ObjectMeta,
+        spec: EventSpec,
+    },
 }
 
 #[derive(Deserialize)]
@@ -245,8 +250,14 @@ spec:
         )
         .unwrap_err();
         assert_eq!(e.code(), "unsupported_kind");
-        let e = Manifest::parse_stream(&THEATRE.replace("title: Hamlet", "title: Hamlet\n  colour: red"))
-            .unwrap_err();
-        assert_eq!(e.code(), "invalid_manifest", "unknown fields are typos: {e}");
+        let e = Manifest::parse_stream(
+            &THEATRE.replace("title: Hamlet", "title: Hamlet\n  colour: red"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.code(),
+            "invalid_manifest",
+            "unknown fields are typos: {e}"
+        );
     }
 }

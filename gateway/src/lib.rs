@@ -1,1 +1,63 @@
+//! The shopper-facing HTTP API. Thin by design: it validates, reads the store, sends commands
+//! and awaits their results; workers make every decision that could race.
 
+pub mod auth;
+pub mod error;
+pub mod idempotency;
+pub mod metrics;
+pub mod results;
+mod routes;
+pub mod state;
+
+pub use routes::routes;
+pub use state::{AppState, GatewayConfig, ManifestSink};
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot follow command results: {0}")]
+    Results(#[from] mercato_core::bus::BusError),
+}
+
+/// Binds `addr`, starts following command results, and serves until `shutdown` turns true.
+/// Returns the bound address (useful with port 0) and the server task.
+pub async fn serve(
+    state: Arc<AppState>,
+    addr: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), GatewayError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| GatewayError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| GatewayError::Bind { addr, source })?;
+    results::start_consumer(
+        Arc::clone(&state.ports.bus),
+        Arc::clone(&state.waiters),
+        &format!("gateway-{}", uuid::Uuid::new_v4().simple()),
+        shutdown.clone(),
+    )
+    .await?;
+    let mut stop = shutdown;
+    let server = warp::serve(routes(state))
+        .incoming(listener)
+        .graceful(async move {
+            while !*stop.borrow() {
+                if stop.changed().await.is_err() {
+                    break;
+                }
+            }
+        });
+    let task = tokio::spawn(server.run());
+    Ok((bound, task))
+}

@@ -1,1 +1,11 @@
+//! Stream workers. Each is a loop over the partitions it owns: consume a batch, decide it,
+//! write the effects to the store, emit the results, and only then commit the offset. A crash
+//! anywhere in that loop replays the batch, and every handler is idempotent, so at-least-once
+//! delivery gives exactly-once effects.
 
+pub mod holds;
+pub mod payments;
+pub mod runtime;
+pub mod sandbox;
+
+pub use runtime::{run_worker, BatchHandler, Emit, WorkerSpec};

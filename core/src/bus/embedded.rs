@@ -19,9 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use super::log_file::{open_frames, push_frame, put_str16, rewrite, Reader};
-use super::{
-    partition_for, validate_topic_name, Bus, BusError, BusResult, Record, TopicChange,
-};
+use super::{partition_for, validate_topic_name, Bus, BusError, BusResult, Record, TopicChange};
 use crate::clock::now_ms;
 
 const MAX_PARTITIONS: u32 = 1024;
@@ -89,9 +87,10 @@ impl EmbeddedBus {
             let Ok(count) = fs::read_to_string(entry.path().join("partitions")) else {
                 continue;
             };
-            let count: u32 = count.trim().parse().map_err(|_| {
-                BusError::Io(format!("topic {name}: unreadable partition count"))
-            })?;
+            let count: u32 = count
+                .trim()
+                .parse()
+                .map_err(|_| BusError::Io(format!("topic {name}: unreadable partition count")))?;
             let mut partitions = Vec::new();
             for p in 0..count {
                 partitions.push(Arc::new(open_partition(&entry.path(), p)?));

@@ -94,7 +94,9 @@ impl<'a> Reader<'a> {
     }
 
     pub fn u64(&mut self) -> Option<u64> {
-        self.take(8).and_then(|b| b.try_into().ok()).map(u64::from_le_bytes)
+        self.take(8)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
     }
 
     pub fn str16(&mut self) -> Option<String> {

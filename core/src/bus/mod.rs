@@ -90,8 +90,12 @@ pub trait Bus: Send + Sync + 'static {
     async fn end_offset(&self, topic: &str, partition: u32) -> BusResult<u64>;
 
     /// The next offset to read, as committed by `consumer`; `None` if it never committed.
-    async fn committed(&self, consumer: &str, topic: &str, partition: u32)
-        -> BusResult<Option<u64>>;
+    async fn committed(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: u32,
+    ) -> BusResult<Option<u64>>;
 
     async fn commit(&self, consumer: &str, topic: &str, partition: u32, next: u64)
         -> BusResult<()>;
@@ -117,7 +121,9 @@ pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
 /// The partitions replica `replica` of `replicas` owns.
 pub fn owned_partitions(partitions: u32, replica: u32, replicas: u32) -> Vec<u32> {
     let replicas = replicas.max(1);
-    (0..partitions).filter(|p| p % replicas == replica).collect()
+    (0..partitions)
+        .filter(|p| p % replicas == replica)
+        .collect()
 }
 
 pub fn validate_topic_name(name: &str) -> BusResult<()> {

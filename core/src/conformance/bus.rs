@@ -29,12 +29,28 @@ where
 pub async fn topic_admin(bus: &dyn Bus) {
     let t = unique("conf");
     assert_eq!(bus.ensure_topic(&t, 2).await.unwrap(), TopicChange::Created);
-    assert_eq!(bus.ensure_topic(&t, 2).await.unwrap(), TopicChange::Unchanged, "already exists is success");
-    assert_eq!(bus.ensure_topic(&t, 4).await.unwrap(), TopicChange::Grown { from: 2 });
+    assert_eq!(
+        bus.ensure_topic(&t, 2).await.unwrap(),
+        TopicChange::Unchanged,
+        "already exists is success"
+    );
+    assert_eq!(
+        bus.ensure_topic(&t, 4).await.unwrap(),
+        TopicChange::Grown { from: 2 }
+    );
     assert_eq!(bus.partitions(&t).await.unwrap(), 4);
-    assert!(matches!(bus.ensure_topic(&t, 3).await, Err(BusError::CannotShrink { current: 4, .. })));
-    assert!(matches!(bus.ensure_topic("Bad_Name", 1).await, Err(BusError::InvalidName(_))));
-    assert!(matches!(bus.partitions(&unique("missing")).await, Err(BusError::UnknownTopic(_))));
+    assert!(matches!(
+        bus.ensure_topic(&t, 3).await,
+        Err(BusError::CannotShrink { current: 4, .. })
+    ));
+    assert!(matches!(
+        bus.ensure_topic("Bad_Name", 1).await,
+        Err(BusError::InvalidName(_))
+    ));
+    assert!(matches!(
+        bus.partitions(&unique("missing")).await,
+        Err(BusError::UnknownTopic(_))
+    ));
     assert!(matches!(
         bus.fetch(&t, 9, 0, 10, Duration::ZERO).await,
         Err(BusError::UnknownPartition { .. })
@@ -74,7 +90,11 @@ pub async fn keyed_order_per_partition(bus: Arc<dyn Bus>) {
             for r in records {
                 assert_eq!(r.offset, offset, "offsets are dense");
                 assert_eq!(r.partition, p);
-                assert_eq!(partition_for(&r.key, 3), p, "a key always lands on its partition");
+                assert_eq!(
+                    partition_for(&r.key, 3),
+                    p,
+                    "a key always lands on its partition"
+                );
                 let n = u32::from_le_bytes(r.value[..4].try_into().unwrap());
                 let want = next_expected.entry(r.key.clone()).or_insert(0);
                 assert_eq!(n, *want, "per-key order is kept");
@@ -91,12 +111,19 @@ pub async fn keyed_order_per_partition(bus: Arc<dyn Bus>) {
 pub async fn fetch_waits_for_records(bus: Arc<dyn Bus>) {
     let t = unique("conf");
     bus.ensure_topic(&t, 1).await.unwrap();
-    let empty = bus.fetch(&t, 0, 0, 10, Duration::from_millis(50)).await.unwrap();
+    let empty = bus
+        .fetch(&t, 0, 0, 10, Duration::from_millis(50))
+        .await
+        .unwrap();
     assert!(empty.is_empty());
     let reader = {
         let bus = Arc::clone(&bus);
         let t = t.clone();
-        tokio::spawn(async move { bus.fetch(&t, 0, 0, 10, Duration::from_secs(5)).await.unwrap() })
+        tokio::spawn(async move {
+            bus.fetch(&t, 0, 0, 10, Duration::from_secs(5))
+                .await
+                .unwrap()
+        })
     };
     tokio::time::sleep(Duration::from_millis(100)).await;
     bus.send(&t, b"k", b"hello".to_vec()).await.unwrap();
@@ -116,13 +143,22 @@ pub async fn write_and_commit_half(bus: Arc<dyn Bus>) -> String {
         .await
         .unwrap();
     let first = c.next_batch(5, WAIT).await.unwrap();
-    assert_eq!(first.iter().map(|r| r.value[0]).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        first.iter().map(|r| r.value[0]).collect::<Vec<_>>(),
+        vec![0, 1, 2, 3, 4]
+    );
     c.commit().await.unwrap();
     let rest = c.next_batch(100, WAIT).await.unwrap();
     assert_eq!(rest.len(), 5, "fetched but not committed");
     assert_eq!(bus.committed("worker-a", &t, 0).await.unwrap(), Some(5));
-    assert_eq!(bus.committed("worker-b", &t, 0).await.unwrap(), None, "offsets are per consumer id");
-    let late = PartitionConsumer::open(Arc::clone(&bus), "late", &t, 0, StartAt::End).await.unwrap();
+    assert_eq!(
+        bus.committed("worker-b", &t, 0).await.unwrap(),
+        None,
+        "offsets are per consumer id"
+    );
+    let late = PartitionConsumer::open(Arc::clone(&bus), "late", &t, 0, StartAt::End)
+        .await
+        .unwrap();
     assert_eq!(late.position(), 10, "a new consumer may start at the end");
     t
 }
@@ -136,7 +172,14 @@ pub async fn restart_resumes(bus: Arc<dyn Bus>, topic: &str) {
         .unwrap();
     assert_eq!(c.position(), 5);
     let again = c.next_batch(100, WAIT).await.unwrap();
-    assert_eq!(again.iter().map(|r| r.value[0]).collect::<Vec<_>>(), vec![5, 6, 7, 8, 9]);
+    assert_eq!(
+        again.iter().map(|r| r.value[0]).collect::<Vec<_>>(),
+        vec![5, 6, 7, 8, 9]
+    );
     let (p, offset) = bus.send(topic, b"same", vec![10]).await.unwrap();
-    assert_eq!((p, offset), (0, 10), "appends continue after the last record");
+    assert_eq!(
+        (p, offset),
+        (0, 10),
+        "appends continue after the last record"
+    );
 }

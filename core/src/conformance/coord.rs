@@ -16,12 +16,21 @@ pub async fn run_all(coord: Arc<dyn Coord>) {
 
 pub async fn keys_with_ttl(coord: &dyn Coord) {
     let k = unique("key");
-    assert!(coord.set_if_absent(&k, b"a", Duration::from_millis(300)).await.unwrap());
-    assert!(!coord.set_if_absent(&k, b"b", Duration::from_millis(300)).await.unwrap());
+    assert!(coord
+        .set_if_absent(&k, b"a", Duration::from_millis(300))
+        .await
+        .unwrap());
+    assert!(!coord
+        .set_if_absent(&k, b"b", Duration::from_millis(300))
+        .await
+        .unwrap());
     assert_eq!(coord.get(&k).await.unwrap(), Some(b"a".to_vec()));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(coord.get(&k).await.unwrap(), None, "keys expire");
-    assert!(coord.set_if_absent(&k, b"c", Duration::from_secs(5)).await.unwrap());
+    assert!(coord
+        .set_if_absent(&k, b"c", Duration::from_secs(5))
+        .await
+        .unwrap());
     assert!(coord.delete(&k).await.unwrap());
     assert!(!coord.delete(&k).await.unwrap());
 }
@@ -32,7 +41,12 @@ pub async fn set_if_absent_race(coord: Arc<dyn Coord>) {
         .map(|_| {
             let coord = Arc::clone(&coord);
             let k = k.clone();
-            tokio::spawn(async move { coord.set_if_absent(&k, b"x", Duration::from_secs(5)).await.unwrap() })
+            tokio::spawn(async move {
+                coord
+                    .set_if_absent(&k, b"x", Duration::from_secs(5))
+                    .await
+                    .unwrap()
+            })
         })
         .collect();
     let mut won = 0;
@@ -45,10 +59,23 @@ pub async fn set_if_absent_race(coord: Arc<dyn Coord>) {
 pub async fn rate_limit_window(coord: &dyn Coord) {
     let k = unique("rl");
     for want in 1..=3 {
-        assert_eq!(coord.incr_window(&k, Duration::from_millis(300)).await.unwrap(), want);
+        assert_eq!(
+            coord
+                .incr_window(&k, Duration::from_millis(300))
+                .await
+                .unwrap(),
+            want
+        );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(coord.incr_window(&k, Duration::from_millis(300)).await.unwrap(), 1, "a new window starts at 1");
+    assert_eq!(
+        coord
+            .incr_window(&k, Duration::from_millis(300))
+            .await
+            .unwrap(),
+        1,
+        "a new window starts at 1"
+    );
 }
 
 pub async fn queues_are_fifo(coord: &dyn Coord) {
@@ -71,7 +98,10 @@ pub async fn pub_sub_fans_out(coord: &dyn Coord) {
     tokio::time::sleep(Duration::from_millis(100)).await;
     coord.publish(&ch, b"seat-changed").await.unwrap();
     for rx in [&mut a, &mut b] {
-        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv()).await.unwrap().unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(2), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(got, b"seat-changed");
     }
 }

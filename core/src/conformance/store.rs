@@ -19,14 +19,27 @@ pub async fn run_all(store: Arc<dyn Store>) {
 pub async fn versions_and_puts(store: &dyn Store) {
     let t = unique("t");
     assert_eq!(store.get(&t, "p", "a").await.unwrap(), None);
-    let first = store.put(&t, "p", "a", b"one".to_vec(), None).await.unwrap();
-    let second = store.put(&t, "p", "a", b"two".to_vec(), None).await.unwrap();
-    assert_ne!(first.version, second.version, "every write gets a new version");
+    let first = store
+        .put(&t, "p", "a", b"one".to_vec(), None)
+        .await
+        .unwrap();
+    let second = store
+        .put(&t, "p", "a", b"two".to_vec(), None)
+        .await
+        .unwrap();
+    assert_ne!(
+        first.version, second.version,
+        "every write gets a new version"
+    );
     let got = store.get(&t, "p", "a").await.unwrap().unwrap();
     assert_eq!(got.value, b"two");
     assert_eq!(got.version, second.version);
     assert_eq!(got.expires_at_ms, None);
-    assert_eq!(store.get(&t, "other", "a").await.unwrap(), None, "partitions are separate");
+    assert_eq!(
+        store.get(&t, "other", "a").await.unwrap(),
+        None,
+        "partitions are separate"
+    );
     store.delete(&t, "p", "a").await.unwrap();
     assert_eq!(store.get(&t, "p", "a").await.unwrap(), None);
 }
@@ -44,7 +57,11 @@ pub async fn insert_if_absent_and_conditions(store: &dyn Store) {
         .await
         .unwrap();
     assert!(!lost.applied);
-    assert_eq!(lost.current.as_ref().unwrap().value, b"mine", "a refusal shows the row in the way");
+    assert_eq!(
+        lost.current.as_ref().unwrap().value,
+        b"mine",
+        "a refusal shows the row in the way"
+    );
 
     let stale = store
         .compare_and_set(&t, "p", "k", row.version + 1_000_000, b"x".to_vec(), None)
@@ -65,9 +82,15 @@ pub async fn insert_if_absent_and_conditions(store: &dyn Store) {
         .unwrap();
     assert!(!again.applied, "a version is good for one CAS only");
 
-    let del_stale = store.delete_if_version(&t, "p", "k", row.version).await.unwrap();
+    let del_stale = store
+        .delete_if_version(&t, "p", "k", row.version)
+        .await
+        .unwrap();
     assert!(!del_stale.applied);
-    let del = store.delete_if_version(&t, "p", "k", next.version).await.unwrap();
+    let del = store
+        .delete_if_version(&t, "p", "k", next.version)
+        .await
+        .unwrap();
     assert!(del.applied);
     assert_eq!(store.get(&t, "p", "k").await.unwrap(), None);
     let cas_absent = store
@@ -78,14 +101,25 @@ pub async fn insert_if_absent_and_conditions(store: &dyn Store) {
     assert_eq!(cas_absent.current, None);
 
     // A conditional batch applies whole or not at all.
-    store.put(&t, "b", "taken", b"x".to_vec(), None).await.unwrap();
+    store
+        .put(&t, "b", "taken", b"x".to_vec(), None)
+        .await
+        .unwrap();
     let batch = store
         .batch(
             &t,
             "b",
             vec![
-                Write::InsertIfAbsent { clustering: "free".into(), value: b"y".to_vec(), ttl: None },
-                Write::InsertIfAbsent { clustering: "taken".into(), value: b"y".to_vec(), ttl: None },
+                Write::InsertIfAbsent {
+                    clustering: "free".into(),
+                    value: b"y".to_vec(),
+                    ttl: None,
+                },
+                Write::InsertIfAbsent {
+                    clustering: "taken".into(),
+                    value: b"y".to_vec(),
+                    ttl: None,
+                },
             ],
         )
         .await
@@ -93,7 +127,11 @@ pub async fn insert_if_absent_and_conditions(store: &dyn Store) {
     assert!(!batch.applied);
     assert_eq!(batch.rows[0], None);
     assert_eq!(batch.rows[1].as_ref().unwrap().value, b"x");
-    assert_eq!(store.get(&t, "b", "free").await.unwrap(), None, "nothing of a refused batch is written");
+    assert_eq!(
+        store.get(&t, "b", "free").await.unwrap(),
+        None,
+        "nothing of a refused batch is written"
+    );
 }
 
 /// Many tasks race to insert the same key: exactly one wins, and every loser sees the winner.
@@ -137,7 +175,9 @@ pub async fn batch_race_is_all_or_nothing(store: Arc<dyn Store>) {
         let store = Arc::clone(&store);
         let t = t.clone();
         tasks.push(tokio::spawn(async move {
-            let seats: Vec<String> = (0..3).map(|k| format!("s{:02}", (i + k * 5) % 20)).collect();
+            let seats: Vec<String> = (0..3)
+                .map(|k| format!("s{:02}", (i + k * 5) % 20))
+                .collect();
             let writes = seats
                 .iter()
                 .map(|s| Write::InsertIfAbsent {
@@ -165,17 +205,31 @@ pub async fn batch_race_is_all_or_nothing(store: Arc<dyn Store>) {
     for (i, seats) in winners {
         for s in seats {
             let row = store.get(&t, "event", &s).await.unwrap().unwrap();
-            assert_eq!(row.value, i.to_le_bytes().to_vec(), "{s} belongs to its winner");
+            assert_eq!(
+                row.value,
+                i.to_le_bytes().to_vec(),
+                "{s} belongs to its winner"
+            );
         }
     }
     let page = store.scan(&t, "event", None, 100).await.unwrap();
-    assert_eq!(page.rows.len(), claimed.len(), "no row of a losing batch was written");
+    assert_eq!(
+        page.rows.len(),
+        claimed.len(),
+        "no row of a losing batch was written"
+    );
 }
 
 pub async fn ttl_expiry(store: &dyn Store) {
     let t = unique("t");
     let held = store
-        .insert_if_absent(&t, "p", "seat", b"hold-1".to_vec(), Some(Duration::from_millis(1500)))
+        .insert_if_absent(
+            &t,
+            "p",
+            "seat",
+            b"hold-1".to_vec(),
+            Some(Duration::from_millis(1500)),
+        )
         .await
         .unwrap();
     assert!(held.applied);
@@ -183,7 +237,11 @@ pub async fn ttl_expiry(store: &dyn Store) {
     assert!(held.expires_at_ms.is_some());
     assert!(store.get(&t, "p", "seat").await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(2100)).await;
-    assert_eq!(store.get(&t, "p", "seat").await.unwrap(), None, "expired rows read as absent");
+    assert_eq!(
+        store.get(&t, "p", "seat").await.unwrap(),
+        None,
+        "expired rows read as absent"
+    );
     assert!(store.scan(&t, "p", None, 10).await.unwrap().rows.is_empty());
     let cas = store
         .compare_and_set(&t, "p", "seat", held.version, b"sold".to_vec(), None)
@@ -195,13 +253,20 @@ pub async fn ttl_expiry(store: &dyn Store) {
         .await
         .unwrap();
     assert!(again.applied, "an expired row no longer blocks an insert");
-    assert_ne!(again.current.unwrap().version, held.version, "versions are never reused");
+    assert_ne!(
+        again.current.unwrap().version,
+        held.version,
+        "versions are never reused"
+    );
 }
 
 pub async fn scan_pages_in_order(store: &dyn Store) {
     let t = unique("t");
     for i in (0..25).rev() {
-        store.put(&t, "p", &format!("k{i:03}"), vec![i], None).await.unwrap();
+        store
+            .put(&t, "p", &format!("k{i:03}"), vec![i], None)
+            .await
+            .unwrap();
     }
     store.put(&t, "p2", "k000", vec![99], None).await.unwrap();
     store
@@ -223,6 +288,12 @@ pub async fn scan_pages_in_order(store: &dyn Store) {
         }
         assert!(pages < 10, "paging must end");
     }
-    let expected: Vec<String> = (0..25).filter(|i| *i != 10).map(|i| format!("k{i:03}")).collect();
-    assert_eq!(all, expected, "live rows of the partition, in clustering order");
+    let expected: Vec<String> = (0..25)
+        .filter(|i| *i != 10)
+        .map(|i| format!("k{i:03}"))
+        .collect();
+    assert_eq!(
+        all, expected,
+        "live rows of the partition, in clustering order"
+    );
 }

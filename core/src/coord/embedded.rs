@@ -64,8 +64,12 @@ impl Coord for EmbeddedCoord {
 
     async fn delete(&self, key: &str) -> CoordResult<bool> {
         let now = Instant::now();
-        let removed = self.state.lock().keys.remove(key);
-        Ok(removed.is_some_and(|e| live(&e, now)))
+        // One keyspace, as in Redis: DEL removes a key of any type.
+        let mut st = self.state.lock();
+        let key_removed = st.keys.remove(key).is_some_and(|e| live(&e, now));
+        let counter_removed = st.counters.remove(key).is_some_and(|(_, at)| at > now);
+        let queue_removed = st.queues.remove(key).is_some();
+        Ok(key_removed || counter_removed || queue_removed)
     }
 
     async fn incr_window(&self, key: &str, window: Duration) -> CoordResult<u64> {
@@ -103,7 +107,12 @@ impl Coord for EmbeddedCoord {
     }
 
     async fn len(&self, queue: &str) -> CoordResult<u64> {
-        Ok(self.state.lock().queues.get(queue).map_or(0, |q| q.len() as u64))
+        Ok(self
+            .state
+            .lock()
+            .queues
+            .get(queue)
+            .map_or(0, |q| q.len() as u64))
     }
 
     async fn publish(&self, channel: &str, message: &[u8]) -> CoordResult<usize> {

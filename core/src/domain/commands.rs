@@ -27,7 +27,9 @@ pub enum HoldCommand {
 impl HoldCommand {
     pub fn command_id(&self) -> &str {
         match self {
-            HoldCommand::Place { command_id, .. } | HoldCommand::Release { command_id, .. } => command_id,
+            HoldCommand::Place { command_id, .. } | HoldCommand::Release { command_id, .. } => {
+                command_id
+            }
         }
     }
 }
@@ -56,12 +58,20 @@ pub struct CommandResult {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     HoldPlaced(Hold),
-    SeatsUnavailable { seat_ids: Vec<String> },
+    SeatsUnavailable {
+        seat_ids: Vec<String>,
+    },
     HoldReleased,
     OrderAccepted(Order),
     /// A refusal the shopper can act on: an HTTP status and a machine-readable code.
-    Refused { status: u16, code: String, message: String },
-    Failed { message: String },
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    Failed {
+        message: String,
+    },
 }
 
 /// On the `seat-changes` topic: what read caches need to stay fresh.

@@ -26,5 +26,8 @@ pub fn index_key(starts_at_ms: i64, id: &str) -> String {
 /// The price of a seat in a section.
 pub fn seat_price(spec: &EventSpec, section: &str) -> Option<mercato_crds::Money> {
     let tier = crate::domain::seats::section(spec, section)?.tier.clone();
-    spec.tiers.iter().find(|t| t.id == tier).map(|t| t.price.clone())
+    spec.tiers
+        .iter()
+        .find(|t| t.id == tier)
+        .map(|t| t.price.clone())
 }

@@ -7,8 +7,12 @@ pub enum HoldState {
     Active,
     Released,
     /// An order is paying for it; it can no longer be released by hand.
-    Purchasing { order_id: String },
-    Purchased { order_id: String },
+    Purchasing {
+        order_id: String,
+    },
+    Purchased {
+        order_id: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

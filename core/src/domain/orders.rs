@@ -58,5 +58,9 @@ pub fn user_order_key(created_ms: u64, order_id: &str) -> String {
 
 /// Created time back from a user-order key.
 pub fn created_from_key(key: &str) -> Option<u64> {
-    key.split('/').next()?.parse::<u64>().ok().map(|inv| u64::MAX - inv)
+    key.split('/')
+        .next()?
+        .parse::<u64>()
+        .ok()
+        .map(|inv| u64::MAX - inv)
 }

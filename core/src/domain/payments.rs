@@ -60,8 +60,12 @@ pub trait PaymentProvider: Send + Sync + 'static {
         method: &PaymentMethod,
     ) -> Result<String, PaymentError>;
     /// Refunds a payment in full, once, however often it is asked.
-    async fn refund(&self, order_id: &str, payment_id: &str, amount: &Money)
-        -> Result<(), PaymentError>;
+    async fn refund(
+        &self,
+        order_id: &str,
+        payment_id: &str,
+        amount: &Money,
+    ) -> Result<(), PaymentError>;
 }
 
 /// The webhook signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "t.body">`.
@@ -70,7 +74,10 @@ pub const SIGNATURE_HEADER: &str = "mercato-signature";
 pub const SIGNATURE_TOLERANCE_SECS: i64 = 300;
 
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    format!("t={timestamp},v1={}", hex::encode(mac(secret, timestamp, body)))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac(secret, timestamp, body))
+    )
 }
 
 fn mac(secret: &[u8], timestamp: i64, body: &[u8]) -> Vec<u8> {
@@ -94,7 +101,12 @@ pub enum SignatureError {
     Mismatch,
 }
 
-pub fn verify(secret: &[u8], header: &str, body: &[u8], now_secs: i64) -> Result<(), SignatureError> {
+pub fn verify(
+    secret: &[u8],
+    header: &str,
+    body: &[u8],
+    now_secs: i64,
+) -> Result<(), SignatureError> {
     let mut timestamp = None;
     let mut given = None;
     for part in header.split(',') {
@@ -110,7 +122,8 @@ pub fn verify(secret: &[u8], header: &str, body: &[u8], now_secs: i64) -> Result
     if (now_secs - t).abs() > SIGNATURE_TOLERANCE_SECS {
         return Err(SignatureError::Stale);
     }
-    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(secret).map_err(|_| SignatureError::Mismatch)?;
+    let mut m =
+        <Hmac<Sha256> as Mac>::new_from_slice(secret).map_err(|_| SignatureError::Mismatch)?;
     m.update(t.to_string().as_bytes());
     m.update(b".");
     m.update(body);
@@ -127,12 +140,19 @@ pub enum SandboxCard {
 
 impl SandboxCard {
     pub fn classify(card_number: &str) -> Result<SandboxCard, PaymentError> {
-        let digits: String = card_number.chars().filter(|c| !c.is_whitespace() && *c != '-').collect();
+        let digits: String = card_number
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect();
         if digits.len() < 12 || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(PaymentError::InvalidCard("a card number has 12 to 19 digits".into()));
+            return Err(PaymentError::InvalidCard(
+                "a card number has 12 to 19 digits".into(),
+            ));
         }
         if !luhn(&digits) {
-            return Err(PaymentError::InvalidCard("the card number fails its check digit".into()));
+            return Err(PaymentError::InvalidCard(
+                "the card number fails its check digit".into(),
+            ));
         }
         Ok(match digits.as_str() {
             "4000000000000002" => SandboxCard::Declined,
@@ -159,7 +179,11 @@ fn luhn(digits: &str) -> bool {
             let d = u32::from(b - b'0');
             if i % 2 == 1 {
                 let dd = d * 2;
-                if dd > 9 { dd - 9 } else { dd }
+                if dd > 9 {
+                    dd - 9
+                } else {
+                    dd
+                }
             } else {
                 d
             }
@@ -177,16 +201,34 @@ mod tests {
         let body = br#"{"id":"evt_1"}"#;
         let header = sign(b"secret", 1_000, body);
         assert_eq!(verify(b"secret", &header, body, 1_100), Ok(()));
-        assert_eq!(verify(b"other", &header, body, 1_100), Err(SignatureError::Mismatch));
-        assert_eq!(verify(b"secret", &header, b"{}", 1_100), Err(SignatureError::Mismatch));
-        assert_eq!(verify(b"secret", &header, body, 2_000), Err(SignatureError::Stale));
-        assert_eq!(verify(b"secret", "v1=zz", body, 1_000), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify(b"other", &header, body, 1_100),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(b"secret", &header, b"{}", 1_100),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(b"secret", &header, body, 2_000),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            verify(b"secret", "v1=zz", body, 1_000),
+            Err(SignatureError::Malformed)
+        );
     }
 
     #[test]
     fn sandbox_cards() {
-        assert_eq!(SandboxCard::classify("4242 4242 4242 4242").unwrap(), SandboxCard::Succeeds);
-        assert_eq!(SandboxCard::classify("4000 0000 0000 0002").unwrap(), SandboxCard::Declined);
+        assert_eq!(
+            SandboxCard::classify("4242 4242 4242 4242").unwrap(),
+            SandboxCard::Succeeds
+        );
+        assert_eq!(
+            SandboxCard::classify("4000 0000 0000 0002").unwrap(),
+            SandboxCard::Declined
+        );
         assert!(SandboxCard::classify("4242 4242 4242 4241").is_err());
         assert!(SandboxCard::classify("hello").is_err());
     }

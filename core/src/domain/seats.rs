@@ -66,8 +66,9 @@ pub fn section<'a>(spec: &'a EventSpec, id: &str) -> Option<&'a Section> {
 }
 
 pub fn exists(spec: &EventSpec, seat: &SeatId) -> bool {
-    section(spec, &seat.section)
-        .is_some_and(|s| (1..=s.rows).contains(&seat.row) && (1..=s.seats_per_row).contains(&seat.seat))
+    section(spec, &seat.section).is_some_and(|s| {
+        (1..=s.rows).contains(&seat.row) && (1..=s.seats_per_row).contains(&seat.seat)
+    })
 }
 
 /// Seats grouped by section, each group sorted: the order in which a hold claims partitions.

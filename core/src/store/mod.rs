@@ -68,7 +68,9 @@ impl Write {
     pub fn is_conditional(&self) -> bool {
         matches!(
             self,
-            Write::InsertIfAbsent { .. } | Write::CompareAndSet { .. } | Write::DeleteIfVersion { .. }
+            Write::InsertIfAbsent { .. }
+                | Write::CompareAndSet { .. }
+                | Write::DeleteIfVersion { .. }
         )
     }
 }

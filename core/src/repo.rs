@@ -1,0 +1,163 @@
+//! Typed reads and writes of domain rows, shared by the workers and the gateway.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mercato_crds::EventSpec;
+use parking_lot::RwLock;
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::bus::BusError;
+use crate::codec::{decode, encode, CodecError};
+use crate::domain::events::EventRecord;
+use crate::names::tables;
+use crate::store::{Row, Store, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error("undecodable row in {table}: {source}")]
+    Codec {
+        table: &'static str,
+        source: CodecError,
+    },
+    #[error("stored event {id} is unreadable: {message}")]
+    BadEvent { id: String, message: String },
+}
+
+impl RepoError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            RepoError::Store(e) => e.label(),
+            RepoError::Bus(_) => "bus",
+            RepoError::Codec { .. } | RepoError::BadEvent { .. } => "codec",
+        }
+    }
+}
+
+pub type RepoResult<T> = Result<T, RepoError>;
+
+/// A decoded row with the version to make conditional writes against.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub value: T,
+    pub version: u64,
+    pub expires_at_ms: Option<u64>,
+}
+
+pub fn decode_row<T: DeserializeOwned>(table: &'static str, row: Row) -> RepoResult<Versioned<T>> {
+    let value = decode(&row.value).map_err(|source| RepoError::Codec { table, source })?;
+    Ok(Versioned {
+        value,
+        version: row.version,
+        expires_at_ms: row.expires_at_ms,
+    })
+}
+
+pub async fn get<T: DeserializeOwned>(
+    store: &dyn Store,
+    table: &'static str,
+    partition: &str,
+    clustering: &str,
+) -> RepoResult<Option<Versioned<T>>> {
+    match store.get(table, partition, clustering).await? {
+        Some(row) => Ok(Some(decode_row(table, row)?)),
+        None => Ok(None),
+    }
+}
+
+pub async fn put<T: Serialize + Sync>(
+    store: &dyn Store,
+    table: &'static str,
+    partition: &str,
+    clustering: &str,
+    value: &T,
+    ttl: Option<Duration>,
+) -> RepoResult<u64> {
+    Ok(store
+        .put(table, partition, clustering, encode(value), ttl)
+        .await?
+        .version)
+}
+
+/// Compare-and-set of a typed row; `Ok(None)` when the version no longer matches.
+pub async fn cas<T: Serialize + Sync>(
+    store: &dyn Store,
+    table: &'static str,
+    partition: &str,
+    expected: u64,
+    value: &T,
+    ttl: Option<Duration>,
+) -> RepoResult<Option<u64>> {
+    let r = store
+        .compare_and_set(table, partition, "", expected, encode(value), ttl)
+        .await?;
+    Ok(if r.applied {
+        r.current.map(|c| c.version)
+    } else {
+        None
+    })
+}
+
+/// Events are read on every hold and order but change rarely: a process keeps them decoded in
+/// memory and re-reads one after `max_age`, so a re-applied manifest shows within that time.
+pub struct EventCache {
+    store: Arc<dyn Store>,
+    max_age: Duration,
+    cached: RwLock<HashMap<String, (Instant, Option<Arc<EventSpec>>)>>,
+}
+
+impl EventCache {
+    pub fn new(store: Arc<dyn Store>, max_age: Duration) -> Self {
+        Self {
+            store,
+            max_age,
+            cached: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub async fn get(&self, id: &str) -> RepoResult<Option<Arc<EventSpec>>> {
+        if let Some((at, spec)) = self.cached.read().get(id) {
+            if at.elapsed() < self.max_age {
+                return Ok(spec.clone());
+            }
+        }
+        let record: Option<Versioned<EventRecord>> =
+            get(&*self.store, tables::EVENTS, id, "").await?;
+        let spec = match record {
+            Some(r) => Some(Arc::new(r.value.spec().map_err(|e| {
+                RepoError::BadEvent {
+                    id: id.to_owned(),
+                    message: e.to_string(),
+                }
+            })?)),
+            None => None,
+        };
+        let mut cached = self.cached.write();
+        if cached.len() > 10_000 {
+            cached.clear();
+        }
+        cached.insert(id.to_owned(), (Instant::now(), spec.clone()));
+        Ok(spec)
+    }
+
+    pub fn forget(&self, id: &str) {
+        self.cached.write().remove(id);
+    }
+}
+
+/// A secret every process of one installation shares (token signing, webhook signing): created
+/// once, by whichever process gets there first, and read by all the others.
+pub async fn shared_secret(store: &dyn Store, name: &str) -> RepoResult<Vec<u8>> {
+    let fresh: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
+    let r = store
+        .insert_if_absent(tables::SETTINGS, name, "", fresh, None)
+        .await?;
+    r.current
+        .map(|row| row.value)
+        .ok_or_else(|| RepoError::Store(StoreError::Io(format!("secret {name} vanished"))))
+}

@@ -1,0 +1,142 @@
+//! Accounts and sessions: argon2 password hashes and HS256 JWTs.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use mercato_core::domain::users::Role;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+
+/// How long a session token is good for.
+pub const SESSION_SECS: i64 = 24 * 3600;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    pub sub: String,
+    pub role: Role,
+    pub exp: i64,
+    pub iat: i64,
+}
+
+#[derive(Clone)]
+pub struct Keys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+/// The caller, once their token verified.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: String,
+    pub role: Role,
+}
+
+impl Caller {
+    pub fn can_see(&self, owner: &str) -> bool {
+        self.user_id == owner || self.role == Role::Admin
+    }
+}
+
+impl Keys {
+    pub fn new(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    pub fn issue(
+        &self,
+        user_id: &str,
+        role: Role,
+        valid_secs: i64,
+    ) -> Result<(String, i64), ApiError> {
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims {
+            sub: user_id.to_owned(),
+            role,
+            exp: now + valid_secs,
+            iat: now,
+        };
+        let token =
+            encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| {
+                ApiError::unavailable("token_error", format!("cannot sign a token: {e}"))
+            })?;
+        Ok((token, claims.exp))
+    }
+
+    /// Verifies `Authorization: Bearer <token>`.
+    pub fn caller(&self, authorization: Option<&str>) -> Result<Caller, ApiError> {
+        let header = authorization
+            .ok_or_else(|| ApiError::unauthorized("an Authorization: Bearer token is required"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
+            })?;
+        let data = decode::<Claims>(token.trim(), &self.decoding, &self.validation)
+            .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+        Ok(Caller {
+            user_id: data.claims.sub,
+            role: data.claims.role,
+        })
+    }
+}
+
+pub fn hash_password(password: &str) -> Result<String, ApiError> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| ApiError::unavailable("hash_error", format!("cannot hash the password: {e}")))
+}
+
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    PasswordHash::new(phc)
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_and_forgeries_do_not() {
+        let keys = Keys::new(b"secret-one");
+        let (token, _) = keys.issue("u1", Role::Shopper, 60).unwrap();
+        let caller = keys.caller(Some(&format!("Bearer {token}"))).unwrap();
+        assert_eq!(caller.user_id, "u1");
+        let other = Keys::new(b"secret-two");
+        assert_eq!(
+            other
+                .caller(Some(&format!("Bearer {token}")))
+                .unwrap_err()
+                .code,
+            "unauthorized"
+        );
+        assert!(keys.caller(None).is_err());
+        assert!(keys.caller(Some("Basic abc")).is_err());
+        let (expired, _) = keys.issue("u1", Role::Shopper, -60).unwrap();
+        assert!(keys.caller(Some(&format!("Bearer {expired}"))).is_err());
+    }
+
+    #[test]
+    fn passwords_hash_and_verify() {
+        let phc = hash_password("correct horse").unwrap();
+        assert!(verify_password("correct horse", &phc));
+        assert!(!verify_password("wrong horse", &phc));
+        assert!(!verify_password("x", "not a hash"));
+    }
+}

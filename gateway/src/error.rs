@@ -1,0 +1,184 @@
+//! The one error shape of the API: `{"error": {"code", "message", "details"}}` with a status.
+
+use serde_json::{json, Value};
+use warp::http::StatusCode;
+use warp::reply::Response;
+use warp::Reply;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+    pub retry_after_secs: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            retry_after_secs: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        e.retry_after_secs = Some(1);
+        e
+    }
+
+    pub fn body(&self) -> Value {
+        let mut error = json!({ "code": self.code, "message": self.message });
+        if let Some(d) = &self.details {
+            error["details"] = d.clone();
+        }
+        json!({ "error": error })
+    }
+}
+
+/// Codes that come from workers travel as strings; the API only sends known ones.
+pub fn known_code(code: &str) -> &'static str {
+    const CODES: &[&str] = &[
+        "hold_not_found",
+        "hold_expired",
+        "hold_released",
+        "hold_purchased",
+        "hold_being_purchased",
+        "hold_contended",
+        "event_not_found",
+        "invalid_seat_ids",
+        "seats_unavailable",
+    ];
+    CODES
+        .iter()
+        .find(|c| **c == code)
+        .copied()
+        .unwrap_or("refused")
+}
+
+impl From<mercato_core::repo::RepoError> for ApiError {
+    fn from(e: mercato_core::repo::RepoError) -> Self {
+        tracing::warn!(error = %e, "storage error while serving a request");
+        ApiError::unavailable(
+            "store_unavailable",
+            "the store is unavailable; try again shortly",
+        )
+    }
+}
+
+impl From<mercato_core::store::StoreError> for ApiError {
+    fn from(e: mercato_core::store::StoreError) -> Self {
+        mercato_core::repo::RepoError::from(e).into()
+    }
+}
+
+impl From<mercato_core::bus::BusError> for ApiError {
+    fn from(e: mercato_core::bus::BusError) -> Self {
+        tracing::warn!(error = %e, "bus error while serving a request");
+        ApiError::unavailable(
+            "bus_unavailable",
+            "the command bus is unavailable; try again shortly",
+        )
+    }
+}
+
+impl Reply for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp =
+            warp::reply::with_status(warp::reply::json(&self.body()), self.status).into_response();
+        if let Some(secs) = self.retry_after_secs {
+            if let Ok(v) = secs.to_string().parse() {
+                resp.headers_mut().insert("retry-after", v);
+            }
+        }
+        resp
+    }
+}
+
+/// A successful answer: a status and a JSON body (none for 204).
+#[derive(Debug, Clone)]
+pub struct ApiReply {
+    pub status: StatusCode,
+    pub body: Option<Value>,
+}
+
+impl ApiReply {
+    pub fn ok(body: Value) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body: Some(body),
+        }
+    }
+    pub fn created(body: Value) -> Self {
+        Self {
+            status: StatusCode::CREATED,
+            body: Some(body),
+        }
+    }
+    pub fn accepted(body: Value) -> Self {
+        Self {
+            status: StatusCode::ACCEPTED,
+            body: Some(body),
+        }
+    }
+    pub fn no_content() -> Self {
+        Self {
+            status: StatusCode::NO_CONTENT,
+            body: None,
+        }
+    }
+}
+
+impl Reply for ApiReply {
+    fn into_response(self) -> Response {
+        match self.body {
+            Some(b) => warp::reply::with_status(warp::reply::json(&b), self.status).into_response(),
+            None => warp::reply::with_status(warp::reply(), self.status).into_response(),
+        }
+    }
+}
+
+pub type ApiResult = Result<ApiReply, ApiError>;
+
+/// Parses a JSON body into `T`, with errors a client can act on.
+pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "malformed_json",
+            "the request needs a JSON body",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let code = if e.is_data() {
+            "invalid_request"
+        } else {
+            "malformed_json"
+        };
+        ApiError::bad_request(code, e.to_string())
+    })
+}

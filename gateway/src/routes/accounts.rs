@@ -1,0 +1,174 @@
+//! `POST /users` and `POST /sessions`.
+
+use std::time::Duration;
+
+use mercato_core::clock::now_ms;
+use mercato_core::domain::users::{Role, User};
+use mercato_core::names::tables;
+use mercato_core::repo;
+use serde::Deserialize;
+use serde_json::json;
+use warp::http::StatusCode;
+
+use crate::auth::{hash_password, verify_password, SESSION_SECS};
+use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
+use crate::state::AppState;
+
+/// Failed sign-ins allowed per email per window before 429.
+const SIGN_IN_ATTEMPTS: u64 = 10;
+const SIGN_IN_WINDOW: Duration = Duration::from_secs(60);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    email: String,
+    password: String,
+    name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Credentials {
+    email: String,
+    password: String,
+}
+
+fn normalize_email(email: &str) -> Result<String, ApiError> {
+    let e = email.trim().to_lowercase();
+    let valid = e.len() <= 254
+        && e.split_once('@').is_some_and(|(user, domain)| {
+            !user.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+        })
+        && !e.contains(char::is_whitespace);
+    if valid {
+        Ok(e)
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_email",
+            "that is not an email address",
+        ))
+    }
+}
+
+/// Argon2 is deliberately slow: keep it off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::unavailable("internal", format!("worker thread failed: {e}")))
+}
+
+pub async fn create_user(state: &AppState, body: &[u8]) -> ApiResult {
+    let req: NewUser = parse_json(body)?;
+    let email = normalize_email(&req.email)?;
+    if !(8..=128).contains(&req.password.chars().count()) {
+        return Err(ApiError::bad_request(
+            "weak_password",
+            "a password has 8 to 128 characters",
+        ));
+    }
+    let name = req.name.trim().to_owned();
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "a name has 1 to 100 characters",
+        ));
+    }
+    let store = &*state.ports.store;
+    if store
+        .get(tables::USERS_BY_EMAIL, &email, "")
+        .await?
+        .is_some()
+    {
+        return Err(email_taken());
+    }
+    let password = req.password;
+    let password_hash = blocking(move || hash_password(&password)).await??;
+    let user = User {
+        id: format!("usr_{}", uuid::Uuid::now_v7().simple()),
+        email: email.clone(),
+        name,
+        password_hash,
+        role: Role::Shopper,
+        created_ms: now_ms(),
+    };
+    // The user row first: a crash before the email is claimed leaves an unreachable row, never
+    // an email that points nowhere.
+    repo::put(store, tables::USERS, &user.id, "", &user, None).await?;
+    let claim = store
+        .insert_if_absent(
+            tables::USERS_BY_EMAIL,
+            &email,
+            "",
+            user.id.as_bytes().to_vec(),
+            None,
+        )
+        .await?;
+    if !claim.applied {
+        store.delete(tables::USERS, &user.id, "").await?;
+        return Err(email_taken());
+    }
+    Ok(ApiReply::created(
+        json!({"id": user.id, "email": user.email, "name": user.name}),
+    ))
+}
+
+fn email_taken() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "email_taken",
+        "an account with that email exists",
+    )
+}
+
+pub async fn create_session(state: &AppState, body: &[u8]) -> ApiResult {
+    let req: Credentials = parse_json(body)?;
+    let email = normalize_email(&req.email)?;
+    let attempts = state
+        .ports
+        .coord
+        .incr_window(&format!("signin/{email}"), SIGN_IN_WINDOW)
+        .await
+        // Losing Coord may cost fairness, never the ability to sign in.
+        .unwrap_or(0);
+    if attempts > SIGN_IN_ATTEMPTS {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            "too many sign-in attempts; wait a minute",
+        );
+        e.retry_after_secs = Some(SIGN_IN_WINDOW.as_secs());
+        return Err(e);
+    }
+    let store = &*state.ports.store;
+    let user = match store.get(tables::USERS_BY_EMAIL, &email, "").await? {
+        Some(row) => {
+            let id = String::from_utf8_lossy(&row.value).into_owned();
+            repo::get::<User>(store, tables::USERS, &id, "")
+                .await?
+                .map(|v| v.value)
+        }
+        None => None,
+    };
+    let bad = || ApiError::unauthorized("wrong email or password");
+    let Some(user) = user else {
+        return Err(bad());
+    };
+    let password = req.password;
+    let phc = user.password_hash.clone();
+    if !blocking(move || verify_password(&password, &phc)).await? {
+        return Err(bad());
+    }
+    let _ = state.ports.coord.delete(&format!("signin/{email}")).await;
+    let (token, exp) = state.keys.issue(&user.id, user.role, SESSION_SECS)?;
+    let expires_at = chrono::DateTime::from_timestamp(exp, 0)
+        .unwrap_or_default()
+        .to_rfc3339();
+    Ok(ApiReply::created(
+        json!({"token": token, "expires_at": expires_at, "user_id": user.id}),
+    ))
+}

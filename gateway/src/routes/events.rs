@@ -1,0 +1,176 @@
+//! Events, their availability and their seat maps.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use mercato_core::codec::decode;
+use mercato_core::domain::seats::{all_seats, claims_partition, Claim, SeatStatus};
+use mercato_core::names::tables;
+use mercato_crds::EventSpec;
+use serde_json::{json, Value};
+
+use super::{decode_cursor, encode_cursor, limit, Query};
+use crate::error::{ApiError, ApiReply, ApiResult};
+use crate::state::{AppState, Availability};
+
+const PAGE: usize = 1000;
+
+pub(crate) async fn load(
+    state: &AppState,
+    id: &str,
+) -> Result<std::sync::Arc<EventSpec>, ApiError> {
+    state
+        .events
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("event_not_found", format!("no event {id:?}")))
+}
+
+/// Claims of one section: seat id -> held or sold.
+async fn section_claims(
+    state: &AppState,
+    event_id: &str,
+    section: &str,
+) -> Result<HashMap<String, SeatStatus>, ApiError> {
+    let partition = claims_partition(event_id, section);
+    let mut out = HashMap::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = state
+            .ports
+            .store
+            .scan(tables::SEAT_CLAIMS, &partition, after.as_deref(), PAGE)
+            .await?;
+        for row in page.rows {
+            let status = match decode::<Claim>(&row.value) {
+                Ok(Claim::Sold { .. }) => SeatStatus::Sold,
+                _ => SeatStatus::Held,
+            };
+            out.insert(row.clustering, status);
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(out),
+        }
+    }
+}
+
+async fn availability(
+    state: &AppState,
+    id: &str,
+    spec: &EventSpec,
+) -> Result<Availability, ApiError> {
+    if let Some((at, a)) = state.availability.lock().get(id) {
+        if at.elapsed() < state.config.availability_max_age {
+            return Ok(*a);
+        }
+    }
+    let mut a = Availability {
+        available: spec.capacity(),
+        ..Availability::default()
+    };
+    for section in &spec.sections {
+        for status in section_claims(state, id, &section.id).await?.values() {
+            match status {
+                SeatStatus::Held => a.held += 1,
+                SeatStatus::Sold => a.sold += 1,
+                SeatStatus::Available => {}
+            }
+        }
+    }
+    a.available = a.available.saturating_sub(a.held + a.sold);
+    state
+        .availability
+        .lock()
+        .insert(id.to_owned(), (Instant::now(), a));
+    Ok(a)
+}
+
+fn summary(id: &str, spec: &EventSpec, a: Availability) -> Value {
+    json!({
+        "id": id,
+        "name": spec.title,
+        "starts_at": spec.starts_at,
+        "venue": {"name": spec.venue.name, "city": spec.venue.city, "lat": spec.venue.lat, "lon": spec.venue.lon},
+        "availability": a,
+    })
+}
+
+pub async fn list(state: &AppState, q: &Query) -> ApiResult {
+    let limit = limit(q)?;
+    let after = decode_cursor(q)?;
+    let page = state
+        .ports
+        .store
+        .scan(tables::EVENT_INDEX, "all", after.as_deref(), limit)
+        .await?;
+    let mut events = Vec::with_capacity(page.rows.len());
+    for row in &page.rows {
+        let id = String::from_utf8_lossy(&row.value).into_owned();
+        if let Some(spec) = state.events.get(&id).await? {
+            let a = availability(state, &id, &spec).await?;
+            events.push(summary(&id, &spec, a));
+        }
+    }
+    Ok(ApiReply::ok(
+        json!({"events": events, "next_cursor": page.next.as_deref().map(encode_cursor)}),
+    ))
+}
+
+pub async fn get(state: &AppState, id: &str) -> ApiResult {
+    let spec = load(state, id).await?;
+    let a = availability(state, id, &spec).await?;
+    let mut body = summary(id, &spec, a);
+    body["performers"] = json!(spec.performers);
+    body["on_sale_at"] = json!(spec.on_sale_at);
+    body["hold_duration_secs"] = json!(spec.hold_duration().as_secs());
+    body["max_seats_per_hold"] = json!(spec.max_seats_per_hold());
+    body["tiers"] = json!(spec
+        .tiers
+        .iter()
+        .map(|t| json!({"id": t.id, "name": t.name, "price": t.price}))
+        .collect::<Vec<_>>());
+    body["sections"] = json!(spec
+        .sections
+        .iter()
+        .map(|s| json!({"id": s.id, "name": s.name.clone().unwrap_or_else(|| s.id.clone()), "tier": s.tier, "rows": s.rows, "seats_per_row": s.seats_per_row}))
+        .collect::<Vec<_>>());
+    Ok(ApiReply::ok(body))
+}
+
+pub async fn seats(state: &AppState, id: &str, q: &Query) -> ApiResult {
+    let spec = load(state, id).await?;
+    let sections: Vec<_> = match q.get("section") {
+        Some(wanted) => {
+            let s = spec
+                .sections
+                .iter()
+                .find(|s| &s.id == wanted)
+                .ok_or_else(|| {
+                    ApiError::not_found(
+                        "section_not_found",
+                        format!("event {id:?} has no section {wanted:?}"),
+                    )
+                })?;
+            vec![s]
+        }
+        None => spec.sections.iter().collect(),
+    };
+    let mut seats = Vec::new();
+    for section in sections {
+        let claims = section_claims(state, id, &section.id).await?;
+        for seat in all_seats(section) {
+            let key = seat.to_string();
+            let status = claims.get(&key).copied().unwrap_or(SeatStatus::Available);
+            seats.push(json!({
+                "id": key,
+                "section": seat.section,
+                "row": seat.row,
+                "number": seat.seat,
+                "tier": section.tier,
+                "status": status,
+            }));
+        }
+    }
+    Ok(ApiReply::ok(json!({"seats": seats})))
+}

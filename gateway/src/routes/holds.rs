@@ -1,0 +1,231 @@
+//! `POST/GET/DELETE /holds`: validated here, decided by the holds worker.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use mercato_core::clock::{now_ms, to_rfc3339};
+use mercato_core::codec::encode;
+use mercato_core::domain::commands::{HoldCommand, Outcome};
+use mercato_core::domain::holds::Hold;
+use mercato_core::domain::seats::{exists, SeatId};
+use mercato_core::names::{tables, topics};
+use mercato_core::repo;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use warp::http::StatusCode;
+
+use super::events::load;
+use crate::auth::Caller;
+use crate::error::{known_code, parse_json, ApiError, ApiReply, ApiResult};
+use crate::idempotency::{self, Keyed};
+use crate::state::AppState;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewHold {
+    event_id: String,
+    seat_ids: Vec<String>,
+}
+
+pub fn hold_view(h: &Hold) -> Value {
+    json!({
+        "id": h.id,
+        "event_id": h.event_id,
+        "seat_ids": h.seat_ids,
+        "status": h.status(now_ms()),
+        "created_at": to_rfc3339(h.created_ms),
+        "expires_at": to_rfc3339(h.expires_at_ms),
+    })
+}
+
+/// Sends a command and awaits its outcome from the worker.
+pub(crate) async fn command(
+    state: &AppState,
+    topic: &str,
+    key: &str,
+    command_id: &str,
+    payload: Vec<u8>,
+) -> Result<Outcome, ApiError> {
+    let waiting = state.waiters.register(command_id);
+    state.ports.bus.send(topic, key.as_bytes(), payload).await?;
+    waiting.outcome(state.config.command_timeout).await.ok_or_else(|| {
+        ApiError::unavailable("command_timeout", "the request was accepted but not answered in time; retry with the same Idempotency-Key")
+    })
+}
+
+/// Maps a worker's refusal to the API's error shape.
+pub(crate) fn refusal(status: u16, code: &str, message: String) -> ApiError {
+    ApiError::new(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT),
+        known_code(code),
+        message,
+    )
+}
+
+pub async fn create(
+    state: &AppState,
+    auth: Option<&str>,
+    key: Option<&str>,
+    body: &[u8],
+) -> ApiResult {
+    let caller = state.keys.caller(auth)?;
+    let keyed = key
+        .map(|k| Keyed::new(&caller.user_id, k, "POST", "/api/v1/holds", body))
+        .transpose()?;
+    idempotency::run(
+        &*state.ports.store,
+        keyed.as_ref(),
+        place(state, &caller, keyed.as_ref(), body),
+    )
+    .await
+}
+
+async fn place(state: &AppState, caller: &Caller, keyed: Option<&Keyed>, body: &[u8]) -> ApiResult {
+    let req: NewHold = parse_json(body)?;
+    if req.seat_ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_seat_list",
+            "a hold needs at least one seat",
+        ));
+    }
+    let spec = load(state, &req.event_id).await?;
+    let max = spec.max_seats_per_hold() as usize;
+    if req.seat_ids.len() > max {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_seats",
+            format!("a hold may take at most {max} seats"),
+        )
+        .with_details(json!({"max_seats_per_hold": max, "requested": req.seat_ids.len()})));
+    }
+    let mut seen = HashSet::new();
+    let duplicates: Vec<&String> = req
+        .seat_ids
+        .iter()
+        .filter(|s| !seen.insert(s.as_str()))
+        .collect();
+    if !duplicates.is_empty() {
+        return Err(
+            ApiError::bad_request("duplicate_seats", "a seat appears more than once")
+                .with_details(json!({"duplicates": duplicates})),
+        );
+    }
+    let unknown: Vec<&String> = req
+        .seat_ids
+        .iter()
+        .filter(|s| !SeatId::parse(s).is_some_and(|seat| exists(&spec, &seat)))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(
+            ApiError::not_found("seat_not_found", "some seats do not exist in this event")
+                .with_details(json!({"unknown": unknown})),
+        );
+    }
+    let now = Utc::now();
+    if now < spec.on_sale_at {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_on_sale",
+            "tickets are not on sale yet",
+        )
+        .with_details(json!({"on_sale_at": spec.on_sale_at})));
+    }
+    if now >= spec.starts_at {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sales_closed",
+            "the event has started",
+        ));
+    }
+    let ttl = state
+        .config
+        .hold_ttl_override
+        .unwrap_or_else(|| spec.hold_duration());
+    let hold_id = match keyed {
+        Some(k) => k.derived_id("hold"),
+        None => format!("hold_{}", uuid::Uuid::now_v7().simple()),
+    };
+    let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
+    let first_section = SeatId::parse(&req.seat_ids[0])
+        .map(|s| s.section)
+        .unwrap_or_default();
+    let cmd = HoldCommand::Place {
+        command_id: command_id.clone(),
+        hold_id,
+        user_id: caller.user_id.clone(),
+        event_id: req.event_id.clone(),
+        seat_ids: req.seat_ids,
+        ttl_ms: ttl.as_millis() as u64,
+    };
+    let key = format!("{}/{first_section}", req.event_id);
+    match command(state, topics::HOLDS, &key, &command_id, encode(&cmd)).await? {
+        Outcome::HoldPlaced(hold) => Ok(ApiReply::created(hold_view(&hold))),
+        Outcome::SeatsUnavailable { seat_ids } => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "seats_unavailable",
+            "some seats are already held or sold",
+        )
+        .with_details(json!({"unavailable": seat_ids}))),
+        Outcome::Refused {
+            status,
+            code,
+            message,
+        } => Err(refusal(status, &code, message)),
+        other => Err(unexpected(&other)),
+    }
+}
+
+pub(crate) fn unexpected(outcome: &Outcome) -> ApiError {
+    tracing::error!(
+        ?outcome,
+        "a worker answered with an outcome this route does not expect"
+    );
+    ApiError::unavailable("internal", "unexpected answer from a worker")
+}
+
+async fn owned_hold(state: &AppState, caller: &Caller, id: &str) -> Result<Hold, ApiError> {
+    let hold = repo::get::<Hold>(&*state.ports.store, tables::HOLDS, id, "").await?;
+    match hold {
+        Some(h) if caller.can_see(&h.value.user_id) => Ok(h.value),
+        _ => Err(ApiError::not_found(
+            "hold_not_found",
+            format!("no hold {id:?}"),
+        )),
+    }
+}
+
+pub async fn get(state: &AppState, auth: Option<&str>, id: &str) -> ApiResult {
+    let caller = state.keys.caller(auth)?;
+    let hold = owned_hold(state, &caller, id).await?;
+    Ok(ApiReply::ok(hold_view(&hold)))
+}
+
+pub async fn release(state: &AppState, auth: Option<&str>, id: &str) -> ApiResult {
+    let caller = state.keys.caller(auth)?;
+    let hold = owned_hold(state, &caller, id).await?;
+    let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
+    let first_section = hold
+        .seat_ids
+        .first()
+        .and_then(|s| SeatId::parse(s))
+        .map(|s| s.section)
+        .unwrap_or_default();
+    let cmd = HoldCommand::Release {
+        command_id: command_id.clone(),
+        hold_id: hold.id.clone(),
+        user_id: hold.user_id.clone(),
+    };
+    let key = format!("{}/{first_section}", hold.event_id);
+    match command(state, topics::HOLDS, &key, &command_id, encode(&cmd)).await? {
+        Outcome::HoldReleased => {
+            state.availability.lock().remove(&hold.event_id);
+            Ok(ApiReply::no_content())
+        }
+        Outcome::Refused {
+            status,
+            code,
+            message,
+        } => Err(refusal(status, &code, message)),
+        other => Err(unexpected(&other)),
+    }
+}

@@ -1,0 +1,64 @@
+//! Readiness, the payment provider's webhook, and local administration.
+
+use mercato_core::clock::now_ms;
+use mercato_core::codec::encode;
+use mercato_core::domain::commands::PaymentCommand;
+use mercato_core::domain::payments::{verify, ProviderEvent};
+use mercato_core::domain::users::Role;
+use mercato_core::names::topics;
+use serde_json::json;
+use warp::http::StatusCode;
+
+use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
+use crate::state::AppState;
+
+pub async fn ready(state: &AppState) -> ApiResult {
+    state.ports.store.get("settings", "readyz", "").await?;
+    state.ports.bus.partitions(topics::HOLDS).await?;
+    Ok(ApiReply::ok(json!({"status": "ready"})))
+}
+
+/// The provider's callback: verified, then queued for the payments worker, which settles the
+/// order idempotently (a webhook delivered twice is recorded once).
+pub async fn webhook(state: &AppState, signature: Option<&str>, body: &[u8]) -> ApiResult {
+    let signature = signature.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+            "the webhook signature is missing",
+        )
+    })?;
+    verify(
+        &state.webhook_secret,
+        signature,
+        body,
+        (now_ms() / 1000) as i64,
+    )
+    .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()))?;
+    let event: ProviderEvent = parse_json(body)?;
+    let key = event.order_id.clone();
+    let cmd = PaymentCommand::Provider(event);
+    state
+        .ports
+        .bus
+        .send(topics::PAYMENTS, key.as_bytes(), encode(&cmd))
+        .await?;
+    Ok(ApiReply::ok(json!({"received": true})))
+}
+
+pub async fn apply_manifests(state: &AppState, auth: Option<&str>, body: &[u8]) -> ApiResult {
+    let caller = state.keys.caller(auth)?;
+    if caller.role != Role::Admin {
+        return Err(ApiError::forbidden(
+            "applying manifests needs the admin role",
+        ));
+    }
+    let sink = state.manifests.as_ref().ok_or_else(|| {
+        ApiError::not_found("not_local", "manifests are applied through this API only under `mercato up`; on a cluster use kubectl")
+    })?;
+    let yaml = std::str::from_utf8(body).map_err(|_| {
+        ApiError::bad_request("malformed_manifest", "the manifest stream is not UTF-8")
+    })?;
+    let applied = sink.apply(yaml).await?;
+    Ok(ApiReply::accepted(applied))
+}

@@ -1,0 +1,91 @@
+//! What every request handler shares.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use mercato_core::domain::payments::PaymentProvider;
+use mercato_core::repo::{self, EventCache, RepoResult};
+use mercato_core::Ports;
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use crate::auth::Keys;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::results::Waiters;
+
+/// Where `POST /api/v1/admin/manifests` sends a YAML stream: the local reconciler of
+/// `mercato up`. Absent on a cluster, where the operator reconciles from Kubernetes.
+#[async_trait]
+pub trait ManifestSink: Send + Sync + 'static {
+    async fn apply(&self, yaml: &str) -> Result<Value, ApiError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Overrides every event's hold length (demos and tests).
+    pub hold_ttl_override: Option<Duration>,
+    /// How long a request waits for its command's result before answering 503.
+    pub command_timeout: Duration,
+    pub max_body_bytes: u64,
+    /// How stale the availability counts of event pages may be.
+    pub availability_max_age: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            hold_ttl_override: None,
+            command_timeout: Duration::from_secs(10),
+            max_body_bytes: 64 * 1024,
+            availability_max_age: Duration::from_secs(1),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+pub struct Availability {
+    pub available: u64,
+    pub held: u64,
+    pub sold: u64,
+}
+
+pub struct AppState {
+    pub ports: Ports,
+    pub config: GatewayConfig,
+    pub events: EventCache,
+    pub keys: Keys,
+    pub webhook_secret: Vec<u8>,
+    pub waiters: Arc<Waiters>,
+    pub provider: Arc<dyn PaymentProvider>,
+    pub metrics: Metrics,
+    pub manifests: Option<Arc<dyn ManifestSink>>,
+    pub availability: Mutex<HashMap<String, (Instant, Availability)>>,
+}
+
+impl AppState {
+    /// Builds the state, reading (or creating) the installation's shared secrets.
+    pub async fn new(
+        ports: Ports,
+        config: GatewayConfig,
+        provider: Arc<dyn PaymentProvider>,
+        manifests: Option<Arc<dyn ManifestSink>>,
+    ) -> RepoResult<Self> {
+        let jwt = repo::shared_secret(&*ports.store, "jwt_secret").await?;
+        let webhook_secret = repo::shared_secret(&*ports.store, "webhook_secret").await?;
+        Ok(Self {
+            events: EventCache::new(Arc::clone(&ports.store), Duration::from_secs(2)),
+            ports,
+            config,
+            keys: Keys::new(&jwt),
+            webhook_secret,
+            waiters: Arc::new(Waiters::default()),
+            provider,
+            metrics: Metrics::new(),
+            manifests,
+            availability: Mutex::new(HashMap::new()),
+        })
+    }
+}

@@ -1,0 +1,5 @@
+//! The `mercato` binary's library: the command line and the one-process platform of
+//! `mercato up`, also used by the end-to-end tests.
+
+pub mod cli;
+pub mod platform;

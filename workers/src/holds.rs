@@ -1,0 +1,390 @@
+//! The holds worker: claims seats for holds and releases them.
+//!
+//! Each seat is one row of `seat_claims`; a hold claims its seats with insert-if-absent carrying
+//! the hold's TTL, one conditional batch per section (atomic inside the partition). If any
+//! section refuses, the sections already claimed are released, so a hold gets all its seats or
+//! none. Commands of a batch are decided concurrently: the store's group commit turns them into
+//! one write transaction, and its conditions decide every race.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use mercato_core::bus::Record;
+use mercato_core::clock::now_ms;
+use mercato_core::codec::{decode, encode};
+use mercato_core::domain::commands::{
+    CommandResult, HoldCommand, Outcome, SeatChange, SeatChangeKind,
+};
+use mercato_core::domain::holds::{Hold, HoldState, HoldStatus};
+use mercato_core::domain::seats::{by_section, claims_partition, Claim, SeatId};
+use mercato_core::names::{tables, topics};
+use mercato_core::repo::{self, RepoResult};
+use mercato_core::store::{Store, Write};
+
+use crate::runtime::{BatchHandler, Emit};
+
+/// Hold rows outlive their seats' claims so a shopper can still see an expired hold.
+const HOLD_ROW_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+pub struct HoldsWorker {
+    store: Arc<dyn Store>,
+}
+
+impl HoldsWorker {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    async fn decide(&self, record: &Record) -> RepoResult<Vec<Emit>> {
+        let command: HoldCommand = match decode(&record.value) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(vec![Emit::dead_letter(
+                    record,
+                    topics::HOLDS,
+                    &e.to_string(),
+                )])
+            }
+        };
+        let (outcome, change) = match &command {
+            HoldCommand::Place {
+                hold_id,
+                user_id,
+                event_id,
+                seat_ids,
+                ttl_ms,
+                ..
+            } => {
+                self.place(
+                    hold_id,
+                    user_id,
+                    event_id,
+                    seat_ids,
+                    Duration::from_millis(*ttl_ms),
+                )
+                .await?
+            }
+            HoldCommand::Release {
+                hold_id, user_id, ..
+            } => self.release(hold_id, user_id).await?,
+        };
+        let command_id = command.command_id().to_owned();
+        let mut emits = Vec::with_capacity(2);
+        if let Some(change) = change {
+            emits.push(Emit::new(
+                topics::SEAT_CHANGES,
+                change.event_id.clone(),
+                &change,
+            ));
+        }
+        let result = CommandResult {
+            command_id: command_id.clone(),
+            outcome,
+        };
+        emits.push(Emit::new(topics::RESULTS, command_id, &result));
+        Ok(emits)
+    }
+
+    async fn place(
+        &self,
+        hold_id: &str,
+        user_id: &str,
+        event_id: &str,
+        seat_ids: &[String],
+        ttl: Duration,
+    ) -> RepoResult<(Outcome, Option<SeatChange>)> {
+        // A redelivered command finds its hold already written: answer as the first time.
+        if let Some(existing) = repo::get::<Hold>(&*self.store, tables::HOLDS, hold_id, "").await? {
+            return Ok((Outcome::HoldPlaced(existing.value), None));
+        }
+        let seats: Vec<SeatId> = seat_ids.iter().filter_map(|s| SeatId::parse(s)).collect();
+        if seats.len() != seat_ids.len() || seats.is_empty() {
+            return Ok((
+                refused(400, "invalid_seat_ids", "seat ids are malformed"),
+                None,
+            ));
+        }
+        let claim = encode(&Claim::Held {
+            hold_id: hold_id.to_owned(),
+        });
+        let mut claimed: Vec<(String, Vec<(String, u64)>)> = Vec::new();
+        let mut expires_at_ms = u64::MAX;
+        let groups = by_section(&seats);
+        for (section, group) in &groups {
+            let partition = claims_partition(event_id, section);
+            match self
+                .claim_section(&partition, group, &claim, hold_id, ttl)
+                .await?
+            {
+                Ok((rows, expiry)) => {
+                    expires_at_ms = expires_at_ms.min(expiry);
+                    claimed.push((partition, rows));
+                }
+                Err(mut unavailable) => {
+                    self.release_claims(&claimed).await?;
+                    // Name every taken seat, not only those of the first refusing section.
+                    for (other, group) in groups.iter().filter(|(s, _)| *s > section) {
+                        let partition = claims_partition(event_id, other);
+                        for seat in group {
+                            let key = seat.to_string();
+                            if let Some(c) = repo::get::<Claim>(
+                                &*self.store,
+                                tables::SEAT_CLAIMS,
+                                &partition,
+                                &key,
+                            )
+                            .await?
+                            {
+                                if c.value.hold_id() != hold_id {
+                                    unavailable.push(key);
+                                }
+                            }
+                        }
+                    }
+                    return Ok((
+                        Outcome::SeatsUnavailable {
+                            seat_ids: unavailable,
+                        },
+                        None,
+                    ));
+                }
+            }
+        }
+        let hold = Hold {
+            id: hold_id.to_owned(),
+            user_id: user_id.to_owned(),
+            event_id: event_id.to_owned(),
+            seat_ids: seat_ids.to_vec(),
+            created_ms: now_ms(),
+            expires_at_ms,
+            state: HoldState::Active,
+        };
+        repo::put(
+            &*self.store,
+            tables::HOLDS,
+            hold_id,
+            "",
+            &hold,
+            Some(HOLD_ROW_TTL),
+        )
+        .await?;
+        let change = SeatChange {
+            event_id: event_id.to_owned(),
+            seat_ids: seat_ids.to_vec(),
+            change: SeatChangeKind::Held { expires_at_ms },
+        };
+        Ok((Outcome::HoldPlaced(hold), Some(change)))
+    }
+
+    /// Claims one section's seats in one conditional batch. Seats this hold already claimed (a
+    /// replay after a crash) count as claimed. Returns the claimed rows and their earliest
+    /// expiry, or the seats others hold.
+    async fn claim_section(
+        &self,
+        partition: &str,
+        seats: &[SeatId],
+        claim: &[u8],
+        hold_id: &str,
+        ttl: Duration,
+    ) -> RepoResult<Result<(Vec<(String, u64)>, u64), Vec<String>>> {
+        let mut wanted: Vec<String> = seats.iter().map(ToString::to_string).collect();
+        let mut rows: Vec<(String, u64)> = Vec::new();
+        let mut expiry = u64::MAX;
+        for _attempt in 0..3 {
+            if wanted.is_empty() {
+                break;
+            }
+            let writes = wanted
+                .iter()
+                .map(|s| Write::InsertIfAbsent {
+                    clustering: s.clone(),
+                    value: claim.to_vec(),
+                    ttl: Some(ttl),
+                })
+                .collect();
+            let outcome = self
+                .store
+                .batch(tables::SEAT_CLAIMS, partition, writes)
+                .await?;
+            if outcome.applied {
+                for row in outcome.rows.into_iter().flatten() {
+                    expiry = expiry.min(row.expires_at_ms.unwrap_or(u64::MAX));
+                    rows.push((row.clustering, row.version));
+                }
+                wanted.clear();
+                break;
+            }
+            let mut taken = Vec::new();
+            let mut mine = Vec::new();
+            for row in outcome.rows.into_iter().flatten() {
+                let holder = repo::decode_row::<Claim>(tables::SEAT_CLAIMS, row.clone())?;
+                if holder.value.hold_id() == hold_id {
+                    mine.push(row);
+                } else {
+                    taken.push(row.clustering);
+                }
+            }
+            if !taken.is_empty() {
+                // Give back what a replay of this same hold had claimed in this section.
+                for row in &mine {
+                    self.store
+                        .delete_if_version(
+                            tables::SEAT_CLAIMS,
+                            partition,
+                            &row.clustering,
+                            row.version,
+                        )
+                        .await?;
+                }
+                return Ok(Err(taken));
+            }
+            for row in mine {
+                expiry = expiry.min(row.expires_at_ms.unwrap_or(u64::MAX));
+                wanted.retain(|s| *s != row.clustering);
+                rows.push((row.clustering, row.version));
+            }
+        }
+        if !wanted.is_empty() {
+            // Seats kept changing under us (claims expiring mid-replay): report them as taken
+            // rather than loop; the shopper can try again.
+            return Ok(Err(wanted));
+        }
+        Ok(Ok((rows, expiry)))
+    }
+
+    async fn release_claims(&self, claimed: &[(String, Vec<(String, u64)>)]) -> RepoResult<()> {
+        for (partition, rows) in claimed {
+            let writes = rows
+                .iter()
+                .map(|(seat, version)| Write::DeleteIfVersion {
+                    clustering: seat.clone(),
+                    expected: *version,
+                })
+                .collect();
+            let outcome = self
+                .store
+                .batch(tables::SEAT_CLAIMS, partition, writes)
+                .await?;
+            if !outcome.applied {
+                // Some claim changed meanwhile (it expired): delete the others one by one.
+                for (seat, version) in rows {
+                    self.store
+                        .delete_if_version(tables::SEAT_CLAIMS, partition, seat, *version)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn release(
+        &self,
+        hold_id: &str,
+        user_id: &str,
+    ) -> RepoResult<(Outcome, Option<SeatChange>)> {
+        for _attempt in 0..5 {
+            let Some(hold) = repo::get::<Hold>(&*self.store, tables::HOLDS, hold_id, "").await?
+            else {
+                return Ok((refused(404, "hold_not_found", "no such hold"), None));
+            };
+            if hold.value.user_id != user_id {
+                return Ok((refused(404, "hold_not_found", "no such hold"), None));
+            }
+            match hold.value.status(now_ms()) {
+                HoldStatus::Released => return Ok((Outcome::HoldReleased, None)),
+                HoldStatus::Purchased => {
+                    return Ok((
+                        refused(409, "hold_purchased", "this hold was purchased"),
+                        None,
+                    ))
+                }
+                HoldStatus::Purchasing => {
+                    return Ok((
+                        refused(
+                            409,
+                            "hold_being_purchased",
+                            "an order is paying for this hold",
+                        ),
+                        None,
+                    ))
+                }
+                HoldStatus::Active | HoldStatus::Expired => {}
+            }
+            let mut released = hold.value.clone();
+            released.state = HoldState::Released;
+            let applied = repo::cas(
+                &*self.store,
+                tables::HOLDS,
+                hold_id,
+                hold.version,
+                &released,
+                Some(HOLD_ROW_TTL),
+            )
+            .await?;
+            if applied.is_none() {
+                continue;
+            }
+            self.delete_own_claims(&released).await?;
+            let change = SeatChange {
+                event_id: released.event_id.clone(),
+                seat_ids: released.seat_ids.clone(),
+                change: SeatChangeKind::Released,
+            };
+            return Ok((Outcome::HoldReleased, Some(change)));
+        }
+        Ok((
+            refused(409, "hold_contended", "the hold kept changing; try again"),
+            None,
+        ))
+    }
+
+    /// Deletes the claims that still belong to this hold; seats that lapsed and were claimed by
+    /// someone else are left alone.
+    async fn delete_own_claims(&self, hold: &Hold) -> RepoResult<()> {
+        let seats: Vec<SeatId> = hold
+            .seat_ids
+            .iter()
+            .filter_map(|s| SeatId::parse(s))
+            .collect();
+        for (section, group) in by_section(&seats) {
+            let partition = claims_partition(&hold.event_id, &section);
+            for seat in group {
+                let key = seat.to_string();
+                let claim =
+                    repo::get::<Claim>(&*self.store, tables::SEAT_CLAIMS, &partition, &key).await?;
+                if let Some(c) = claim {
+                    if matches!(&c.value, Claim::Held { hold_id } if *hold_id == hold.id) {
+                        self.store
+                            .delete_if_version(tables::SEAT_CLAIMS, &partition, &key, c.version)
+                            .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn refused(status: u16, code: &str, message: &str) -> Outcome {
+    Outcome::Refused {
+        status,
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+#[async_trait]
+impl BatchHandler for HoldsWorker {
+    async fn handle(&self, _topic: &str, records: &[Record]) -> RepoResult<Vec<Emit>> {
+        // Decided concurrently: the store serializes conflicting claims and commits them as one
+        // group. Any store error fails the whole batch, which is then replayed.
+        let decided = join_all(records.iter().map(|r| self.decide(r))).await;
+        let mut emits = Vec::with_capacity(records.len() * 2);
+        for d in decided {
+            emits.extend(d?);
+        }
+        Ok(emits)
+    }
+}

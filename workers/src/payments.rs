@@ -1,0 +1,424 @@
+//! The payments worker: turns a hold into an order, charges it through the provider, and settles
+//! the order when the provider's verified webhook arrives.
+//!
+//! Everything about one order is keyed by its id, so it lands on one partition and is decided in
+//! order: the order is accepted before its charge's webhook is handled. On success the held seats
+//! become sold only if they are still claimed by that same hold (compare-and-set on the claim's
+//! version); if the hold lapsed first, whatever was converted is undone, the order is `expired`
+//! and the charge refunded.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mercato_core::bus::Record;
+use mercato_core::clock::now_ms;
+use mercato_core::codec::{decode, encode};
+use mercato_core::domain::commands::{
+    CommandResult, Outcome, PaymentCommand, SeatChange, SeatChangeKind,
+};
+use mercato_core::domain::events::seat_price;
+use mercato_core::domain::holds::{Hold, HoldState, HoldStatus};
+use mercato_core::domain::orders::{
+    user_order_key, Order, OrderItem, OrderStatus, RefundStatus, Ticket,
+};
+use mercato_core::domain::payments::{
+    PaymentError, PaymentMethod, PaymentProvider, ProviderEvent, ProviderEventKind,
+};
+use mercato_core::domain::seats::{by_section, claims_partition, Claim, SeatId};
+use mercato_core::domain::Money;
+use mercato_core::names::{tables, topics};
+use mercato_core::repo::{self, EventCache, RepoError, RepoResult, Versioned};
+use mercato_core::store::{Store, StoreError, Write};
+
+use crate::runtime::{BatchHandler, Emit};
+
+const HOLD_ROW_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+pub struct PaymentsWorker {
+    store: Arc<dyn Store>,
+    events: EventCache,
+    provider: Arc<dyn PaymentProvider>,
+}
+
+fn provider_down(e: PaymentError) -> RepoError {
+    // Retried with the whole batch: charges and refunds are idempotent per order.
+    RepoError::Store(StoreError::Unavailable(format!("payment provider: {e}")))
+}
+
+fn refused(status: u16, code: &str, message: &str) -> Outcome {
+    Outcome::Refused {
+        status,
+        code: code.to_owned(),
+        message: message.to_owned(),
+    }
+}
+
+impl PaymentsWorker {
+    pub fn new(store: Arc<dyn Store>, provider: Arc<dyn PaymentProvider>) -> Self {
+        Self {
+            events: EventCache::new(Arc::clone(&store), Duration::from_secs(5)),
+            store,
+            provider,
+        }
+    }
+
+    async fn decide(&self, record: &Record) -> RepoResult<Vec<Emit>> {
+        let command: PaymentCommand = match decode(&record.value) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(vec![Emit::dead_letter(
+                    record,
+                    topics::PAYMENTS,
+                    &e.to_string(),
+                )])
+            }
+        };
+        match command {
+            PaymentCommand::PlaceOrder {
+                command_id,
+                order_id,
+                user_id,
+                hold_id,
+                method,
+            } => {
+                let outcome = self
+                    .place_order(&order_id, &user_id, &hold_id, &method)
+                    .await?;
+                let result = CommandResult {
+                    command_id: command_id.clone(),
+                    outcome,
+                };
+                Ok(vec![Emit::new(topics::RESULTS, command_id, &result)])
+            }
+            PaymentCommand::Provider(event) => self.settle(&event).await,
+        }
+    }
+
+    async fn place_order(
+        &self,
+        order_id: &str,
+        user_id: &str,
+        hold_id: &str,
+        method: &PaymentMethod,
+    ) -> RepoResult<Outcome> {
+        if let Some(order) = self.order(order_id).await? {
+            return Ok(Outcome::OrderAccepted(order.value));
+        }
+        let hold = loop {
+            let Some(hold) = repo::get::<Hold>(&*self.store, tables::HOLDS, hold_id, "").await?
+            else {
+                return Ok(refused(404, "hold_not_found", "no such hold"));
+            };
+            if hold.value.user_id != user_id {
+                return Ok(refused(404, "hold_not_found", "no such hold"));
+            }
+            match (&hold.value.state, hold.value.status(now_ms())) {
+                (HoldState::Purchasing { order_id: o }, _) if o == order_id => break hold.value,
+                (_, HoldStatus::Expired) => {
+                    return Ok(refused(410, "hold_expired", "the hold has expired"))
+                }
+                (_, HoldStatus::Released) => {
+                    return Ok(refused(409, "hold_released", "the hold was released"))
+                }
+                (_, HoldStatus::Purchased) => {
+                    return Ok(refused(
+                        409,
+                        "hold_purchased",
+                        "the hold was already purchased",
+                    ))
+                }
+                (_, HoldStatus::Purchasing) => {
+                    return Ok(refused(
+                        409,
+                        "hold_being_purchased",
+                        "another order is paying for this hold",
+                    ))
+                }
+                (_, HoldStatus::Active) => {
+                    let mut next = hold.value.clone();
+                    next.state = HoldState::Purchasing {
+                        order_id: order_id.to_owned(),
+                    };
+                    let cas = repo::cas(
+                        &*self.store,
+                        tables::HOLDS,
+                        hold_id,
+                        hold.version,
+                        &next,
+                        Some(HOLD_ROW_TTL),
+                    );
+                    if cas.await?.is_some() {
+                        break next;
+                    }
+                }
+            }
+        };
+        let Some(spec) = self.events.get(&hold.event_id).await? else {
+            return Ok(refused(
+                404,
+                "event_not_found",
+                "the event no longer exists",
+            ));
+        };
+        let mut items = Vec::with_capacity(hold.seat_ids.len());
+        let mut total = Money {
+            amount: 0,
+            currency: spec
+                .tiers
+                .first()
+                .map(|t| t.price.currency.clone())
+                .unwrap_or_default(),
+        };
+        for seat in &hold.seat_ids {
+            let section = SeatId::parse(seat).map(|s| s.section).unwrap_or_default();
+            let price = seat_price(&spec, &section).unwrap_or(Money {
+                amount: 0,
+                currency: total.currency.clone(),
+            });
+            total.amount += price.amount;
+            items.push(OrderItem {
+                seat_id: seat.clone(),
+                price,
+            });
+        }
+        let payment_id = self
+            .provider
+            .charge(order_id, order_id, &total, method)
+            .await
+            .map_err(provider_down)?;
+        let now = now_ms();
+        let order = Order {
+            id: order_id.to_owned(),
+            user_id: user_id.to_owned(),
+            event_id: hold.event_id.clone(),
+            hold_id: hold_id.to_owned(),
+            items,
+            total,
+            status: OrderStatus::PendingPayment,
+            payment_id: Some(payment_id),
+            failure: None,
+            refund: None,
+            tickets: Vec::new(),
+            created_ms: now,
+            updated_ms: now,
+        };
+        // The order row first: the user's index pointing at a missing order would be a lie.
+        repo::put(&*self.store, tables::ORDERS, order_id, "", &order, None).await?;
+        self.store
+            .put(
+                tables::USER_ORDERS,
+                user_id,
+                &user_order_key(order.created_ms, order_id),
+                order_id.as_bytes().to_vec(),
+                None,
+            )
+            .await?;
+        Ok(Outcome::OrderAccepted(order))
+    }
+
+    async fn order(&self, order_id: &str) -> RepoResult<Option<Versioned<Order>>> {
+        repo::get::<Order>(&*self.store, tables::ORDERS, order_id, "").await
+    }
+
+    async fn settle(&self, event: &ProviderEvent) -> RepoResult<Vec<Emit>> {
+        let Some(order) = self.order(&event.order_id).await? else {
+            tracing::warn!(
+                order = event.order_id,
+                event = event.id,
+                "webhook for an unknown order; ignored"
+            );
+            return Ok(Vec::new());
+        };
+        let mut next = order.value.clone();
+        let mut emits = Vec::new();
+        match event.kind {
+            ProviderEventKind::ChargeSucceeded if next.status == OrderStatus::PendingPayment => {
+                let hold =
+                    repo::get::<Hold>(&*self.store, tables::HOLDS, &next.hold_id, "").await?;
+                let sold = match &hold {
+                    Some(h) => self.convert_seats(&h.value, &next.id).await?,
+                    None => false,
+                };
+                if sold {
+                    next.status = OrderStatus::Paid;
+                    next.tickets = next
+                        .items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, item)| Ticket {
+                            id: format!("{}-{}", next.id, i + 1),
+                            seat_id: item.seat_id.clone(),
+                            code: ticket_code(),
+                        })
+                        .collect();
+                    if let Some(h) = hold {
+                        let mut purchased = h.value.clone();
+                        purchased.state = HoldState::Purchased {
+                            order_id: next.id.clone(),
+                        };
+                        repo::put(
+                            &*self.store,
+                            tables::HOLDS,
+                            &purchased.id,
+                            "",
+                            &purchased,
+                            Some(HOLD_ROW_TTL),
+                        )
+                        .await?;
+                    }
+                    emits.push(Emit::new(
+                        topics::SEAT_CHANGES,
+                        next.event_id.clone(),
+                        &SeatChange {
+                            event_id: next.event_id.clone(),
+                            seat_ids: next.items.iter().map(|i| i.seat_id.clone()).collect(),
+                            change: SeatChangeKind::Sold,
+                        },
+                    ));
+                } else {
+                    next.status = OrderStatus::Expired;
+                    next.failure = Some("the hold lapsed before the payment completed".into());
+                    next.refund = Some(RefundStatus::Requested);
+                    self.provider
+                        .refund(&next.id, &event.payment_id, &event.amount)
+                        .await
+                        .map_err(provider_down)?;
+                }
+            }
+            ProviderEventKind::ChargeFailed if next.status == OrderStatus::PendingPayment => {
+                next.status = OrderStatus::PaymentFailed;
+                next.failure = event.reason.clone().or(Some("declined".into()));
+                self.reopen_hold(&next.hold_id, &next.id).await?;
+            }
+            ProviderEventKind::RefundSucceeded if next.refund != Some(RefundStatus::Refunded) => {
+                next.refund = Some(RefundStatus::Refunded);
+            }
+            // A duplicate webhook, or one about a settled order: nothing changes.
+            _ => return Ok(Vec::new()),
+        }
+        next.updated_ms = now_ms();
+        repo::cas(
+            &*self.store,
+            tables::ORDERS,
+            &next.id,
+            order.version,
+            &next,
+            None,
+        )
+        .await?;
+        Ok(emits)
+    }
+
+    /// Turns every seat claimed by `hold` into a sale for `order_id`, all or none. Returns false
+    /// (with nothing sold) if any seat is no longer held by that hold.
+    async fn convert_seats(&self, hold: &Hold, order_id: &str) -> RepoResult<bool> {
+        let seats: Vec<SeatId> = hold
+            .seat_ids
+            .iter()
+            .filter_map(|s| SeatId::parse(s))
+            .collect();
+        let sold = encode(&Claim::Sold {
+            order_id: order_id.to_owned(),
+            hold_id: hold.id.clone(),
+        });
+        let mut converted: Vec<(String, Vec<(String, u64)>)> = Vec::new();
+        let mut ok = true;
+        for (section, group) in by_section(&seats) {
+            let partition = claims_partition(&hold.event_id, &section);
+            let mut writes = Vec::new();
+            let mut done = Vec::new();
+            for seat in group {
+                let key = seat.to_string();
+                let claim =
+                    repo::get::<Claim>(&*self.store, tables::SEAT_CLAIMS, &partition, &key).await?;
+                match claim {
+                    Some(c) if matches!(&c.value, Claim::Sold { order_id: o, .. } if o == order_id) =>
+                    {
+                        done.push((key, c.version)); // a replay: already sold to this order
+                    }
+                    Some(c) if matches!(&c.value, Claim::Held { hold_id } if *hold_id == hold.id) =>
+                    {
+                        writes.push(Write::CompareAndSet {
+                            clustering: key,
+                            expected: c.version,
+                            value: sold.clone(),
+                            ttl: None,
+                        });
+                    }
+                    _ => ok = false,
+                }
+            }
+            if ok && !writes.is_empty() {
+                let outcome = self
+                    .store
+                    .batch(tables::SEAT_CLAIMS, &partition, writes)
+                    .await?;
+                ok = outcome.applied;
+                if ok {
+                    done.extend(
+                        outcome
+                            .rows
+                            .into_iter()
+                            .flatten()
+                            .map(|r| (r.clustering, r.version)),
+                    );
+                }
+            }
+            converted.push((partition, done));
+            if !ok {
+                break;
+            }
+        }
+        if !ok {
+            // Undo the part that was sold: those seats belonged to a hold that lapsed elsewhere.
+            for (partition, rows) in converted {
+                for (seat, version) in rows {
+                    self.store
+                        .delete_if_version(tables::SEAT_CLAIMS, &partition, &seat, version)
+                        .await?;
+                }
+            }
+        }
+        Ok(ok)
+    }
+
+    /// After a declined payment the shopper may try another card while the hold lives.
+    async fn reopen_hold(&self, hold_id: &str, order_id: &str) -> RepoResult<()> {
+        if let Some(h) = repo::get::<Hold>(&*self.store, tables::HOLDS, hold_id, "").await? {
+            if matches!(&h.value.state, HoldState::Purchasing { order_id: o } if o == order_id) {
+                let mut next = h.value.clone();
+                next.state = HoldState::Active;
+                repo::cas(
+                    &*self.store,
+                    tables::HOLDS,
+                    hold_id,
+                    h.version,
+                    &next,
+                    Some(HOLD_ROW_TTL),
+                )
+                .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// An unguessable code for the ticket's barcode. Random is safe here: a replayed settlement
+/// finds the order already paid and changes nothing.
+fn ticket_code() -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string().to_uppercase();
+    format!("TKT-{}", &id[..16])
+}
+
+#[async_trait]
+impl BatchHandler for PaymentsWorker {
+    async fn handle(&self, _topic: &str, records: &[Record]) -> RepoResult<Vec<Emit>> {
+        // In order: an order's webhook must find the order it settles.
+        let mut emits = Vec::new();
+        for r in records {
+            emits.extend(self.decide(r).await?);
+        }
+        Ok(emits)
+    }
+}

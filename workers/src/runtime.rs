@@ -1,0 +1,199 @@
+//! The consume -> decide -> write -> emit -> commit loop every worker shares.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use mercato_core::bus::{owned_partitions, Bus, BusError, Record};
+use mercato_core::names::topics;
+use mercato_core::repo::RepoError;
+use mercato_core::Ports;
+use serde::Serialize;
+use tokio::sync::watch;
+
+/// A record a handler wants emitted once its batch is decided.
+#[derive(Debug, Clone)]
+pub struct Emit {
+    pub topic: &'static str,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+impl Emit {
+    pub fn new<T: Serialize>(topic: &'static str, key: impl Into<Vec<u8>>, value: &T) -> Self {
+        Self {
+            topic,
+            key: key.into(),
+            value: mercato_core::codec::encode(value),
+        }
+    }
+
+    /// A record no handler can decode goes to the dead-letter topic with its reason and origin.
+    pub fn dead_letter(origin: &Record, topic: &str, reason: &str) -> Self {
+        let letter = DeadLetter {
+            topic: topic.to_owned(),
+            partition: origin.partition,
+            offset: origin.offset,
+            reason: reason.to_owned(),
+            key: origin.key.clone(),
+            value: origin.value.clone(),
+        };
+        Self::new(topics::DEAD_LETTERS, origin.key.clone(), &letter)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: u64,
+    pub reason: String,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+#[async_trait]
+pub trait BatchHandler: Send + Sync + 'static {
+    /// Decides a batch and writes its effects. An error means nothing may be committed: the
+    /// same batch is offered again after a backoff, so handlers must be idempotent.
+    async fn handle(&self, topic: &str, records: &[Record]) -> Result<Vec<Emit>, RepoError>;
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSpec {
+    pub role: &'static str,
+    pub topic: &'static str,
+    pub replica: u32,
+    pub replicas: u32,
+    pub max_batch: usize,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Runs the worker over every partition this replica owns until `shutdown` turns true.
+pub async fn run_worker(
+    ports: Ports,
+    spec: WorkerSpec,
+    handler: Arc<dyn BatchHandler>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), BusError> {
+    let partitions = ports.bus.partitions(spec.topic).await?;
+    let owned = owned_partitions(partitions, spec.replica, spec.replicas);
+    tracing::info!(
+        role = spec.role,
+        topic = spec.topic,
+        ?owned,
+        "worker starting"
+    );
+    let mut loops = Vec::new();
+    for p in owned {
+        let bus = Arc::clone(&ports.bus);
+        let handler = Arc::clone(&handler);
+        let spec = spec.clone();
+        let shutdown = shutdown.clone();
+        loops.push(tokio::spawn(async move {
+            partition_loop(bus, spec, p, handler, shutdown).await
+        }));
+    }
+    for l in loops {
+        if let Ok(Err(e)) = l.await {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+async fn partition_loop(
+    bus: Arc<dyn Bus>,
+    spec: WorkerSpec,
+    partition: u32,
+    handler: Arc<dyn BatchHandler>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), BusError> {
+    let consumer = spec.role;
+    let mut backoff = FIRST_BACKOFF;
+    let mut position = loop {
+        match bus.committed(consumer, spec.topic, partition).await {
+            Ok(p) => break p.unwrap_or(0),
+            Err(e) => {
+                tracing::warn!(role = spec.role, partition, error = %e, "reading committed offset failed; retrying");
+                if sleep_or_shutdown(&mut shutdown, &mut backoff).await {
+                    return Ok(());
+                }
+            }
+        }
+    };
+    tracing::debug!(role = spec.role, partition, position, "resuming");
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let fetched = tokio::select! {
+            r = bus.fetch(spec.topic, partition, position, spec.max_batch, Duration::from_secs(1)) => r,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let records = match fetched {
+            Ok(r) if r.is_empty() => continue,
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(role = spec.role, partition, error = %e, "fetch failed; backing off");
+                if sleep_or_shutdown(&mut shutdown, &mut backoff).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        let next = records.last().map_or(position, |r| r.offset + 1);
+        let emits = match handler.handle(spec.topic, &records).await {
+            Ok(emits) => emits,
+            Err(e) => {
+                tracing::warn!(role = spec.role, partition, error = %e, reason = e.label(), "batch failed; it will be retried");
+                if sleep_or_shutdown(&mut shutdown, &mut backoff).await {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        // Effects are written; emit, then commit. A crash before the commit replays the batch.
+        while let Err(e) = emit_all(&*bus, &emits).await {
+            tracing::warn!(role = spec.role, partition, error = %e, "emitting results failed; retrying");
+            if sleep_or_shutdown(&mut shutdown, &mut backoff).await {
+                return Ok(());
+            }
+        }
+        while let Err(e) = bus.commit(consumer, spec.topic, partition, next).await {
+            tracing::warn!(role = spec.role, partition, error = %e, "commit failed; retrying");
+            if sleep_or_shutdown(&mut shutdown, &mut backoff).await {
+                return Ok(());
+            }
+        }
+        position = next;
+        backoff = FIRST_BACKOFF;
+    }
+}
+
+async fn emit_all(bus: &dyn Bus, emits: &[Emit]) -> Result<(), BusError> {
+    let mut by_topic: BTreeMap<&str, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+    for e in emits {
+        by_topic
+            .entry(e.topic)
+            .or_default()
+            .push((e.key.clone(), e.value.clone()));
+    }
+    for (topic, records) in by_topic {
+        bus.send_batch(topic, records).await?;
+    }
+    Ok(())
+}
+
+/// Sleeps for the backoff (doubling it) unless shutdown comes first; true means stop.
+async fn sleep_or_shutdown(shutdown: &mut watch::Receiver<bool>, backoff: &mut Duration) -> bool {
+    let wait = *backoff;
+    *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => *shutdown.borrow(),
+        _ = shutdown.changed() => true,
+    }
+}
