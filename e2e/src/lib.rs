@@ -1,1 +1,285 @@
+//! Whole-platform testing over HTTP: a small typed client of the gateway API, shared by the
+//! end-to-end tests and the load generator.
 
+use std::time::Duration;
+
+use anyhow::{anyhow, Context};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+/// One shopper's HTTP client: its own connection pool and, once signed in, its token.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub token: Option<String>,
+}
+
+/// A response: status and JSON body (Null when there is none).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Answer {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Api {
+    pub fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(4)
+            .build()
+            .unwrap_or_default();
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            http,
+            token: None,
+        }
+    }
+
+    pub fn with_token(&self, token: &str) -> Self {
+        Self {
+            token: Some(token.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// A fresh client (own connections) for the same shopper.
+    pub fn separate(&self) -> Self {
+        let mut a = Api::new(&self.base);
+        a.token = self.token.clone();
+        a
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&[u8]>,
+        idempotency_key: Option<&str>,
+    ) -> anyhow::Result<Answer> {
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(k) = idempotency_key {
+            req = req.header("idempotency-key", k);
+        }
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/json")
+                .body(b.to_vec());
+        }
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("request to {path}"))?;
+        let status = resp.status();
+        let bytes = resp.bytes().await?;
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok(Answer { status, body })
+    }
+
+    pub async fn get(&self, path: &str) -> anyhow::Result<Answer> {
+        self.send(reqwest::Method::GET, path, None, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(body.to_string().as_bytes()),
+            None,
+        )
+        .await
+    }
+
+    pub async fn post_keyed(&self, path: &str, body: &Value, key: &str) -> anyhow::Result<Answer> {
+        self.send(
+            reqwest::Method::POST,
+            path,
+            Some(body.to_string().as_bytes()),
+            Some(key),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str) -> anyhow::Result<Answer> {
+        self.send(reqwest::Method::DELETE, path, None, None).await
+    }
+
+    /// Signs a new shopper up and in; returns a client carrying their token.
+    pub async fn shopper(&self, email: &str) -> anyhow::Result<Api> {
+        let password = "correct horse battery";
+        let created = self
+            .post(
+                "/api/v1/users",
+                &json!({"email": email, "password": password, "name": email}),
+            )
+            .await?;
+        if created.status != StatusCode::CREATED && created.code() != "email_taken" {
+            return Err(anyhow!(
+                "sign-up of {email} failed: {} {}",
+                created.status,
+                created.body
+            ));
+        }
+        let session = self
+            .post(
+                "/api/v1/sessions",
+                &json!({"email": email, "password": password}),
+            )
+            .await?;
+        let token = session.body["token"]
+            .as_str()
+            .ok_or_else(|| anyhow!("sign-in of {email} failed: {}", session.body))?;
+        Ok(self.with_token(token))
+    }
+
+    pub async fn hold(&self, event_id: &str, seats: &[String]) -> anyhow::Result<Answer> {
+        self.post(
+            "/api/v1/holds",
+            &json!({"event_id": event_id, "seat_ids": seats}),
+        )
+        .await
+    }
+
+    /// Seat id -> status for one section.
+    pub async fn seat_statuses(
+        &self,
+        event_id: &str,
+        section: &str,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let a = self
+            .get(&format!(
+                "/api/v1/events/{event_id}/seats?section={section}"
+            ))
+            .await?;
+        let seats = a.body["seats"]
+            .as_array()
+            .ok_or_else(|| anyhow!("no seat map: {}", a.body))?;
+        Ok(seats
+            .iter()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap_or("").to_owned(),
+                    s["status"].as_str().unwrap_or("").to_owned(),
+                )
+            })
+            .collect())
+    }
+
+    /// Polls an order until it leaves `pending_payment` (or the deadline passes).
+    pub async fn settled_order(&self, id: &str, within: Duration) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let a = self.get(&format!("/api/v1/orders/{id}")).await?;
+            if a.status == StatusCode::OK && a.body["status"] != "pending_payment" {
+                return Ok(a.body);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(anyhow!(
+                    "order {id} did not settle: {} {}",
+                    a.status,
+                    a.body
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// An Event manifest with one section of `seats` seats in a row, for tests.
+pub fn event_manifest(name: &str, section: &str, seats: u32) -> String {
+    format!(
+        r#"apiVersion: mercato.dev/v1alpha1
+kind: Event
+metadata:
+  name: {name}
+spec:
+  title: Test event {name}
+  venue: {{ name: Test Hall, city: Testville, lat: 10.0, lon: 20.0 }}
+  startsAt: 2099-01-01T20:00:00Z
+  onSaleAt: 2020-01-01T10:00:00Z
+  maxSeatsPerHold: 10
+  tiers:
+    - {{ id: std, name: Standard, price: {{ amount: 2500, currency: EUR }} }}
+  sections:
+    - {{ id: {section}, tier: std, rows: 1, seatsPerRow: {seats} }}
+"#
+    )
+}
+
+/// Starting the platform in this process, for tests.
+pub mod harness {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use mercato::platform::{Platform, PlatformConfig};
+
+    use super::Api;
+
+    pub struct Running {
+        pub platform: Platform,
+        pub api: Api,
+        pub admin: Api,
+    }
+
+    /// A platform on a free port; `data_dir` None keeps it in memory.
+    pub async fn start(
+        data_dir: Option<PathBuf>,
+        hold_ttl: Option<Duration>,
+    ) -> anyhow::Result<Running> {
+        let platform = Platform::start(PlatformConfig {
+            listen: "127.0.0.1:0".parse()?,
+            data_dir,
+            manifests: None,
+            hold_ttl,
+        })
+        .await?;
+        let api = Api::new(&format!("http://{}", platform.addr));
+        let admin = api.with_token(&platform.admin_token);
+        Ok(Running {
+            platform,
+            api,
+            admin,
+        })
+    }
+
+    impl Running {
+        /// Applies a manifest stream through the admin API, as `mercato apply -f` does.
+        pub async fn apply(&self, yaml: &str) -> anyhow::Result<()> {
+            let a = self
+                .admin
+                .send(
+                    reqwest::Method::POST,
+                    "/api/v1/admin/manifests",
+                    Some(yaml.as_bytes()),
+                    None,
+                )
+                .await?;
+            anyhow::ensure!(
+                a.status == reqwest::StatusCode::ACCEPTED,
+                "apply failed: {} {}",
+                a.status,
+                a.body
+            );
+            Ok(())
+        }
+    }
+}

@@ -42,8 +42,51 @@ fn query() -> impl Filter<Extract = (Query,), Error = Rejection> + Clone {
     warp::query::<Query>()
 }
 
+#[derive(Debug)]
+struct TooLarge;
+impl warp::reject::Reject for TooLarge {}
+
+#[derive(Debug)]
+struct BodyUnreadable;
+impl warp::reject::Reject for BodyUnreadable {}
+
+/// The request body, refused with 413 past `limit` bytes whether or not the client announced
+/// its length (a chunked body is counted as it arrives, never buffered past the limit).
 fn body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::body::content_length_limit(limit).and(warp::body::bytes())
+    warp::header::optional::<u64>("content-length")
+        .and_then(move |announced: Option<u64>| async move {
+            if announced.is_some_and(|n| n > limit) {
+                Err(warp::reject::custom(TooLarge))
+            } else {
+                Ok(())
+            }
+        })
+        .untuple_one()
+        .and(warp::body::stream())
+        .and_then(move |stream| collect_limited(stream, limit))
+}
+
+async fn collect_limited<S, B>(stream: S, limit: u64) -> Result<Bytes, Rejection>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    use futures::StreamExt;
+    let mut stream = std::pin::pin!(stream);
+    let mut out = bytes::BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let mut chunk = chunk.map_err(|_| warp::reject::custom(BodyUnreadable))?;
+        if out.len() as u64 + chunk.remaining() as u64 > limit {
+            return Err(warp::reject::custom(TooLarge));
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            let n = part.len();
+            out.extend_from_slice(part);
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
 }
 
 /// Records the request in the metrics and turns the result into a response.
@@ -279,7 +322,9 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     use warp::reject;
     let e = if rejection.is_not_found() {
         ApiError::not_found("not_found", "no such route")
-    } else if rejection.find::<reject::PayloadTooLarge>().is_some() {
+    } else if rejection.find::<reject::PayloadTooLarge>().is_some()
+        || rejection.find::<TooLarge>().is_some()
+    {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
@@ -291,6 +336,8 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
             "length_required",
             "a Content-Length header is required",
         )
+    } else if rejection.find::<BodyUnreadable>().is_some() {
+        ApiError::bad_request("body_unreadable", "the request body could not be read")
     } else if rejection.find::<reject::InvalidQuery>().is_some() {
         ApiError::bad_request("invalid_query", "the query string is malformed")
     } else if rejection.find::<reject::MethodNotAllowed>().is_some() {

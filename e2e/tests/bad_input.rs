@@ -1,0 +1,377 @@
+//! Bad input of every kind gets its documented 4xx and code, and nothing panics.
+
+use mercato_e2e::{event_manifest, harness};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors() {
+    let run = harness::start(None, None).await.unwrap();
+    run.apply(&event_manifest("gig", "pit", 20)).await.unwrap();
+    let anon = run.api.clone();
+    let ada = run.api.shopper("ada@example.com").await.unwrap();
+
+    let forged = {
+        // A token signed with another key.
+        let parts: Vec<&str> = ada.token.as_deref().unwrap().split('.').collect();
+        format!(
+            "{}.{}.{}",
+            parts[0], parts[1], "c2lnbmF0dXJlLW9mLWFub3RoZXIta2V5"
+        )
+    };
+    let many_seats: Vec<String> = (1..=10_000).map(|n| format!("pit-1-{n}")).collect();
+    let raw =
+        |m: Method, path: &str, body: &str| (m, path.to_owned(), Some(body.as_bytes().to_vec()));
+
+    let checks: Vec<(
+        &str,
+        mercato_e2e::Api,
+        (Method, String, Option<Vec<u8>>),
+        StatusCode,
+        &str,
+    )> = vec![
+        (
+            "malformed JSON",
+            ada.clone(),
+            raw(Method::POST, "/api/v1/holds", "{\"event_id\": "),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "wrong JSON shape",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                "{\"event_id\": 5, \"seat_ids\": []}",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "unknown field",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                "{\"event_id\": \"gig\", \"seat_ids\": [\"pit-1-1\"], \"x\": 1}",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "empty body",
+            ada.clone(),
+            raw(Method::POST, "/api/v1/holds", ""),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "unknown event",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                &json!({"event_id": "nope", "seat_ids": ["pit-1-1"]}).to_string(),
+            ),
+            StatusCode::NOT_FOUND,
+            "event_not_found",
+        ),
+        (
+            "unknown seat",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                &json!({"event_id": "gig", "seat_ids": ["pit-1-1", "pit-9-99"]}).to_string(),
+            ),
+            StatusCode::NOT_FOUND,
+            "seat_not_found",
+        ),
+        (
+            "malformed seat id",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                &json!({"event_id": "gig", "seat_ids": ["💺"]}).to_string(),
+            ),
+            StatusCode::NOT_FOUND,
+            "seat_not_found",
+        ),
+        (
+            "empty seat list",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                &json!({"event_id": "gig", "seat_ids": []}).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "empty_seat_list",
+        ),
+        (
+            "duplicate seats",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                &json!({"event_id": "gig", "seat_ids": ["pit-1-1", "pit-1-1"]}).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "duplicate_seats",
+        ),
+        (
+            "too many seats",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                &json!({"event_id": "gig", "seat_ids": many_seats[..11]}).to_string(),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_seats",
+        ),
+        (
+            "10,000 seats",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                &json!({"event_id": "gig", "seat_ids": many_seats}).to_string(),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+        ),
+        (
+            "no token",
+            anon.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                &json!({"event_id": "gig", "seat_ids": ["pit-1-1"]}).to_string(),
+            ),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "forged token",
+            anon.with_token(&forged),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                &json!({"event_id": "gig", "seat_ids": ["pit-1-1"]}).to_string(),
+            ),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "garbage token",
+            anon.with_token("not-a-jwt"),
+            (Method::GET, "/api/v1/orders".into(), None),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "unknown hold",
+            ada.clone(),
+            (Method::GET, "/api/v1/holds/hold_nope".into(), None),
+            StatusCode::NOT_FOUND,
+            "hold_not_found",
+        ),
+        (
+            "unknown event page",
+            anon.clone(),
+            (Method::GET, "/api/v1/events/nope".into(), None),
+            StatusCode::NOT_FOUND,
+            "event_not_found",
+        ),
+        (
+            "unknown section",
+            anon.clone(),
+            (
+                Method::GET,
+                "/api/v1/events/gig/seats?section=nope".into(),
+                None,
+            ),
+            StatusCode::NOT_FOUND,
+            "section_not_found",
+        ),
+        (
+            "bad limit",
+            anon.clone(),
+            (Method::GET, "/api/v1/events?limit=1000".into(), None),
+            StatusCode::BAD_REQUEST,
+            "invalid_limit",
+        ),
+        (
+            "bad cursor",
+            anon.clone(),
+            (Method::GET, "/api/v1/events?cursor=zz".into(), None),
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+        ),
+        (
+            "unknown route",
+            anon.clone(),
+            (Method::GET, "/api/v1/nothing".into(), None),
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            "wrong method",
+            anon.clone(),
+            (Method::PUT, "/api/v1/events".into(), None),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            "invalid card",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/orders",
+                &json!({"hold_id": "hold_x", "payment": {"card_number": "4242 4242 4242 4241"}})
+                    .to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_card",
+        ),
+        (
+            "order for unknown hold",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/orders",
+                &json!({"hold_id": "hold_x", "payment": {"card_number": "4242424242424242"}})
+                    .to_string(),
+            ),
+            StatusCode::NOT_FOUND,
+            "hold_not_found",
+        ),
+        (
+            "order without hold",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/orders",
+                &json!({"payment": {"card_number": "4242424242424242"}}).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "unsigned webhook",
+            anon.clone(),
+            raw(Method::POST, "/api/v1/payments/webhook", "{}"),
+            StatusCode::UNAUTHORIZED,
+            "invalid_signature",
+        ),
+        (
+            "weak password",
+            anon.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/users",
+                &json!({"email": "x@example.com", "password": "short", "name": "X"}).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "weak_password",
+        ),
+        (
+            "bad email",
+            anon.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/users",
+                &json!({"email": "nope", "password": "long enough", "name": "X"}).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_email",
+        ),
+        (
+            "taken email",
+            anon.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/users",
+                &json!({"email": "ADA@example.com", "password": "long enough", "name": "X"})
+                    .to_string(),
+            ),
+            StatusCode::CONFLICT,
+            "email_taken",
+        ),
+        (
+            "wrong password",
+            anon.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/sessions",
+                &json!({"email": "ada@example.com", "password": "wrong password"}).to_string(),
+            ),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "shopper applying manifests",
+            ada.clone(),
+            raw(Method::POST, "/api/v1/admin/manifests", "kind: Event"),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            "invalid manifest",
+            run.admin.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/admin/manifests",
+                &event_manifest("Bad_Name", "pit", 0),
+            ),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_manifest",
+        ),
+        (
+            "malformed manifest",
+            run.admin.clone(),
+            raw(Method::POST, "/api/v1/admin/manifests", "kind: [\n"),
+            StatusCode::BAD_REQUEST,
+            "malformed_manifest",
+        ),
+        (
+            "long idempotency key",
+            ada.clone(),
+            (
+                Method::POST,
+                "/api/v1/holds".into(),
+                Some(
+                    json!({"event_id": "gig", "seat_ids": ["pit-1-1"]})
+                        .to_string()
+                        .into_bytes(),
+                ),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_idempotency_key",
+        ),
+    ];
+    for (name, client, (method, path, body), status, code) in checks {
+        let key = (name == "long idempotency key").then(|| "k".repeat(300));
+        let a = client
+            .send(method, &path, body.as_deref(), key.as_deref())
+            .await
+            .unwrap();
+        assert_eq!((a.status, a.code()), (status, code), "{name}: {}", a.body);
+        assert!(
+            !a.body["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{name}: every error says why"
+        );
+    }
+    // After all that, the platform still serves and nothing was held by the bad requests.
+    let seats = ada.seat_statuses("gig", "pit").await.unwrap();
+    assert!(seats.iter().all(|(_, s)| s == "available"));
+    assert_eq!(
+        run.api.get("/healthz").await.unwrap().status,
+        StatusCode::OK
+    );
+    assert_eq!(run.api.get("/readyz").await.unwrap().status, StatusCode::OK);
+    run.platform.stop().await;
+}
