@@ -67,7 +67,7 @@ async fn embedded_bus_cuts_a_torn_tail() {
         }
     }
     // A crash in the middle of a write leaves half a frame at the end.
-    let log = dir.path().join("topics/t/0.log");
+    let log = dir.path().join("bus.log");
     let mut bytes = std::fs::read(&log).unwrap();
     bytes.extend_from_slice(&[42, 0, 0, 0, 1, 2]);
     std::fs::write(&log, bytes).unwrap();

@@ -26,9 +26,9 @@ pub mod tables {
     pub const EVENTS: &str = "events";
     /// Partition "all": clustering `<starts_at ms, zero padded>/<event id>`, for listing.
     pub const EVENT_INDEX: &str = "event_index";
-    /// Partition `<event>/<section>`, clustering seat id: a hold or a sale of that seat.
+    /// Partition `<event>/<section>`, clustering seat id: a hold or a sale of that seat; and,
+    /// after every seat id, the rows of the holds whose first seat is in that section.
     pub const SEAT_CLAIMS: &str = "seat_claims";
-    pub const HOLDS: &str = "holds";
     pub const ORDERS: &str = "orders";
     /// Partition user id, clustering `<inverted created ms>/<order id>`: newest first.
     pub const USER_ORDERS: &str = "user_orders";

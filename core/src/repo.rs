@@ -11,6 +11,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use crate::bus::BusError;
 use crate::codec::{decode, encode, CodecError};
 use crate::domain::events::EventRecord;
+use crate::domain::holds::{self, Hold};
 use crate::names::tables;
 use crate::store::{Row, Store, StoreError};
 
@@ -101,6 +102,25 @@ pub async fn cas<T: Serialize + Sync>(
     } else {
         None
     })
+}
+
+/// A hold, by id (its row sits beside its seats; see [`crate::domain::holds::locate`]).
+pub async fn load_hold(store: &dyn Store, hold_id: &str) -> RepoResult<Option<Versioned<Hold>>> {
+    match holds::locate(hold_id) {
+        Some((partition, clustering)) => get(store, tables::SEAT_CLAIMS, &partition, &clustering).await,
+        None => Ok(None),
+    }
+}
+
+/// Compare-and-set of a hold's row; `Ok(None)` when it changed meanwhile.
+pub async fn cas_hold(store: &dyn Store, hold: &Hold, expected: u64) -> RepoResult<Option<u64>> {
+    let Some((partition, clustering)) = holds::locate(&hold.id) else {
+        return Ok(None);
+    };
+    let r = store
+        .compare_and_set(tables::SEAT_CLAIMS, &partition, &clustering, expected, encode(hold), Some(holds::ROW_TTL))
+        .await?;
+    Ok(if r.applied { r.current.map(|c| c.version) } else { None })
 }
 
 /// Events are read on every hold and order but change rarely: a process keeps them decoded in

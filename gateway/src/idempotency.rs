@@ -75,7 +75,7 @@ impl Keyed {
         h.update(self.key.as_bytes());
         h.update([0]);
         h.update(prefix.as_bytes());
-        format!("{prefix}_{}", &hex::encode(h.finalize())[..26])
+        format!("{prefix}{}", &hex::encode(h.finalize())[..26])
     }
 }
 

@@ -17,7 +17,7 @@ use mercato_core::codec::{decode, encode};
 use mercato_core::domain::commands::{
     CommandResult, HoldCommand, Outcome, SeatChange, SeatChangeKind,
 };
-use mercato_core::domain::holds::{Hold, HoldState, HoldStatus};
+use mercato_core::domain::holds::{self, Hold, HoldState, HoldStatus};
 use mercato_core::domain::seats::{by_section, claims_partition, Claim, SeatId};
 use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, RepoResult};
@@ -25,8 +25,14 @@ use mercato_core::store::{Store, Write};
 
 use crate::runtime::{BatchHandler, Emit};
 
-/// Hold rows outlive their seats' claims so a shopper can still see an expired hold.
-const HOLD_ROW_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How claiming one section went.
+enum Claimed {
+    All(Vec<(String, u64)>),
+    /// Seats held by others.
+    Taken(Vec<String>),
+    /// The hold already exists: this command is a replay.
+    Replayed(Hold),
+}
 
 pub struct HoldsWorker {
     store: Arc<dyn Store>,
@@ -95,61 +101,29 @@ impl HoldsWorker {
         seat_ids: &[String],
         ttl: Duration,
     ) -> RepoResult<(Outcome, Option<SeatChange>)> {
-        // A redelivered command finds its hold already written: answer as the first time.
-        if let Some(existing) = repo::get::<Hold>(&*self.store, tables::HOLDS, hold_id, "").await? {
-            return Ok((Outcome::HoldPlaced(existing.value), None));
-        }
         let seats: Vec<SeatId> = seat_ids.iter().filter_map(|s| SeatId::parse(s)).collect();
-        if seats.len() != seat_ids.len() || seats.is_empty() {
-            return Ok((
-                refused(400, "invalid_seat_ids", "seat ids are malformed"),
-                None,
-            ));
-        }
+        let located = holds::locate(hold_id);
+        let primary = seats.first().map(|s| s.section.clone()).unwrap_or_default();
+        let Some((primary_partition, hold_key)) = located
+            .filter(|(p, _)| seats.len() == seat_ids.len() && *p == claims_partition(event_id, &primary))
+        else {
+            return Ok((refused(400, "invalid_seat_ids", "seat ids or hold id are malformed"), None));
+        };
         let claim = encode(&Claim::Held {
             hold_id: hold_id.to_owned(),
         });
-        let mut claimed: Vec<(String, Vec<(String, u64)>)> = Vec::new();
-        let mut expires_at_ms = u64::MAX;
         let groups = by_section(&seats);
-        for (section, group) in &groups {
+        let mut claimed: Vec<(String, Vec<(String, u64)>)> = Vec::new();
+        // Other sections first; the hold row is written last, with the first section's seats.
+        for (section, group) in groups.iter().filter(|(s, _)| **s != primary) {
             let partition = claims_partition(event_id, section);
-            match self
-                .claim_section(&partition, group, &claim, hold_id, ttl)
-                .await?
-            {
-                Ok((rows, expiry)) => {
-                    expires_at_ms = expires_at_ms.min(expiry);
-                    claimed.push((partition, rows));
-                }
-                Err(mut unavailable) => {
+            match self.claim_section(&partition, group, &claim, hold_id, ttl, None).await? {
+                Claimed::All(rows) => claimed.push((partition, rows)),
+                Claimed::Taken(taken) => {
                     self.release_claims(&claimed).await?;
-                    // Name every taken seat, not only those of the first refusing section.
-                    for (other, group) in groups.iter().filter(|(s, _)| *s > section) {
-                        let partition = claims_partition(event_id, other);
-                        for seat in group {
-                            let key = seat.to_string();
-                            if let Some(c) = repo::get::<Claim>(
-                                &*self.store,
-                                tables::SEAT_CLAIMS,
-                                &partition,
-                                &key,
-                            )
-                            .await?
-                            {
-                                if c.value.hold_id() != hold_id {
-                                    unavailable.push(key);
-                                }
-                            }
-                        }
-                    }
-                    return Ok((
-                        Outcome::SeatsUnavailable {
-                            seat_ids: unavailable,
-                        },
-                        None,
-                    ));
+                    return Ok((Outcome::SeatsUnavailable { seat_ids: taken }, None));
                 }
+                Claimed::Replayed(hold) => return Ok((Outcome::HoldPlaced(hold), None)),
             }
         }
         let hold = Hold {
@@ -158,29 +132,34 @@ impl HoldsWorker {
             event_id: event_id.to_owned(),
             seat_ids: seat_ids.to_vec(),
             created_ms: now_ms(),
-            expires_at_ms,
+            // The claims' own expiry (set by the store) is a moment later: the hold never shows
+            // active while its seats are already free.
+            expires_at_ms: now_ms() + ttl.as_millis() as u64,
             state: HoldState::Active,
         };
-        repo::put(
-            &*self.store,
-            tables::HOLDS,
-            hold_id,
-            "",
-            &hold,
-            Some(HOLD_ROW_TTL),
-        )
-        .await?;
-        let change = SeatChange {
-            event_id: event_id.to_owned(),
-            seat_ids: seat_ids.to_vec(),
-            change: SeatChangeKind::Held { expires_at_ms },
-        };
-        Ok((Outcome::HoldPlaced(hold), Some(change)))
+        let group = groups.get(&primary).map(Vec::as_slice).unwrap_or_default();
+        let row = (hold_key.as_str(), &hold);
+        match self.claim_section(&primary_partition, group, &claim, hold_id, ttl, Some(row)).await? {
+            Claimed::All(_) => {
+                let change = SeatChange {
+                    event_id: event_id.to_owned(),
+                    seat_ids: seat_ids.to_vec(),
+                    change: SeatChangeKind::Held { expires_at_ms: hold.expires_at_ms },
+                };
+                Ok((Outcome::HoldPlaced(hold), Some(change)))
+            }
+            // A redelivered command finds its hold already written: answer as the first time.
+            Claimed::Replayed(existing) => Ok((Outcome::HoldPlaced(existing), None)),
+            Claimed::Taken(taken) => {
+                self.release_claims(&claimed).await?;
+                Ok((Outcome::SeatsUnavailable { seat_ids: taken }, None))
+            }
+        }
     }
 
-    /// Claims one section's seats in one conditional batch. Seats this hold already claimed (a
-    /// replay after a crash) count as claimed. Returns the claimed rows and their earliest
-    /// expiry, or the seats others hold.
+    /// Claims one section's seats in one conditional batch, with the hold's own row when this is
+    /// its first section. Seats this hold already claimed (a replay after a crash) count as
+    /// claimed.
     async fn claim_section(
         &self,
         partition: &str,
@@ -188,37 +167,39 @@ impl HoldsWorker {
         claim: &[u8],
         hold_id: &str,
         ttl: Duration,
-    ) -> RepoResult<Result<(Vec<(String, u64)>, u64), Vec<String>>> {
+        hold_row: Option<(&str, &Hold)>,
+    ) -> RepoResult<Claimed> {
         let mut wanted: Vec<String> = seats.iter().map(ToString::to_string).collect();
         let mut rows: Vec<(String, u64)> = Vec::new();
-        let mut expiry = u64::MAX;
         for _attempt in 0..3 {
-            if wanted.is_empty() {
-                break;
+            let mut writes = Vec::with_capacity(wanted.len() + 1);
+            if let Some((key, hold)) = hold_row {
+                writes.push(Write::InsertIfAbsent {
+                    clustering: key.to_owned(),
+                    value: encode(hold),
+                    ttl: Some(holds::ROW_TTL),
+                });
             }
-            let writes = wanted
-                .iter()
-                .map(|s| Write::InsertIfAbsent {
-                    clustering: s.clone(),
-                    value: claim.to_vec(),
-                    ttl: Some(ttl),
-                })
-                .collect();
-            let outcome = self
-                .store
-                .batch(tables::SEAT_CLAIMS, partition, writes)
-                .await?;
+            writes.extend(wanted.iter().map(|s| Write::InsertIfAbsent {
+                clustering: s.clone(),
+                value: claim.to_vec(),
+                ttl: Some(ttl),
+            }));
+            let outcome = self.store.batch(tables::SEAT_CLAIMS, partition, writes).await?;
             if outcome.applied {
-                for row in outcome.rows.into_iter().flatten() {
-                    expiry = expiry.min(row.expires_at_ms.unwrap_or(u64::MAX));
-                    rows.push((row.clustering, row.version));
+                let skip = usize::from(hold_row.is_some());
+                rows.extend(outcome.rows.into_iter().skip(skip).flatten().map(|r| (r.clustering, r.version)));
+                return Ok(Claimed::All(rows));
+            }
+            let mut current = outcome.rows.into_iter();
+            if hold_row.is_some() {
+                if let Some(existing) = current.next().flatten() {
+                    return Ok(Claimed::Replayed(repo::decode_row::<Hold>(tables::SEAT_CLAIMS, existing)?.value));
                 }
-                wanted.clear();
-                break;
             }
             let mut taken = Vec::new();
             let mut mine = Vec::new();
-            for row in outcome.rows.into_iter().flatten() {
+            for row in current.flatten() {
                 let holder = repo::decode_row::<Claim>(tables::SEAT_CLAIMS, row.clone())?;
                 if holder.value.hold_id() == hold_id {
                     mine.push(row);
@@ -230,28 +211,22 @@ impl HoldsWorker {
                 // Give back what a replay of this same hold had claimed in this section.
                 for row in &mine {
                     self.store
-                        .delete_if_version(
-                            tables::SEAT_CLAIMS,
-                            partition,
-                            &row.clustering,
-                            row.version,
-                        )
+                        .delete_if_version(tables::SEAT_CLAIMS, partition, &row.clustering, row.version)
                         .await?;
                 }
-                return Ok(Err(taken));
+                return Ok(Claimed::Taken(taken));
             }
             for row in mine {
-                expiry = expiry.min(row.expires_at_ms.unwrap_or(u64::MAX));
                 wanted.retain(|s| *s != row.clustering);
                 rows.push((row.clustering, row.version));
             }
+            if wanted.is_empty() && hold_row.is_none() {
+                return Ok(Claimed::All(rows));
+            }
         }
-        if !wanted.is_empty() {
-            // Seats kept changing under us (claims expiring mid-replay): report them as taken
-            // rather than loop; the shopper can try again.
-            return Ok(Err(wanted));
-        }
-        Ok(Ok((rows, expiry)))
+        // Seats kept changing under us (claims expiring mid-replay): report them as taken
+        // rather than loop; the shopper can try again.
+        Ok(Claimed::Taken(wanted))
     }
 
     async fn release_claims(&self, claimed: &[(String, Vec<(String, u64)>)]) -> RepoResult<()> {
@@ -285,7 +260,7 @@ impl HoldsWorker {
         user_id: &str,
     ) -> RepoResult<(Outcome, Option<SeatChange>)> {
         for _attempt in 0..5 {
-            let Some(hold) = repo::get::<Hold>(&*self.store, tables::HOLDS, hold_id, "").await?
+            let Some(hold) = repo::load_hold(&*self.store, hold_id).await?
             else {
                 return Ok((refused(404, "hold_not_found", "no such hold"), None));
             };
@@ -314,15 +289,7 @@ impl HoldsWorker {
             }
             let mut released = hold.value.clone();
             released.state = HoldState::Released;
-            let applied = repo::cas(
-                &*self.store,
-                tables::HOLDS,
-                hold_id,
-                hold.version,
-                &released,
-                Some(HOLD_ROW_TTL),
-            )
-            .await?;
+            let applied = repo::cas_hold(&*self.store, &released, hold.version).await?;
             if applied.is_none() {
                 continue;
             }

@@ -33,8 +33,6 @@ use mercato_core::store::{Store, StoreError, Write};
 
 use crate::runtime::{BatchHandler, Emit};
 
-const HOLD_ROW_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
-
 pub struct PaymentsWorker {
     store: Arc<dyn Store>,
     events: EventCache,
@@ -106,8 +104,7 @@ impl PaymentsWorker {
             return Ok(Outcome::OrderAccepted(order.value));
         }
         let hold = loop {
-            let Some(hold) = repo::get::<Hold>(&*self.store, tables::HOLDS, hold_id, "").await?
-            else {
+            let Some(hold) = repo::load_hold(&*self.store, hold_id).await? else {
                 return Ok(refused(404, "hold_not_found", "no such hold"));
             };
             if hold.value.user_id != user_id {
@@ -140,15 +137,7 @@ impl PaymentsWorker {
                     next.state = HoldState::Purchasing {
                         order_id: order_id.to_owned(),
                     };
-                    let cas = repo::cas(
-                        &*self.store,
-                        tables::HOLDS,
-                        hold_id,
-                        hold.version,
-                        &next,
-                        Some(HOLD_ROW_TTL),
-                    );
-                    if cas.await?.is_some() {
+                    if repo::cas_hold(&*self.store, &next, hold.version).await?.is_some() {
                         break next;
                     }
                 }
@@ -234,8 +223,7 @@ impl PaymentsWorker {
         let mut emits = Vec::new();
         match event.kind {
             ProviderEventKind::ChargeSucceeded if next.status == OrderStatus::PendingPayment => {
-                let hold =
-                    repo::get::<Hold>(&*self.store, tables::HOLDS, &next.hold_id, "").await?;
+                let hold = repo::load_hold(&*self.store, &next.hold_id).await?;
                 let sold = match &hold {
                     Some(h) => self.convert_seats(&h.value, &next.id).await?,
                     None => false,
@@ -257,15 +245,7 @@ impl PaymentsWorker {
                         purchased.state = HoldState::Purchased {
                             order_id: next.id.clone(),
                         };
-                        repo::put(
-                            &*self.store,
-                            tables::HOLDS,
-                            &purchased.id,
-                            "",
-                            &purchased,
-                            Some(HOLD_ROW_TTL),
-                        )
-                        .await?;
+                        repo::cas_hold(&*self.store, &purchased, h.version).await?;
                     }
                     emits.push(Emit::new(
                         topics::SEAT_CHANGES,
@@ -385,19 +365,11 @@ impl PaymentsWorker {
 
     /// After a declined payment the shopper may try another card while the hold lives.
     async fn reopen_hold(&self, hold_id: &str, order_id: &str) -> RepoResult<()> {
-        if let Some(h) = repo::get::<Hold>(&*self.store, tables::HOLDS, hold_id, "").await? {
+        if let Some(h) = repo::load_hold(&*self.store, hold_id).await? {
             if matches!(&h.value.state, HoldState::Purchasing { order_id: o } if o == order_id) {
                 let mut next = h.value.clone();
                 next.state = HoldState::Active;
-                repo::cas(
-                    &*self.store,
-                    tables::HOLDS,
-                    hold_id,
-                    h.version,
-                    &next,
-                    Some(HOLD_ROW_TTL),
-                )
-                .await?;
+                repo::cas_hold(&*self.store, &next, h.version).await?;
             }
         }
         Ok(())

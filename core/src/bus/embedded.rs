@@ -1,16 +1,19 @@
-//! The embedded Bus: one append-only log file per partition, offsets per consumer id in a log of
-//! their own, and group commit.
+//! The embedded Bus: one write-ahead log for every topic, partition and consumer offset, with
+//! group commit.
 //!
-//! A producer appends its records in memory and to the partition's pending buffer, then waits
-//! until they are durable. Whoever holds the partition's sync lock writes everything pending and
-//! fsyncs once for all the producers that arrived meanwhile. Consumers see a partition only up to
-//! its durable end, like a Kafka high watermark, so nothing a consumer acted on can vanish in a
-//! crash. Without a data dir everything stays in memory and is visible at once.
+//! Producers append frames to a shared buffer and wait until a flush covers them; whoever holds
+//! the sync lock writes everything buffered and fsyncs once for all of them, whatever topic they
+//! went to. Consumers see a partition only up to what is durable (a high watermark), so nothing
+//! a consumer acted on can vanish in a crash. Because one log holds everything in append order,
+//! a consumer's committed offset is never durable before the records it emitted ahead of it.
+//! Offset commits do not wait for their fsync: losing the last ones only replays a few records,
+//! which at-least-once delivery allows. Without a data dir everything stays in memory.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs::File;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,229 +21,244 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-use super::log_file::{open_frames, push_frame, put_str16, rewrite, Reader};
+use super::log_file::{open_frames, push_frame, put_str16, Reader};
 use super::{partition_for, validate_topic_name, Bus, BusError, BusResult, Record, TopicChange};
 use crate::clock::now_ms;
 
 const MAX_PARTITIONS: u32 = 1024;
-/// Compact the offsets log once it holds this many commits.
-const OFFSET_LOG_COMPACT_AT: usize = 100_000;
+const FRAME_TOPIC: u8 = 1;
+const FRAME_RECORD: u8 = 2;
+const FRAME_COMMIT: u8 = 3;
 
 struct Partition {
-    state: Mutex<PartitionState>,
-    /// Serializes flushes: the holder writes and fsyncs for everyone waiting.
-    sync_lock: tokio::sync::Mutex<()>,
-    /// How many records of this partition are durable (and so visible).
+    records: Mutex<Vec<Arc<Record>>>,
+    /// How many records are durable, and so visible to consumers.
     durable: watch::Sender<u64>,
-    file: Option<Arc<Mutex<File>>>,
-}
-
-struct PartitionState {
-    records: Vec<Arc<Record>>,
-    unflushed: Vec<u8>,
-}
-
-struct Topic {
-    partitions: RwLock<Vec<Arc<Partition>>>,
 }
 
 type OffsetKey = (String, String, u32);
 
-struct Offsets {
-    committed: HashMap<OffsetKey, u64>,
-    file: Option<File>,
-    path: Option<PathBuf>,
-    entries: usize,
+/// What is appended but not yet written, and what becomes visible when it is.
+#[derive(Default)]
+struct Pending {
+    buf: Vec<u8>,
+    /// Sequence number of the last frame appended.
+    seq: u64,
+    /// Partitions that got records since the last flush, with their length then.
+    touched: Touched,
+}
+
+struct Wal {
+    file: Option<Arc<Mutex<File>>>,
+    pending: Arc<Mutex<Pending>>,
+    /// Sequence number of the last durable frame.
+    durable_seq: watch::Sender<u64>,
+    /// Serializes flushes: the holder writes and fsyncs for everyone waiting.
+    sync_lock: tokio::sync::Mutex<()>,
+    flush_scheduled: AtomicBool,
 }
 
 pub struct EmbeddedBus {
-    dir: Option<PathBuf>,
-    topics: RwLock<HashMap<String, Arc<Topic>>>,
-    offsets: Arc<Mutex<Offsets>>,
+    topics: RwLock<HashMap<String, Vec<Arc<Partition>>>>,
+    committed: Mutex<HashMap<OffsetKey, u64>>,
+    wal: Arc<Wal>,
     /// Serializes topic creation and growth.
     admin: tokio::sync::Mutex<()>,
 }
 
+fn new_partition(records: Vec<Arc<Record>>) -> Arc<Partition> {
+    let len = records.len() as u64;
+    Arc::new(Partition {
+        records: Mutex::new(records),
+        durable: watch::Sender::new(len),
+    })
+}
+
 impl EmbeddedBus {
     pub fn in_memory() -> Self {
-        Self {
-            dir: None,
-            topics: RwLock::new(HashMap::new()),
-            offsets: Arc::new(Mutex::new(Offsets {
-                committed: HashMap::new(),
-                file: None,
-                path: None,
-                entries: 0,
-            })),
-            admin: tokio::sync::Mutex::new(()),
-        }
+        Self::with(None, HashMap::new(), HashMap::new())
     }
 
     /// Opens the bus kept in `dir`, recovering every topic, record and committed offset.
     pub fn open(dir: &Path) -> BusResult<Self> {
-        let topics_dir = dir.join("topics");
-        fs::create_dir_all(&topics_dir).map_err(io)?;
-        let mut topics = HashMap::new();
-        for entry in fs::read_dir(&topics_dir).map_err(io)? {
-            let entry = entry.map_err(io)?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let Ok(count) = fs::read_to_string(entry.path().join("partitions")) else {
-                continue;
-            };
-            let count: u32 = count
-                .trim()
-                .parse()
-                .map_err(|_| BusError::Io(format!("topic {name}: unreadable partition count")))?;
-            let mut partitions = Vec::new();
-            for p in 0..count {
-                partitions.push(Arc::new(open_partition(&entry.path(), p)?));
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let (file, frames) = open_frames(&dir.join("bus.log")).map_err(io)?;
+        let mut topics: HashMap<String, Vec<Vec<Arc<Record>>>> = HashMap::new();
+        let mut committed = HashMap::new();
+        for (n, frame) in frames.iter().enumerate() {
+            let bad = || BusError::Io(format!("bus.log frame {n} is malformed"));
+            let mut r = Reader::new(frame);
+            match r.take(1).map(|k| k[0]) {
+                Some(FRAME_TOPIC) => {
+                    let name = r.str16().ok_or_else(bad)?;
+                    let count = r.u32().ok_or_else(bad)? as usize;
+                    let parts = topics.entry(name).or_default();
+                    if parts.len() < count {
+                        parts.resize_with(count, Vec::new);
+                    }
+                }
+                Some(FRAME_RECORD) => {
+                    let topic = r.str16().ok_or_else(bad)?;
+                    let partition = r.u32().ok_or_else(bad)?;
+                    let timestamp_ms = r.u64().ok_or_else(bad)?;
+                    let klen = r.u32().ok_or_else(bad)? as usize;
+                    let key = r.take(klen).ok_or_else(bad)?.to_vec();
+                    let value = r.rest().to_vec();
+                    let records = topics
+                        .get_mut(&topic)
+                        .and_then(|p| p.get_mut(partition as usize))
+                        .ok_or_else(bad)?;
+                    records.push(Arc::new(Record {
+                        partition,
+                        offset: records.len() as u64,
+                        timestamp_ms,
+                        key,
+                        value,
+                    }));
+                }
+                Some(FRAME_COMMIT) => {
+                    let key = (r.str16().ok_or_else(bad)?, r.str16().ok_or_else(bad)?, r.u32().ok_or_else(bad)?);
+                    committed.insert(key, r.u64().ok_or_else(bad)?);
+                }
+                _ => return Err(bad()),
             }
-            topics.insert(
-                name,
-                Arc::new(Topic {
-                    partitions: RwLock::new(partitions),
-                }),
-            );
         }
-        let offsets = open_offsets(&dir.join("offsets.log"))?;
-        Ok(Self {
-            dir: Some(dir.to_owned()),
-            topics: RwLock::new(topics),
-            offsets: Arc::new(Mutex::new(offsets)),
-            admin: tokio::sync::Mutex::new(()),
-        })
+        let topics = topics
+            .into_iter()
+            .map(|(name, parts)| {
+                let parts = parts.into_iter().map(new_partition).collect();
+                (name, parts)
+            })
+            .collect();
+        Ok(Self::with(Some(file), topics, committed))
     }
 
-    fn topic(&self, name: &str) -> BusResult<Arc<Topic>> {
+    fn with(file: Option<File>, topics: HashMap<String, Vec<Arc<Partition>>>, committed: HashMap<OffsetKey, u64>) -> Self {
+        Self {
+            topics: RwLock::new(topics),
+            committed: Mutex::new(committed),
+            wal: Arc::new(Wal {
+                file: file.map(|f| Arc::new(Mutex::new(f))),
+                pending: Arc::new(Mutex::new(Pending::default())),
+                durable_seq: watch::Sender::new(0),
+                sync_lock: tokio::sync::Mutex::new(()),
+                flush_scheduled: AtomicBool::new(false),
+            }),
+            admin: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn partitions_of(&self, topic: &str) -> BusResult<Vec<Arc<Partition>>> {
         self.topics
             .read()
-            .get(name)
+            .get(topic)
             .cloned()
-            .ok_or_else(|| BusError::UnknownTopic(name.to_owned()))
+            .ok_or_else(|| BusError::UnknownTopic(topic.to_owned()))
     }
 
     fn partition(&self, topic: &str, partition: u32) -> BusResult<Arc<Partition>> {
-        let t = self.topic(topic)?;
-        let parts = t.partitions.read();
-        parts
-            .get(partition as usize)
-            .cloned()
-            .ok_or_else(|| BusError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-                partitions: parts.len() as u32,
-            })
-    }
-
-    async fn flush_to(part: &Partition, end: u64) -> BusResult<()> {
-        let Some(file) = &part.file else {
-            return Ok(());
-        };
-        if *part.durable.borrow() >= end {
-            return Ok(());
-        }
-        let _leader = part.sync_lock.lock().await;
-        if *part.durable.borrow() >= end {
-            return Ok(());
-        }
-        let (buf, upto) = {
-            let mut st = part.state.lock();
-            (std::mem::take(&mut st.unflushed), st.records.len() as u64)
-        };
-        let file = Arc::clone(file);
-        tokio::task::spawn_blocking(move || {
-            let mut f = file.lock();
-            f.write_all(&buf)?;
-            f.sync_data()
+        let parts = self.partitions_of(topic)?;
+        parts.get(partition as usize).cloned().ok_or_else(|| BusError::UnknownPartition {
+            topic: topic.to_owned(),
+            partition,
+            partitions: parts.len() as u32,
         })
-        .await
-        .map_err(|e| BusError::Io(e.to_string()))?
-        .map_err(io)?;
-        part.durable.send_replace(upto);
+    }
+}
+
+impl Wal {
+    /// Waits until every frame up to `seq` is durable, flushing if nobody else is.
+    async fn flush_to(&self, seq: u64) -> BusResult<()> {
+        if *self.durable_seq.borrow() >= seq {
+            return Ok(());
+        }
+        let _leader = self.sync_lock.lock().await;
+        if *self.durable_seq.borrow() >= seq {
+            return Ok(());
+        }
+        // The file lock is taken before the buffer, here and on drop, so buffers reach the
+        // file in the order they were filled.
+        let (upto, touched) = match &self.file {
+            Some(file) => {
+                let file = Arc::clone(file);
+                let wal_pending = Arc::clone(&self.pending);
+                tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+                    let mut f = file.lock();
+                    let (buf, upto, touched) = take_pending(&wal_pending);
+                    f.write_all(&buf)?;
+                    f.sync_data()?;
+                    Ok((upto, touched))
+                })
+                .await
+                .map_err(|e| BusError::Io(e.to_string()))?
+                .map_err(io)?
+            }
+            None => {
+                let (_, upto, touched) = take_pending(&self.pending);
+                (upto, touched)
+            }
+        };
+        for (part, len) in touched.into_values() {
+            part.durable.send_if_modified(|d| {
+                let grew = len > *d;
+                *d = (*d).max(len);
+                grew
+            });
+        }
+        self.durable_seq.send_replace(upto);
         Ok(())
     }
-}
 
-fn open_partition(topic_dir: &Path, p: u32) -> BusResult<Partition> {
-    let (file, bodies) = open_frames(&topic_dir.join(format!("{p}.log"))).map_err(io)?;
-    let mut records = Vec::with_capacity(bodies.len());
-    for (offset, body) in bodies.iter().enumerate() {
-        let mut r = Reader::new(body);
-        let parsed = (|| {
-            let ts = r.u64()?;
-            let klen = r.u32()? as usize;
-            let key = r.take(klen)?.to_vec();
-            Some((ts, key, r.rest().to_vec()))
-        })();
-        let Some((timestamp_ms, key, value)) = parsed else {
-            return Err(BusError::Io(format!(
-                "{}: record {offset} is malformed",
-                topic_dir.display()
-            )));
-        };
-        records.push(Arc::new(Record {
-            partition: p,
-            offset: offset as u64,
-            timestamp_ms,
-            key,
-            value,
-        }));
-    }
-    let end = records.len() as u64;
-    Ok(Partition {
-        state: Mutex::new(PartitionState {
-            records,
-            unflushed: Vec::new(),
-        }),
-        sync_lock: tokio::sync::Mutex::new(()),
-        durable: watch::Sender::new(end),
-        file: Some(Arc::new(Mutex::new(file))),
-    })
-}
-
-fn memory_partition() -> Partition {
-    Partition {
-        state: Mutex::new(PartitionState {
-            records: Vec::new(),
-            unflushed: Vec::new(),
-        }),
-        sync_lock: tokio::sync::Mutex::new(()),
-        durable: watch::Sender::new(0),
-        file: None,
-    }
-}
-
-fn offset_frame(key: &OffsetKey, next: u64, out: &mut Vec<u8>) {
-    let mut body = Vec::with_capacity(key.0.len() + key.1.len() + 16);
-    put_str16(&key.0, &mut body);
-    put_str16(&key.1, &mut body);
-    body.extend_from_slice(&key.2.to_le_bytes());
-    body.extend_from_slice(&next.to_le_bytes());
-    push_frame(&body, out);
-}
-
-fn open_offsets(path: &Path) -> BusResult<Offsets> {
-    let (_, bodies) = open_frames(path).map_err(io)?;
-    let mut committed = HashMap::new();
-    for body in &bodies {
-        let mut r = Reader::new(body);
-        let parsed = (|| Some(((r.str16()?, r.str16()?, r.u32()?), r.u64()?)))();
-        if let Some((key, next)) = parsed {
-            committed.insert(key, next);
+    /// Flushes soon, without anyone waiting: for offset commits.
+    fn schedule_flush(self: &Arc<Self>) {
+        if self.flush_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let wal = Arc::clone(self);
+        let spawned = tokio::runtime::Handle::try_current().map(|h| {
+            h.spawn(async move {
+                wal.flush_scheduled.store(false, Ordering::Release);
+                let seq = wal.pending.lock().seq;
+                if let Err(e) = wal.flush_to(seq).await {
+                    tracing::warn!(error = %e, "flushing offset commits failed");
+                }
+            })
+        });
+        if spawned.is_err() {
+            self.flush_scheduled.store(false, Ordering::Release);
         }
     }
-    // Start from a compacted file: one frame per consumer, partition.
-    let mut frames = Vec::new();
-    for (key, next) in &committed {
-        offset_frame(key, *next, &mut frames);
+
+    /// Writes and syncs whatever is buffered, from outside the runtime (on drop).
+    fn flush_now(&self) {
+        if let Some(file) = &self.file {
+            let mut f = file.lock();
+            let (buf, _, _) = take_pending(&self.pending);
+            if f.write_all(&buf).and_then(|_| f.sync_data()).is_err() {
+                tracing::warn!("flushing the bus log on close failed");
+            }
+        }
     }
-    let file = rewrite(path, &frames).map_err(io)?;
-    Ok(Offsets {
-        entries: committed.len(),
-        committed,
-        file: Some(file),
-        path: Some(path.to_owned()),
-    })
+}
+
+impl Drop for EmbeddedBus {
+    fn drop(&mut self) {
+        self.wal.flush_now();
+    }
+}
+
+type Touched = HashMap<(String, u32), (Arc<Partition>, u64)>;
+
+fn take_pending(pending: &Mutex<Pending>) -> (Vec<u8>, u64, Touched) {
+    let mut p = pending.lock();
+    (std::mem::take(&mut p.buf), p.seq, std::mem::take(&mut p.touched))
+}
+
+fn topic_frame(topic: &str, partitions: u32, out: &mut Vec<u8>) {
+    let mut body = vec![FRAME_TOPIC];
+    put_str16(topic, &mut body);
+    body.extend_from_slice(&partitions.to_le_bytes());
+    push_frame(&body, out);
 }
 
 #[async_trait]
@@ -251,120 +269,78 @@ impl Bus for EmbeddedBus {
             return Err(BusError::InvalidPartitions(partitions));
         }
         let _admin = self.admin.lock().await;
-        let existing = self.topics.read().get(topic).cloned();
-        let topic_dir = self.dir.as_ref().map(|d| d.join("topics").join(topic));
-        let current = existing
-            .as_ref()
-            .map_or(0, |t| t.partitions.read().len() as u32);
-        if existing.is_some() && partitions == current {
-            return Ok(TopicChange::Unchanged);
-        }
-        if partitions < current {
-            return Err(BusError::CannotShrink {
-                topic: topic.to_owned(),
-                current,
-                requested: partitions,
-            });
-        }
-        let mut added = Vec::new();
-        for p in current..partitions {
-            added.push(Arc::new(match &topic_dir {
-                Some(dir) => {
-                    fs::create_dir_all(dir).map_err(io)?;
-                    open_partition(dir, p)?
-                }
-                None => memory_partition(),
-            }));
-        }
-        if let Some(dir) = &topic_dir {
-            // Written last: a topic whose partition count is on disk has all its files.
-            let tmp = dir.join("partitions.tmp");
-            fs::write(&tmp, partitions.to_string()).map_err(io)?;
-            fs::rename(&tmp, dir.join("partitions")).map_err(io)?;
-        }
-        match existing {
-            Some(t) => {
-                t.partitions.write().extend(added);
-                Ok(TopicChange::Grown { from: current })
+        let current = self.topics.read().get(topic).map(|p| p.len() as u32);
+        let change = match current {
+            Some(c) if c == partitions => return Ok(TopicChange::Unchanged),
+            Some(c) if c > partitions => {
+                return Err(BusError::CannotShrink { topic: topic.to_owned(), current: c, requested: partitions })
             }
-            None => {
-                self.topics.write().insert(
-                    topic.to_owned(),
-                    Arc::new(Topic {
-                        partitions: RwLock::new(added),
-                    }),
-                );
-                Ok(TopicChange::Created)
-            }
+            Some(c) => TopicChange::Grown { from: c },
+            None => TopicChange::Created,
+        };
+        let seq = {
+            let mut p = self.wal.pending.lock();
+            topic_frame(topic, partitions, &mut p.buf);
+            p.seq += 1;
+            p.seq
+        };
+        self.wal.flush_to(seq).await?;
+        let mut topics = self.topics.write();
+        let parts = topics.entry(topic.to_owned()).or_default();
+        while parts.len() < partitions as usize {
+            parts.push(new_partition(Vec::new()));
         }
+        Ok(change)
     }
 
     async fn partitions(&self, topic: &str) -> BusResult<u32> {
-        Ok(self.topic(topic)?.partitions.read().len() as u32)
+        Ok(self.partitions_of(topic)?.len() as u32)
     }
 
-    async fn send_batch(
-        &self,
-        topic: &str,
-        records: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> BusResult<Vec<(u32, u64)>> {
-        let parts: Vec<Arc<Partition>> = self.topic(topic)?.partitions.read().clone();
+    async fn send_batch(&self, topic: &str, records: Vec<(Vec<u8>, Vec<u8>)>) -> BusResult<Vec<(u32, u64)>> {
+        let parts = self.partitions_of(topic)?;
         let count = parts.len() as u32;
         let now = now_ms();
         let mut placed = Vec::with_capacity(records.len());
-        let mut ends: HashMap<u32, u64> = HashMap::new();
-        for (key, value) in records {
-            let p = partition_for(&key, count);
-            let part = &parts[p as usize];
-            let mut st = part.state.lock();
-            let offset = st.records.len() as u64;
-            if part.file.is_some() {
-                let mut body = Vec::with_capacity(12 + key.len() + value.len());
-                body.extend_from_slice(&now.to_le_bytes());
-                body.extend_from_slice(&(key.len() as u32).to_le_bytes());
-                body.extend_from_slice(&key);
-                body.extend_from_slice(&value);
-                push_frame(&body, &mut st.unflushed);
+        let seq = {
+            let mut pending = self.wal.pending.lock();
+            for (key, value) in records {
+                let p = partition_for(&key, count);
+                let part = &parts[p as usize];
+                if self.wal.file.is_some() {
+                    let mut body = Vec::with_capacity(24 + topic.len() + key.len() + value.len());
+                    body.push(FRAME_RECORD);
+                    put_str16(topic, &mut body);
+                    body.extend_from_slice(&p.to_le_bytes());
+                    body.extend_from_slice(&now.to_le_bytes());
+                    body.extend_from_slice(&(key.len() as u32).to_le_bytes());
+                    body.extend_from_slice(&key);
+                    body.extend_from_slice(&value);
+                    push_frame(&body, &mut pending.buf);
+                }
+                let mut recs = part.records.lock();
+                let offset = recs.len() as u64;
+                recs.push(Arc::new(Record { partition: p, offset, timestamp_ms: now, key, value }));
+                pending.touched.insert((topic.to_owned(), p), (Arc::clone(part), offset + 1));
+                placed.push((p, offset));
             }
-            st.records.push(Arc::new(Record {
-                partition: p,
-                offset,
-                timestamp_ms: now,
-                key,
-                value,
-            }));
-            if part.file.is_none() {
-                part.durable.send_replace(offset + 1);
-            }
-            placed.push((p, offset));
-            ends.insert(p, offset + 1);
-        }
-        for (p, end) in ends {
-            Self::flush_to(&parts[p as usize], end).await?;
-        }
+            pending.seq += 1;
+            pending.seq
+        };
+        self.wal.flush_to(seq).await?;
         Ok(placed)
     }
 
-    async fn fetch(
-        &self,
-        topic: &str,
-        partition: u32,
-        offset: u64,
-        max: usize,
-        wait: Duration,
-    ) -> BusResult<Vec<Record>> {
+    async fn fetch(&self, topic: &str, partition: u32, offset: u64, max: usize, wait: Duration) -> BusResult<Vec<Record>> {
         let part = self.partition(topic, partition)?;
         let mut durable = part.durable.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             let visible = *durable.borrow_and_update();
             if offset < visible {
-                let st = part.state.lock();
+                let recs = part.records.lock();
                 let end = visible.min(offset.saturating_add(max.max(1) as u64));
-                return Ok(st.records[offset as usize..end as usize]
-                    .iter()
-                    .map(|r| Record::clone(r))
-                    .collect());
+                return Ok(recs[offset as usize..end as usize].iter().map(|r| Record::clone(r)).collect());
             }
             match tokio::time::timeout_at(deadline, durable.changed()).await {
                 Ok(Ok(())) => continue,
@@ -379,57 +355,28 @@ impl Bus for EmbeddedBus {
         Ok(end)
     }
 
-    async fn committed(
-        &self,
-        consumer: &str,
-        topic: &str,
-        partition: u32,
-    ) -> BusResult<Option<u64>> {
+    async fn committed(&self, consumer: &str, topic: &str, partition: u32) -> BusResult<Option<u64>> {
         self.partition(topic, partition)?;
         let key = (consumer.to_owned(), topic.to_owned(), partition);
-        Ok(self.offsets.lock().committed.get(&key).copied())
+        Ok(self.committed.lock().get(&key).copied())
     }
 
-    async fn commit(
-        &self,
-        consumer: &str,
-        topic: &str,
-        partition: u32,
-        next: u64,
-    ) -> BusResult<()> {
+    async fn commit(&self, consumer: &str, topic: &str, partition: u32, next: u64) -> BusResult<()> {
         self.partition(topic, partition)?;
         let key = (consumer.to_owned(), topic.to_owned(), partition);
-        let offsets = Arc::clone(&self.offsets);
-        let persist = offsets.lock().file.is_some();
-        if !persist {
-            offsets.lock().committed.insert(key, next);
-            return Ok(());
+        if self.wal.file.is_some() {
+            let mut body = vec![FRAME_COMMIT];
+            put_str16(&key.0, &mut body);
+            put_str16(&key.1, &mut body);
+            body.extend_from_slice(&key.2.to_le_bytes());
+            body.extend_from_slice(&next.to_le_bytes());
+            let mut p = self.wal.pending.lock();
+            push_frame(&body, &mut p.buf);
+            p.seq += 1;
         }
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let mut o = offsets.lock();
-            o.committed.insert(key.clone(), next);
-            let mut frame = Vec::new();
-            offset_frame(&key, next, &mut frame);
-            if let Some(f) = o.file.as_mut() {
-                f.write_all(&frame)?;
-                f.sync_data()?;
-            }
-            o.entries += 1;
-            if o.entries >= OFFSET_LOG_COMPACT_AT {
-                let mut frames = Vec::new();
-                for (k, v) in &o.committed {
-                    offset_frame(k, *v, &mut frames);
-                }
-                if let Some(path) = o.path.clone() {
-                    o.file = Some(rewrite(&path, &frames)?);
-                    o.entries = o.committed.len();
-                }
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| BusError::Io(e.to_string()))?
-        .map_err(io)
+        self.committed.lock().insert(key, next);
+        self.wal.schedule_flush();
+        Ok(())
     }
 }
 

@@ -5,7 +5,7 @@
 //! a clean end. Nothing before that point is ever lost or reordered.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::Path;
 
 pub fn push_frame(body: &[u8], out: &mut Vec<u8>) {
@@ -49,21 +49,6 @@ pub fn open_frames(path: &Path) -> io::Result<(File, Vec<Vec<u8>>)> {
         file.sync_data()?;
     }
     Ok((file, bodies))
-}
-
-/// Replaces `path` with a file holding exactly `frames`, atomically (write, fsync, rename).
-pub fn rewrite(path: &Path, frames: &[u8]) -> io::Result<File> {
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = File::create(&tmp)?;
-        f.write_all(frames)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent() {
-        File::open(dir)?.sync_all()?;
-    }
-    OpenOptions::new().append(true).open(path)
 }
 
 pub struct Reader<'a> {

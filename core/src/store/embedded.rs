@@ -164,8 +164,36 @@ impl Store for EmbeddedStore {
     }
 }
 
+/// Group-commit figures, logged at debug level every few seconds: how well writes coalesce.
+#[derive(Default)]
+struct CommitStats {
+    commits: u64,
+    jobs: u64,
+    busy: Duration,
+    since: Option<Instant>,
+}
+
+impl CommitStats {
+    fn record(&mut self, jobs: usize, took: Duration) {
+        let since = *self.since.get_or_insert_with(Instant::now);
+        self.commits += 1;
+        self.jobs += jobs as u64;
+        self.busy += took;
+        if since.elapsed() >= Duration::from_secs(5) {
+            tracing::debug!(
+                commits = self.commits,
+                jobs_per_commit = self.jobs as f64 / self.commits as f64,
+                ms_per_commit = self.busy.as_secs_f64() * 1000.0 / self.commits as f64,
+                "store group commits"
+            );
+            *self = CommitStats::default();
+        }
+    }
+}
+
 fn writer_loop(db: &Database, rx: &mpsc::Receiver<Job>) {
     let mut last_purge = Instant::now();
+    let mut stats = CommitStats::default();
     loop {
         let first = match rx.recv_timeout(PURGE_EVERY) {
             Ok(job) => job,
@@ -183,7 +211,10 @@ fn writer_loop(db: &Database, rx: &mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        match commit_group(db, &jobs) {
+        let started = Instant::now();
+        let outcome = commit_group(db, &jobs);
+        stats.record(jobs.len(), started.elapsed());
+        match outcome {
             Ok(outcomes) => {
                 for (job, outcome) in jobs.into_iter().zip(outcomes) {
                     let _ = job.reply.send(Ok(outcome));

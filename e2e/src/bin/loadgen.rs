@@ -1,1 +1,245 @@
-fn main() {}
+//! The load generator: sells out a stadium through the HTTP gateway with many concurrent
+//! buyers, prints holds/s and latency percentiles, and verifies there was no double booking.
+//!
+//! By default it starts the platform in this process (on a temporary data dir on disk, so every
+//! write is as durable as under `mercato up`); `--url` and `--token` aim it at a running one.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use clap::{Parser, Subcommand};
+use hdrhistogram::Histogram;
+use mercato_e2e::{harness, Api};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use reqwest::StatusCode;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(about = "Mercato load generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Sell out a stadium: every seat held exactly once, under contention.
+    Onsale {
+        /// A running gateway; without it the platform runs in this process.
+        #[arg(long)]
+        url: Option<String>,
+        /// An admin token for `--url` (to apply the stadium).
+        #[arg(long, env = "MERCATO_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Concurrent buyers, each with its own HTTP connection.
+        #[arg(long, default_value_t = 500)]
+        buyers: usize,
+        /// Distinct shopper accounts the buyers share.
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// Sections of 50 x 50 seats (20 make the 50,000-seat stadium).
+        #[arg(long, default_value_t = 20)]
+        sections: u32,
+        /// Seats per hold (adjacent seats in a row).
+        #[arg(long, default_value_t = 2)]
+        seats_per_hold: u32,
+        /// Share of attempts that go for seats someone probably already has.
+        #[arg(long, default_value_t = 0.2)]
+        contention: f64,
+        /// Sell-outs to run (each on a fresh stadium); the report gives the median.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+struct RunReport {
+    holds: usize,
+    conflicts: usize,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+}
+
+impl RunReport {
+    fn holds_per_sec(&self) -> f64 {
+        self.holds as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+fn stadium(name: &str, sections: u32) -> String {
+    let mut yaml = format!(
+        "apiVersion: mercato.dev/v1alpha1\nkind: Event\nmetadata:\n  name: {name}\nspec:\n  title: Load test {name}\n  \
+         venue: {{ name: Load Stadium, city: Benchmark, lat: 0.0, lon: 0.0 }}\n  startsAt: 2099-01-01T20:00:00Z\n  \
+         onSaleAt: 2020-01-01T10:00:00Z\n  maxSeatsPerHold: 10\n  tiers:\n    - {{ id: std, name: Standard, price: {{ amount: 5000, currency: USD }} }}\n  sections:\n"
+    );
+    for s in 1..=sections {
+        yaml.push_str(&format!("    - {{ id: s{s:02}, tier: std, rows: 50, seatsPerRow: 50 }}\n"));
+    }
+    yaml
+}
+
+/// Every hold-sized block of adjacent seats, shuffled: the order buyers go for them.
+fn blocks(sections: u32, per_hold: u32) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    for s in 1..=sections {
+        for row in 1..=50 {
+            let mut seat = 1;
+            while seat <= 50 {
+                let end = (seat + per_hold - 1).min(50);
+                out.push((seat..=end).map(|n| format!("s{s:02}-{row}-{n}")).collect());
+                seat = end + 1;
+            }
+        }
+    }
+    out.shuffle(&mut rand::thread_rng());
+    out
+}
+
+async fn sell_out(api: &Api, admin: &Api, shoppers: &[Api], run: usize, cli_buyers: usize, sections: u32, per_hold: u32, contention: f64) -> anyhow::Result<RunReport> {
+    let event = format!("onsale-{}-{run}", std::process::id());
+    let applied = admin
+        .send(reqwest::Method::POST, "/api/v1/admin/manifests", Some(stadium(&event, sections).as_bytes()), None)
+        .await?;
+    ensure!(applied.status == StatusCode::ACCEPTED, "applying the stadium failed: {}", applied.body);
+    let blocks = Arc::new(blocks(sections, per_hold));
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for b in 0..cli_buyers {
+        let buyer = shoppers[b % shoppers.len()].separate();
+        let blocks = Arc::clone(&blocks);
+        let next = Arc::clone(&next);
+        let event = event.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+            let mut won: Vec<Vec<String>> = Vec::new();
+            let mut conflicts = 0;
+            loop {
+                let contended = rand::thread_rng().gen_bool(contention);
+                let taken = next.load(Ordering::Relaxed);
+                let block = if contended && taken > 0 {
+                    &blocks[rand::thread_rng().gen_range(0..taken.min(blocks.len()))]
+                } else {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= blocks.len() {
+                        break;
+                    }
+                    &blocks[i]
+                };
+                let t = Instant::now();
+                let answer = buyer.hold(&event, block).await?;
+                let us = t.elapsed().as_micros() as u64;
+                if us > 500_000 && std::env::var("LOADGEN_DEBUG").is_ok() {
+                    eprintln!("slow: {us} us at {:?} first={} status={}", started.elapsed(), won.is_empty() && conflicts == 0, answer.status);
+                }
+                latency.record(us)?;
+                match answer.status {
+                    StatusCode::CREATED => won.push(block.clone()),
+                    StatusCode::CONFLICT => conflicts += 1,
+                    other => bail!("hold answered {other}: {}", answer.body),
+                }
+            }
+            Ok::<_, anyhow::Error>((won, conflicts, latency))
+        }));
+    }
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
+    let mut sold = HashSet::new();
+    let mut holds = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        let (won, c, l) = t.await??;
+        latency.add(&l)?;
+        conflicts += c;
+        for block in won {
+            holds += 1;
+            for seat in block {
+                ensure!(sold.insert(seat.clone()), "DOUBLE BOOKING: {seat} was held twice");
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    // Verify against the platform's own seat map: every seat held, by the holds we counted.
+    let capacity = sections as usize * 2500;
+    ensure!(sold.len() == capacity, "{} seats held of {capacity}", sold.len());
+    for s in 1..=sections {
+        let section = format!("s{s:02}");
+        let statuses = api.seat_statuses(&event, &section).await?;
+        let held = statuses.iter().filter(|(_, st)| st == "held").count();
+        ensure!(held == 2500, "section {section}: {held} seats held on the seat map, 2500 expected");
+    }
+    Ok(RunReport { holds, conflicts, elapsed, latency })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let Cli { command: Scenario::Onsale { url, token, buyers, users, sections, seats_per_hold, contention, runs } } = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    ensure!((1..=10).contains(&seats_per_hold), "--seats-per-hold must be 1..10");
+    ensure!((1..=200).contains(&sections), "--sections must be 1..200");
+    let (_platform, _dir, api, admin) = match url {
+        Some(url) => {
+            let token = token.context("--url needs --token (an admin token) to apply the stadium")?;
+            let api = Api::new(&url);
+            let admin = api.with_token(&token);
+            (None, None, api, admin)
+        }
+        None => {
+            let dir = tempfile::tempdir()?;
+            let in_memory = std::env::var("LOADGEN_IN_MEMORY").is_ok();
+            let run = harness::start((!in_memory).then(|| dir.path().to_owned()), None).await?;
+            println!("platform started in-process at {} (data in {})", run.api.base, dir.path().display());
+            (Some(run.platform), Some(dir), run.api, run.admin)
+        }
+    };
+    print!("signing up {users} shoppers ... ");
+    let mut shoppers = Vec::with_capacity(users);
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    for u in 0..users {
+        shoppers.push(api.shopper(&format!("buyer{u}-{}@loadgen.example", &tag[..8])).await?);
+    }
+    println!("done");
+    println!(
+        "onsale: {} seats per run, {buyers} concurrent buyers, {seats_per_hold} seats per hold, {:.0}% contended attempts, {runs} runs",
+        sections * 2500,
+        contention * 100.0
+    );
+    let mut reports = Vec::new();
+    for run in 1..=runs {
+        let r = sell_out(&api, &admin, &shoppers, run, buyers, sections, seats_per_hold, contention).await?;
+        println!(
+            "run {run}: {} holds ({} seats) in {:.2}s = {:.0} holds/s; {} conflicts (409); latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms; zero double bookings (verified against the seat map)",
+            r.holds,
+            sections * 2500,
+            r.elapsed.as_secs_f64(),
+            r.holds_per_sec(),
+            r.conflicts,
+            r.latency.value_at_quantile(0.5) as f64 / 1000.0,
+            r.latency.value_at_quantile(0.99) as f64 / 1000.0,
+            r.latency.value_at_quantile(0.999) as f64 / 1000.0,
+        );
+        reports.push(r);
+    }
+    println!(
+        "median of {runs}: {:.0} holds/s, {:.0} requests/s, p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms",
+        median(reports.iter().map(RunReport::holds_per_sec).collect()),
+        median(reports.iter().map(|r| (r.holds + r.conflicts) as f64 / r.elapsed.as_secs_f64()).collect()),
+        median(reports.iter().map(|r| r.latency.value_at_quantile(0.5) as f64 / 1000.0).collect()),
+        median(reports.iter().map(|r| r.latency.value_at_quantile(0.99) as f64 / 1000.0).collect()),
+        median(reports.iter().map(|r| r.latency.value_at_quantile(0.999) as f64 / 1000.0).collect()),
+    );
+    Ok(())
+}

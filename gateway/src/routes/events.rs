@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use mercato_core::codec::decode;
+use mercato_core::domain::holds::ROW_PREFIX;
 use mercato_core::domain::seats::{all_seats, claims_partition, Claim, SeatStatus};
 use mercato_core::names::tables;
 use mercato_crds::EventSpec;
@@ -42,6 +43,9 @@ async fn section_claims(
             .scan(tables::SEAT_CLAIMS, &partition, after.as_deref(), PAGE)
             .await?;
         for row in page.rows {
+            if row.clustering.starts_with(ROW_PREFIX) {
+                return Ok(out); // hold rows sort after every seat
+            }
             let status = match decode::<Claim>(&row.value) {
                 Ok(Claim::Sold { .. }) => SeatStatus::Sold,
                 _ => SeatStatus::Held,

@@ -6,9 +6,9 @@ use chrono::Utc;
 use mercato_core::clock::{now_ms, to_rfc3339};
 use mercato_core::codec::encode;
 use mercato_core::domain::commands::{HoldCommand, Outcome};
-use mercato_core::domain::holds::Hold;
+use mercato_core::domain::holds::{self, Hold};
 use mercato_core::domain::seats::{exists, SeatId};
-use mercato_core::names::{tables, topics};
+use mercato_core::names::topics;
 use mercato_core::repo;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -141,14 +141,15 @@ async fn place(state: &AppState, caller: &Caller, keyed: Option<&Keyed>, body: &
         .config
         .hold_ttl_override
         .unwrap_or_else(|| spec.hold_duration());
-    let hold_id = match keyed {
-        Some(k) => k.derived_id("hold"),
-        None => format!("hold_{}", uuid::Uuid::now_v7().simple()),
-    };
-    let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
     let first_section = SeatId::parse(&req.seat_ids[0])
         .map(|s| s.section)
         .unwrap_or_default();
+    let unique = match keyed {
+        Some(k) => k.derived_id("h"),
+        None => uuid::Uuid::now_v7().simple().to_string(),
+    };
+    let hold_id = holds::new_id(&req.event_id, &first_section, &unique);
+    let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
     let cmd = HoldCommand::Place {
         command_id: command_id.clone(),
         hold_id,
@@ -184,7 +185,7 @@ pub(crate) fn unexpected(outcome: &Outcome) -> ApiError {
 }
 
 async fn owned_hold(state: &AppState, caller: &Caller, id: &str) -> Result<Hold, ApiError> {
-    let hold = repo::get::<Hold>(&*state.ports.store, tables::HOLDS, id, "").await?;
+    let hold = repo::load_hold(&*state.ports.store, id).await?;
     match hold {
         Some(h) if caller.can_see(&h.value.user_id) => Ok(h.value),
         _ => Err(ApiError::not_found(

@@ -98,7 +98,7 @@ async fn place(state: &AppState, caller: &Caller, keyed: Option<&Keyed>, body: &
         .tokenize(&req.payment.card_number)
         .map_err(|e| ApiError::bad_request("invalid_card", e.to_string()))?;
     let order_id = match keyed {
-        Some(k) => k.derived_id("ord"),
+        Some(k) => k.derived_id("ord_"),
         None => format!("ord_{}", uuid::Uuid::now_v7().simple()),
     };
     let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
