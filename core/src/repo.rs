@@ -107,7 +107,9 @@ pub async fn cas<T: Serialize + Sync>(
 /// A hold, by id (its row sits beside its seats; see [`crate::domain::holds::locate`]).
 pub async fn load_hold(store: &dyn Store, hold_id: &str) -> RepoResult<Option<Versioned<Hold>>> {
     match holds::locate(hold_id) {
-        Some((partition, clustering)) => get(store, tables::SEAT_CLAIMS, &partition, &clustering).await,
+        Some((partition, clustering)) => {
+            get(store, tables::SEAT_CLAIMS, &partition, &clustering).await
+        }
         None => Ok(None),
     }
 }
@@ -118,9 +120,20 @@ pub async fn cas_hold(store: &dyn Store, hold: &Hold, expected: u64) -> RepoResu
         return Ok(None);
     };
     let r = store
-        .compare_and_set(tables::SEAT_CLAIMS, &partition, &clustering, expected, encode(hold), Some(holds::ROW_TTL))
+        .compare_and_set(
+            tables::SEAT_CLAIMS,
+            &partition,
+            &clustering,
+            expected,
+            encode(hold),
+            Some(holds::ROW_TTL),
+        )
         .await?;
-    Ok(if r.applied { r.current.map(|c| c.version) } else { None })
+    Ok(if r.applied {
+        r.current.map(|c| c.version)
+    } else {
+        None
+    })
 }
 
 /// Events are read on every hold and order but change rarely: a process keeps them decoded in

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mercato_e2e::{event_manifest, harness, Api};
-use std::sync::Mutex;
 use rand::seq::SliceRandom;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use std::sync::Mutex;
 
 const CHILD_ENV: &str = "MERCATO_E2E_CHILD_DATA_DIR";
 const HOLD_TTL: Duration = Duration::from_secs(4);
@@ -30,8 +30,13 @@ fn platform_child() {
     };
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let run = harness::start(Some(dir.into()), Some(HOLD_TTL)).await.unwrap();
-        println!("MERCATO_ADDR={} {}", run.platform.addr, run.platform.admin_token);
+        let run = harness::start(Some(dir.into()), Some(HOLD_TTL))
+            .await
+            .unwrap();
+        println!(
+            "MERCATO_ADDR={} {}",
+            run.platform.addr, run.platform.admin_token
+        );
         std::future::pending::<()>().await;
     });
 }
@@ -51,7 +56,13 @@ impl Drop for ChildPlatform {
 
 fn spawn_platform(dir: &std::path::Path) -> ChildPlatform {
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "platform_child", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "platform_child",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -61,7 +72,12 @@ fn spawn_platform(dir: &std::path::Path) -> ChildPlatform {
     let mut lines = BufReader::new(stdout).lines();
     // The test harness prints "test platform_child ... " before the child's own line.
     let line = lines
-        .find_map(|l| l.ok().and_then(|l| l.split_once("MERCATO_ADDR=").map(|(_, rest)| rest.to_owned())))
+        .find_map(|l| {
+            l.ok().and_then(|l| {
+                l.split_once("MERCATO_ADDR=")
+                    .map(|(_, rest)| rest.to_owned())
+            })
+        })
         .expect("the child platform starts");
     let (addr, token) = line.trim().split_once(' ').unwrap();
     let api = Api::new(&format!("http://{addr}"));
@@ -70,20 +86,36 @@ fn spawn_platform(dir: &std::path::Path) -> ChildPlatform {
 }
 
 /// One shopper's loop: hold two random seats, pay for them; record every accepted order.
-async fn shop(api: Api, stop: Arc<AtomicBool>, accepted: Arc<Mutex<Vec<(usize, String)>>>, who: usize) {
+async fn shop(
+    api: Api,
+    stop: Arc<AtomicBool>,
+    accepted: Arc<Mutex<Vec<(usize, String)>>>,
+    who: usize,
+) {
     let mut rng_seats: Vec<u32> = (1..=SEATS).collect();
     while !stop.load(Ordering::Relaxed) {
         rng_seats.shuffle(&mut rand::thread_rng());
-        let seats: Vec<String> = rng_seats[..2].iter().map(|n| format!("hall-1-{n}")).collect();
-        let Ok(hold) = api.hold("crash", &seats).await else { return };
+        let seats: Vec<String> = rng_seats[..2]
+            .iter()
+            .map(|n| format!("hall-1-{n}"))
+            .collect();
+        let Ok(hold) = api.hold("crash", &seats).await else {
+            return;
+        };
         if hold.status != StatusCode::CREATED {
             continue;
         }
         let key = uuid::Uuid::new_v4().to_string();
-        let body = json!({"hold_id": hold.body["id"], "payment": {"card_number": "4242424242424242"}});
-        let Ok(order) = api.post_keyed("/api/v1/orders", &body, &key).await else { return };
+        let body =
+            json!({"hold_id": hold.body["id"], "payment": {"card_number": "4242424242424242"}});
+        let Ok(order) = api.post_keyed("/api/v1/orders", &body, &key).await else {
+            return;
+        };
         if order.status == StatusCode::ACCEPTED {
-            accepted.lock().unwrap().push((who, order.body["id"].as_str().unwrap().to_owned()));
+            accepted
+                .lock()
+                .unwrap()
+                .push((who, order.body["id"].as_str().unwrap().to_owned()));
         }
     }
 }
@@ -111,13 +143,24 @@ async fn sigkill_mid_storm_loses_nothing_and_sells_nothing_twice() {
     let first = spawn_platform(dir.path());
     let a = first
         .admin
-        .send(reqwest::Method::POST, "/api/v1/admin/manifests", Some(event_manifest("crash", "hall", SEATS).as_bytes()), None)
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/admin/manifests",
+            Some(event_manifest("crash", "hall", SEATS).as_bytes()),
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
     let mut shoppers = Vec::new();
     for i in 0..SHOPPERS {
-        shoppers.push(first.api.shopper(&format!("storm{i}@example.com")).await.unwrap());
+        shoppers.push(
+            first
+                .api
+                .shopper(&format!("storm{i}@example.com"))
+                .await
+                .unwrap(),
+        );
     }
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -134,7 +177,11 @@ async fn sigkill_mid_storm_loses_nothing_and_sells_nothing_twice() {
         t.await.unwrap();
     }
     let accepted = accepted.lock().unwrap().clone();
-    assert!(accepted.len() > 10, "the storm placed orders before the kill ({})", accepted.len());
+    assert!(
+        accepted.len() > 10,
+        "the storm placed orders before the kill ({})",
+        accepted.len()
+    );
 
     let second = spawn_platform(dir.path());
     let base = second.api.base.clone();
@@ -164,11 +211,17 @@ async fn sigkill_mid_storm_loses_nothing_and_sells_nothing_twice() {
         if pending == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{pending} orders never settled after the restart");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{pending} orders never settled after the restart"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for (_, id) in &accepted {
-        assert!(settled.contains_key(id), "accepted order {id} was lost in the crash");
+        assert!(
+            settled.contains_key(id),
+            "accepted order {id} was lost in the crash"
+        );
     }
 
     // No seat sold twice, and the seat map agrees with the paid orders exactly.
@@ -178,7 +231,10 @@ async fn sigkill_mid_storm_loses_nothing_and_sells_nothing_twice() {
             "paid" => {
                 for t in o["tickets"].as_array().unwrap() {
                     let seat = t["seat_id"].as_str().unwrap().to_owned();
-                    assert!(sold_by_orders.insert(seat.clone()), "seat {seat} sold twice");
+                    assert!(
+                        sold_by_orders.insert(seat.clone()),
+                        "seat {seat} sold twice"
+                    );
                 }
             }
             "expired" => {}
@@ -186,7 +242,10 @@ async fn sigkill_mid_storm_loses_nothing_and_sells_nothing_twice() {
         }
     }
     let paid = settled.values().filter(|o| o["status"] == "paid").count();
-    let expired = settled.values().filter(|o| o["status"] == "expired").count();
+    let expired = settled
+        .values()
+        .filter(|o| o["status"] == "expired")
+        .count();
     println!(
         "crash test: {} orders accepted before the kill, {} orders after the restart: {paid} paid, {expired} expired",
         accepted.len(),
@@ -197,8 +256,15 @@ async fn sigkill_mid_storm_loses_nothing_and_sells_nothing_twice() {
     // No hold outlives its TTL: once it has passed, every seat is sold or available.
     tokio::time::sleep(HOLD_TTL + Duration::from_millis(500)).await;
     let seats = second.api.seat_statuses("crash", "hall").await.unwrap();
-    let sold_on_map: HashSet<String> = seats.iter().filter(|(_, s)| s == "sold").map(|(id, _)| id.clone()).collect();
-    assert_eq!(sold_on_map, sold_by_orders, "sold seats are exactly the paid orders' seats");
+    let sold_on_map: HashSet<String> = seats
+        .iter()
+        .filter(|(_, s)| s == "sold")
+        .map(|(id, _)| id.clone())
+        .collect();
+    assert_eq!(
+        sold_on_map, sold_by_orders,
+        "sold seats are exactly the paid orders' seats"
+    );
     let held: Vec<_> = seats.iter().filter(|(_, s)| s == "held").collect();
     assert!(held.is_empty(), "holds outlived their TTL: {held:?}");
 
@@ -218,11 +284,18 @@ async fn sigkill_mid_storm_loses_nothing_and_sells_nothing_twice() {
             if refunded {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "expired order {id} was never refunded");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "expired order {id} was never refunded"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    let free = seats.iter().find(|(_, s)| s == "available").map(|(id, _)| id.clone()).unwrap();
+    let free = seats
+        .iter()
+        .find(|(_, s)| s == "available")
+        .map(|(id, _)| id.clone())
+        .unwrap();
     let hold = shoppers[0].hold("crash", &[free]).await.unwrap();
     assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
 }

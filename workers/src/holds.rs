@@ -104,10 +104,13 @@ impl HoldsWorker {
         let seats: Vec<SeatId> = seat_ids.iter().filter_map(|s| SeatId::parse(s)).collect();
         let located = holds::locate(hold_id);
         let primary = seats.first().map(|s| s.section.clone()).unwrap_or_default();
-        let Some((primary_partition, hold_key)) = located
-            .filter(|(p, _)| seats.len() == seat_ids.len() && *p == claims_partition(event_id, &primary))
-        else {
-            return Ok((refused(400, "invalid_seat_ids", "seat ids or hold id are malformed"), None));
+        let Some((primary_partition, hold_key)) = located.filter(|(p, _)| {
+            seats.len() == seat_ids.len() && *p == claims_partition(event_id, &primary)
+        }) else {
+            return Ok((
+                refused(400, "invalid_seat_ids", "seat ids or hold id are malformed"),
+                None,
+            ));
         };
         let claim = encode(&Claim::Held {
             hold_id: hold_id.to_owned(),
@@ -117,7 +120,10 @@ impl HoldsWorker {
         // Other sections first; the hold row is written last, with the first section's seats.
         for (section, group) in groups.iter().filter(|(s, _)| **s != primary) {
             let partition = claims_partition(event_id, section);
-            match self.claim_section(&partition, group, &claim, hold_id, ttl, None).await? {
+            match self
+                .claim_section(&partition, group, &claim, hold_id, ttl, None)
+                .await?
+            {
                 Claimed::All(rows) => claimed.push((partition, rows)),
                 Claimed::Taken(taken) => {
                     self.release_claims(&claimed).await?;
@@ -139,12 +145,17 @@ impl HoldsWorker {
         };
         let group = groups.get(&primary).map(Vec::as_slice).unwrap_or_default();
         let row = (hold_key.as_str(), &hold);
-        match self.claim_section(&primary_partition, group, &claim, hold_id, ttl, Some(row)).await? {
+        match self
+            .claim_section(&primary_partition, group, &claim, hold_id, ttl, Some(row))
+            .await?
+        {
             Claimed::All(_) => {
                 let change = SeatChange {
                     event_id: event_id.to_owned(),
                     seat_ids: seat_ids.to_vec(),
-                    change: SeatChangeKind::Held { expires_at_ms: hold.expires_at_ms },
+                    change: SeatChangeKind::Held {
+                        expires_at_ms: hold.expires_at_ms,
+                    },
                 };
                 Ok((Outcome::HoldPlaced(hold), Some(change)))
             }
@@ -185,16 +196,28 @@ impl HoldsWorker {
                 value: claim.to_vec(),
                 ttl: Some(ttl),
             }));
-            let outcome = self.store.batch(tables::SEAT_CLAIMS, partition, writes).await?;
+            let outcome = self
+                .store
+                .batch(tables::SEAT_CLAIMS, partition, writes)
+                .await?;
             if outcome.applied {
                 let skip = usize::from(hold_row.is_some());
-                rows.extend(outcome.rows.into_iter().skip(skip).flatten().map(|r| (r.clustering, r.version)));
+                rows.extend(
+                    outcome
+                        .rows
+                        .into_iter()
+                        .skip(skip)
+                        .flatten()
+                        .map(|r| (r.clustering, r.version)),
+                );
                 return Ok(Claimed::All(rows));
             }
             let mut current = outcome.rows.into_iter();
             if hold_row.is_some() {
                 if let Some(existing) = current.next().flatten() {
-                    return Ok(Claimed::Replayed(repo::decode_row::<Hold>(tables::SEAT_CLAIMS, existing)?.value));
+                    return Ok(Claimed::Replayed(
+                        repo::decode_row::<Hold>(tables::SEAT_CLAIMS, existing)?.value,
+                    ));
                 }
             }
             let mut taken = Vec::new();
@@ -211,7 +234,12 @@ impl HoldsWorker {
                 // Give back what a replay of this same hold had claimed in this section.
                 for row in &mine {
                     self.store
-                        .delete_if_version(tables::SEAT_CLAIMS, partition, &row.clustering, row.version)
+                        .delete_if_version(
+                            tables::SEAT_CLAIMS,
+                            partition,
+                            &row.clustering,
+                            row.version,
+                        )
                         .await?;
                 }
                 return Ok(Claimed::Taken(taken));
@@ -260,8 +288,7 @@ impl HoldsWorker {
         user_id: &str,
     ) -> RepoResult<(Outcome, Option<SeatChange>)> {
         for _attempt in 0..5 {
-            let Some(hold) = repo::load_hold(&*self.store, hold_id).await?
-            else {
+            let Some(hold) = repo::load_hold(&*self.store, hold_id).await? else {
                 return Ok((refused(404, "hold_not_found", "no such hold"), None));
             };
             if hold.value.user_id != user_id {

@@ -137,7 +137,10 @@ impl PaymentsWorker {
                     next.state = HoldState::Purchasing {
                         order_id: order_id.to_owned(),
                     };
-                    if repo::cas_hold(&*self.store, &next, hold.version).await?.is_some() {
+                    if repo::cas_hold(&*self.store, &next, hold.version)
+                        .await?
+                        .is_some()
+                    {
                         break next;
                     }
                 }

@@ -117,7 +117,11 @@ impl EmbeddedBus {
                     }));
                 }
                 Some(FRAME_COMMIT) => {
-                    let key = (r.str16().ok_or_else(bad)?, r.str16().ok_or_else(bad)?, r.u32().ok_or_else(bad)?);
+                    let key = (
+                        r.str16().ok_or_else(bad)?,
+                        r.str16().ok_or_else(bad)?,
+                        r.u32().ok_or_else(bad)?,
+                    );
                     committed.insert(key, r.u64().ok_or_else(bad)?);
                 }
                 _ => return Err(bad()),
@@ -133,7 +137,11 @@ impl EmbeddedBus {
         Ok(Self::with(Some(file), topics, committed))
     }
 
-    fn with(file: Option<File>, topics: HashMap<String, Vec<Arc<Partition>>>, committed: HashMap<OffsetKey, u64>) -> Self {
+    fn with(
+        file: Option<File>,
+        topics: HashMap<String, Vec<Arc<Partition>>>,
+        committed: HashMap<OffsetKey, u64>,
+    ) -> Self {
         Self {
             topics: RwLock::new(topics),
             committed: Mutex::new(committed),
@@ -158,11 +166,14 @@ impl EmbeddedBus {
 
     fn partition(&self, topic: &str, partition: u32) -> BusResult<Arc<Partition>> {
         let parts = self.partitions_of(topic)?;
-        parts.get(partition as usize).cloned().ok_or_else(|| BusError::UnknownPartition {
-            topic: topic.to_owned(),
-            partition,
-            partitions: parts.len() as u32,
-        })
+        parts
+            .get(partition as usize)
+            .cloned()
+            .ok_or_else(|| BusError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions: parts.len() as u32,
+            })
     }
 }
 
@@ -251,7 +262,11 @@ type Touched = HashMap<(String, u32), (Arc<Partition>, u64)>;
 
 fn take_pending(pending: &Mutex<Pending>) -> (Vec<u8>, u64, Touched) {
     let mut p = pending.lock();
-    (std::mem::take(&mut p.buf), p.seq, std::mem::take(&mut p.touched))
+    (
+        std::mem::take(&mut p.buf),
+        p.seq,
+        std::mem::take(&mut p.touched),
+    )
 }
 
 fn topic_frame(topic: &str, partitions: u32, out: &mut Vec<u8>) {
@@ -273,7 +288,11 @@ impl Bus for EmbeddedBus {
         let change = match current {
             Some(c) if c == partitions => return Ok(TopicChange::Unchanged),
             Some(c) if c > partitions => {
-                return Err(BusError::CannotShrink { topic: topic.to_owned(), current: c, requested: partitions })
+                return Err(BusError::CannotShrink {
+                    topic: topic.to_owned(),
+                    current: c,
+                    requested: partitions,
+                })
             }
             Some(c) => TopicChange::Grown { from: c },
             None => TopicChange::Created,
@@ -297,7 +316,11 @@ impl Bus for EmbeddedBus {
         Ok(self.partitions_of(topic)?.len() as u32)
     }
 
-    async fn send_batch(&self, topic: &str, records: Vec<(Vec<u8>, Vec<u8>)>) -> BusResult<Vec<(u32, u64)>> {
+    async fn send_batch(
+        &self,
+        topic: &str,
+        records: Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> BusResult<Vec<(u32, u64)>> {
         let parts = self.partitions_of(topic)?;
         let count = parts.len() as u32;
         let now = now_ms();
@@ -320,8 +343,16 @@ impl Bus for EmbeddedBus {
                 }
                 let mut recs = part.records.lock();
                 let offset = recs.len() as u64;
-                recs.push(Arc::new(Record { partition: p, offset, timestamp_ms: now, key, value }));
-                pending.touched.insert((topic.to_owned(), p), (Arc::clone(part), offset + 1));
+                recs.push(Arc::new(Record {
+                    partition: p,
+                    offset,
+                    timestamp_ms: now,
+                    key,
+                    value,
+                }));
+                pending
+                    .touched
+                    .insert((topic.to_owned(), p), (Arc::clone(part), offset + 1));
                 placed.push((p, offset));
             }
             pending.seq += 1;
@@ -331,7 +362,14 @@ impl Bus for EmbeddedBus {
         Ok(placed)
     }
 
-    async fn fetch(&self, topic: &str, partition: u32, offset: u64, max: usize, wait: Duration) -> BusResult<Vec<Record>> {
+    async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: u64,
+        max: usize,
+        wait: Duration,
+    ) -> BusResult<Vec<Record>> {
         let part = self.partition(topic, partition)?;
         let mut durable = part.durable.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
@@ -340,7 +378,10 @@ impl Bus for EmbeddedBus {
             if offset < visible {
                 let recs = part.records.lock();
                 let end = visible.min(offset.saturating_add(max.max(1) as u64));
-                return Ok(recs[offset as usize..end as usize].iter().map(|r| Record::clone(r)).collect());
+                return Ok(recs[offset as usize..end as usize]
+                    .iter()
+                    .map(|r| Record::clone(r))
+                    .collect());
             }
             match tokio::time::timeout_at(deadline, durable.changed()).await {
                 Ok(Ok(())) => continue,
@@ -355,13 +396,24 @@ impl Bus for EmbeddedBus {
         Ok(end)
     }
 
-    async fn committed(&self, consumer: &str, topic: &str, partition: u32) -> BusResult<Option<u64>> {
+    async fn committed(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: u32,
+    ) -> BusResult<Option<u64>> {
         self.partition(topic, partition)?;
         let key = (consumer.to_owned(), topic.to_owned(), partition);
         Ok(self.committed.lock().get(&key).copied())
     }
 
-    async fn commit(&self, consumer: &str, topic: &str, partition: u32, next: u64) -> BusResult<()> {
+    async fn commit(
+        &self,
+        consumer: &str,
+        topic: &str,
+        partition: u32,
+        next: u64,
+    ) -> BusResult<()> {
         self.partition(topic, partition)?;
         let key = (consumer.to_owned(), topic.to_owned(), partition);
         if self.wal.file.is_some() {

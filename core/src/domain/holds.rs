@@ -84,8 +84,21 @@ mod tests {
     #[test]
     fn hold_ids_say_where_the_hold_is() {
         let id = new_id("big-show", "s01", "abc123");
-        assert_eq!(locate(&id), Some(("big-show/s01".into(), "~hold.hold-big-show.s01.abc123".into())));
-        for bad in ["", "hold-", "hold-a.b", "hold-a.b.c.d", "nope-a.b.c", "hold-.b.c"] {
+        assert_eq!(
+            locate(&id),
+            Some((
+                "big-show/s01".into(),
+                "~hold.hold-big-show.s01.abc123".into()
+            ))
+        );
+        for bad in [
+            "",
+            "hold-",
+            "hold-a.b",
+            "hold-a.b.c.d",
+            "nope-a.b.c",
+            "hold-.b.c",
+        ] {
             assert_eq!(locate(bad), None, "{bad:?}");
         }
     }
