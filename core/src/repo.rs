@@ -138,10 +138,13 @@ pub async fn cas_hold(store: &dyn Store, hold: &Hold, expected: u64) -> RepoResu
 
 /// Events are read on every hold and order but change rarely: a process keeps them decoded in
 /// memory and re-reads one after `max_age`, so a re-applied manifest shows within that time.
+/// When it was read, and the event (or that there is none).
+type CachedEvent = (Instant, Option<Arc<EventSpec>>);
+
 pub struct EventCache {
     store: Arc<dyn Store>,
     max_age: Duration,
-    cached: RwLock<HashMap<String, (Instant, Option<Arc<EventSpec>>)>>,
+    cached: RwLock<HashMap<String, CachedEvent>>,
 }
 
 impl EventCache {

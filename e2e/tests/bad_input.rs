@@ -4,6 +4,11 @@ use mercato_e2e::{event_manifest, harness};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
+/// A request: method, path and body.
+type Request = (Method, String, Option<Vec<u8>>);
+/// What is sent, by whom, and the status and code it must get.
+type Case<'a> = (&'a str, mercato_e2e::Api, Request, StatusCode, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors() {
     let run = harness::start(None, None).await.unwrap();
@@ -23,13 +28,7 @@ async fn bad_requests_get_clear_errors() {
     let raw =
         |m: Method, path: &str, body: &str| (m, path.to_owned(), Some(body.as_bytes().to_vec()));
 
-    let checks: Vec<(
-        &str,
-        mercato_e2e::Api,
-        (Method, String, Option<Vec<u8>>),
-        StatusCode,
-        &str,
-    )> = vec![
+    let checks: Vec<Case> = vec![
         (
             "malformed JSON",
             ada.clone(),

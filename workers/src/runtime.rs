@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mercato_core::bus::{owned_partitions, Bus, BusError, Record};
+use mercato_core::bus::{owned_partitions, Bus, BusError, KeyedRecords, Record};
 use mercato_core::names::topics;
 use mercato_core::repo::RepoError;
 use mercato_core::Ports;
@@ -175,7 +175,7 @@ async fn partition_loop(
 }
 
 async fn emit_all(bus: &dyn Bus, emits: &[Emit]) -> Result<(), BusError> {
-    let mut by_topic: BTreeMap<&str, Vec<(Vec<u8>, Vec<u8>)>> = BTreeMap::new();
+    let mut by_topic: BTreeMap<&str, KeyedRecords> = BTreeMap::new();
     for e in emits {
         by_topic
             .entry(e.topic)

@@ -15,6 +15,9 @@ use async_trait::async_trait;
 
 pub use embedded::EmbeddedBus;
 
+/// (key, value) pairs to append.
+pub type KeyedRecords = Vec<(Vec<u8>, Vec<u8>)>;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub partition: u32,

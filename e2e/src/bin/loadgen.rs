@@ -105,16 +105,27 @@ fn blocks(sections: u32, per_hold: u32) -> Vec<Vec<String>> {
     out
 }
 
+/// The shape of one sell-out.
+struct Shape {
+    buyers: usize,
+    sections: u32,
+    per_hold: u32,
+    contention: f64,
+}
+
 async fn sell_out(
     api: &Api,
     admin: &Api,
     shoppers: &[Api],
     run: usize,
-    cli_buyers: usize,
-    sections: u32,
-    per_hold: u32,
-    contention: f64,
+    shape: &Shape,
 ) -> anyhow::Result<RunReport> {
+    let Shape {
+        buyers: cli_buyers,
+        sections,
+        per_hold,
+        contention,
+    } = *shape;
     let event = format!("onsale-{}-{run}", std::process::id());
     let applied = admin
         .send(
@@ -308,17 +319,13 @@ async fn run(cli: Cli, server: &tokio::runtime::Runtime) -> anyhow::Result<()> {
     );
     let mut reports = Vec::new();
     for run in 1..=runs {
-        let r = sell_out(
-            &api,
-            &admin,
-            &shoppers,
-            run,
+        let shape = Shape {
             buyers,
             sections,
-            seats_per_hold,
+            per_hold: seats_per_hold,
             contention,
-        )
-        .await?;
+        };
+        let r = sell_out(&api, &admin, &shoppers, run, &shape).await?;
         println!(
             "run {run}: {} holds ({} seats) in {:.2}s = {:.0} holds/s; {} conflicts (409); latency p50 {:.1} ms, p99 {:.1} ms, p999 {:.1} ms; zero double bookings (verified against the seat map)",
             r.holds,
