@@ -1,0 +1,15 @@
+# The mercato image: one binary, roles by subcommand.
+FROM rust:1.85-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release --bin mercato
+
+FROM debian:bookworm-slim
+RUN useradd --system --uid 10001 mercato && mkdir /data && chown mercato /data
+COPY --from=build /src/target/release/mercato /usr/local/bin/mercato
+COPY --from=build /src/examples /examples
+USER mercato
+WORKDIR /
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/mercato"]
+CMD ["up", "--listen=0.0.0.0:8080", "--data-dir=/data"]

@@ -1,0 +1,19 @@
+# Everyday recipes; each is a thin call to cargo, never the only way.
+
+# Run the whole platform in one process with the examples.
+dev:
+    cargo run --release -- up
+
+# Every test (the README's test command).
+test:
+    cargo test --release --workspace
+
+# The on-sale load benchmark (in one process) and the engines' criterion benches.
+bench:
+    cargo run --release -p mercato-e2e --bin loadgen -- onsale --buyers 400 --runs 3
+    cargo bench -p mercato-core --bench engines
+
+# Formatting and lints, as CI runs them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
