@@ -1,5 +1,5 @@
 # The mercato image: one binary, roles by subcommand.
-FROM rust:1.85-bookworm AS build
+FROM rust:1.90-bookworm AS build
 WORKDIR /src
 COPY . .
 RUN cargo build --release --bin mercato
