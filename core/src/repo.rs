@@ -138,8 +138,8 @@ pub async fn cas_hold(store: &dyn Store, hold: &Hold, expected: u64) -> RepoResu
 
 /// Events are read on every hold and order but change rarely: a process keeps them decoded in
 /// memory and re-reads one after `max_age`, so a re-applied manifest shows within that time.
-/// When it was read, and the event (or that there is none).
-type CachedEvent = (Instant, Option<Arc<EventSpec>>);
+/// When it was read, and the event.
+type CachedEvent = (Instant, Arc<EventSpec>);
 
 pub struct EventCache {
     store: Arc<dyn Store>,
@@ -159,7 +159,7 @@ impl EventCache {
     pub async fn get(&self, id: &str) -> RepoResult<Option<Arc<EventSpec>>> {
         if let Some((at, spec)) = self.cached.read().get(id) {
             if at.elapsed() < self.max_age {
-                return Ok(spec.clone());
+                return Ok(Some(Arc::clone(spec)));
             }
         }
         let record: Option<Versioned<EventRecord>> =
@@ -173,11 +173,15 @@ impl EventCache {
             })?)),
             None => None,
         };
-        let mut cached = self.cached.write();
-        if cached.len() > 10_000 {
-            cached.clear();
+        // Only events that exist are cached: an event applied a moment after a 404 must be
+        // found at once, and unknown ids must not fill the cache.
+        if let Some(found) = &spec {
+            let mut cached = self.cached.write();
+            if cached.len() > 10_000 {
+                cached.clear();
+            }
+            cached.insert(id.to_owned(), (Instant::now(), Arc::clone(found)));
         }
-        cached.insert(id.to_owned(), (Instant::now(), spec.clone()));
         Ok(spec)
     }
 

@@ -255,3 +255,19 @@ async fn releasing_a_hold_frees_its_seats_at_once() {
     );
     run.platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_applied_after_a_404_is_served_at_once() {
+    let run = harness::start(None, None).await.unwrap();
+    let ada = run.api.shopper("ada@example.com").await.unwrap();
+    let before = ada.get("/api/v1/events/late-show").await.unwrap();
+    assert_eq!(before.status, StatusCode::NOT_FOUND);
+    run.apply(&event_manifest("late-show", "pit", 4))
+        .await
+        .unwrap();
+    let after = ada.get("/api/v1/events/late-show").await.unwrap();
+    assert_eq!(after.status, StatusCode::OK, "{}", after.body);
+    let hold = ada.hold("late-show", &["pit-1-1".into()]).await.unwrap();
+    assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
+    run.platform.stop().await;
+}
