@@ -10,7 +10,7 @@ use mercato_core::names::topics;
 use mercato_core::repo::RepoError;
 use mercato_core::Ports;
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{watch, Mutex, OwnedMutexGuard};
 
 /// A record a handler wants emitted once its batch is decided.
 #[derive(Debug, Clone)]
@@ -126,13 +126,14 @@ async fn partition_loop(
         }
     };
     tracing::debug!(role = spec.role, partition, position, "resuming");
+    let finishing = Arc::new(Mutex::new(()));
     loop {
         if *shutdown.borrow() {
-            return Ok(());
+            break;
         }
         let fetched = tokio::select! {
             r = bus.fetch(spec.topic, partition, position, spec.max_batch, Duration::from_secs(1)) => r,
-            _ = shutdown.changed() => return Ok(()),
+            _ = shutdown.changed() => break,
         };
         let records = match fetched {
             Ok(r) if r.is_empty() => continue,
@@ -140,7 +141,7 @@ async fn partition_loop(
             Err(e) => {
                 tracing::warn!(role = spec.role, partition, error = %e, "fetch failed; backing off");
                 if sleep_or_shutdown(&mut shutdown, &mut backoff).await {
-                    return Ok(());
+                    break;
                 }
                 continue;
             }
@@ -151,26 +152,64 @@ async fn partition_loop(
             Err(e) => {
                 tracing::warn!(role = spec.role, partition, error = %e, reason = e.label(), "batch failed; it will be retried");
                 if sleep_or_shutdown(&mut shutdown, &mut backoff).await {
-                    return Ok(());
+                    break;
                 }
                 continue;
             }
         };
-        // Effects are written; emit, then commit. A crash before the commit replays the batch.
-        while let Err(e) = emit_all(&*bus, &emits).await {
-            tracing::warn!(role = spec.role, partition, error = %e, "emitting results failed; retrying");
-            if sleep_or_shutdown(&mut shutdown, &mut backoff).await {
-                return Ok(());
-            }
-        }
-        while let Err(e) = bus.commit(consumer, spec.topic, partition, next).await {
-            tracing::warn!(role = spec.role, partition, error = %e, "commit failed; retrying");
-            if sleep_or_shutdown(&mut shutdown, &mut backoff).await {
-                return Ok(());
-            }
-        }
+        // Effects are written. Emitting and committing run behind the next batch's decisions
+        // (a two-stage pipeline), in batch order: this waits for the previous batch's finish.
+        let turn = Arc::clone(&finishing).lock_owned().await;
+        let finish = Finish {
+            bus: Arc::clone(&bus),
+            role: spec.role,
+            topic: spec.topic,
+            partition,
+            next,
+        };
+        tokio::spawn(finish.run(emits, turn, shutdown.clone()));
         position = next;
         backoff = FIRST_BACKOFF;
+    }
+    // Let the last batch finish (or give up at shutdown) before the loop ends.
+    let _last = finishing.lock().await;
+    Ok(())
+}
+
+/// Emits a decided batch's records, then commits its offset; retried until done or shutdown.
+/// A crash before the commit replays the batch, which handlers answer idempotently.
+struct Finish {
+    bus: Arc<dyn Bus>,
+    role: &'static str,
+    topic: &'static str,
+    partition: u32,
+    next: u64,
+}
+
+impl Finish {
+    async fn run(
+        self,
+        emits: Vec<Emit>,
+        _turn: OwnedMutexGuard<()>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut backoff = FIRST_BACKOFF;
+        while let Err(e) = emit_all(&*self.bus, &emits).await {
+            tracing::warn!(role = self.role, partition = self.partition, error = %e, "emitting results failed; retrying");
+            if sleep_or_shutdown(&mut shutdown, &mut backoff).await {
+                return;
+            }
+        }
+        while let Err(e) = self
+            .bus
+            .commit(self.role, self.topic, self.partition, self.next)
+            .await
+        {
+            tracing::warn!(role = self.role, partition = self.partition, error = %e, "commit failed; retrying");
+            if sleep_or_shutdown(&mut shutdown, &mut backoff).await {
+                return;
+            }
+        }
     }
 }
 

@@ -284,9 +284,14 @@ impl BatchCtx<'_, '_> {
             .iter()
             .map(|w| row_key(table, partition, w.clustering()).unwrap_or_default())
             .collect();
+        // Only conditions need the current row; an unconditional write never stands in the way.
         let mut before = Vec::with_capacity(writes.len());
         for (w, key) in writes.iter().zip(&keys) {
-            before.push(self.current(key, w.clustering())?);
+            before.push(if w.is_conditional() {
+                self.current(key, w.clustering())?
+            } else {
+                None
+            });
         }
         let holds = writes.iter().zip(&before).all(|(w, cur)| match w {
             Write::InsertIfAbsent { .. } => cur.is_none(),
@@ -339,14 +344,19 @@ impl BatchCtx<'_, '_> {
         value: &[u8],
         ttl: Option<Duration>,
     ) -> Result<Row, redb::Error> {
-        self.remove_row(key)?;
         *self.seq += 1;
         let expires_at_ms = ttl.map(|t| self.now.saturating_add(t.as_millis() as u64));
         let mut stored = Vec::with_capacity(16 + value.len());
         stored.extend_from_slice(&self.seq.to_be_bytes());
         stored.extend_from_slice(&expires_at_ms.unwrap_or(0).to_be_bytes());
         stored.extend_from_slice(value);
-        self.rows.insert(key, stored.as_slice())?;
+        let old_expiry = self
+            .rows
+            .insert(key, stored.as_slice())?
+            .and_then(|old| decode_header(old.value()).and_then(|(_, exp)| exp));
+        if let Some(at) = old_expiry {
+            self.expiry.remove(expiry_key(at, key).as_slice())?;
+        }
         if let Some(at) = expires_at_ms {
             self.expiry.insert(expiry_key(at, key).as_slice(), ())?;
         }
