@@ -208,8 +208,12 @@ async fn apply(
     if !status.is_success() {
         let code = body["error"]["code"].as_str().unwrap_or("unknown");
         let message = body["error"]["message"].as_str().unwrap_or("");
-        let mut text = format!("{status} {code}: {message}");
-        if let Some(problems) = body["error"]["details"]["problems"].as_array() {
+        let problems = body["error"]["details"]["problems"].as_array();
+        let mut text = match problems {
+            Some(_) => format!("{status} {code}: the manifest is invalid:"),
+            None => format!("{status} {code}: {message}"),
+        };
+        if let Some(problems) = problems {
             for p in problems {
                 text.push_str(&format!(
                     "\n  {}: {}",

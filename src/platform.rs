@@ -40,13 +40,14 @@ pub struct PlatformConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
-    #[error("cannot open the store: {0}")]
+    // The inner error is the source: `{:#}` (anyhow) prints the chain once.
+    #[error("cannot open the store")]
     Store(#[from] mercato_core::store::StoreError),
-    #[error("cannot open the bus: {0}")]
+    #[error("cannot open the bus")]
     Bus(#[from] mercato_core::bus::BusError),
-    #[error("cannot read shared settings: {0}")]
+    #[error("cannot read shared settings")]
     Repo(#[from] mercato_core::repo::RepoError),
-    #[error("cannot apply manifests: {0}")]
+    #[error("cannot apply manifests")]
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Gateway(#[from] mercato_gateway::GatewayError),

@@ -15,7 +15,7 @@ pub enum CodecError {
     #[error("record schema version {0} is not known to this release")]
     UnknownVersion(u8),
     #[error("malformed record: {0}")]
-    Malformed(#[from] postcard::Error),
+    Malformed(postcard::Error),
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -31,7 +31,7 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     match bytes.split_first() {
         None => Err(CodecError::Empty),
-        Some((&VERSION, rest)) => Ok(postcard::from_bytes(rest)?),
+        Some((&VERSION, rest)) => postcard::from_bytes(rest).map_err(CodecError::Malformed),
         Some((&v, _)) => Err(CodecError::UnknownVersion(v)),
     }
 }

@@ -21,10 +21,10 @@ pub enum RepoError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Bus(#[from] BusError),
-    #[error("undecodable row in {table}: {source}")]
+    #[error("undecodable row in {table}: {cause}")]
     Codec {
         table: &'static str,
-        source: CodecError,
+        cause: CodecError,
     },
     #[error("stored event {id} is unreadable: {message}")]
     BadEvent { id: String, message: String },
@@ -51,7 +51,7 @@ pub struct Versioned<T> {
 }
 
 pub fn decode_row<T: DeserializeOwned>(table: &'static str, row: Row) -> RepoResult<Versioned<T>> {
-    let value = decode(&row.value).map_err(|source| RepoError::Codec { table, source })?;
+    let value = decode(&row.value).map_err(|cause| RepoError::Codec { table, cause })?;
     Ok(Versioned {
         value,
         version: row.version,

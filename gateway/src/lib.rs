@@ -19,12 +19,12 @@ use tokio::sync::watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}: {cause}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("cannot follow command results: {0}")]
+    #[error("cannot follow command results")]
     Results(#[from] mercato_core::bus::BusError),
 }
 
@@ -37,10 +37,10 @@ pub async fn serve(
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), GatewayError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
-        .map_err(|source| GatewayError::Bind { addr, source })?;
+        .map_err(|cause| GatewayError::Bind { addr, cause })?;
     let bound = listener
         .local_addr()
-        .map_err(|source| GatewayError::Bind { addr, source })?;
+        .map_err(|cause| GatewayError::Bind { addr, cause })?;
     results::start_consumer(
         Arc::clone(&state.ports.bus),
         Arc::clone(&state.waiters),

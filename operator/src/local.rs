@@ -17,15 +17,12 @@ use crate::desired::{desired, platform_topics, DesiredState};
 pub enum ApplyError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
-    #[error("topic {topic}: {source}")]
-    Topic { topic: String, source: BusError },
+    #[error("topic {topic}: {cause}")]
+    Topic { topic: String, cause: BusError },
     #[error(transparent)]
     Repo(#[from] RepoError),
-    #[error("cannot read {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
 }
 
 /// What applying one declaration did, as `kubectl apply` reports it.
@@ -63,10 +60,10 @@ impl LocalReconciler {
             Ok(TopicChange::Unchanged) => {}
             // Strimzi's rule: partitions never shrink; a larger existing topic is fine.
             Err(BusError::CannotShrink { .. }) => {}
-            Err(source) => {
+            Err(cause) => {
                 return Err(ApplyError::Topic {
                     topic: name.to_owned(),
-                    source,
+                    cause,
                 })
             }
         }
@@ -85,9 +82,9 @@ impl LocalReconciler {
 
     /// Applies every `*.yaml` / `*.yml` file of a folder, in name order.
     pub async fn apply_dir(&self, dir: &Path) -> Result<Vec<Applied>, ApplyError> {
-        let read_err = |source| ApplyError::Read {
+        let read_err = |cause| ApplyError::Read {
             path: dir.display().to_string(),
-            source,
+            cause,
         };
         let mut files: Vec<_> = std::fs::read_dir(dir)
             .map_err(read_err)?
@@ -98,9 +95,9 @@ impl LocalReconciler {
         files.sort();
         let mut applied = Vec::new();
         for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|source| ApplyError::Read {
+            let text = std::fs::read_to_string(&file).map_err(|cause| ApplyError::Read {
                 path: file.display().to_string(),
-                source,
+                cause,
             })?;
             applied.extend(self.apply_stream(&text).await?);
         }
