@@ -271,3 +271,55 @@ async fn an_event_applied_after_a_404_is_served_at_once() {
     assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
     run.platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_hold_under_the_same_key_is_the_same_hold() {
+    let run = harness::start(None, None).await.unwrap();
+    run.apply(&event_manifest("gig", "pit", 5)).await.unwrap();
+    let ada = run.api.shopper("ada@example.com").await.unwrap();
+    let body = json!({"event_id": "gig", "seat_ids": ["pit-1-1", "pit-1-2"]});
+    let first = ada
+        .post_keyed("/api/v1/holds", &body, "hold-key-1")
+        .await
+        .unwrap();
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let again = ada
+        .post_keyed("/api/v1/holds", &body, "hold-key-1")
+        .await
+        .unwrap();
+    assert_eq!(again.status, StatusCode::CREATED);
+    assert_eq!(
+        again.body, first.body,
+        "the same key and body replay the first answer"
+    );
+    let other = ada
+        .post_keyed(
+            "/api/v1/holds",
+            &json!({"event_id": "gig", "seat_ids": ["pit-1-3"]}),
+            "hold-key-1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (other.status, other.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+    );
+    // A refusal replays too, and holds nothing.
+    let bob = run.api.shopper("bob@example.com").await.unwrap();
+    let taken = bob
+        .post_keyed("/api/v1/holds", &body, "bob-1")
+        .await
+        .unwrap();
+    assert_eq!(taken.code(), "seats_unavailable");
+    let replay = bob
+        .post_keyed("/api/v1/holds", &body, "bob-1")
+        .await
+        .unwrap();
+    assert_eq!(
+        (replay.status, replay.body.clone()),
+        (taken.status, taken.body)
+    );
+    let seats = ada.seat_statuses("gig", "pit").await.unwrap();
+    assert_eq!(seats.iter().filter(|(_, s)| s == "held").count(), 2);
+    run.platform.stop().await;
+}
