@@ -88,3 +88,54 @@ async fn embedded_bus_cuts_a_torn_tail() {
 async fn embedded_coord() {
     conformance::coord::run_all(Arc::new(EmbeddedCoord::new())).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_bus_reads_old_records_back_from_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let count = 5_000u32; // well past what a partition keeps in memory in tests
+    {
+        let bus = EmbeddedBus::open(dir.path()).unwrap();
+        bus.ensure_topic("t", 1).await.unwrap();
+        for chunk in (0..count).collect::<Vec<_>>().chunks(500) {
+            let batch = chunk
+                .iter()
+                .map(|n| (b"k".to_vec(), n.to_le_bytes().to_vec()))
+                .collect();
+            bus.send_batch("t", batch).await.unwrap();
+        }
+        check_all(&bus, count).await;
+    }
+    let reopened = EmbeddedBus::open(dir.path()).unwrap();
+    check_all(&reopened, count).await;
+    assert_eq!(
+        reopened.send("t", b"k", vec![7]).await.unwrap(),
+        (0, u64::from(count))
+    );
+    drop(reopened);
+    let again = EmbeddedBus::open(dir.path()).unwrap();
+    let last = again
+        .fetch("t", 0, u64::from(count), 10, std::time::Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        last[0].value,
+        vec![7],
+        "appends after a restart land where they belong"
+    );
+}
+
+async fn check_all(bus: &EmbeddedBus, count: u32) {
+    let mut offset = 0u64;
+    while offset < u64::from(count) {
+        let got = bus
+            .fetch("t", 0, offset, 777, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+        assert!(!got.is_empty());
+        for r in got {
+            assert_eq!(r.offset, offset);
+            assert_eq!(r.value, (offset as u32).to_le_bytes().to_vec());
+            offset += 1;
+        }
+    }
+}

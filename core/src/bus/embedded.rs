@@ -22,25 +22,21 @@ use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
 use super::log_file::{open_frames, push_frame, put_str16, Reader};
+use super::partition::{parse_record, read_back, Partition, RecordFrame, Stored, FRAME_RECORD};
 use super::{partition_for, validate_topic_name, Bus, BusError, BusResult, Record, TopicChange};
 use crate::clock::now_ms;
 
 const MAX_PARTITIONS: u32 = 1024;
 const FRAME_TOPIC: u8 = 1;
-const FRAME_RECORD: u8 = 2;
 const FRAME_COMMIT: u8 = 3;
-
-struct Partition {
-    records: Mutex<Vec<Arc<Record>>>,
-    /// How many records are durable, and so visible to consumers.
-    durable: watch::Sender<u64>,
-}
 
 type OffsetKey = (String, String, u32);
 
 /// What is appended but not yet written, and what becomes visible when it is.
 #[derive(Default)]
 struct Pending {
+    /// Where `buf` will start in the log file.
+    base: u64,
     buf: Vec<u8>,
     /// Sequence number of the last frame appended.
     seq: u64,
@@ -56,37 +52,41 @@ struct Wal {
     /// Serializes flushes: the holder writes and fsyncs for everyone waiting.
     sync_lock: tokio::sync::Mutex<()>,
     flush_scheduled: AtomicBool,
+    /// Set when a write to the log failed: nothing more is accepted until a restart.
+    failed: AtomicBool,
+}
+
+fn failed_log() -> BusError {
+    BusError::Unavailable("the bus log could not be written; restart to recover from it".into())
 }
 
 pub struct EmbeddedBus {
     topics: RwLock<HashMap<String, Vec<Arc<Partition>>>>,
+    /// A read handle on the log, for records no longer kept in memory.
+    log_reader: Option<Arc<File>>,
     committed: Mutex<HashMap<OffsetKey, u64>>,
     wal: Arc<Wal>,
     /// Serializes topic creation and growth.
     admin: tokio::sync::Mutex<()>,
 }
 
-fn new_partition(records: Vec<Arc<Record>>) -> Arc<Partition> {
-    let len = records.len() as u64;
-    Arc::new(Partition {
-        records: Mutex::new(records),
-        durable: watch::Sender::new(len),
-    })
-}
-
 impl EmbeddedBus {
     pub fn in_memory() -> Self {
-        Self::with(None, HashMap::new(), HashMap::new())
+        Self::with(None, None, HashMap::new(), HashMap::new())
     }
 
     /// Opens the bus kept in `dir`, recovering every topic, record and committed offset.
     pub fn open(dir: &Path) -> BusResult<Self> {
         std::fs::create_dir_all(dir).map_err(io)?;
-        let (file, frames) = open_frames(&dir.join("bus.log")).map_err(io)?;
-        let mut topics: HashMap<String, Vec<Vec<Arc<Record>>>> = HashMap::new();
+        let path = dir.join("bus.log");
+        let (file, frames) = open_frames(&path).map_err(io)?;
+        let log_reader = File::open(&path).map_err(io)?;
+        let mut topics: HashMap<String, Vec<Stored>> = HashMap::new();
         let mut committed = HashMap::new();
-        for (n, frame) in frames.iter().enumerate() {
+        let mut log_len = 0;
+        for (n, (position, frame)) in frames.iter().enumerate() {
             let bad = || BusError::Io(format!("bus.log frame {n} is malformed"));
+            log_len = position + 8 + frame.len() as u64;
             let mut r = Reader::new(frame);
             match r.take(1).map(|k| k[0]) {
                 Some(FRAME_TOPIC) => {
@@ -94,27 +94,19 @@ impl EmbeddedBus {
                     let count = r.u32().ok_or_else(bad)? as usize;
                     let parts = topics.entry(name).or_default();
                     if parts.len() < count {
-                        parts.resize_with(count, Vec::new);
+                        parts.resize_with(count, || Stored::new(false));
                     }
                 }
                 Some(FRAME_RECORD) => {
-                    let topic = r.str16().ok_or_else(bad)?;
-                    let partition = r.u32().ok_or_else(bad)?;
-                    let timestamp_ms = r.u64().ok_or_else(bad)?;
-                    let klen = r.u32().ok_or_else(bad)? as usize;
-                    let key = r.take(klen).ok_or_else(bad)?.to_vec();
-                    let value = r.rest().to_vec();
-                    let records = topics
+                    let RecordFrame { topic, mut record } = parse_record(frame).ok_or_else(bad)?;
+                    let stored = topics
                         .get_mut(&topic)
-                        .and_then(|p| p.get_mut(partition as usize))
+                        .and_then(|p| p.get_mut(record.partition as usize))
                         .ok_or_else(bad)?;
-                    records.push(Arc::new(Record {
-                        partition,
-                        offset: records.len() as u64,
-                        timestamp_ms,
-                        key,
-                        value,
-                    }));
+                    record.offset = stored.len();
+                    let offset = record.offset;
+                    stored.push(Arc::new(record), Some(*position));
+                    stored.trim(offset);
                 }
                 Some(FRAME_COMMIT) => {
                     let key = (
@@ -129,21 +121,22 @@ impl EmbeddedBus {
         }
         let topics = topics
             .into_iter()
-            .map(|(name, parts)| {
-                let parts = parts.into_iter().map(new_partition).collect();
-                (name, parts)
-            })
+            .map(|(name, parts)| (name, parts.into_iter().map(Partition::new).collect()))
             .collect();
-        Ok(Self::with(Some(file), topics, committed))
+        let bus = Self::with(Some(file), Some(Arc::new(log_reader)), topics, committed);
+        bus.wal.pending.lock().base = log_len;
+        Ok(bus)
     }
 
     fn with(
         file: Option<File>,
+        log_reader: Option<Arc<File>>,
         topics: HashMap<String, Vec<Arc<Partition>>>,
         committed: HashMap<OffsetKey, u64>,
     ) -> Self {
         Self {
             topics: RwLock::new(topics),
+            log_reader,
             committed: Mutex::new(committed),
             wal: Arc::new(Wal {
                 file: file.map(|f| Arc::new(Mutex::new(f))),
@@ -151,6 +144,7 @@ impl EmbeddedBus {
                 durable_seq: watch::Sender::new(0),
                 sync_lock: tokio::sync::Mutex::new(()),
                 flush_scheduled: AtomicBool::new(false),
+                failed: AtomicBool::new(false),
             }),
             admin: tokio::sync::Mutex::new(()),
         }
@@ -187,6 +181,9 @@ impl Wal {
         if *self.durable_seq.borrow() >= seq {
             return Ok(());
         }
+        if self.failed.load(Ordering::Acquire) {
+            return Err(failed_log());
+        }
         // The file lock is taken before the buffer, here and on drop, so buffers reach the
         // file in the order they were filled.
         let (upto, touched) = match &self.file {
@@ -201,8 +198,14 @@ impl Wal {
                     Ok((upto, touched))
                 })
                 .await
-                .map_err(|e| BusError::Io(e.to_string()))?
-                .map_err(io)?
+                .map_err(|e| BusError::Io(e.to_string()))
+                .and_then(|r| r.map_err(io))
+                .inspect_err(|e| {
+                    // What reached the file is unknown now: refuse to go on rather than risk
+                    // acknowledging records that are not there. A restart recovers from the log.
+                    tracing::error!(error = %e, "writing the bus log failed; the bus stops accepting records");
+                    self.failed.store(true, Ordering::Release);
+                })?
             }
             None => {
                 let (_, upto, touched) = take_pending(&self.pending);
@@ -215,6 +218,7 @@ impl Wal {
                 *d = (*d).max(len);
                 grew
             });
+            part.state.lock().trim(len);
         }
         self.durable_seq.send_replace(upto);
         Ok(())
@@ -262,6 +266,8 @@ type Touched = HashMap<(String, u32), (Arc<Partition>, u64)>;
 
 fn take_pending(pending: &Mutex<Pending>) -> (Vec<u8>, u64, Touched) {
     let mut p = pending.lock();
+    // The buffer goes to the log now (its caller holds the file lock): later frames start after it.
+    p.base += p.buf.len() as u64;
     (
         std::mem::take(&mut p.buf),
         p.seq,
@@ -307,7 +313,7 @@ impl Bus for EmbeddedBus {
         let mut topics = self.topics.write();
         let parts = topics.entry(topic.to_owned()).or_default();
         while parts.len() < partitions as usize {
-            parts.push(new_partition(Vec::new()));
+            parts.push(Partition::new(Stored::new(self.wal.file.is_none())));
         }
         Ok(change)
     }
@@ -330,7 +336,12 @@ impl Bus for EmbeddedBus {
             for (key, value) in records {
                 let p = partition_for(&key, count);
                 let part = &parts[p as usize];
-                if self.wal.file.is_some() {
+                let position = self
+                    .wal
+                    .file
+                    .is_some()
+                    .then(|| pending.base + pending.buf.len() as u64);
+                if position.is_some() {
                     let mut body = Vec::with_capacity(24 + topic.len() + key.len() + value.len());
                     body.push(FRAME_RECORD);
                     put_str16(topic, &mut body);
@@ -341,15 +352,16 @@ impl Bus for EmbeddedBus {
                     body.extend_from_slice(&value);
                     push_frame(&body, &mut pending.buf);
                 }
-                let mut recs = part.records.lock();
-                let offset = recs.len() as u64;
-                recs.push(Arc::new(Record {
+                let mut stored = part.state.lock();
+                let offset = stored.len();
+                let record = Record {
                     partition: p,
                     offset,
                     timestamp_ms: now,
                     key,
                     value,
-                }));
+                };
+                stored.push(Arc::new(record), position);
                 pending
                     .touched
                     .insert((topic.to_owned(), p), (Arc::clone(part), offset + 1));
@@ -376,12 +388,23 @@ impl Bus for EmbeddedBus {
         loop {
             let visible = *durable.borrow_and_update();
             if offset < visible {
-                let recs = part.records.lock();
                 let end = visible.min(offset.saturating_add(max.max(1) as u64));
-                return Ok(recs[offset as usize..end as usize]
-                    .iter()
-                    .map(|r| Record::clone(r))
-                    .collect());
+                let (on_disk, in_memory) = part.state.lock().slice(offset, end);
+                if on_disk.is_empty() {
+                    return Ok(in_memory);
+                }
+                // A lagging consumer: read what is no longer in memory back from the log.
+                let log = self
+                    .log_reader
+                    .clone()
+                    .ok_or_else(|| BusError::Io("records left memory without a log".into()))?;
+                let mut records =
+                    tokio::task::spawn_blocking(move || read_back(&log, &on_disk, offset))
+                        .await
+                        .map_err(|e| BusError::Io(e.to_string()))?
+                        .map_err(io)?;
+                records.extend(in_memory);
+                return Ok(records);
             }
             match tokio::time::timeout_at(deadline, durable.changed()).await {
                 Ok(Ok(())) => continue,

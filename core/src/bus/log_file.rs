@@ -14,9 +14,12 @@ pub fn push_frame(body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(body);
 }
 
-/// Opens (creating if needed) a frame file for appending and returns the bodies of its whole
-/// frames, after cutting off any torn tail.
-pub fn open_frames(path: &Path) -> io::Result<(File, Vec<Vec<u8>>)> {
+/// A frame's position in its file, and its body.
+pub type Frame = (u64, Vec<u8>);
+
+/// Opens (creating if needed) a frame file for appending and returns the position and body of
+/// each of its whole frames, after cutting off any torn tail.
+pub fn open_frames(path: &Path) -> io::Result<(File, Vec<Frame>)> {
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
@@ -35,7 +38,7 @@ pub fn open_frames(path: &Path) -> io::Result<(File, Vec<Vec<u8>>)> {
         if crc32fast::hash(body) != crc {
             break;
         }
-        bodies.push(body.to_vec());
+        bodies.push((pos as u64, body.to_vec()));
         pos += 8 + len;
     }
     if pos < bytes.len() {

@@ -8,6 +8,7 @@
 
 mod embedded;
 mod log_file;
+mod partition;
 
 use std::time::Duration;
 
