@@ -15,7 +15,7 @@ use super::Record;
 
 /// How many of a partition's newest records stay in memory (few in unit tests, so that they
 /// exercise reading back from the log).
-pub(super) const TAIL_KEEP: usize = if cfg!(test) { 1_000 } else { 50_000 };
+pub(super) const TAIL_KEEP: usize = if cfg!(test) { 1_000 } else { 8_192 };
 
 pub(super) const FRAME_RECORD: u8 = 2;
 

@@ -28,6 +28,9 @@ const VERSION_SEQ: &str = "version_seq";
 const MAX_JOBS_PER_COMMIT: usize = 4096;
 const PURGE_EVERY: Duration = Duration::from_secs(1);
 const PURGE_LIMIT: usize = 10_000;
+/// redb's page cache. Hot rows (seat claims of an on-sale, recent holds) stay in memory; the
+/// rest is read through the OS page cache.
+const CACHE_BYTES: usize = 256 * 1024 * 1024;
 
 struct Job {
     table: String,
@@ -49,7 +52,7 @@ impl EmbeddedStore {
         // A store dropped a moment ago may still be closing its writer thread.
         let deadline = Instant::now() + Duration::from_secs(2);
         let db = loop {
-            match Database::create(&path) {
+            match Database::builder().set_cache_size(CACHE_BYTES).create(&path) {
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
                     thread::sleep(Duration::from_millis(20));
                 }
