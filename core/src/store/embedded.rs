@@ -52,7 +52,10 @@ impl EmbeddedStore {
         // A store dropped a moment ago may still be closing its writer thread.
         let deadline = Instant::now() + Duration::from_secs(2);
         let db = loop {
-            match Database::builder().set_cache_size(CACHE_BYTES).create(&path) {
+            match Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&path)
+            {
                 Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
                     thread::sleep(Duration::from_millis(20));
                 }

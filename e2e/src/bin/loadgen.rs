@@ -41,7 +41,7 @@ enum Scenario {
         #[arg(long)]
         in_memory: bool,
         /// Concurrent buyers, each with its own HTTP connection.
-        #[arg(long, default_value_t = 500)]
+        #[arg(long, default_value_t = 400)]
         buyers: usize,
         /// Distinct shopper accounts the buyers share.
         #[arg(long, default_value_t = 100)]
