@@ -54,7 +54,7 @@ pub(crate) async fn command(
 }
 
 /// Maps a worker's refusal to the API's error shape.
-pub(crate) fn refusal(status: u16, code: &str, message: String) -> ApiError {
+fn refusal(status: u16, code: &str, message: String) -> ApiError {
     ApiError::new(
         StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT),
         known_code(code),
@@ -167,21 +167,24 @@ async fn place(state: &AppState, caller: &Caller, keyed: Option<&Keyed>, body: &
             "some seats are already held or sold",
         )
         .with_details(json!({"unavailable": seat_ids}))),
+        other => Err(other_outcome(other)),
+    }
+}
+
+/// The answer to any outcome a route has no arm of its own for: a worker's refusal becomes the
+/// API's error shape; anything else is a bug, logged and answered 503.
+pub(crate) fn other_outcome(outcome: Outcome) -> ApiError {
+    match outcome {
         Outcome::Refused {
             status,
             code,
             message,
-        } => Err(refusal(status, &code, message)),
-        other => Err(unexpected(&other)),
+        } => refusal(status, &code, message),
+        other => {
+            tracing::error!(outcome = ?other, "a worker answered with an outcome this route does not expect");
+            ApiError::unavailable("internal", "unexpected answer from a worker")
+        }
     }
-}
-
-pub(crate) fn unexpected(outcome: &Outcome) -> ApiError {
-    tracing::error!(
-        ?outcome,
-        "a worker answered with an outcome this route does not expect"
-    );
-    ApiError::unavailable("internal", "unexpected answer from a worker")
 }
 
 async fn owned_hold(state: &AppState, caller: &Caller, id: &str) -> Result<Hold, ApiError> {
@@ -222,11 +225,6 @@ pub async fn release(state: &AppState, auth: Option<&str>, id: &str) -> ApiResul
             state.availability.lock().remove(&hold.event_id);
             Ok(ApiReply::no_content())
         }
-        Outcome::Refused {
-            status,
-            code,
-            message,
-        } => Err(refusal(status, &code, message)),
-        other => Err(unexpected(&other)),
+        other => Err(other_outcome(other)),
     }
 }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 
-use super::holds::{command, refusal, unexpected};
+use super::holds::{command, other_outcome};
 use super::{decode_cursor, encode_cursor, limit, Query};
 use crate::auth::Caller;
 use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
@@ -119,12 +119,7 @@ async fn place(state: &AppState, caller: &Caller, keyed: Option<&Keyed>, body: &
     .await?
     {
         Outcome::OrderAccepted(order) => Ok(ApiReply::accepted(order_view(&order))),
-        Outcome::Refused {
-            status,
-            code,
-            message,
-        } => Err(refusal(status, &code, message)),
-        other => Err(unexpected(&other)),
+        other => Err(other_outcome(other)),
     }
 }
 
