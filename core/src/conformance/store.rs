@@ -14,6 +14,9 @@ pub async fn run_all(store: Arc<dyn Store>) {
     batch_race_is_all_or_nothing(Arc::clone(&store)).await;
     ttl_expiry(&*store).await;
     scan_pages_in_order(&*store).await;
+    for seed in [1, 2, 3] {
+        random_operations_match_a_model(&*store, seed).await;
+    }
 }
 
 pub async fn versions_and_puts(store: &dyn Store) {
@@ -296,4 +299,117 @@ pub async fn scan_pages_in_order(store: &dyn Store) {
         all, expected,
         "live rows of the partition, in clustering order"
     );
+}
+
+/// Thousands of random conditional writes over a few keys, each checked against a model of what
+/// a ScyllaDB partition would hold: whether it applied, the row it answered with, and what a
+/// read and a scan see afterwards. Deterministic for a given seed.
+pub async fn random_operations_match_a_model(store: &dyn Store, seed: u64) {
+    use rand::{Rng, SeedableRng};
+    use std::collections::BTreeMap;
+
+    let t = unique("model");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    // (partition, clustering) -> (value, version)
+    let mut model: BTreeMap<(String, String), (Vec<u8>, u64)> = BTreeMap::new();
+    let mut stale_versions: Vec<u64> = vec![0];
+    for step in 0..2_000u32 {
+        let partition = format!("p{}", rng.gen_range(0..3));
+        let key = format!("k{}", rng.gen_range(0..5));
+        let value = step.to_le_bytes().to_vec();
+        let slot = (partition.clone(), key.clone());
+        let current = model.get(&slot).cloned();
+        let expected_version = match (&current, rng.gen_bool(0.6)) {
+            (Some((_, v)), true) => *v,
+            _ => stale_versions[rng.gen_range(0..stale_versions.len())],
+        };
+        let write = match rng.gen_range(0..5) {
+            0 => Write::Put {
+                clustering: key.clone(),
+                value: value.clone(),
+                ttl: None,
+            },
+            1 => Write::InsertIfAbsent {
+                clustering: key.clone(),
+                value: value.clone(),
+                ttl: None,
+            },
+            2 => Write::CompareAndSet {
+                clustering: key.clone(),
+                expected: expected_version,
+                value: value.clone(),
+                ttl: None,
+            },
+            3 => Write::DeleteIfVersion {
+                clustering: key.clone(),
+                expected: expected_version,
+            },
+            _ => Write::Delete {
+                clustering: key.clone(),
+            },
+        };
+        let should_apply = match &write {
+            Write::InsertIfAbsent { .. } => current.is_none(),
+            Write::CompareAndSet { expected, .. } | Write::DeleteIfVersion { expected, .. } => {
+                current.as_ref().is_some_and(|(_, v)| v == expected)
+            }
+            Write::Put { .. } | Write::Delete { .. } => true,
+        };
+        let is_conditional = write.is_conditional();
+        let writes_value = matches!(
+            write,
+            Write::Put { .. } | Write::InsertIfAbsent { .. } | Write::CompareAndSet { .. }
+        );
+        let outcome = store.batch(&t, &partition, vec![write]).await.unwrap();
+        assert_eq!(outcome.applied, should_apply, "step {step}: applied");
+        let answered = outcome.rows.into_iter().next().flatten();
+        if should_apply {
+            if writes_value {
+                let row =
+                    answered.unwrap_or_else(|| panic!("step {step}: a write answers with its row"));
+                assert_eq!(row.value, value, "step {step}");
+                if let Some((_, old)) = &current {
+                    assert_ne!(row.version, *old, "step {step}: a write gets a new version");
+                    stale_versions.push(*old);
+                }
+                model.insert(slot.clone(), (value, row.version));
+            } else {
+                assert_eq!(answered, None, "step {step}: a delete answers with no row");
+                if let Some((_, old)) = model.remove(&slot) {
+                    stale_versions.push(old);
+                }
+            }
+        } else if is_conditional {
+            let shown = answered.map(|r| (r.value, r.version));
+            assert_eq!(
+                shown, current,
+                "step {step}: a refusal shows the current row"
+            );
+        }
+        let read = store
+            .get(&t, &partition, &key)
+            .await
+            .unwrap()
+            .map(|r| (r.value, r.version));
+        assert_eq!(
+            read,
+            model.get(&slot).cloned(),
+            "step {step}: read after write"
+        );
+    }
+    for p in 0..3 {
+        let partition = format!("p{p}");
+        let page = store.scan(&t, &partition, None, 100).await.unwrap();
+        let seen: Vec<(String, Vec<u8>)> = page
+            .rows
+            .into_iter()
+            .map(|r| (r.clustering, r.value))
+            .collect();
+        let expected: Vec<(String, Vec<u8>)> = model
+            .iter()
+            .filter(|((part, _), _)| *part == partition)
+            .map(|((_, k), (v, _))| (k.clone(), v.clone()))
+            .collect();
+        assert_eq!(seen, expected, "scan of {partition} after the run");
+    }
 }
