@@ -281,7 +281,7 @@ impl PaymentsWorker {
             _ => return Ok(Vec::new()),
         }
         next.updated_ms = now_ms();
-        repo::cas(
+        let written = repo::cas(
             &*self.store,
             tables::ORDERS,
             &next.id,
@@ -290,6 +290,14 @@ impl PaymentsWorker {
             None,
         )
         .await?;
+        if written.is_none() {
+            // Only this partition's worker writes an order after it is placed, so this means a
+            // second replica owns the partition too: fail the batch and let it be replayed.
+            return Err(RepoError::Store(StoreError::Unavailable(format!(
+                "order {} changed while it was being settled",
+                next.id
+            ))));
+        }
         Ok(emits)
     }
 
