@@ -93,6 +93,7 @@ async fn shop(
     who: usize,
 ) {
     let mut rng_seats: Vec<u32> = (1..=SEATS).collect();
+    let mut orders = who;
     while !stop.load(Ordering::Relaxed) {
         rng_seats.shuffle(&mut rand::thread_rng());
         let seats: Vec<String> = rng_seats[..2]
@@ -106,8 +107,15 @@ async fn shop(
             continue;
         }
         let key = uuid::Uuid::new_v4().to_string();
-        let body =
-            json!({"hold_id": hold.body["id"], "payment": {"card_number": "4242424242424242"}});
+        // Every third order pays with the card that settles after 3 seconds, so payments are
+        // still pending in the provider's outbox when the process dies.
+        orders += 1;
+        let card = if orders % 3 == 0 {
+            "4000000000003220"
+        } else {
+            "4242424242424242"
+        };
+        let body = json!({"hold_id": hold.body["id"], "payment": {"card_number": card}});
         let Ok(order) = api.post_keyed("/api/v1/orders", &body, &key).await else {
             return;
         };
