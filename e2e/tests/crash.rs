@@ -110,7 +110,7 @@ async fn shop(
         // Every third order pays with the card that settles after 3 seconds, so payments are
         // still pending in the provider's outbox when the process dies.
         orders += 1;
-        let card = if orders % 3 == 0 {
+        let card = if orders.is_multiple_of(3) {
             "4000000000003220"
         } else {
             "4242424242424242"
