@@ -1,5 +1,7 @@
 //! The one error shape of the API: `{"error": {"code", "message", "details"}}` with a status.
 
+use std::borrow::Cow;
+
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -8,17 +10,22 @@ use warp::Reply;
 #[derive(Debug, Clone)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    /// Machine-readable: the API's own codes, or the one a worker refused a command with.
+    pub code: Cow<'static, str>,
     pub message: String,
     pub details: Option<Value>,
     pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(
+        status: StatusCode,
+        code: impl Into<Cow<'static, str>>,
+        message: impl Into<String>,
+    ) -> Self {
         Self {
             status,
-            code,
+            code: code.into(),
             message: message.into(),
             details: None,
             retry_after_secs: None,
@@ -59,26 +66,6 @@ impl ApiError {
         }
         json!({ "error": error })
     }
-}
-
-/// Codes that come from workers travel as strings; the API only sends known ones.
-pub fn known_code(code: &str) -> &'static str {
-    const CODES: &[&str] = &[
-        "hold_not_found",
-        "hold_expired",
-        "hold_released",
-        "hold_purchased",
-        "hold_being_purchased",
-        "hold_contended",
-        "event_not_found",
-        "invalid_seat_ids",
-        "seats_unavailable",
-    ];
-    CODES
-        .iter()
-        .find(|c| **c == code)
-        .copied()
-        .unwrap_or("refused")
 }
 
 impl From<mercato_core::repo::RepoError> for ApiError {

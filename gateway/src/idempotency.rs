@@ -67,6 +67,17 @@ impl Keyed {
         })
     }
 
+    /// The key of a caller's POST to `path`, if the request carries one.
+    pub fn for_post(
+        caller_id: &str,
+        key: Option<&str>,
+        path: &str,
+        body: &[u8],
+    ) -> Result<Option<Self>, ApiError> {
+        key.map(|k| Self::new(caller_id, k, "POST", path, body))
+            .transpose()
+    }
+
     /// An id derived from the key: the same for every retry under it.
     pub fn derived_id(&self, prefix: &str) -> String {
         let mut h = Sha256::new();

@@ -48,8 +48,6 @@ pub struct SandboxProvider {
     webhook_url: OnceLock<String>,
     wake: Notify,
     http: reqwest::Client,
-    /// How long the sandbox "thinks" before answering an ordinary charge.
-    settle_delay: Duration,
 }
 
 impl SandboxProvider {
@@ -64,7 +62,6 @@ impl SandboxProvider {
                 .pool_max_idle_per_host(64)
                 .build()
                 .unwrap_or_default(),
-            settle_delay: Duration::ZERO,
         }
     }
 
@@ -220,10 +217,11 @@ impl PaymentProvider for SandboxProvider {
             .into_iter()
             .find(|o| method.token.contains(&format!("_{o}_")))
             .ok_or_else(|| PaymentError::InvalidCard("not a sandbox payment method".into()))?;
+        // Ordinary charges settle at once; the slow test card after SLOW_DELAY.
         let delay = if method.token.starts_with("pm_sandbox_slow_") {
             SLOW_DELAY
         } else {
-            self.settle_delay
+            Duration::ZERO
         };
         let record = ChargeRecord {
             payment_id: format!("pay_{}", uuid::Uuid::new_v4().simple()),

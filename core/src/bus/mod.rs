@@ -185,10 +185,6 @@ impl PartitionConsumer {
         })
     }
 
-    pub fn partition(&self) -> u32 {
-        self.partition
-    }
-
     pub fn position(&self) -> u64 {
         self.position
     }

@@ -33,9 +33,9 @@ const PURGE_LIMIT: usize = 10_000;
 const CACHE_BYTES: usize = 256 * 1024 * 1024;
 
 struct Job {
-    table: String,
-    partition: String,
     writes: Vec<Write>,
+    /// The row key of each write, built (and validated) once, by the caller.
+    keys: Vec<Vec<u8>>,
     reply: oneshot::Sender<StoreResult<BatchOutcome>>,
 }
 
@@ -151,14 +151,14 @@ impl Store for EmbeddedStore {
         partition: &str,
         writes: Vec<Write>,
     ) -> StoreResult<BatchOutcome> {
-        for w in &writes {
-            row_key(table, partition, w.clustering())?;
-        }
+        let keys = writes
+            .iter()
+            .map(|w| row_key(table, partition, w.clustering()))
+            .collect::<StoreResult<Vec<_>>>()?;
         let (reply, answer) = oneshot::channel();
         let job = Job {
-            table: table.to_owned(),
-            partition: partition.to_owned(),
             writes,
+            keys,
             reply,
         };
         self.jobs
@@ -256,7 +256,7 @@ fn commit_group(db: &Database, jobs: &[Job]) -> Result<Vec<BatchOutcome>, redb::
                 seq: &mut seq,
                 now,
             };
-            outcomes.push(ctx.apply(&job.table, &job.partition, &job.writes)?);
+            outcomes.push(ctx.apply(&job.writes, &job.keys)?);
         }
         meta.insert(VERSION_SEQ, seq)?;
     }
@@ -279,20 +279,10 @@ impl BatchCtx<'_, '_> {
             .and_then(|v| decode_live(clustering, v.value(), self.now)))
     }
 
-    fn apply(
-        &mut self,
-        table: &str,
-        partition: &str,
-        writes: &[Write],
-    ) -> Result<BatchOutcome, redb::Error> {
-        // Keys were validated before the job was queued.
-        let keys: Vec<Vec<u8>> = writes
-            .iter()
-            .map(|w| row_key(table, partition, w.clustering()).unwrap_or_default())
-            .collect();
+    fn apply(&mut self, writes: &[Write], keys: &[Vec<u8>]) -> Result<BatchOutcome, redb::Error> {
         // Only conditions need the current row; an unconditional write never stands in the way.
         let mut before = Vec::with_capacity(writes.len());
-        for (w, key) in writes.iter().zip(&keys) {
+        for (w, key) in writes.iter().zip(keys) {
             before.push(if w.is_conditional() {
                 self.current(key, w.clustering())?
             } else {
@@ -313,7 +303,7 @@ impl BatchCtx<'_, '_> {
             });
         }
         let mut after = Vec::with_capacity(writes.len());
-        for (w, key) in writes.iter().zip(&keys) {
+        for (w, key) in writes.iter().zip(keys) {
             after.push(match w {
                 Write::Put {
                     clustering,

@@ -16,7 +16,7 @@ use warp::http::StatusCode;
 
 use super::events::load;
 use crate::auth::Caller;
-use crate::error::{known_code, parse_json, ApiError, ApiReply, ApiResult};
+use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
 use crate::idempotency::{self, Keyed};
 use crate::state::AppState;
 
@@ -54,10 +54,10 @@ pub(crate) async fn command(
 }
 
 /// Maps a worker's refusal to the API's error shape.
-fn refusal(status: u16, code: &str, message: String) -> ApiError {
+fn refusal(status: u16, code: String, message: String) -> ApiError {
     ApiError::new(
         StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT),
-        known_code(code),
+        code,
         message,
     )
 }
@@ -69,9 +69,7 @@ pub async fn create(
     body: &[u8],
 ) -> ApiResult {
     let caller = state.keys.caller(auth)?;
-    let keyed = key
-        .map(|k| Keyed::new(&caller.user_id, k, "POST", "/api/v1/holds", body))
-        .transpose()?;
+    let keyed = Keyed::for_post(&caller.user_id, key, "/api/v1/holds", body)?;
     idempotency::run(
         &*state.ports.store,
         keyed.as_ref(),
@@ -179,7 +177,7 @@ pub(crate) fn other_outcome(outcome: Outcome) -> ApiError {
             status,
             code,
             message,
-        } => refusal(status, &code, message),
+        } => refusal(status, code, message),
         other => {
             tracing::error!(outcome = ?other, "a worker answered with an outcome this route does not expect");
             ApiError::unavailable("internal", "unexpected answer from a worker")

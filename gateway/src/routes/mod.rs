@@ -95,7 +95,7 @@ fn finish(state: &AppState, route: &'static str, started: Instant, result: ApiRe
         Ok(reply) => reply.into_response(),
         Err(e) => {
             if e.status.is_server_error() {
-                tracing::warn!(route, code = e.code, message = %e.message, "request failed");
+                tracing::warn!(route, code = %e.code, message = %e.message, "request failed");
             }
             e.into_response()
         }

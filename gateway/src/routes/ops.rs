@@ -5,7 +5,7 @@ use mercato_core::codec::encode;
 use mercato_core::domain::commands::PaymentCommand;
 use mercato_core::domain::payments::{verify, ProviderEvent};
 use mercato_core::domain::users::Role;
-use mercato_core::names::topics;
+use mercato_core::names::{tables, topics};
 use serde_json::json;
 use warp::http::StatusCode;
 
@@ -13,7 +13,11 @@ use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
 use crate::state::AppState;
 
 pub async fn ready(state: &AppState) -> ApiResult {
-    state.ports.store.get("settings", "readyz", "").await?;
+    state
+        .ports
+        .store
+        .get(tables::SETTINGS, "readyz", "")
+        .await?;
     state.ports.bus.partitions(topics::HOLDS).await?;
     Ok(ApiReply::ok(json!({"status": "ready"})))
 }

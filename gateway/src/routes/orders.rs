@@ -64,9 +64,7 @@ pub async fn create(
     body: &[u8],
 ) -> ApiResult {
     let caller = state.keys.caller(auth)?;
-    let keyed = key
-        .map(|k| Keyed::new(&caller.user_id, k, "POST", "/api/v1/orders", body))
-        .transpose()?;
+    let keyed = Keyed::for_post(&caller.user_id, key, "/api/v1/orders", body)?;
     idempotency::run(
         &*state.ports.store,
         keyed.as_ref(),
