@@ -1,14 +1,14 @@
 //! The command line: one binary, roles by subcommand.
 
-use std::io::Read;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
+use crate::admin::{self, Target};
 use crate::platform::{Platform, PlatformConfig};
 
 #[derive(Parser)]
@@ -39,19 +39,38 @@ enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         hold_ttl: Option<Duration>,
     },
-    /// Apply manifests to a running `mercato up`, like `kubectl apply -f`.
+    /// Apply manifests to a running `mercato up`, like `kubectl apply -f`; follows each
+    /// Inventory's ingest until its products are searchable.
     Apply {
-        /// A YAML file of manifests, or `-` for standard input.
+        /// A YAML file of manifests, or `-` for standard input. Relative product sources are
+        /// relative to the file's folder (the current folder for standard input).
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
-        /// The gateway of the running instance.
-        #[arg(long, env = "MERCATO_URL", default_value = "http://127.0.0.1:8080")]
-        url: String,
-        /// An admin token [default: read from <data-dir>/admin-token].
-        #[arg(long, env = "MERCATO_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        #[arg(long, default_value = "./mercato-data")]
-        data_dir: PathBuf,
+        /// Return once the manifests are accepted, without following ingest.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// List dead letters: an inventory's rejected records with their reason and position, or
+    /// (without --inventory) every record on the dead-letter topic.
+    Dlq {
+        #[arg(long)]
+        inventory: Option<String>,
+        /// A generation of the inventory other than its latest.
+        #[arg(long)]
+        generation: Option<u64>,
+        /// List every one, not just the first hundred.
+        #[arg(long)]
+        all: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Rebuild the search index from offset 0 of the catalog topic; searches are served from
+    /// the old index until the new one is complete.
+    Reindex {
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -85,10 +104,16 @@ pub fn main() -> ExitCode {
             } => up(listen, data_dir, manifests, hold_ttl).await,
             Command::Apply {
                 file,
-                url,
-                token,
-                data_dir,
-            } => apply(&file, &url, token, &data_dir).await,
+                no_wait,
+                target,
+            } => admin::apply(&target, &file, !no_wait).await,
+            Command::Dlq {
+                inventory,
+                generation,
+                all,
+                target,
+            } => admin::dlq(&target, inventory, generation, all).await,
+            Command::Reindex { target } => admin::reindex(&target).await,
         }
     });
     match result {
@@ -165,72 +190,4 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
-}
-
-async fn apply(
-    file: &Path,
-    url: &str,
-    token: Option<String>,
-    data_dir: &Path,
-) -> anyhow::Result<()> {
-    let yaml = if file == Path::new("-") {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .context("reading standard input")?;
-        s
-    } else {
-        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
-    };
-    let token = match token {
-        Some(t) => t,
-        None => {
-            let path = data_dir.join("admin-token");
-            std::fs::read_to_string(&path)
-                .with_context(|| format!("no --token given and {} is unreadable (is `mercato up` running with that --data-dir?)", path.display()))?
-                .trim()
-                .to_owned()
-        }
-    };
-    let resp = reqwest::Client::new()
-        .post(format!(
-            "{}/api/v1/admin/manifests",
-            url.trim_end_matches('/')
-        ))
-        .bearer_auth(token)
-        .header("content-type", "application/yaml")
-        .body(yaml)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
-    let status = resp.status();
-    let body: serde_json::Value = resp.json().await.unwrap_or_default();
-    if !status.is_success() {
-        let code = body["error"]["code"].as_str().unwrap_or("unknown");
-        let message = body["error"]["message"].as_str().unwrap_or("");
-        let problems = body["error"]["details"]["problems"].as_array();
-        let mut text = match problems {
-            Some(_) => format!("{status} {code}: the manifest is invalid:"),
-            None => format!("{status} {code}: {message}"),
-        };
-        if let Some(problems) = problems {
-            for p in problems {
-                text.push_str(&format!(
-                    "\n  {}: {}",
-                    p["path"].as_str().unwrap_or(""),
-                    p["message"].as_str().unwrap_or("")
-                ));
-            }
-        }
-        bail!(text);
-    }
-    for a in body["applied"].as_array().into_iter().flatten() {
-        println!(
-            "{}.mercato.dev/{} {}",
-            a["kind"].as_str().unwrap_or("").to_lowercase(),
-            a["name"].as_str().unwrap_or(""),
-            a["action"].as_str().unwrap_or("")
-        );
-    }
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! The `mercato` binary's library: the command line and the one-process platform of
 //! `mercato up`, also used by the end-to-end tests.
 
+pub mod admin;
 pub mod cli;
 pub mod platform;

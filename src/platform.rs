@@ -19,7 +19,9 @@ use mercato_gateway::error::ApiError;
 use mercato_gateway::{AppState, GatewayConfig, ManifestSink};
 use mercato_operator::local::ApplyError;
 use mercato_operator::{Applied, LocalReconciler};
+use mercato_search::{Search, SearchError};
 use mercato_workers::holds::HoldsWorker;
+use mercato_workers::ingest::IngestWorker;
 use mercato_workers::payments::PaymentsWorker;
 use mercato_workers::sandbox::SandboxProvider;
 use mercato_workers::{run_worker, WorkerSpec};
@@ -51,6 +53,8 @@ pub enum PlatformError {
     Apply(#[from] ApplyError),
     #[error(transparent)]
     Gateway(#[from] mercato_gateway::GatewayError),
+    #[error("cannot open the search index")]
+    Search(#[from] SearchError),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -71,8 +75,12 @@ struct LocalSink(LocalReconciler);
 
 #[async_trait]
 impl ManifestSink for LocalSink {
-    async fn apply(&self, yaml: &str) -> Result<serde_json::Value, ApiError> {
-        match self.0.apply_stream(yaml).await {
+    async fn apply(
+        &self,
+        yaml: &str,
+        base_dir: Option<&str>,
+    ) -> Result<serde_json::Value, ApiError> {
+        match self.0.apply_stream(yaml, base_dir.map(Path::new)).await {
             Ok(applied) => Ok(json!({ "applied": applied })),
             Err(ApplyError::Manifest(e)) => {
                 let status = match e {
@@ -87,6 +95,11 @@ impl ManifestSink for LocalSink {
                 };
                 Err(ApiError::new(status, e.code(), e.to_string()).with_details(details))
             }
+            Err(e @ ApplyError::Source { .. }) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "source_unreadable",
+                e.to_string(),
+            )),
             Err(e) => Err(ApiError::unavailable("apply_failed", e.to_string())),
         }
     }
@@ -115,12 +128,20 @@ impl Platform {
         let ports = open_ports(config.data_dir.as_deref())?;
         let reconciler = LocalReconciler::new(ports.clone());
         reconciler.ensure_platform().await?;
+        let resumed = reconciler.resume().await?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed interrupted inventory publishes");
+        }
         let applied = match &config.manifests {
             Some(dir) => reconciler.apply_dir(dir).await?,
             None => Vec::new(),
         };
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = Vec::new();
+        let search_dir = config.data_dir.as_ref().map(|d| d.join("search"));
+        let (search, indexer) =
+            Search::start(search_dir.as_deref(), Arc::clone(&ports.bus), stop.clone()).await?;
+        tasks.push(indexer);
 
         let webhook_secret = repo::shared_secret(&*ports.store, "webhook_secret").await?;
         let sandbox = Arc::new(SandboxProvider::new(
@@ -136,9 +157,10 @@ impl Platform {
                 ports.clone(),
                 gateway_config,
                 sandbox.clone(),
-                Some(Arc::new(LocalSink(LocalReconciler::new(ports.clone())))),
+                Some(Arc::new(LocalSink(reconciler))),
             )
-            .await?,
+            .await?
+            .with_search(Arc::clone(&search)),
         );
         let (addr, server) =
             mercato_gateway::serve(Arc::clone(&state), config.listen, stop.clone()).await?;
@@ -150,7 +172,8 @@ impl Platform {
 
         let holds = Arc::new(HoldsWorker::new(Arc::clone(&ports.store)));
         let payments = Arc::new(PaymentsWorker::new(Arc::clone(&ports.store), sandbox));
-        let workers: [(WorkerSpec, Arc<dyn mercato_workers::BatchHandler>); 2] = [
+        let ingest = Arc::new(IngestWorker::new(ports.clone()));
+        let workers: [(WorkerSpec, Arc<dyn mercato_workers::BatchHandler>); 3] = [
             (
                 WorkerSpec {
                     role: "holds",
@@ -170,6 +193,16 @@ impl Platform {
                     max_batch: 256,
                 },
                 payments,
+            ),
+            (
+                WorkerSpec {
+                    role: "ingest",
+                    topic: topics::INGEST,
+                    replica: 0,
+                    replicas: 1,
+                    max_batch: 2048,
+                },
+                ingest,
             ),
         ];
         for (spec, handler) in workers {

@@ -12,13 +12,21 @@ pub mod topics {
     /// Records no worker could decode, with the reason: never dropped silently.
     pub const DEAD_LETTERS: &str = "dead-letters";
 
+    /// Declared content on its way to the ingest worker, keyed by SKU (or event id).
+    pub const INGEST: &str = "ingest";
+    /// Catalog change facts (upserts and removals), keyed by `<kind>:<id>`: the search index is
+    /// their fold, so this topic is kept whole and the index can be rebuilt from offset 0.
+    pub const CATALOG: &str = "catalog";
+
     /// The platform's shared topics and their partition counts.
-    pub const PLATFORM: [(&str, u32); 5] = [
+    pub const PLATFORM: [(&str, u32); 7] = [
         (HOLDS, 8),
         (PAYMENTS, 8),
         (RESULTS, 4),
         (SEAT_CHANGES, 4),
         (DEAD_LETTERS, 1),
+        (INGEST, 8),
+        (CATALOG, 4),
     ];
 }
 
@@ -38,4 +46,14 @@ pub mod tables {
     pub const SETTINGS: &str = "settings";
     pub const SANDBOX_CHARGES: &str = "sandbox_charges";
     pub const SANDBOX_OUTBOX: &str = "sandbox_outbox";
+    /// Partition SKU: the product as normalized by the ingest worker.
+    pub const PRODUCTS: &str = "products";
+    /// Partition "all", clustering inventory name: its declaration and publishing progress.
+    pub const INVENTORIES: &str = "inventories";
+    /// Partition inventory name, clustering `p<ingest partition>`: what each ingest partition did.
+    pub const INGEST_COUNTS: &str = "ingest_counts";
+    /// Partition inventory name, clustering `<chunk>`: the SKUs its latest declaration lists.
+    pub const INVENTORY_SKUS: &str = "inventory_skus";
+    /// Partition inventory name, clustering `<generation>/<position>`: rejected records.
+    pub const REJECTED: &str = "rejected_records";
 }

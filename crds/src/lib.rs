@@ -6,7 +6,12 @@
 //! problem with the path of the offending field, so a platform team fixes a manifest in one pass.
 
 mod event;
+mod inventory;
 mod manifest;
 
 pub use event::{EventSpec, Money, PriceTier, Section, Venue, DEFAULT_HOLD, MAX_HOLD, MIN_HOLD};
+pub use inventory::{
+    InventorySpec, ProductSource, Seller, SourceFormat, DEFAULT_LOW_STOCK_THRESHOLD,
+    MAX_INLINE_PRODUCTS,
+};
 pub use manifest::{Manifest, ManifestError, ObjectMeta, Problem, API_VERSION, GROUP};

@@ -4,6 +4,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::event::EventSpec;
+use crate::inventory::InventorySpec;
 
 pub const GROUP: &str = "mercato.dev";
 pub const API_VERSION: &str = "mercato.dev/v1alpha1";
@@ -48,7 +49,7 @@ pub enum ManifestError {
     #[error("document {document}: apiVersion must be {API_VERSION}, not {found:?}")]
     ApiVersion { document: usize, found: String },
     #[error(
-        "document {document}: kind {kind:?} is not supported yet (this release reconciles Event)"
+        "document {document}: kind {kind:?} is not supported yet (this release reconciles Event and Inventory)"
     )]
     UnsupportedKind { document: usize, kind: String },
     #[error("document {document}: unknown kind {kind:?} (expected Event, Inventory or Warehouse)")]
@@ -81,6 +82,10 @@ pub enum Manifest {
     Event {
         metadata: ObjectMeta,
         spec: EventSpec,
+    },
+    Inventory {
+        metadata: ObjectMeta,
+        spec: InventorySpec,
     },
 }
 
@@ -126,26 +131,40 @@ impl Manifest {
                 found: envelope.api_version,
             });
         }
+        let invalid = |problems| ManifestError::Invalid {
+            kind: envelope.kind.clone(),
+            name: envelope.metadata.name.clone(),
+            problems,
+        };
+        let checked = |mut problems: Vec<Problem>| {
+            let mut all = validate_name(&envelope.metadata.name);
+            all.append(&mut problems);
+            if all.is_empty() {
+                Ok(())
+            } else {
+                Err(invalid(all))
+            }
+        };
         match envelope.kind.as_str() {
             "Event" => {
-                let invalid = |problems| ManifestError::Invalid {
-                    kind: "Event".into(),
-                    name: envelope.metadata.name.clone(),
-                    problems,
-                };
                 let spec: EventSpec = serde_yaml::from_value(envelope.spec.clone())
                     .map_err(|e| invalid(vec![Problem::new("spec", e.to_string())]))?;
-                let mut problems = validate_name(&envelope.metadata.name);
-                problems.extend(spec.validate());
-                if !problems.is_empty() {
-                    return Err(invalid(problems));
-                }
+                checked(spec.validate())?;
                 Ok(Manifest::Event {
                     metadata: envelope.metadata,
                     spec,
                 })
             }
-            "Inventory" | "Warehouse" => Err(ManifestError::UnsupportedKind {
+            "Inventory" => {
+                let spec: InventorySpec = serde_yaml::from_value(envelope.spec.clone())
+                    .map_err(|e| invalid(vec![Problem::new("spec", e.to_string())]))?;
+                checked(spec.validate())?;
+                Ok(Manifest::Inventory {
+                    metadata: envelope.metadata,
+                    spec,
+                })
+            }
+            "Warehouse" => Err(ManifestError::UnsupportedKind {
                 document,
                 kind: envelope.kind,
             }),
@@ -159,12 +178,15 @@ impl Manifest {
     pub fn kind(&self) -> &'static str {
         match self {
             Manifest::Event { .. } => "Event",
+            Manifest::Inventory { .. } => "Inventory",
         }
     }
 
     pub fn name(&self) -> &str {
         match self {
-            Manifest::Event { metadata, .. } => &metadata.name,
+            Manifest::Event { metadata, .. } | Manifest::Inventory { metadata, .. } => {
+                &metadata.name
+            }
         }
     }
 }

@@ -20,7 +20,8 @@ use crate::results::Waiters;
 /// `mercato up`. Absent on a cluster, where the operator reconciles from Kubernetes.
 #[async_trait]
 pub trait ManifestSink: Send + Sync + 'static {
-    async fn apply(&self, yaml: &str) -> Result<Value, ApiError>;
+    /// `base_dir` is the folder the manifest came from: relative source paths resolve there.
+    async fn apply(&self, yaml: &str, base_dir: Option<&str>) -> Result<Value, ApiError>;
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +64,8 @@ pub struct AppState {
     pub metrics: Metrics,
     pub manifests: Option<Arc<dyn ManifestSink>>,
     pub availability: Mutex<HashMap<String, (Instant, Availability)>>,
+    /// The catalog's search index, if this gateway serves search.
+    pub search: Option<Arc<mercato_search::Search>>,
 }
 
 impl AppState {
@@ -86,6 +89,12 @@ impl AppState {
             metrics: Metrics::new(),
             manifests,
             availability: Mutex::new(HashMap::new()),
+            search: None,
         })
+    }
+
+    pub fn with_search(mut self, search: Arc<mercato_search::Search>) -> Self {
+        self.search = Some(search);
+        self
     }
 }

@@ -1,8 +1,10 @@
 //! The desired state of a declaration, computed without I/O.
 
+use mercato_core::domain::catalog::{CatalogDoc, DocKind};
 use mercato_core::domain::events::{index_key, EventRecord};
+use mercato_core::domain::Money;
 use mercato_core::names::topics;
-use mercato_crds::Manifest;
+use mercato_crds::{EventSpec, InventorySpec, Manifest};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -19,6 +21,10 @@ pub struct DesiredState {
     pub topics: Vec<TopicSpec>,
     /// The event as the store keeps it, and its key in the listing.
     pub event: Option<(EventRecord, String)>,
+    /// What the search index shows of the declaration (events; products come from ingest).
+    pub catalog: Option<CatalogDoc>,
+    /// An inventory's declaration: its products are published to the ingest topic.
+    pub inventory: Option<InventorySpec>,
 }
 
 /// The shared platform topics every declaration relies on.
@@ -47,7 +53,45 @@ pub fn desired(manifest: &Manifest) -> DesiredState {
                 name: metadata.name.clone(),
                 topics: platform_topics(),
                 event: Some((record, key)),
+                catalog: Some(event_doc(&metadata.name, spec)),
+                inventory: None,
             }
         }
+        Manifest::Inventory { metadata, spec } => DesiredState {
+            kind: "Inventory",
+            name: metadata.name.clone(),
+            topics: platform_topics(),
+            event: None,
+            catalog: None,
+            inventory: Some(spec.clone()),
+        },
+    }
+}
+
+/// An event as the catalog shows it: what it is, who plays, where, when, and for how much.
+pub fn event_doc(id: &str, spec: &EventSpec) -> CatalogDoc {
+    let prices = spec.tiers.iter().map(|t| t.price.amount);
+    let min = prices.clone().min();
+    let max = prices.max();
+    let currency = spec
+        .tiers
+        .first()
+        .map(|t| t.price.currency.clone())
+        .unwrap_or_default();
+    let mut body = spec.performers.clone();
+    body.push(spec.venue.name.clone());
+    CatalogDoc {
+        kind: DocKind::Event,
+        id: id.to_owned(),
+        name: spec.title.clone(),
+        body: body.join("\n"),
+        category: Vec::new(),
+        city: Some(spec.venue.city.clone()),
+        geo: Some((spec.venue.lat, spec.venue.lon)),
+        price: min.map(|amount| Money { amount, currency }),
+        price_max: max,
+        starts_at_ms: Some(spec.starts_at.timestamp_millis()),
+        seller: None,
+        venue: Some(spec.venue.name.clone()),
     }
 }

@@ -2,6 +2,7 @@
 //! the apply step differs between the local runtime of `mercato up` ([`local`]) and Kubernetes.
 
 pub mod desired;
+pub mod inventory;
 pub mod local;
 
 pub use desired::{desired, DesiredState, TopicSpec};

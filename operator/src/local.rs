@@ -1,17 +1,24 @@
 //! The local runtime's apply step: topics become embedded topics, declarations become rows.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use mercato_core::bus::{BusError, TopicChange};
+use mercato_core::clock::now_ms;
+use mercato_core::codec::encode;
+use mercato_core::domain::catalog::{CatalogDoc, IngestRecord, InventoryRecord, PublishState};
 use mercato_core::domain::events::EventRecord;
-use mercato_core::names::tables;
+use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, RepoError};
 use mercato_core::Ports;
-use mercato_crds::{Manifest, ManifestError};
+use mercato_crds::{InventorySpec, Manifest, ManifestError};
+use parking_lot::Mutex;
 use serde::Serialize;
+use tokio::task::JoinHandle;
 
 use crate::desired::{desired, platform_topics, DesiredState};
+use crate::inventory::{self, Publisher, SourceError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -23,6 +30,8 @@ pub enum ApplyError {
     Repo(#[from] RepoError),
     #[error("cannot read {path}: {cause}")]
     Read { path: String, cause: std::io::Error },
+    #[error("Inventory {name}: {cause}")]
+    Source { name: String, cause: SourceError },
 }
 
 /// What applying one declaration did, as `kubectl apply` reports it.
@@ -36,11 +45,46 @@ pub struct Applied {
 
 pub struct LocalReconciler {
     ports: Ports,
+    /// The publisher of each inventory still sending its records: a newer apply replaces it.
+    publishers: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
 }
 
 impl LocalReconciler {
     pub fn new(ports: Ports) -> Self {
-        Self { ports }
+        Self {
+            ports,
+            publishers: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Publishes again, as a new generation, every inventory whose publishing a stop cut short.
+    pub async fn resume(&self) -> Result<usize, ApplyError> {
+        let mut after: Option<String> = None;
+        let mut resumed = 0;
+        loop {
+            let page = self
+                .ports
+                .store
+                .scan(tables::INVENTORIES, "all", after.as_deref(), 100)
+                .await
+                .map_err(RepoError::from)?;
+            for row in page.rows {
+                let record = repo::decode_row::<InventoryRecord>(tables::INVENTORIES, row)?.value;
+                if record.publish.finished_ms.is_some() || record.publish.error.is_some() {
+                    continue;
+                }
+                let Ok(spec) = serde_json::from_str::<InventorySpec>(&record.spec_json) else {
+                    continue;
+                };
+                tracing::info!(inventory = record.name, "resuming an interrupted publish");
+                self.publish(record, spec).await?;
+                resumed += 1;
+            }
+            match page.next {
+                Some(n) => after = Some(n),
+                None => return Ok(resumed),
+            }
+        }
     }
 
     /// Creates the platform topics (growing them if a release added partitions).
@@ -70,12 +114,17 @@ impl LocalReconciler {
         Ok(())
     }
 
-    /// Validates the whole stream first, then applies each declaration.
-    pub async fn apply_stream(&self, yaml: &str) -> Result<Vec<Applied>, ApplyError> {
+    /// Validates the whole stream first, then applies each declaration. Relative source paths
+    /// of Inventories are resolved against `base_dir`, the folder the manifest came from.
+    pub async fn apply_stream(
+        &self,
+        yaml: &str,
+        base_dir: Option<&Path>,
+    ) -> Result<Vec<Applied>, ApplyError> {
         let manifests = Manifest::parse_stream(yaml)?;
         let mut applied = Vec::with_capacity(manifests.len());
         for m in &manifests {
-            applied.push(self.apply(desired(m)).await?);
+            applied.push(self.apply(desired(m), base_dir).await?);
         }
         Ok(applied)
     }
@@ -99,16 +148,28 @@ impl LocalReconciler {
                 path: file.display().to_string(),
                 cause,
             })?;
-            applied.extend(self.apply_stream(&text).await?);
+            applied.extend(self.apply_stream(&text, Some(dir)).await?);
         }
         Ok(applied)
     }
 
-    async fn apply(&self, state: DesiredState) -> Result<Applied, ApplyError> {
+    async fn apply(
+        &self,
+        state: DesiredState,
+        base_dir: Option<&Path>,
+    ) -> Result<Applied, ApplyError> {
         for t in &state.topics {
             self.ensure_topic(&t.name, t.partitions).await?;
         }
         let mut action = "unchanged";
+        if let Some(spec) = state.inventory.clone() {
+            action = self.apply_inventory(&state.name, spec, base_dir).await?;
+        }
+        if let Some(doc) = state.catalog.clone() {
+            // Sent on every apply, changed or not: an upsert is idempotent, and a catalog that
+            // predates this event's release learns of it this way.
+            self.catalogue(doc).await?;
+        }
         if let Some((mut record, index_key)) = state.event {
             let store = Arc::clone(&self.ports.store);
             let current = repo::get::<EventRecord>(&*store, tables::EVENTS, &record.id, "").await?;
@@ -156,5 +217,126 @@ impl LocalReconciler {
             name: state.name,
             action,
         })
+    }
+}
+
+impl LocalReconciler {
+    async fn catalogue(&self, doc: CatalogDoc) -> Result<(), ApplyError> {
+        let key = doc.id.clone().into_bytes();
+        self.ports
+            .bus
+            .send_batch(
+                topics::INGEST,
+                vec![(key, encode(&IngestRecord::Event(Box::new(doc))))],
+            )
+            .await
+            .map_err(RepoError::from)?;
+        Ok(())
+    }
+
+    /// Records the declaration and starts publishing its products, unless nothing changed.
+    async fn apply_inventory(
+        &self,
+        name: &str,
+        mut spec: InventorySpec,
+        base_dir: Option<&Path>,
+    ) -> Result<&'static str, ApplyError> {
+        let source_err = |cause| ApplyError::Source {
+            name: name.to_owned(),
+            cause,
+        };
+        let source = match &mut spec.source {
+            Some(s) => {
+                let path = inventory::resolve_source(&s.file, base_dir).map_err(source_err)?;
+                s.file = path.display().to_string();
+                Some(path)
+            }
+            None => None,
+        };
+        // Serializing a validated spec to JSON cannot fail: it has only plain fields.
+        let spec_json = serde_json::to_string(&spec).unwrap_or_default();
+        let digest = {
+            let spec_json = spec_json.clone();
+            let source = source.clone();
+            tokio::task::spawn_blocking(move || inventory::digest(&spec_json, source.as_deref()))
+                .await
+                .map_err(|e| source_err(SourceError::Invalid(e.to_string())))?
+                .map_err(source_err)?
+        };
+        let current: Option<InventoryRecord> =
+            repo::get(&*self.ports.store, tables::INVENTORIES, "all", name)
+                .await?
+                .map(|v| v.value);
+        let action = match &current {
+            Some(c)
+                if c.digest == digest
+                    && c.publish.finished_ms.is_some()
+                    && c.publish.error.is_none() =>
+            {
+                return Ok("unchanged")
+            }
+            Some(_) => "configured",
+            None => "created",
+        };
+        let record = InventoryRecord {
+            name: name.to_owned(),
+            seller: spec.seller.id.clone(),
+            seller_name: spec.seller.name.clone(),
+            low_stock_threshold: spec.low_stock_threshold(),
+            generation: current.map_or(0, |c| c.generation),
+            spec_json,
+            digest,
+            publish: PublishState::default(),
+        };
+        self.publish(record, spec).await?;
+        Ok(action)
+    }
+
+    /// Saves a new generation of the inventory and publishes it in the background, replacing
+    /// a publisher still at work on an older one.
+    async fn publish(
+        &self,
+        mut record: InventoryRecord,
+        spec: InventorySpec,
+    ) -> Result<(), ApplyError> {
+        record.generation += 1;
+        record.publish = PublishState {
+            started_ms: now_ms(),
+            ..PublishState::default()
+        };
+        if let Some(old) = self.publishers.lock().remove(&record.name) {
+            old.abort();
+        }
+        repo::put(
+            &*self.ports.store,
+            tables::INVENTORIES,
+            "all",
+            &record.name,
+            &record,
+            None,
+        )
+        .await?;
+        let source = spec
+            .source
+            .as_ref()
+            .map(|s| std::path::PathBuf::from(&s.file));
+        let ports = self.ports.clone();
+        let name = record.name.clone();
+        let publishers = Arc::clone(&self.publishers);
+        let task = tokio::spawn(async move {
+            let name = record.name.clone();
+            let publisher = Publisher {
+                bus: &*ports.bus,
+                store: &*ports.store,
+                record,
+                spec,
+                source,
+            };
+            if let Err(e) = publisher.run().await {
+                tracing::error!(inventory = name, error = %e, "publishing stopped; it resumes at the next start");
+            }
+        });
+        publishers.lock().insert(name, task);
+        Ok(())
     }
 }

@@ -4,6 +4,7 @@
 //! delivery gives exactly-once effects.
 
 pub mod holds;
+pub mod ingest;
 pub mod payments;
 pub mod runtime;
 pub mod sandbox;

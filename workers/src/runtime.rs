@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mercato_core::bus::{owned_partitions, Bus, BusError, KeyedRecords, Record};
+pub use mercato_core::domain::dead_letters::DeadLetter;
 use mercato_core::names::topics;
 use mercato_core::repo::RepoError;
 use mercato_core::Ports;
@@ -41,16 +42,6 @@ impl Emit {
         };
         Self::new(topics::DEAD_LETTERS, origin.key.clone(), &letter)
     }
-}
-
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct DeadLetter {
-    pub topic: String,
-    pub partition: u32,
-    pub offset: u64,
-    pub reason: String,
-    pub key: Vec<u8>,
-    pub value: Vec<u8>,
 }
 
 #[async_trait]

@@ -1,7 +1,9 @@
 //! The ticketing domain: pure data and decisions, no I/O. Workers and the gateway move these
 //! values between the ports.
 
+pub mod catalog;
 pub mod commands;
+pub mod dead_letters;
 pub mod events;
 pub mod holds;
 pub mod orders;

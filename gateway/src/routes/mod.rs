@@ -2,6 +2,8 @@
 //! bounded JSON bodies, metrics, and one JSON error shape for everything warp itself rejects.
 
 mod accounts;
+mod admin;
+mod catalog;
 mod events;
 mod holds;
 mod ops;
@@ -251,13 +253,88 @@ pub fn routes(
         .and(warp::post())
         .and(st.clone())
         .and(authorization())
+        .and(query())
         .and(body(16 * 1024 * 1024))
-        .then(|s: Arc<AppState>, a: Option<String>, b: Bytes| async move {
+        .then(
+            |s: Arc<AppState>, a: Option<String>, q: Query, b: Bytes| async move {
+                let base = q.get("base_dir").cloned();
+                handle!(
+                    s,
+                    "admin_manifests",
+                    ops::apply_manifests(&s, a.as_deref(), base.as_deref(), &b)
+                )
+            },
+        );
+    let search =
+        api.and(warp::path!("search"))
+            .and(warp::get())
+            .and(st.clone())
+            .and(query())
+            .then(|s: Arc<AppState>, q: Query| async move {
+                handle!(s, "search", catalog::search(&s, &q))
+            });
+    let product = api
+        .and(warp::path!("products" / String))
+        .and(warp::get())
+        .and(st.clone())
+        .then(|sku: String, s: Arc<AppState>| async move {
+            handle!(s, "products_get", catalog::product(&s, &sku))
+        });
+    let admin_inventories = api
+        .and(warp::path!("admin" / "inventories"))
+        .and(warp::get())
+        .and(st.clone())
+        .and(authorization())
+        .and(query())
+        .then(|s: Arc<AppState>, a: Option<String>, q: Query| async move {
             handle!(
                 s,
-                "admin_manifests",
-                ops::apply_manifests(&s, a.as_deref(), &b)
+                "admin_inventories",
+                admin::inventories(&s, a.as_deref(), &q)
             )
+        });
+    let admin_inventory = api
+        .and(warp::path!("admin" / "inventories" / String))
+        .and(warp::get())
+        .and(st.clone())
+        .and(authorization())
+        .then(
+            |name: String, s: Arc<AppState>, a: Option<String>| async move {
+                handle!(
+                    s,
+                    "admin_inventory",
+                    admin::inventory(&s, a.as_deref(), &name)
+                )
+            },
+        );
+    let admin_dead_letters = api
+        .and(warp::path!("admin" / "dead-letters"))
+        .and(warp::get())
+        .and(st.clone())
+        .and(authorization())
+        .and(query())
+        .then(|s: Arc<AppState>, a: Option<String>, q: Query| async move {
+            handle!(
+                s,
+                "admin_dead_letters",
+                admin::dead_letters(&s, a.as_deref(), &q)
+            )
+        });
+    let admin_search = api
+        .and(warp::path!("admin" / "search"))
+        .and(warp::get())
+        .and(st.clone())
+        .and(authorization())
+        .then(|s: Arc<AppState>, a: Option<String>| async move {
+            handle!(s, "admin_search", admin::search_status(&s, a.as_deref()))
+        });
+    let admin_reindex = api
+        .and(warp::path!("admin" / "reindex"))
+        .and(warp::post())
+        .and(st.clone())
+        .and(authorization())
+        .then(|s: Arc<AppState>, a: Option<String>| async move {
+            handle!(s, "admin_reindex", admin::reindex(&s, a.as_deref()))
         });
     let healthz = warp::path!("healthz")
         .and(warp::get())
@@ -294,6 +371,20 @@ pub fn routes(
         .or(get_order)
         .unify()
         .boxed();
+    let catalog = search
+        .or(product)
+        .unify()
+        .or(admin_inventories)
+        .unify()
+        .or(admin_inventory)
+        .unify()
+        .or(admin_dead_letters)
+        .unify()
+        .or(admin_search)
+        .unify()
+        .or(admin_reindex)
+        .unify()
+        .boxed();
     let operations = webhook
         .or(manifests)
         .unify()
@@ -311,6 +402,8 @@ pub fn routes(
         .or(holds)
         .unify()
         .or(orders)
+        .unify()
+        .or(catalog)
         .unify()
         .or(operations)
         .unify()

@@ -50,7 +50,12 @@ pub async fn webhook(state: &AppState, signature: Option<&str>, body: &[u8]) -> 
     Ok(ApiReply::ok(json!({"received": true})))
 }
 
-pub async fn apply_manifests(state: &AppState, auth: Option<&str>, body: &[u8]) -> ApiResult {
+pub async fn apply_manifests(
+    state: &AppState,
+    auth: Option<&str>,
+    base_dir: Option<&str>,
+    body: &[u8],
+) -> ApiResult {
     let caller = state.keys.caller(auth)?;
     if caller.role != Role::Admin {
         return Err(ApiError::forbidden(
@@ -63,6 +68,6 @@ pub async fn apply_manifests(state: &AppState, auth: Option<&str>, body: &[u8]) 
     let yaml = std::str::from_utf8(body).map_err(|_| {
         ApiError::bad_request("malformed_manifest", "the manifest stream is not UTF-8")
     })?;
-    let applied = sink.apply(yaml).await?;
+    let applied = sink.apply(yaml, base_dir).await?;
     Ok(ApiReply::accepted(applied))
 }

@@ -1,0 +1,182 @@
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::Problem;
+
+pub const DEFAULT_LOW_STOCK_THRESHOLD: u32 = 5;
+/// Inline products are for small catalogs and examples; larger ones belong in a file.
+pub const MAX_INLINE_PRODUCTS: usize = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Seller {
+    /// Lowercase letters, digits and '-': it appears in URLs (`/sellers/{id}/alerts`).
+    pub id: String,
+    pub name: String,
+}
+
+/// Where a large catalog comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProductSource {
+    /// A path relative to the manifest's folder, an absolute path, or a `file://` URL.
+    pub file: String,
+    /// `ndjson` (one product per line) or `json` (one array); by default from the extension.
+    #[serde(default)]
+    pub format: Option<SourceFormat>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceFormat {
+    Ndjson,
+    Json,
+}
+
+impl ProductSource {
+    pub fn format(&self) -> SourceFormat {
+        self.format.unwrap_or_else(|| {
+            if self.file.to_ascii_lowercase().ends_with(".json") {
+                SourceFormat::Json
+            } else {
+                SourceFormat::Ndjson
+            }
+        })
+    }
+}
+
+/// A seller's catalog. Products are records, not spec fields: each one is validated by the
+/// ingest worker, and a bad one goes to the dead-letter topic with its reason and position
+/// instead of failing the whole declaration. Applying an Inventory again replaces its catalog:
+/// products it no longer lists are removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct InventorySpec {
+    pub seller: Seller,
+    /// Available stock at or below this raises a low-stock alert; 5 by default.
+    #[serde(default)]
+    pub low_stock_threshold: Option<u32>,
+    /// The currency of prices given as plain numbers (`"price": 12.99`).
+    #[serde(default)]
+    pub currency: Option<String>,
+    #[serde(default)]
+    pub products: Vec<serde_json::Value>,
+    #[serde(default)]
+    pub source: Option<ProductSource>,
+}
+
+impl InventorySpec {
+    pub fn low_stock_threshold(&self) -> u32 {
+        self.low_stock_threshold
+            .unwrap_or(DEFAULT_LOW_STOCK_THRESHOLD)
+    }
+
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut need = |ok: bool, path: &str, message: String| {
+            if !ok {
+                problems.push(Problem::new(path, message));
+            }
+        };
+        need(
+            is_seller_id(&self.seller.id),
+            "spec.seller.id",
+            format!(
+                "{:?} must be 1-63 lowercase letters, digits or '-'",
+                self.seller.id
+            ),
+        );
+        need(
+            !self.seller.name.trim().is_empty(),
+            "spec.seller.name",
+            "must not be empty".into(),
+        );
+        if let Some(c) = &self.currency {
+            need(
+                c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()),
+                "spec.currency",
+                format!("{c:?} is not an ISO 4217 code"),
+            );
+        }
+        need(
+            self.products.len() <= MAX_INLINE_PRODUCTS,
+            "spec.products",
+            format!(
+                "{} inline products; more than {MAX_INLINE_PRODUCTS} belong in spec.source",
+                self.products.len()
+            ),
+        );
+        if let Some(source) = &self.source {
+            let file = source.file.trim();
+            need(
+                !file.is_empty(),
+                "spec.source.file",
+                "must not be empty".into(),
+            );
+            need(
+                !file.contains("://") || file.starts_with("file://"),
+                "spec.source.file",
+                format!("{file:?}: only paths and file:// URLs are supported"),
+            );
+        }
+        problems
+    }
+}
+
+fn is_seller_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> InventorySpec {
+        serde_yaml::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_small_inventory_is_valid_and_defaults_apply() {
+        let s = spec(
+            "seller: {id: acme-books, name: Acme Books}\nproducts:\n  - {sku: B-1, name: Dune}\n",
+        );
+        assert!(s.validate().is_empty());
+        assert_eq!(s.low_stock_threshold(), 5);
+        assert_eq!(s.products.len(), 1);
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_path() {
+        let s = spec(
+            "seller: {id: Acme, name: ' '}\ncurrency: usd\nsource: {file: 'https://x/y.json'}\n",
+        );
+        let paths: Vec<_> = s.validate().into_iter().map(|p| p.path).collect();
+        assert_eq!(
+            paths,
+            [
+                "spec.seller.id",
+                "spec.seller.name",
+                "spec.currency",
+                "spec.source.file"
+            ]
+        );
+    }
+
+    #[test]
+    fn the_format_follows_the_extension_unless_given() {
+        let file = |f: &str| ProductSource {
+            file: f.into(),
+            format: None,
+        };
+        assert_eq!(file("a/b.ndjson").format(), SourceFormat::Ndjson);
+        assert_eq!(file("a/b.JSON").format(), SourceFormat::Json);
+        assert_eq!(file("a/b.jsonl").format(), SourceFormat::Ndjson);
+        let forced = ProductSource {
+            file: "x.txt".into(),
+            format: Some(SourceFormat::Json),
+        };
+        assert_eq!(forced.format(), SourceFormat::Json);
+    }
+}

@@ -1,0 +1,226 @@
+//! Local administration of the catalog: inventories' ingest status, dead letters, and the
+//! search index (status and rebuild). Admin role only.
+
+use mercato_core::bus::Bus;
+use mercato_core::clock::to_rfc3339;
+use mercato_core::codec::decode;
+use mercato_core::domain::catalog::{
+    excerpt, rejected_key, IngestCounts, InventoryRecord, InventoryStatus, RejectedRecord,
+};
+use mercato_core::domain::dead_letters::DeadLetter;
+use mercato_core::domain::users::Role;
+use mercato_core::names::{tables, topics};
+use mercato_core::repo::{self, decode_row};
+use serde_json::{json, Value};
+
+use super::{decode_cursor, encode_cursor, limit, Query};
+use crate::error::{ApiError, ApiReply, ApiResult};
+use crate::state::AppState;
+
+fn admin(state: &AppState, auth: Option<&str>) -> Result<(), ApiError> {
+    if state.keys.caller(auth)?.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("this needs the admin role"))
+    }
+}
+
+async fn inventory_status(
+    state: &AppState,
+    record: &InventoryRecord,
+) -> Result<InventoryStatus, ApiError> {
+    let page = state
+        .ports
+        .store
+        .scan(tables::INGEST_COUNTS, &record.name, None, 1024)
+        .await?;
+    let mut counts = Vec::with_capacity(page.rows.len());
+    for row in page.rows {
+        counts.push(decode_row::<IngestCounts>(tables::INGEST_COUNTS, row)?.value);
+    }
+    Ok(InventoryStatus::new(record, &counts))
+}
+
+async fn load_inventory(state: &AppState, name: &str) -> Result<InventoryRecord, ApiError> {
+    repo::get::<InventoryRecord>(&*state.ports.store, tables::INVENTORIES, "all", name)
+        .await?
+        .map(|v| v.value)
+        .ok_or_else(|| ApiError::not_found("inventory_not_found", format!("no inventory {name:?}")))
+}
+
+pub async fn inventories(state: &AppState, auth: Option<&str>, q: &Query) -> ApiResult {
+    admin(state, auth)?;
+    let page = state
+        .ports
+        .store
+        .scan(
+            tables::INVENTORIES,
+            "all",
+            decode_cursor(q)?.as_deref(),
+            limit(q)?,
+        )
+        .await?;
+    let mut out = Vec::with_capacity(page.rows.len());
+    for row in page.rows {
+        let record = decode_row::<InventoryRecord>(tables::INVENTORIES, row)?.value;
+        out.push(inventory_status(state, &record).await?);
+    }
+    Ok(ApiReply::ok(json!({
+        "inventories": out,
+        "next_cursor": page.next.as_deref().map(encode_cursor),
+    })))
+}
+
+pub async fn inventory(state: &AppState, auth: Option<&str>, name: &str) -> ApiResult {
+    admin(state, auth)?;
+    let record = load_inventory(state, name).await?;
+    let status = inventory_status(state, &record).await?;
+    Ok(ApiReply::ok(
+        serde_json::to_value(status).unwrap_or_default(),
+    ))
+}
+
+/// Rejected records of one inventory (`?inventory=`, its latest generation unless
+/// `?generation=`), or, without `?inventory=`, the whole dead-letter topic.
+pub async fn dead_letters(state: &AppState, auth: Option<&str>, q: &Query) -> ApiResult {
+    admin(state, auth)?;
+    match q.get("inventory") {
+        Some(name) => rejected(state, name, q).await,
+        None => topic_letters(state, q).await,
+    }
+}
+
+async fn rejected(state: &AppState, name: &str, q: &Query) -> ApiResult {
+    let record = load_inventory(state, name).await?;
+    let generation = match q.get("generation") {
+        Some(g) => g.parse::<u64>().map_err(|_| {
+            ApiError::bad_request("invalid_generation", "generation must be a number")
+        })?,
+        None => record.generation,
+    };
+    let prefix = format!(
+        "{}/",
+        rejected_key(generation, 0).split('/').next().unwrap_or("")
+    );
+    let after = decode_cursor(q)?.unwrap_or_else(|| prefix.clone());
+    let limit = limit(q)?;
+    let page = state
+        .ports
+        .store
+        .scan(tables::REJECTED, name, Some(&after), limit)
+        .await?;
+    let mut letters = Vec::with_capacity(page.rows.len());
+    let mut last = None;
+    for row in page.rows {
+        if !row.clustering.starts_with(&prefix) {
+            last = None;
+            break;
+        }
+        last = Some(row.clustering.clone());
+        let r = decode_row::<RejectedRecord>(tables::REJECTED, row)?.value;
+        letters.push(json!({
+            "inventory": r.origin.inventory,
+            "generation": r.origin.generation,
+            "source": r.origin.source,
+            "position": r.origin.position,
+            "code": r.code,
+            "message": r.message,
+            "record": r.excerpt,
+            "at": to_rfc3339(r.at_ms),
+        }));
+    }
+    let next = if page.next.is_some() && letters.len() == limit {
+        last.as_deref().map(encode_cursor)
+    } else {
+        None
+    };
+    let status = inventory_status(state, &record).await?;
+    Ok(ApiReply::ok(json!({
+        "dead_letters": letters,
+        "generation": generation,
+        "rejected": (generation == record.generation).then_some(status.rejected),
+        "next_cursor": next,
+    })))
+}
+
+async fn topic_letters(state: &AppState, q: &Query) -> ApiResult {
+    let from = match q.get("cursor") {
+        Some(c) => c.parse::<u64>().map_err(|_| {
+            ApiError::bad_request("invalid_cursor", "the cursor is not one this API issued")
+        })?,
+        None => 0,
+    };
+    let limit = limit(q)?;
+    let bus: &dyn Bus = &*state.ports.bus;
+    let end = bus.end_offset(topics::DEAD_LETTERS, 0).await?;
+    let records = if from < end {
+        bus.fetch(
+            topics::DEAD_LETTERS,
+            0,
+            from,
+            limit,
+            std::time::Duration::ZERO,
+        )
+        .await?
+    } else {
+        Vec::new()
+    };
+    let letters: Vec<Value> = records
+        .iter()
+        .map(|r| match decode::<DeadLetter>(&r.value) {
+            Ok(d) => json!({
+                "offset": r.offset,
+                "topic": d.topic,
+                "partition": d.partition,
+                "origin_offset": d.offset,
+                "reason": d.reason,
+                "key": String::from_utf8_lossy(&d.key),
+                "record": excerpt(&d.value, 1024),
+            }),
+            Err(e) => {
+                json!({"offset": r.offset, "reason": format!("undecodable dead letter: {e}")})
+            }
+        })
+        .collect();
+    let next = records.last().map(|r| r.offset + 1).filter(|n| *n < end);
+    Ok(ApiReply::ok(json!({
+        "dead_letters": letters,
+        "total": end,
+        "next_cursor": next.map(|n| n.to_string()),
+    })))
+}
+
+pub async fn search_status(state: &AppState, auth: Option<&str>) -> ApiResult {
+    admin(state, auth)?;
+    let search = state.search.as_ref().ok_or_else(|| {
+        ApiError::unavailable("search_unavailable", "this gateway serves no search index")
+    })?;
+    let status = search.status();
+    let bus: &dyn Bus = &*state.ports.bus;
+    let partitions = bus.partitions(topics::CATALOG).await?;
+    let mut ends = Vec::with_capacity(partitions as usize);
+    for p in 0..partitions {
+        ends.push(bus.end_offset(topics::CATALOG, p).await?);
+    }
+    let lag: u64 = ends
+        .iter()
+        .enumerate()
+        .map(|(p, end)| end.saturating_sub(status.committed.get(p).copied().unwrap_or(0)))
+        .sum();
+    let mut body = serde_json::to_value(&status).unwrap_or_default();
+    body["catalog_ends"] = json!(ends);
+    body["lag"] = json!(lag);
+    Ok(ApiReply::ok(body))
+}
+
+pub async fn reindex(state: &AppState, auth: Option<&str>) -> ApiResult {
+    admin(state, auth)?;
+    let search = state.search.as_ref().ok_or_else(|| {
+        ApiError::unavailable("search_unavailable", "this gateway serves no search index")
+    })?;
+    search
+        .reindex()
+        .await
+        .map_err(|e| ApiError::unavailable("search_unavailable", e.to_string()))?;
+    Ok(ApiReply::accepted(json!({"reindexing": true})))
+}

@@ -1,0 +1,60 @@
+//! Search and products.
+
+use std::sync::Arc;
+
+use mercato_core::domain::catalog::{is_sku, Product};
+use mercato_core::names::tables;
+use mercato_core::repo;
+use mercato_search::SearchRequest;
+use serde_json::{json, Value};
+
+use super::Query;
+use crate::error::{ApiError, ApiReply, ApiResult};
+use crate::state::AppState;
+
+pub async fn search(state: &AppState, q: &Query) -> ApiResult {
+    let request = SearchRequest::from_params(q).map_err(|e| {
+        ApiError::bad_request("invalid_query", e.to_string())
+            .with_details(json!({"param": e.param}))
+    })?;
+    let search = state.search.as_ref().map(Arc::clone).ok_or_else(|| {
+        ApiError::unavailable("search_unavailable", "this gateway serves no search index")
+    })?;
+    // Searching is CPU work: off the request threads, so one broad query never stalls others.
+    let answer = tokio::task::spawn_blocking(move || search.index().search(&request))
+        .await
+        .map_err(|e| ApiError::unavailable("search_failed", e.to_string()))?
+        .map_err(|e| ApiError::unavailable("search_failed", e.to_string()))?;
+    Ok(ApiReply::ok(answer))
+}
+
+pub async fn product(state: &AppState, sku: &str) -> ApiResult {
+    let not_found = || ApiError::not_found("product_not_found", format!("no product {sku:?}"));
+    if !is_sku(sku) {
+        return Err(not_found());
+    }
+    let p: Product = repo::get(&*state.ports.store, tables::PRODUCTS, sku, "")
+        .await?
+        .ok_or_else(not_found)?
+        .value;
+    Ok(ApiReply::ok(product_json(&p)))
+}
+
+pub fn product_json(p: &Product) -> Value {
+    let attributes: serde_json::Map<String, Value> = p
+        .attributes
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_json()))
+        .collect();
+    json!({
+        "sku": p.sku,
+        "name": p.name,
+        "description": p.description,
+        "category": p.category_path(),
+        "price": p.price,
+        "attributes": attributes,
+        "seller": p.seller,
+        // Stock lives in warehouses; until a warehouse holds this SKU, none is available.
+        "available": 0,
+    })
+}

@@ -1,0 +1,45 @@
+//! The catalog's search index: a tantivy index that is a materialized view of the catalog
+//! topic. [`Search::start`] opens it and runs its indexer; [`SearchIndex::search`] answers
+//! `GET /api/v1/search` with BM25 relevance, one-typo tolerance, filters, facet counts, sorts
+//! and cursors.
+
+mod collector;
+mod index;
+mod indexer;
+mod request;
+mod schema;
+
+pub use index::{Progress, SearchIndex, FUZZY_MIN_CHARS};
+pub use indexer::{IndexerStatus, Search};
+pub use request::{haversine_km, BadParam, Cursor, Near, SearchRequest, Sort};
+pub use schema::{analyzer, uid_key, MAX_TOKEN_BYTES};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("search index: {0}")]
+    Index(#[from] tantivy::TantivyError),
+    #[error("search index directory: {0}")]
+    Directory(#[from] tantivy::directory::error::OpenDirectoryError),
+    #[error("search index I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("catalog topic: {0}")]
+    Bus(#[from] mercato_core::bus::BusError),
+    #[error("search index has schema version {0}, which this release cannot read")]
+    Schema(u32),
+    #[error("the indexer has stopped")]
+    Stopped,
+    #[error("the index did not catch up in time")]
+    Timeout,
+}
+
+impl SearchError {
+    pub fn label(&self) -> &'static str {
+        match self {
+            SearchError::Index(_) | SearchError::Directory(_) | SearchError::Schema(_) => "index",
+            SearchError::Io(_) => "io",
+            SearchError::Bus(_) => "bus",
+            SearchError::Stopped => "stopped",
+            SearchError::Timeout => "timeout",
+        }
+    }
+}

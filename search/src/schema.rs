@@ -1,0 +1,176 @@
+//! The index's fields, and how a catalog document becomes a tantivy document.
+
+use mercato_core::domain::catalog::{doc_key, CatalogDoc};
+use serde::{Deserialize, Serialize};
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions, FAST, STORED,
+    STRING,
+};
+use tantivy::tokenizer::{
+    AsciiFoldingFilter, LowerCaser, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
+};
+use tantivy::TantivyDocument;
+
+/// Bumped when fields change: an index of another version is rebuilt from the catalog topic.
+pub const SCHEMA_VERSION: u32 = 1;
+pub const TOKENIZER: &str = "mercato";
+/// Tokens at least this long are dropped (tantivy's RemoveLongFilter keeps `len < limit`).
+pub const MAX_TOKEN_BYTES: usize = 40;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Fields {
+    /// `<kind>:<id>`: what an update or removal replaces.
+    pub uid: Field,
+    pub kind: Field,
+    pub name: Field,
+    pub body: Field,
+    /// The id, tokenized: shoppers paste SKUs. Not stored, so snippets never show it.
+    pub code: Field,
+    /// The full category path, for facet counts.
+    pub category: Field,
+    /// Every prefix of the category path, for filters (`books` matches `books/fiction`).
+    pub category_path: Field,
+    /// The city as declared, for facet counts.
+    pub city: Field,
+    /// The city in lowercase, for filters.
+    pub city_key: Field,
+    pub lat: Field,
+    pub lon: Field,
+    pub price: Field,
+    pub starts_at: Field,
+    /// A stable hash of the uid: the tie-breaker that makes every sort total.
+    pub key: Field,
+    /// The hit as the API shows it, as JSON.
+    pub hit: Field,
+}
+
+pub fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .build()
+}
+
+pub fn build() -> (Schema, Fields) {
+    let mut b = Schema::builder();
+    let text = TextOptions::default().set_stored().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(TOKENIZER)
+            .set_index_option(IndexRecordOption::WithFreqs),
+    );
+    let fast_i64 = NumericOptions::default().set_fast();
+    let fields = Fields {
+        uid: b.add_text_field("uid", STRING),
+        kind: b.add_text_field("kind", STRING | FAST),
+        name: b.add_text_field("name", text.clone()),
+        body: b.add_text_field("body", text.clone()),
+        code: b.add_text_field(
+            "code",
+            TextOptions::default()
+                .set_indexing_options(text.get_indexing_options().cloned().unwrap_or_default()),
+        ),
+        category: b.add_text_field("category", STRING | FAST),
+        category_path: b.add_text_field("category_path", STRING),
+        city: b.add_text_field("city", STRING | FAST),
+        city_key: b.add_text_field("city_key", STRING),
+        lat: b.add_f64_field("lat", FAST),
+        lon: b.add_f64_field("lon", FAST),
+        price: b.add_i64_field("price", fast_i64.clone()),
+        starts_at: b.add_i64_field("starts_at", fast_i64),
+        key: b.add_u64_field("key", FAST),
+        hit: b.add_text_field("hit", STORED),
+    };
+    (b.build(), fields)
+}
+
+/// FNV-1a of the uid: deterministic across processes and releases, unlike std's hasher.
+pub fn uid_key(uid: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in uid.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// What a search hit shows besides its snippet and score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredHit {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<mercato_core::domain::Money>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price_max: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub city: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub venue: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub starts_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seller: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+pub fn to_document(fields: &Fields, doc: &CatalogDoc) -> TantivyDocument {
+    let uid = doc_key(doc.kind, &doc.id);
+    let mut d = TantivyDocument::default();
+    d.add_text(fields.uid, &uid);
+    d.add_text(fields.kind, doc.kind.as_str());
+    d.add_text(fields.name, &doc.name);
+    d.add_text(fields.body, &doc.body);
+    d.add_text(fields.code, &doc.id);
+    let path = doc.category.join("/");
+    if !doc.category.is_empty() {
+        d.add_text(fields.category, &path);
+        for depth in 1..=doc.category.len() {
+            d.add_text(fields.category_path, doc.category[..depth].join("/"));
+        }
+    }
+    if let Some(city) = &doc.city {
+        d.add_text(fields.city, city);
+        d.add_text(fields.city_key, city.to_lowercase());
+    }
+    if let Some((lat, lon)) = doc.geo {
+        d.add_f64(fields.lat, lat);
+        d.add_f64(fields.lon, lon);
+    }
+    if let Some(price) = &doc.price {
+        d.add_i64(fields.price, price.amount);
+    }
+    if let Some(ms) = doc.starts_at_ms {
+        d.add_i64(fields.starts_at, ms);
+    }
+    d.add_u64(fields.key, uid_key(&uid));
+    let hit = StoredHit {
+        kind: doc.kind.as_str().to_owned(),
+        id: doc.id.clone(),
+        name: doc.name.clone(),
+        price: doc.price.clone(),
+        price_max: doc.price_max,
+        category: (!doc.category.is_empty()).then_some(path),
+        city: doc.city.clone(),
+        venue: doc.venue.clone(),
+        location: doc.geo.map(|(lat, lon)| Location { lat, lon }),
+        starts_at: doc
+            .starts_at_ms
+            .map(|ms| mercato_core::clock::to_rfc3339(ms.max(0) as u64)),
+        seller: doc.seller.clone(),
+    };
+    // A plain struct always serializes.
+    d.add_text(fields.hit, serde_json::to_string(&hit).unwrap_or_default());
+    d
+}
