@@ -38,6 +38,9 @@ enum Command {
         /// Override every event's hold length, e.g. `30s` (demos and tests).
         #[arg(long, value_parser = humantime::parse_duration)]
         hold_ttl: Option<Duration>,
+        /// Search answers kept per index generation (0 turns the cache off).
+        #[arg(long, default_value_t = mercato_search::DEFAULT_CACHE_ENTRIES)]
+        search_cache: usize,
     },
     /// Apply manifests to a running `mercato up`, like `kubectl apply -f`; follows each
     /// Inventory's ingest until its products are searchable.
@@ -101,7 +104,8 @@ pub fn main() -> ExitCode {
                 data_dir,
                 manifests,
                 hold_ttl,
-            } => up(listen, data_dir, manifests, hold_ttl).await,
+                search_cache,
+            } => up(listen, data_dir, manifests, hold_ttl, search_cache).await,
             Command::Apply {
                 file,
                 no_wait,
@@ -130,6 +134,7 @@ async fn up(
     data_dir: PathBuf,
     manifests: Option<PathBuf>,
     hold_ttl: Option<Duration>,
+    search_cache: usize,
 ) -> anyhow::Result<()> {
     let manifests = match manifests {
         Some(dir) if !dir.is_dir() => bail!("--manifests {}: not a folder", dir.display()),
@@ -142,6 +147,7 @@ async fn up(
         data_dir: Some(data_dir.clone()),
         manifests,
         hold_ttl,
+        search_cache,
     })
     .await
     .context("mercato up failed to start")?;

@@ -38,6 +38,8 @@ pub struct PlatformConfig {
     /// A folder of manifests to apply at start.
     pub manifests: Option<PathBuf>,
     pub hold_ttl: Option<Duration>,
+    /// Search answers cached per index generation; 0 turns the cache off.
+    pub search_cache: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,8 +141,13 @@ impl Platform {
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = Vec::new();
         let search_dir = config.data_dir.as_ref().map(|d| d.join("search"));
-        let (search, indexer) =
-            Search::start(search_dir.as_deref(), Arc::clone(&ports.bus), stop.clone()).await?;
+        let (search, indexer) = Search::start(
+            search_dir.as_deref(),
+            config.search_cache,
+            Arc::clone(&ports.bus),
+            stop.clone(),
+        )
+        .await?;
         tasks.push(indexer);
 
         let webhook_secret = repo::shared_secret(&*ports.store, "webhook_secret").await?;

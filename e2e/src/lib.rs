@@ -245,13 +245,19 @@ pub mod harness {
         data_dir: Option<PathBuf>,
         hold_ttl: Option<Duration>,
     ) -> anyhow::Result<Running> {
-        let platform = Platform::start(PlatformConfig {
+        start_with(PlatformConfig {
             listen: "127.0.0.1:0".parse()?,
             data_dir,
             manifests: None,
             hold_ttl,
+            search_cache: mercato_search::DEFAULT_CACHE_ENTRIES,
         })
-        .await?;
+        .await
+    }
+
+    /// A platform configured in full; `listen` should be a port-0 address.
+    pub async fn start_with(config: PlatformConfig) -> anyhow::Result<Running> {
+        let platform = Platform::start(config).await?;
         let api = Api::new(&format!("http://{}", platform.addr));
         let admin = api.with_token(&platform.admin_token);
         Ok(Running {

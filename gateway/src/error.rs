@@ -111,28 +111,52 @@ impl Reply for ApiError {
 #[derive(Debug, Clone)]
 pub struct ApiReply {
     pub status: StatusCode,
-    pub body: Option<Value>,
+    pub body: Option<ReplyBody>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ReplyBody {
+    Json(Value),
+    /// JSON text made elsewhere and shared (a cached search answer): sent as it is.
+    Raw(std::sync::Arc<str>),
+}
+
+impl std::fmt::Display for ReplyBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReplyBody::Json(v) => write!(f, "{v}"),
+            ReplyBody::Raw(text) => f.write_str(text),
+        }
+    }
 }
 
 impl ApiReply {
     pub fn ok(body: Value) -> Self {
         Self {
             status: StatusCode::OK,
-            body: Some(body),
+            body: Some(ReplyBody::Json(body)),
         }
     }
     pub fn created(body: Value) -> Self {
         Self {
             status: StatusCode::CREATED,
-            body: Some(body),
+            body: Some(ReplyBody::Json(body)),
         }
     }
     pub fn accepted(body: Value) -> Self {
         Self {
             status: StatusCode::ACCEPTED,
-            body: Some(body),
+            body: Some(ReplyBody::Json(body)),
         }
     }
+    /// 200 with JSON text shared with other requests.
+    pub fn raw(body: std::sync::Arc<str>) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body: Some(ReplyBody::Raw(body)),
+        }
+    }
+
     pub fn no_content() -> Self {
         Self {
             status: StatusCode::NO_CONTENT,
@@ -144,7 +168,18 @@ impl ApiReply {
 impl Reply for ApiReply {
     fn into_response(self) -> Response {
         match self.body {
-            Some(b) => warp::reply::with_status(warp::reply::json(&b), self.status).into_response(),
+            Some(ReplyBody::Json(b)) => {
+                warp::reply::with_status(warp::reply::json(&b), self.status).into_response()
+            }
+            Some(ReplyBody::Raw(text)) => {
+                let mut resp = Response::new(text.to_string().into());
+                *resp.status_mut() = self.status;
+                resp.headers_mut().insert(
+                    warp::http::header::CONTENT_TYPE,
+                    warp::http::HeaderValue::from_static("application/json"),
+                );
+                resp
+            }
             None => warp::reply::with_status(warp::reply(), self.status).into_response(),
         }
     }

@@ -121,7 +121,9 @@ where
                 body,
             }) if fingerprint == k.fingerprint => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-                let body = body.and_then(|b| serde_json::from_str(&b).ok());
+                let body = body
+                    .and_then(|b| serde_json::from_str(&b).ok())
+                    .map(crate::error::ReplyBody::Json);
                 // Errors replay too, byte for byte, as the first answer had them.
                 Ok(ApiReply { status, body })
             }

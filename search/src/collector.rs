@@ -5,12 +5,14 @@
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, StrColumn};
+use tantivy::columnar::{Cardinality, Column, StrColumn};
 use tantivy::index::SegmentReader;
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal};
 
+use crate::generation::Generation;
 use crate::request::{haversine_km, Cursor, Near, SearchRequest, Sort};
 
 /// Filters applied from fast fields.
@@ -79,6 +81,7 @@ pub struct Fruit {
 }
 
 pub struct SearchCollector {
+    pub generation: Arc<Generation>,
     pub filters: FastFilters,
     pub sort: Sort,
     pub after: Option<Cursor>,
@@ -95,12 +98,20 @@ impl Collector for SearchCollector {
         segment: SegmentOrdinal,
         reader: &SegmentReader,
     ) -> tantivy::Result<SegmentSearch> {
-        let ff = reader.fast_fields();
-        let str_col = |name: &str| -> tantivy::Result<Option<(StrColumn, Vec<u64>)>> {
-            Ok(ff.str(name)?.map(|c| {
+        let c = self.generation.columns(reader)?;
+        let with_counts = |col: Option<StrColumn>| {
+            col.filter(|c| c.num_terms() > 0).map(|c| {
+                // One value that every document has (all products, say): counted from the
+                // total at the end instead of document by document.
+                let constant =
+                    c.num_terms() == 1 && c.ords().get_cardinality() == Cardinality::Full;
                 let n = c.num_terms();
-                (c, vec![0; n])
-            }))
+                Facet {
+                    column: c,
+                    counts: vec![0; n],
+                    constant,
+                }
+            })
         };
         Ok(SegmentSearch {
             segment,
@@ -108,16 +119,18 @@ impl Collector for SearchCollector {
             sort: self.sort,
             after: self.after.map(|c| (c.rank, c.key)),
             keep: self.keep,
-            price: ff.i64("price")?,
-            starts_at: ff.i64("starts_at")?,
-            lat: ff.f64("lat")?,
-            lon: ff.f64("lon")?,
-            key: ff.u64("key")?,
-            category: str_col("category")?,
-            city: str_col("city")?,
-            kind: str_col("kind")?,
+            price: c.price,
+            starts_at: c.starts_at,
+            lat: c.lat,
+            lon: c.lon,
+            key: c.key,
+            category: with_counts(c.category),
+            city: with_counts(c.city),
+            kind: with_counts(c.kind),
             total: 0,
             heap: BinaryHeap::new(),
+            docs: Vec::with_capacity(BLOCK),
+            scores: Vec::with_capacity(BLOCK),
         })
     }
 
@@ -146,6 +159,17 @@ impl Collector for SearchCollector {
     }
 }
 
+/// A facet's column in one segment, and its counts by term ordinal.
+pub struct Facet {
+    column: StrColumn,
+    counts: Vec<u64>,
+    constant: bool,
+}
+
+/// Documents are gathered in blocks and their columns read a block at a time: one call per
+/// column per block instead of one per document.
+const BLOCK: usize = 64;
+
 pub struct SegmentSearch {
     segment: SegmentOrdinal,
     filters: FastFilters,
@@ -157,12 +181,14 @@ pub struct SegmentSearch {
     lat: Column<f64>,
     lon: Column<f64>,
     key: Column<u64>,
-    category: Option<(StrColumn, Vec<u64>)>,
-    city: Option<(StrColumn, Vec<u64>)>,
-    kind: Option<(StrColumn, Vec<u64>)>,
+    category: Option<Facet>,
+    city: Option<Facet>,
+    kind: Option<Facet>,
     total: u64,
     /// A max-heap of the best `keep` candidates: its top is the worst kept.
     heap: BinaryHeap<Candidate>,
+    docs: Vec<DocId>,
+    scores: Vec<Score>,
 }
 
 fn in_range(v: Option<i64>, range: Option<(i64, i64)>) -> bool {
@@ -172,52 +198,118 @@ fn in_range(v: Option<i64>, range: Option<(i64, i64)>) -> bool {
     }
 }
 
-impl SegmentSearch {
-    fn distance(&self, doc: DocId, near: &Near) -> Option<f64> {
-        let lat = self.lat.first(doc)?;
-        let lon = self.lon.first(doc)?;
-        Some(haversine_km((near.lat, near.lon), (lat, lon)))
-    }
+/// Reads one column for a block of documents (`None` where a document has no value).
+fn read<T: PartialOrd + Copy + std::fmt::Debug + Send + Sync + 'static>(
+    col: &Column<T>,
+    docs: &[DocId],
+    out: &mut Vec<Option<T>>,
+) {
+    out.clear();
+    out.resize(docs.len(), None);
+    col.first_vals(docs, out);
 }
 
-impl SegmentCollector for SegmentSearch {
-    type Fruit = Fruit;
+impl SegmentSearch {
+    fn needs_price(&self) -> bool {
+        self.filters.price.is_some() || matches!(self.sort, Sort::Price | Sort::PriceDesc)
+    }
 
-    fn collect(&mut self, doc: DocId, score: Score) {
-        let price = self.price.first(doc);
-        if !in_range(price, self.filters.price) {
+    fn needs_date(&self) -> bool {
+        self.filters.date.is_some() || self.sort == Sort::Date
+    }
+
+    fn flush(&mut self) {
+        if self.docs.is_empty() {
             return;
         }
-        let starts_at = self.starts_at.first(doc);
-        if !in_range(starts_at, self.filters.date) {
+        let docs = std::mem::take(&mut self.docs);
+        let scores = std::mem::take(&mut self.scores);
+        let (mut prices, mut dates, mut lats, mut lons) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        if self.needs_price() {
+            read(&self.price, &docs, &mut prices);
+        }
+        if self.needs_date() {
+            read(&self.starts_at, &docs, &mut dates);
+        }
+        if self.filters.near.is_some() {
+            read(&self.lat, &docs, &mut lats);
+            read(&self.lon, &docs, &mut lons);
+        }
+        // Which documents pass the column filters, and their distance.
+        let mut passed: Vec<(usize, Option<f64>)> = Vec::with_capacity(docs.len());
+        for i in 0..docs.len() {
+            let price = prices.get(i).copied().flatten();
+            if !in_range(price, self.filters.price) {
+                continue;
+            }
+            if !in_range(dates.get(i).copied().flatten(), self.filters.date) {
+                continue;
+            }
+            let distance = match &self.filters.near {
+                Some(near) => match (
+                    lats.get(i).copied().flatten(),
+                    lons.get(i).copied().flatten(),
+                ) {
+                    (Some(lat), Some(lon)) => {
+                        let d = haversine_km((near.lat, near.lon), (lat, lon));
+                        if d > near.radius_km {
+                            continue;
+                        }
+                        Some(d)
+                    }
+                    _ => continue,
+                },
+                None => None,
+            };
+            passed.push((i, distance));
+        }
+        self.total += passed.len() as u64;
+        if passed.is_empty() {
+            self.docs = docs;
+            self.scores = scores;
+            self.docs.clear();
+            self.scores.clear();
             return;
         }
-        let distance = match &self.filters.near {
-            Some(near) => match self.distance(doc, near) {
-                Some(d) if d <= near.radius_km => Some(d),
-                _ => return,
-            },
-            None => None,
-        };
-        self.total += 1;
-        for (col, counts) in [&mut self.category, &mut self.city, &mut self.kind]
+        let kept: Vec<DocId> = passed.iter().map(|(i, _)| docs[*i]).collect();
+        let mut ords = Vec::with_capacity(kept.len());
+        for facet in [&mut self.category, &mut self.city, &mut self.kind]
             .into_iter()
             .flatten()
+            .filter(|f| !f.constant)
         {
-            if let Some(ord) = col.ords().first(doc) {
-                if let Some(slot) = counts.get_mut(ord as usize) {
+            read(facet.column.ords(), &kept, &mut ords);
+            for ord in ords.iter().flatten() {
+                if let Some(slot) = facet.counts.get_mut(*ord as usize) {
                     *slot += 1;
                 }
             }
         }
         let missing = f64::INFINITY;
-        let rank = match self.sort {
-            Sort::Relevance => -f64::from(score),
-            Sort::Price => price.map_or(missing, |p| p as f64),
-            Sort::PriceDesc => price.map_or(missing, |p| -(p as f64)),
-            Sort::Date => starts_at.map_or(missing, |t| t as f64),
-            Sort::Distance => distance.unwrap_or(missing),
-        };
+        for (i, distance) in passed {
+            let doc = docs[i];
+            let price = prices.get(i).copied().flatten();
+            let rank = match self.sort {
+                Sort::Relevance => -f64::from(scores[i]),
+                Sort::Price => price.map_or(missing, |p| p as f64),
+                Sort::PriceDesc => price.map_or(missing, |p| -(p as f64)),
+                Sort::Date => dates
+                    .get(i)
+                    .copied()
+                    .flatten()
+                    .map_or(missing, |t| t as f64),
+                Sort::Distance => distance.unwrap_or(missing),
+            };
+            self.offer(doc, scores[i], rank, distance);
+        }
+        self.docs = docs;
+        self.scores = scores;
+        self.docs.clear();
+        self.scores.clear();
+    }
+
+    fn offer(&mut self, doc: DocId, score: Score, rank: f64, distance_km: Option<f64>) {
         if self.heap.len() >= self.keep {
             // Cheap rejection before reading the key: worse rank than the worst kept.
             if let Some(worst) = self.heap.peek() {
@@ -239,7 +331,7 @@ impl SegmentCollector for SegmentSearch {
             key,
             doc: DocAddress::new(self.segment, doc),
             score,
-            distance_km: distance,
+            distance_km,
         };
         if self.heap.len() < self.keep {
             self.heap.push(candidate);
@@ -249,8 +341,29 @@ impl SegmentCollector for SegmentSearch {
             }
         }
     }
+}
 
-    fn harvest(self) -> Fruit {
+impl SegmentCollector for SegmentSearch {
+    type Fruit = Fruit;
+
+    fn collect(&mut self, doc: DocId, score: Score) {
+        self.docs.push(doc);
+        self.scores.push(score);
+        if self.docs.len() == BLOCK {
+            self.flush();
+        }
+    }
+
+    fn collect_block(&mut self, docs: &[DocId]) {
+        for chunk in docs.chunks(BLOCK) {
+            self.docs.extend_from_slice(chunk);
+            self.scores.resize(self.docs.len(), 0.0);
+            self.flush();
+        }
+    }
+
+    fn harvest(mut self) -> Fruit {
+        self.flush();
         let mut fruit = Fruit {
             total: self.total,
             hits: self.heap.into_vec(),
@@ -261,11 +374,15 @@ impl SegmentCollector for SegmentSearch {
             (self.city, &mut fruit.cities),
             (self.kind, &mut fruit.kinds),
         ] {
-            let Some((col, counts)) = source else {
+            let Some(mut facet) = source else {
                 continue;
             };
+            if facet.constant {
+                facet.counts[0] = fruit.total;
+            }
+            let col = facet.column;
             let mut name = String::new();
-            for (ord, n) in counts.into_iter().enumerate() {
+            for (ord, n) in facet.counts.into_iter().enumerate() {
                 if n == 0 {
                     continue;
                 }

@@ -1,19 +1,27 @@
 //! The index on disk (or in memory), and searching it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use lru::LruCache;
+use parking_lot::Mutex;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
+
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery,
 };
 use tantivy::schema::{IndexRecordOption, Value as _};
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{Index, IndexReader, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, ReloadPolicy, Score, Searcher, TantivyDocument, Term};
 
 use crate::collector::{FastFilters, SearchCollector};
+use crate::generation::Generation;
 use crate::request::{Cursor, SearchRequest, Sort};
 use crate::schema::{self, Fields, SCHEMA_VERSION, TOKENIZER};
 use crate::SearchError;
@@ -35,15 +43,38 @@ pub struct SearchIndex {
     pub(crate) reader: IndexReader,
     pub(crate) fields: Fields,
     dir: Option<PathBuf>,
+    cache: Mutex<AnswerCache>,
+    generation: Mutex<Option<Arc<Generation>>>,
+    cache_hits: AtomicU64,
+    cache_misses: AtomicU64,
+}
+
+/// Answers of the current index generation. Shoppers ask the same head queries over and over;
+/// an answer stays right until the index changes, and every commit starts a new generation
+/// (and an empty cache), so nothing stale is ever served.
+struct AnswerCache {
+    generation: u64,
+    answers: Option<LruCache<String, Arc<str>>>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct CacheStats {
+    pub entries: usize,
+    pub hits: u64,
+    pub misses: u64,
 }
 
 impl SearchIndex {
     /// Opens the index in `dir` (or a fresh one in memory). An index written with another
     /// schema is wiped: it is a view, and the indexer rebuilds it from the catalog topic.
-    pub fn open(dir: Option<&Path>) -> Result<(SearchIndex, Progress), SearchError> {
+    /// `cache_entries` bounds the answer cache; 0 turns it off.
+    pub fn open(
+        dir: Option<&Path>,
+        cache_entries: usize,
+    ) -> Result<(SearchIndex, Progress), SearchError> {
         let (schema, fields) = schema::build();
         let index = match dir {
-            None => Index::create_in_ram(schema),
+            None => builder(&schema).create_in_ram()?,
             Some(dir) => {
                 std::fs::create_dir_all(dir)?;
                 match Self::open_dir(dir, &schema) {
@@ -78,6 +109,13 @@ impl SearchIndex {
                 reader,
                 fields,
                 dir: dir.map(Path::to_owned),
+                cache: Mutex::new(AnswerCache {
+                    generation: u64::MAX,
+                    answers: NonZeroUsize::new(cache_entries).map(LruCache::new),
+                }),
+                generation: Mutex::new(None),
+                cache_hits: AtomicU64::new(0),
+                cache_misses: AtomicU64::new(0),
             },
             progress,
         ))
@@ -85,7 +123,7 @@ impl SearchIndex {
 
     fn open_dir(dir: &Path, schema: &tantivy::schema::Schema) -> Result<Index, SearchError> {
         let directory = MmapDirectory::open(dir)?;
-        let index = Index::open_or_create(directory, schema.clone())?;
+        let index = builder(schema).open_or_create(directory)?;
         let progress = Self::progress_of(&index)?;
         if progress.schema != 0 && progress.schema != SCHEMA_VERSION {
             return Err(SearchError::Schema(progress.schema));
@@ -105,6 +143,11 @@ impl SearchIndex {
         self.dir.as_deref()
     }
 
+    /// Segments of the searchable index: each costs every query a little.
+    pub fn segments(&self) -> usize {
+        self.reader.searcher().segment_readers().len()
+    }
+
     pub fn num_docs(&self) -> u64 {
         self.reader.searcher().num_docs()
     }
@@ -122,31 +165,52 @@ impl SearchIndex {
         out
     }
 
-    /// Every word must match the name or the body, exactly or (if long enough) with one typo;
-    /// exact matches and name matches score higher.
-    fn text_query(&self, tokens: &[String]) -> Box<dyn Query> {
-        let f = &self.fields;
-        let mut words: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(tokens.len());
+    /// Every word must match (in the name, the body or the id), exactly or, if it is long
+    /// enough, with one typo. Scores are BM25 (name words count double; typo matches count a
+    /// quarter). Returns the query and the words (with weights) snippets should highlight.
+    fn text_query(
+        &self,
+        searcher: &Searcher,
+        generation: &Generation,
+        tokens: &[String],
+    ) -> tantivy::Result<(Box<dyn Query>, BTreeMap<String, Score>)> {
+        let field = self.fields.text;
+        let term = |text: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, text),
+                IndexRecordOption::WithFreqs,
+            ))
+        };
+        let mut highlight = BTreeMap::new();
+        let mut words: Vec<Box<dyn Query>> = Vec::with_capacity(tokens.len());
         for token in tokens {
-            let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::with_capacity(4);
-            for (field, boost) in [(f.name, 2.0), (f.body, 1.0), (f.code, 1.0)] {
-                let term = Term::from_field_text(field, token);
-                let exact = TermQuery::new(term.clone(), IndexRecordOption::WithFreqs);
-                alternatives.push((
-                    Occur::Should,
-                    Box::new(BoostQuery::new(Box::new(exact), boost)),
-                ));
-                if token.chars().count() >= FUZZY_MIN_CHARS {
-                    let fuzzy = FuzzyTermQuery::new(term, 1, true);
-                    alternatives.push((
-                        Occur::Should,
-                        Box::new(BoostQuery::new(Box::new(fuzzy), boost * 0.25)),
-                    ));
-                }
+            highlight.insert(token.clone(), 1.0);
+            let neighbours = if token.chars().count() >= FUZZY_MIN_CHARS {
+                generation.neighbours(searcher, field, token)?
+            } else {
+                Arc::new(Vec::new())
+            };
+            if neighbours.is_empty() {
+                words.push(term(token));
+                continue;
             }
-            words.push((Occur::Must, Box::new(BooleanQuery::new(alternatives))));
+            let mut alternatives = vec![(Occur::Should, term(token))];
+            for near in neighbours.iter() {
+                let typo: Box<dyn Query> = Box::new(BoostQuery::new(term(near), 0.25));
+                alternatives.push((Occur::Should, typo));
+                highlight.insert(near.clone(), 0.5);
+            }
+            words.push(Box::new(BooleanQuery::new(alternatives)));
         }
-        Box::new(BooleanQuery::new(words))
+        // A lone word is searched as it is: a boolean wrapper would cost every document.
+        let query = if words.len() == 1 {
+            words.remove(0)
+        } else {
+            Box::new(BooleanQuery::new(
+                words.into_iter().map(|w| (Occur::Must, w)).collect(),
+            ))
+        };
+        Ok((query, highlight))
     }
 
     fn filter_terms(&self, r: &SearchRequest) -> Vec<(Occur, Box<dyn Query>)> {
@@ -172,10 +236,65 @@ impl SearchIndex {
         out
     }
 
-    pub fn search(&self, r: &SearchRequest) -> Result<Value, SearchError> {
+    pub fn cache_stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.cache.lock().answers.as_ref().map_or(0, LruCache::len),
+            hits: self.cache_hits.load(Ordering::Relaxed),
+            misses: self.cache_misses.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The answer as JSON text (what the API sends as it is), from the cache if this index
+    /// generation answered the same request before.
+    pub fn search(&self, r: &SearchRequest) -> Result<Arc<str>, SearchError> {
         let searcher = self.reader.searcher();
+        let generation = searcher.generation().generation_id();
+        let key = format!("{r:?}");
+        {
+            let mut cache = self.cache.lock();
+            if cache.generation != generation {
+                cache.generation = generation;
+                if let Some(answers) = cache.answers.as_mut() {
+                    answers.clear();
+                }
+            }
+            if let Some(found) = cache.answers.as_mut().and_then(|a| a.get(&key)) {
+                self.cache_hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(Arc::clone(found));
+            }
+        }
+        self.cache_misses.fetch_add(1, Ordering::Relaxed);
+        let answer: Arc<str> = Arc::from(self.answer(&searcher, r)?);
+        let mut cache = self.cache.lock();
+        if cache.generation == generation {
+            if let Some(answers) = cache.answers.as_mut() {
+                answers.put(key, Arc::clone(&answer));
+            }
+        }
+        Ok(answer)
+    }
+
+    /// The shared state of the searcher's generation, built by the first query that needs it.
+    fn generation(&self, searcher: &Searcher) -> tantivy::Result<Arc<Generation>> {
+        let id = searcher.generation().generation_id();
+        let mut current = self.generation.lock();
+        if let Some(g) = current.as_ref().filter(|g| g.id == id) {
+            return Ok(Arc::clone(g));
+        }
+        let g = Arc::new(Generation::build(searcher)?);
+        *current = Some(Arc::clone(&g));
+        Ok(g)
+    }
+
+    fn answer(&self, searcher: &Searcher, r: &SearchRequest) -> Result<String, SearchError> {
+        let generation = self.generation(searcher)?;
         let tokens = self.tokens(&r.q);
-        let text = (!tokens.is_empty()).then(|| self.text_query(&tokens));
+        let (text, highlight) = if tokens.is_empty() {
+            (None, BTreeMap::new())
+        } else {
+            let (q, h) = self.text_query(searcher, &generation, &tokens)?;
+            (Some(q), h)
+        };
         let mut clauses = self.filter_terms(r);
         let query: Box<dyn Query> = match (&text, clauses.is_empty()) {
             (None, true) => Box::new(AllQuery),
@@ -188,28 +307,32 @@ impl SearchIndex {
             }
         };
         let collector = SearchCollector {
+            generation,
             filters: FastFilters::of(r),
             sort: r.sort,
             after: r.cursor,
             keep: r.limit + 1,
         };
         let fruit = searcher.search(&*query, &collector)?;
-        let snippets = match &text {
-            Some(t) => {
-                let mut g = SnippetGenerator::create(&searcher, &**t, self.fields.body)?;
-                g.set_max_num_chars(SNIPPET_CHARS);
-                Some(g)
-            }
-            None => None,
-        };
-        let mut hits = Vec::with_capacity(r.limit);
-        for c in fruit.hits.iter().take(r.limit) {
+        let snippets = (!highlight.is_empty()).then(|| {
+            SnippetGenerator::new(
+                highlight,
+                schema::analyzer(),
+                self.fields.body,
+                SNIPPET_CHARS,
+            )
+        });
+        // The answer is written as JSON text directly: each hit's stored JSON is spliced in as
+        // it is, never parsed and serialized again.
+        let mut out = String::with_capacity(256 + r.limit * 512);
+        out.push_str("{\"hits\":[");
+        for (i, c) in fruit.hits.iter().take(r.limit).enumerate() {
             let doc: TantivyDocument = searcher.doc(c.doc)?;
-            let mut hit: Map<String, Value> = doc
+            let stored = doc
                 .get_first(self.fields.hit)
                 .and_then(|v| v.as_str())
-                .and_then(|s| serde_json::from_str(s).ok())
-                .unwrap_or_default();
+                .filter(|s| s.len() > 2 && s.starts_with('{'))
+                .unwrap_or("{\"type\":null}");
             let highlighted = snippets
                 .as_ref()
                 .map(|g| g.snippet_from_doc(&doc))
@@ -223,14 +346,21 @@ impl SearchIndex {
                     .map(|b| escape_html(&opening(b, SNIPPET_CHARS)))
                     .unwrap_or_default(),
             };
-            hit.insert("snippet".into(), Value::String(snippet));
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str("{\"snippet\":");
+            out.push_str(&json!(snippet).to_string());
             if r.sort == Sort::Relevance {
-                hit.insert("score".into(), json!(c.score));
+                out.push_str(",\"score\":");
+                out.push_str(&json!(c.score).to_string());
             }
             if let Some(d) = c.distance_km {
-                hit.insert("distance_km".into(), json!((d * 100.0).round() / 100.0));
+                out.push_str(",\"distance_km\":");
+                out.push_str(&json!((d * 100.0).round() / 100.0).to_string());
             }
-            hits.push(Value::Object(hit));
+            out.push(',');
+            out.push_str(&stored[1..]);
         }
         let next_cursor = if fruit.hits.len() > r.limit {
             fruit.hits.get(r.limit - 1).map(|c| {
@@ -244,8 +374,7 @@ impl SearchIndex {
         } else {
             None
         };
-        Ok(json!({
-            "hits": hits,
+        let rest = json!({
             "total": fruit.total,
             "facets": {
                 "category": sorted(fruit.categories),
@@ -253,7 +382,11 @@ impl SearchIndex {
                 "type": sorted(fruit.kinds),
             },
             "next_cursor": next_cursor,
-        }))
+        })
+        .to_string();
+        out.push_str("],");
+        out.push_str(&rest[1..]);
+        Ok(out)
     }
 }
 
@@ -263,6 +396,16 @@ fn sorted(counts: HashMap<String, u64>) -> Map<String, Value> {
     let mut v: Vec<_> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     v.into_iter().map(|(k, n)| (k, json!(n))).collect()
+}
+
+/// Small doc-store blocks: a hit costs decompressing its block, and hits are few and scattered.
+fn builder(schema: &tantivy::schema::Schema) -> tantivy::IndexBuilder {
+    Index::builder()
+        .schema(schema.clone())
+        .settings(tantivy::IndexSettings {
+            docstore_blocksize: 4096,
+            ..tantivy::IndexSettings::default()
+        })
 }
 
 fn wipe(dir: &Path) -> Result<(), SearchError> {

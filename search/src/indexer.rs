@@ -19,12 +19,16 @@ use tantivy::{IndexWriter, TantivyDocument, Term};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use crate::index::{Progress, SearchIndex};
+use crate::index::{CacheStats, Progress, SearchIndex};
 use crate::schema::{self, SCHEMA_VERSION};
 use crate::SearchError;
 
+/// Answers kept per index generation unless told otherwise.
+pub const DEFAULT_CACHE_ENTRIES: usize = 4_096;
 /// How long a change may wait for the next commit: the bound on "applied, but not searchable".
 const COMMIT_DELAY: Duration = Duration::from_millis(200);
+/// How often an idle indexer picks up merged segments.
+const RELOAD_EVERY: Duration = Duration::from_secs(2);
 /// A commit this large happens at once, whatever the delay.
 const COMMIT_DOCS: u64 = 200_000;
 const FETCH_MAX: usize = 4_096;
@@ -44,6 +48,8 @@ pub struct IndexerStatus {
     pub rebuilding_to: Option<Vec<u64>>,
     pub skipped: u64,
     pub last_error: Option<String>,
+    pub segments: usize,
+    pub cache: CacheStats,
 }
 
 enum Control {
@@ -60,10 +66,11 @@ impl Search {
     /// Opens the index and starts its indexer, which runs until `shutdown` turns true.
     pub async fn start(
         dir: Option<&std::path::Path>,
+        cache_entries: usize,
         bus: Arc<dyn Bus>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<(Arc<Search>, JoinHandle<()>), SearchError> {
-        let (index, progress) = SearchIndex::open(dir)?;
+        let (index, progress) = SearchIndex::open(dir, cache_entries)?;
         let index = Arc::new(index);
         let partitions = bus.partitions(topics::CATALOG).await? as usize;
         let mut offsets = progress.offsets.clone();
@@ -102,7 +109,10 @@ impl Search {
     }
 
     pub fn status(&self) -> IndexerStatus {
-        self.status.lock().clone()
+        let mut s = self.status.lock().clone();
+        s.segments = self.index.segments();
+        s.cache = self.index.cache_stats();
+        s
     }
 
     /// Starts a rebuild from offset 0; the current index serves until the new one is complete.
@@ -195,6 +205,10 @@ impl Run {
         control: &mut mpsc::Receiver<Control>,
         mut shutdown: watch::Receiver<bool>,
     ) -> Option<Control> {
+        // Merges finish in the background; reloading now and then puts their (fewer, larger)
+        // segments before searches, which pay a little per segment.
+        let mut reload = tokio::time::interval(RELOAD_EVERY);
+        reload.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let commit_at = if self.may_commit() {
                 self.first_pending.map(|t| t + COMMIT_DELAY)
@@ -222,6 +236,11 @@ impl Run {
                     None => return None,
                 },
                 _ = sleep => self.commit().await,
+                _ = reload.tick() => if self.pending == 0 {
+                    if let Err(e) = self.index.reader.reload() {
+                        tracing::warn!(error = %e, "reloading the search index failed");
+                    }
+                },
                 c = control.recv() => if let Some(c) = c { return Some(c) },
                 _ = shutdown.changed() => if *shutdown.borrow() { return None },
             }

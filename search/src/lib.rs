@@ -4,13 +4,15 @@
 //! and cursors.
 
 mod collector;
+mod generation;
 mod index;
 mod indexer;
 mod request;
 mod schema;
+mod typos;
 
-pub use index::{Progress, SearchIndex, FUZZY_MIN_CHARS};
-pub use indexer::{IndexerStatus, Search};
+pub use index::{CacheStats, Progress, SearchIndex, FUZZY_MIN_CHARS};
+pub use indexer::{IndexerStatus, Search, DEFAULT_CACHE_ENTRIES};
 pub use request::{haversine_km, BadParam, Cursor, Near, SearchRequest, Sort};
 pub use schema::{analyzer, uid_key, MAX_TOKEN_BYTES};
 

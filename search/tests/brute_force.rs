@@ -268,6 +268,7 @@ fn facet_map(v: &Value) -> BTreeMap<String, u64> {
 
 async fn indexed(
     docs: &[CatalogDoc],
+    cache: usize,
 ) -> (Arc<Search>, Arc<dyn Bus>, tokio::sync::watch::Sender<bool>) {
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::in_memory());
     bus.ensure_topic(topics::CATALOG, 4).await.unwrap();
@@ -280,7 +281,7 @@ async fn indexed(
         .collect();
     bus.send_batch(topics::CATALOG, facts).await.unwrap();
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let (search, _task) = Search::start(None, Arc::clone(&bus), shutdown)
+    let (search, _task) = Search::start(None, cache, Arc::clone(&bus), shutdown)
         .await
         .unwrap();
     search
@@ -303,14 +304,14 @@ proptest! {
         }
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
-            let (search, _bus, _stop) = indexed(&docs).await;
+            let (search, _bus, _stop) = indexed(&docs, 16).await;
             for r in &requests {
                 let expected = brute_force(&docs, r);
                 let mut got = Vec::new();
                 let mut req = r.clone();
                 let mut first = true;
                 loop {
-                    let page = search.index().search(&req).unwrap();
+                    let page: Value = serde_json::from_str(&search.index().search(&req).unwrap()).unwrap();
                     if first {
                         prop_assert_eq!(page["total"].as_u64(), Some(expected.ids.len() as u64), "total of {:?}", r);
                         for f in ["category", "city", "type"] {
@@ -363,12 +364,13 @@ async fn updates_and_removals_are_reflected_and_a_rebuild_gives_the_same_index()
         venue: None,
     };
     let (search, bus, _stop) =
-        indexed(&[doc("a", "vintage guitar"), doc("b", "grand piano")]).await;
+        indexed(&[doc("a", "vintage guitar"), doc("b", "grand piano")], 64).await;
     let q = |text: &str| SearchRequest {
         q: text.into(),
         ..SearchRequest::default()
     };
-    let ids = |v: Value| -> Vec<String> {
+    let ids = |text: Arc<str>| -> Vec<String> {
+        let v: Value = serde_json::from_str(&text).unwrap();
         v["hits"]
             .as_array()
             .unwrap()
@@ -381,6 +383,10 @@ async fn updates_and_removals_are_reflected_and_a_rebuild_gives_the_same_index()
         ["a"],
         "one typo finds it"
     );
+    // Asked twice before the change: the second answer comes from the cache...
+    assert_eq!(ids(search.index().search(&q("vintage")).unwrap()), ["a"]);
+    assert_eq!(ids(search.index().search(&q("vintage")).unwrap()), ["a"]);
+    assert!(search.index().cache_stats().hits >= 1);
     let change = |f: CatalogFact| (f.key().into_bytes(), encode(&f));
     bus.send_batch(
         topics::CATALOG,
@@ -398,6 +404,7 @@ async fn updates_and_removals_are_reflected_and_a_rebuild_gives_the_same_index()
         .caught_up(&*bus, Duration::from_secs(10))
         .await
         .unwrap();
+    // ...and after it, never: the commit started a new generation.
     assert!(ids(search.index().search(&q("vintage")).unwrap()).is_empty());
     assert_eq!(ids(search.index().search(&q("electric")).unwrap()), ["a"]);
     assert!(ids(search.index().search(&q("piano")).unwrap()).is_empty());

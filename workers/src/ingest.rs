@@ -17,12 +17,12 @@ use mercato_core::bus::{KeyedRecords, Record};
 use mercato_core::clock::now_ms;
 use mercato_core::codec::{decode, encode};
 use mercato_core::domain::catalog::{
-    counts_key, excerpt, normalize_product, peek_sku, rejected_key, CatalogFact, IngestCounts,
-    IngestRecord, NormalizeContext, Origin, Product, RejectedRecord, REJECTED_EXCERPT,
+    counts_key, excerpt, normalize_product, rejected_key, CatalogFact, IngestCounts, IngestRecord,
+    NormalizeContext, Origin, Product, RecordError, RejectedRecord, REJECTED_EXCERPT,
 };
 use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, RepoResult, Versioned};
-use mercato_core::store::Store;
+use mercato_core::store::{PartitionWrite, Write};
 use mercato_core::Ports;
 use parking_lot::Mutex;
 
@@ -79,14 +79,14 @@ impl IngestWorker {
     /// The current rows of every SKU the batch touches, read concurrently.
     async fn current_rows(
         &self,
-        decoded: &[(usize, IngestRecord)],
+        decoded: &[Decoded],
     ) -> RepoResult<HashMap<String, Option<Versioned<Product>>>> {
         let mut skus: Vec<String> = decoded
             .iter()
-            .filter_map(|(_, r)| match r {
-                IngestRecord::Product { raw, .. } => peek_sku(raw),
-                IngestRecord::Remove { sku, .. } => Some(sku.clone()),
-                IngestRecord::Event(_) => None,
+            .filter_map(|d| match (&d.record, &d.normalized) {
+                (IngestRecord::Product { .. }, Some(Ok(p))) => Some(p.sku.clone()),
+                (IngestRecord::Remove { sku, .. }, _) => Some(sku.clone()),
+                _ => None,
             })
             .collect();
         skus.sort_unstable();
@@ -141,13 +141,39 @@ impl IngestWorker {
     }
 }
 
+/// A record of the batch, decoded, and (a product) normalized once.
+struct Decoded {
+    index: usize,
+    record: IngestRecord,
+    normalized: Option<Result<Product, RecordError>>,
+}
+
+fn normalize(record: &IngestRecord) -> Option<Result<Product, RecordError>> {
+    match record {
+        IngestRecord::Product {
+            origin,
+            seller,
+            currency,
+            raw,
+            ..
+        } => Some(normalize_product(
+            raw,
+            NormalizeContext {
+                seller,
+                inventory: &origin.inventory,
+                currency: currency.as_deref(),
+            },
+        )),
+        _ => None,
+    }
+}
+
 fn decide_product(
     origin: &Origin,
-    seller: &str,
-    currency: Option<&str>,
     raw: &[u8],
+    normalized: Result<Product, RecordError>,
     duplicate_of: Option<u64>,
-    current: Option<&Option<Versioned<Product>>>,
+    rows: &HashMap<String, Option<Versioned<Product>>>,
 ) -> Decision {
     let reject = |code: &str, message: String| {
         Decision::Reject(RejectedRecord {
@@ -158,12 +184,7 @@ fn decide_product(
             at_ms: now_ms(),
         })
     };
-    let ctx = NormalizeContext {
-        seller,
-        inventory: &origin.inventory,
-        currency,
-    };
-    let product = match normalize_product(raw, ctx) {
+    let product = match normalized {
         Ok(p) => p,
         Err(e) => return reject(e.code, e.message),
     };
@@ -176,7 +197,7 @@ fn decide_product(
             ),
         );
     }
-    match current.and_then(Option::as_ref) {
+    match rows.get(&product.sku).and_then(Option::as_ref) {
         Some(existing) if existing.value.inventory != product.inventory => reject(
             "sku_taken",
             format!(
@@ -199,7 +220,11 @@ impl BatchHandler for IngestWorker {
         let mut decoded = Vec::with_capacity(records.len());
         for (i, record) in records.iter().enumerate() {
             match decode::<IngestRecord>(&record.value) {
-                Ok(r) => decoded.push((i, r)),
+                Ok(r) => decoded.push(Decoded {
+                    index: i,
+                    normalized: normalize(&r),
+                    record: r,
+                }),
                 Err(e) => {
                     effects
                         .runtime_emits
@@ -210,7 +235,12 @@ impl BatchHandler for IngestWorker {
         let mut rows = self.current_rows(&decoded).await?;
         let mut counts: HashMap<String, IngestCounts> = HashMap::new();
 
-        for (i, record) in decoded {
+        for Decoded {
+            index: i,
+            record,
+            normalized,
+        } in decoded
+        {
             let offset = records[i].offset;
             let (inventory, generation) = match &record {
                 IngestRecord::Product { origin, .. } => {
@@ -248,22 +278,13 @@ impl BatchHandler for IngestWorker {
             let decision = match &record {
                 IngestRecord::Product {
                     origin,
-                    seller,
-                    currency,
                     raw,
                     duplicate_of,
-                } => {
-                    let sku = peek_sku(raw);
-                    let current = sku.as_ref().and_then(|s| rows.get(s));
-                    decide_product(
-                        origin,
-                        seller,
-                        currency.as_deref(),
-                        raw,
-                        *duplicate_of,
-                        current,
-                    )
-                }
+                    ..
+                } => match normalized {
+                    Some(n) => decide_product(origin, raw, n, *duplicate_of, &rows),
+                    None => Decision::Skip,
+                },
                 IngestRecord::Remove { sku, .. } => {
                     // Counted whether or not a row was left to delete: the status compares it
                     // with the removals published.
@@ -370,33 +391,43 @@ impl IngestWorker {
         let mut touched: Vec<&String> = effects.touched.iter().collect();
         touched.sort_unstable();
         touched.dedup();
-        // Owned futures built in a loop: closures over borrowed items trip the compiler's
-        // higher-ranked lifetime check inside async-trait methods.
-        let mut writes = Vec::with_capacity(touched.len());
+        // One bulk write per table: a batch of products is one round trip (and, embedded, one
+        // group commit), not one per product.
+        let mut products = Vec::with_capacity(touched.len());
         for sku in touched {
-            let product = rows
-                .get(sku)
-                .and_then(Option::as_ref)
-                .map(|r| r.value.clone());
-            writes.push(write_product(store, sku.clone(), product));
+            let write = match rows.get(sku).and_then(Option::as_ref) {
+                Some(p) => Write::Put {
+                    clustering: String::new(),
+                    value: encode(&p.value),
+                    ttl: None,
+                },
+                None => Write::Delete {
+                    clustering: String::new(),
+                },
+            };
+            products.push(PartitionWrite {
+                partition: sku.clone(),
+                write,
+            });
         }
-        let writes = stream::iter(writes)
-            .buffer_unordered(READ_CONCURRENCY)
-            .collect::<Vec<_>>();
-        let mut rejected = Vec::with_capacity(effects.rejected.len());
-        for r in &effects.rejected {
-            rejected.push(write_rejected(store, r.clone()));
-        }
-        let rejected = stream::iter(rejected)
-            .buffer_unordered(READ_CONCURRENCY)
-            .collect::<Vec<_>>();
-        let (writes, rejected) = futures::join!(writes, rejected);
-        for r in writes {
-            r?;
-        }
-        for r in rejected {
-            r?;
-        }
+        let rejected: Vec<PartitionWrite> = effects
+            .rejected
+            .iter()
+            .map(|r| PartitionWrite {
+                partition: r.origin.inventory.clone(),
+                write: Write::Put {
+                    clustering: rejected_key(r.origin.generation, r.origin.position),
+                    value: encode(r),
+                    ttl: Some(REJECTED_TTL),
+                },
+            })
+            .collect();
+        let (products, rejected) = futures::join!(
+            store.write_many(tables::PRODUCTS, products),
+            store.write_many(tables::REJECTED, rejected)
+        );
+        products?;
+        rejected?;
         // Counts last: once they cover an offset, a replay of it is not counted again.
         for (inventory, c) in counts {
             repo::put(
@@ -411,27 +442,4 @@ impl IngestWorker {
         }
         Ok(())
     }
-}
-
-async fn write_product(store: &dyn Store, sku: String, product: Option<Product>) -> RepoResult<()> {
-    match product {
-        Some(p) => repo::put(store, tables::PRODUCTS, &sku, "", &p, None)
-            .await
-            .map(|_| ()),
-        None => Ok(store.delete(tables::PRODUCTS, &sku, "").await?),
-    }
-}
-
-async fn write_rejected(store: &dyn Store, r: RejectedRecord) -> RepoResult<()> {
-    let key = rejected_key(r.origin.generation, r.origin.position);
-    repo::put(
-        store,
-        tables::REJECTED,
-        &r.origin.inventory,
-        &key,
-        &r,
-        Some(REJECTED_TTL),
-    )
-    .await
-    .map(|_| ())
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::unique;
-use crate::store::{Store, Write};
+use crate::store::{PartitionWrite, Store, Write};
 
 pub async fn run_all(store: Arc<dyn Store>) {
     versions_and_puts(&*store).await;
@@ -14,6 +14,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     batch_race_is_all_or_nothing(Arc::clone(&store)).await;
     ttl_expiry(&*store).await;
     scan_pages_in_order(&*store).await;
+    write_many_across_partitions(&*store).await;
     for seed in [1, 2, 3] {
         random_operations_match_a_model(&*store, seed).await;
     }
@@ -221,6 +222,72 @@ pub async fn batch_race_is_all_or_nothing(store: Arc<dyn Store>) {
         claimed.len(),
         "no row of a losing batch was written"
     );
+}
+
+pub async fn write_many_across_partitions(store: &dyn Store) {
+    let t = unique("t");
+    store
+        .put(&t, "p3", "x", b"old".to_vec(), None)
+        .await
+        .unwrap();
+    let old = store.get(&t, "p3", "x").await.unwrap().unwrap();
+    let mut writes: Vec<PartitionWrite> = (0..300)
+        .map(|i| PartitionWrite {
+            partition: format!("p{}", i % 7),
+            write: Write::Put {
+                clustering: format!("c{i:04}"),
+                value: format!("v{i}").into_bytes(),
+                ttl: None,
+            },
+        })
+        .collect();
+    writes.push(PartitionWrite {
+        partition: "p3".into(),
+        write: Write::Delete {
+            clustering: "x".into(),
+        },
+    });
+    store.write_many(&t, writes).await.unwrap();
+    for i in [0, 1, 150, 299] {
+        let row = store
+            .get(&t, &format!("p{}", i % 7), &format!("c{i:04}"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.value, format!("v{i}").into_bytes());
+        assert_ne!(row.version, old.version, "versions stay unique");
+    }
+    assert_eq!(
+        store.get(&t, "p3", "x").await.unwrap(),
+        None,
+        "deletes apply too"
+    );
+    let total: usize = {
+        let mut n = 0;
+        for p in 0..7 {
+            n += store
+                .scan(&t, &format!("p{p}"), None, 1000)
+                .await
+                .unwrap()
+                .rows
+                .len();
+        }
+        n
+    };
+    assert_eq!(total, 300);
+    let conditional = vec![PartitionWrite {
+        partition: "p0".into(),
+        write: Write::InsertIfAbsent {
+            clustering: "c9999".into(),
+            value: vec![],
+            ttl: None,
+        },
+    }];
+    assert!(
+        store.write_many(&t, conditional).await.is_err(),
+        "conditions need one partition's atomicity: write_many refuses them"
+    );
+    assert_eq!(store.get(&t, "p0", "c9999").await.unwrap(), None);
 }
 
 pub async fn ttl_expiry(store: &dyn Store) {

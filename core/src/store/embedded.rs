@@ -17,7 +17,9 @@ use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::oneshot;
 
-use super::{BatchOutcome, Page, Row, Store, StoreError, StoreResult, Version, Write};
+use super::{
+    BatchOutcome, Page, PartitionWrite, Row, Store, StoreError, StoreResult, Version, Write,
+};
 use crate::clock::now_ms;
 
 const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
@@ -167,6 +169,33 @@ impl Store for EmbeddedStore {
         answer
             .await
             .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
+    }
+
+    /// One job for the writer thread: a bulk load costs one group commit per batch, not one
+    /// per row.
+    async fn write_many(&self, table: &str, writes: Vec<PartitionWrite>) -> StoreResult<()> {
+        super::check_unconditional(&writes)?;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut keys = Vec::with_capacity(writes.len());
+        let mut plain = Vec::with_capacity(writes.len());
+        for w in writes {
+            keys.push(row_key(table, &w.partition, w.write.clustering())?);
+            plain.push(w.write);
+        }
+        let (reply, answer) = oneshot::channel();
+        self.jobs
+            .send(Job {
+                writes: plain,
+                keys,
+                reply,
+            })
+            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
+            .map(|_| ())
     }
 }
 

@@ -75,6 +75,17 @@ impl Write {
     }
 }
 
+/// An unconditional write to any partition of a table, for [`Store::write_many`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionWrite {
+    pub partition: String,
+    /// A `Put` or a `Delete`: conditions need the atomicity of one partition.
+    pub write: Write,
+}
+
+/// How many unconditional writes of `write_many` travel together by default.
+const WRITE_MANY_CONCURRENCY: usize = 64;
+
 /// The answer to a conditional write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -144,6 +155,19 @@ pub trait Store: Send + Sync + 'static {
         partition: &str,
         writes: Vec<Write>,
     ) -> StoreResult<BatchOutcome>;
+
+    /// Unconditional writes to many partitions in one round trip, like a Scylla unlogged
+    /// batch: each write is applied, but not atomically with the others. Bulk loads use it.
+    /// A conditional write here is refused as `Invalid`.
+    async fn write_many(&self, table: &str, writes: Vec<PartitionWrite>) -> StoreResult<()> {
+        use futures::stream::{self, StreamExt, TryStreamExt};
+        check_unconditional(&writes)?;
+        stream::iter(writes)
+            .map(|w| async move { self.batch(table, &w.partition, vec![w.write]).await })
+            .buffer_unordered(WRITE_MANY_CONCURRENCY)
+            .try_for_each(|_| async { Ok(()) })
+            .await
+    }
 
     async fn put(
         &self,
@@ -217,6 +241,17 @@ pub trait Store: Send + Sync + 'static {
             clustering: clustering.to_owned(),
         };
         self.batch(table, partition, vec![write]).await.map(|_| ())
+    }
+}
+
+pub(crate) fn check_unconditional(writes: &[PartitionWrite]) -> StoreResult<()> {
+    match writes.iter().find(|w| w.write.is_conditional()) {
+        Some(w) => Err(StoreError::Invalid(format!(
+            "write_many takes puts and deletes only; {:?} in partition {} is conditional",
+            w.write.clustering(),
+            w.partition
+        ))),
+        None => Ok(()),
     }
 }
 

@@ -25,7 +25,7 @@ pub async fn search(state: &AppState, q: &Query) -> ApiResult {
         .await
         .map_err(|e| ApiError::unavailable("search_failed", e.to_string()))?
         .map_err(|e| ApiError::unavailable("search_failed", e.to_string()))?;
-    Ok(ApiReply::ok(answer))
+    Ok(ApiReply::raw(answer))
 }
 
 pub async fn product(state: &AppState, sku: &str) -> ApiResult {

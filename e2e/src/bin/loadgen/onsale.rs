@@ -1,8 +1,5 @@
-//! The load generator: sells out a stadium through the HTTP gateway with many concurrent
+//! The on-sale scenario: sells out a stadium through the HTTP gateway with many concurrent
 //! buyers, prints holds/s and latency percentiles, and verifies there was no double booking.
-//!
-//! By default it starts the platform in this process (on a temporary data dir on disk, so every
-//! write is as durable as under `mercato up`); `--url` and `--token` aim it at a running one.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,56 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
-use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 use mercato_e2e::{harness, Api};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use reqwest::StatusCode;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[derive(Parser)]
-#[command(about = "Mercato load generator")]
-struct Cli {
-    #[command(subcommand)]
-    command: Scenario,
-}
-
-#[derive(Subcommand)]
-enum Scenario {
-    /// Sell out a stadium: every seat held exactly once, under contention.
-    Onsale {
-        /// A running gateway; without it the platform runs in this process.
-        #[arg(long)]
-        url: Option<String>,
-        /// An admin token for `--url` (to apply the stadium).
-        #[arg(long, env = "MERCATO_TOKEN", hide_env_values = true)]
-        token: Option<String>,
-        /// Run the in-process platform without a data dir (no fsync): to see what durability costs.
-        #[arg(long)]
-        in_memory: bool,
-        /// Concurrent buyers, each with its own HTTP connection.
-        #[arg(long, default_value_t = 400)]
-        buyers: usize,
-        /// Distinct shopper accounts the buyers share.
-        #[arg(long, default_value_t = 100)]
-        users: usize,
-        /// Sections of 50 x 50 seats (20 make the 50,000-seat stadium).
-        #[arg(long, default_value_t = 20)]
-        sections: u32,
-        /// Seats per hold (adjacent seats in a row).
-        #[arg(long, default_value_t = 2)]
-        seats_per_hold: u32,
-        /// Share of attempts that go for seats someone probably already has.
-        #[arg(long, default_value_t = 0.2)]
-        contention: f64,
-        /// Sell-outs to run (each on a fresh stadium); the report gives the median.
-        #[arg(long, default_value_t = 3)]
-        runs: usize,
-    },
-}
+use crate::median;
 
 struct RunReport {
     holds: usize,
@@ -232,36 +186,40 @@ async fn sell_out(
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// Options of the on-sale scenario.
+#[derive(clap::Args)]
+pub struct Onsale {
+    /// A running gateway; without it the platform runs in this process.
+    #[arg(long)]
+    url: Option<String>,
+    /// An admin token for `--url` (to apply the stadium).
+    #[arg(long, env = "MERCATO_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Run the in-process platform without a data dir (no fsync): to see what durability costs.
+    #[arg(long)]
+    in_memory: bool,
+    /// Concurrent buyers, each with its own HTTP connection.
+    #[arg(long, default_value_t = 400)]
+    buyers: usize,
+    /// Distinct shopper accounts the buyers share.
+    #[arg(long, default_value_t = 100)]
+    users: usize,
+    /// Sections of 50 x 50 seats (20 make the 50,000-seat stadium).
+    #[arg(long, default_value_t = 20)]
+    sections: u32,
+    /// Seats per hold (adjacent seats in a row).
+    #[arg(long, default_value_t = 2)]
+    seats_per_hold: u32,
+    /// Share of attempts that go for seats someone probably already has.
+    #[arg(long, default_value_t = 0.2)]
+    contention: f64,
+    /// Sell-outs to run (each on a fresh stadium); the report gives the median.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
-    // The buyers and an in-process platform get runtimes of their own, as they would in two
-    // processes: a buyer storm must not starve the gateway's accept loop.
-    let clients = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let result = clients.block_on(run(cli, &server));
-    server.shutdown_background();
-    result
-}
-
-async fn run(cli: Cli, server: &tokio::runtime::Runtime) -> anyhow::Result<()> {
-    let Scenario::Onsale {
+pub async fn run(opts: Onsale, server: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    let Onsale {
         url,
         token,
         in_memory,
@@ -271,7 +229,7 @@ async fn run(cli: Cli, server: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         seats_per_hold,
         contention,
         runs,
-    } = cli.command;
+    } = opts;
     ensure!(
         (1..=10).contains(&seats_per_hold),
         "--seats-per-hold must be 1..10"

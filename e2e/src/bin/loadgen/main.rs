@@ -1,0 +1,62 @@
+//! The load generator. Each scenario drives the whole platform through its HTTP gateway,
+//! prints throughput and latency percentiles (medians of several runs), and checks the
+//! platform's invariants afterwards.
+//!
+//! By default it starts the platform in this process (on a temporary data dir on disk, so every
+//! write is as durable as under `mercato up`); `--url` and `--token` aim it at a running one.
+
+mod catalog;
+mod onsale;
+
+use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(about = "Mercato load generator")]
+struct Cli {
+    #[command(subcommand)]
+    command: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// Sell out a stadium: every seat held exactly once, under contention.
+    Onsale(onsale::Onsale),
+    /// Ingest a large catalog, then search it: beside a naive scan of the same data.
+    Catalog(catalog::Catalog),
+}
+
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,warp=off")),
+        )
+        .init();
+    // The clients and an in-process platform get runtimes of their own, as they would in two
+    // processes: a client storm must not starve the gateway's accept loop.
+    let clients = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let server = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = clients.block_on(async {
+        match cli.command {
+            Scenario::Onsale(o) => onsale::run(o, &server).await,
+            Scenario::Catalog(c) => catalog::run(c, &server).await,
+        }
+    });
+    server.shutdown_background();
+    result
+}
