@@ -8,10 +8,12 @@ dev:
 test:
     cargo test --release --workspace
 
-# The on-sale load benchmark (in one process) and the engines' criterion benches.
+# The load benchmarks (on-sale, catalog; in one process) and the criterion benches.
 bench:
     cargo run --release -p mercato-e2e --bin loadgen -- onsale --buyers 400 --runs 3
+    cargo run --release -p mercato-e2e --bin loadgen -- catalog --products 1000000 --clients 12 --runs 3
     cargo bench -p mercato-core --bench engines
+    cargo bench -p mercato-search
 
 # Formatting and lints, as CI runs them.
 lint:

@@ -26,7 +26,7 @@ fn good(i: usize, name_suffix: &str) -> String {
         "sku": format!("SKU-{i:06}"),
         "name": format!("{} {} {i}{name_suffix}", ADJECTIVES[i % 6], NOUNS[(i / 6) % 8]),
         "description": format!("Item number {i} of the test catalog."),
-        "category": if i % 2 == 0 { "Home > Kitchen" } else { "Outdoor > Camping" },
+        "category": if i.is_multiple_of(2) { "Home > Kitchen" } else { "Outdoor > Camping" },
         "price": {"amount": 100 + (i % 5000) as i64, "currency": "USD"},
         "attributes": {"colour": colour},
     })
@@ -260,11 +260,11 @@ async fn a_hundred_thousand_products_with_one_percent_bad_add_up_exactly() {
     assert_eq!(product.body["category"], "outdoor/camping");
 
     // Apply again: ten products gone, five renamed, the rest unchanged.
-    for i in 0..10 {
-        lines[i] = String::new();
+    for line in &mut lines[..10] {
+        line.clear();
     }
-    for i in 10..15 {
-        lines[i] = good(i, " deluxe");
+    for (i, line) in lines.iter_mut().enumerate().take(15).skip(10) {
+        *line = good(i, " deluxe");
     }
     write_lines(&feed, &lines);
     apply(&p.admin, &manifest("feed.ndjson"), dir.path()).await;
@@ -290,5 +290,61 @@ async fn a_hundred_thousand_products_with_one_percent_bad_add_up_exactly() {
         .unwrap()
         .body;
     assert_eq!(total["total"], (good_skus.len() - 10) as u64);
+    p.platform.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inline_and_file_records_are_told_apart_and_json_arrays_work() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("items.json"),
+        r#"[{"sku": "X-1", "name": "bad price", "price": "free"}, {"sku": "X-2", "name": "Brass compass", "price": 12.5}]"#,
+    )
+    .unwrap();
+    let yaml = "apiVersion: mercato.dev/v1alpha1\nkind: Inventory\nmetadata:\n  name: big-shop\nspec:\n  seller: {id: s, name: S}\n  currency: EUR\n  products:\n    - {sku: 'bad sku', name: x, price: 1}\n  source: {file: items.json}\n";
+    let p = harness::start(None, None).await.unwrap();
+    apply(&p.admin, yaml, dir.path()).await;
+    let s = ready(&p.admin, 1).await;
+    assert_eq!(
+        (s["accepted"].as_u64(), s["rejected"].as_u64()),
+        (Some(1), Some(2)),
+        "{s}"
+    );
+    let page = p
+        .admin
+        .get("/api/v1/admin/dead-letters?inventory=big-shop")
+        .await
+        .unwrap()
+        .body;
+    let listed: Vec<(String, u64, String)> = page["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["source"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+                l["position"].as_u64().unwrap(),
+                l["code"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        listed.contains(&("inline".into(), 1, "invalid_sku".into())),
+        "{listed:?}"
+    );
+    assert!(
+        listed.contains(&("items.json".into(), 1, "invalid_price".into())),
+        "{listed:?}"
+    );
+    searchable(&p.admin).await;
+    let hit = p.api.get("/api/v1/search?q=brass").await.unwrap().body;
+    assert_eq!(hit["hits"][0]["price"]["amount"], 1250, "{hit}");
+    assert_eq!(hit["hits"][0]["price"]["currency"], "EUR");
     p.platform.stop().await;
 }

@@ -8,7 +8,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Cardinality, Column, StrColumn};
+use tantivy::columnar::{Cardinality, Column, StrColumn, TermOrdHit};
 use tantivy::index::SegmentReader;
 use tantivy::{DocAddress, DocId, Score, SegmentOrdinal};
 
@@ -16,11 +16,15 @@ use crate::generation::Generation;
 use crate::request::{haversine_km, Cursor, Near, SearchRequest, Sort};
 
 /// Filters applied from fast fields.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct FastFilters {
     pub price: Option<(i64, i64)>,
     pub date: Option<(i64, i64)>,
     pub near: Option<Near>,
+    /// Applied from the columns here when a text query drives the search: intersecting a
+    /// word's postings with those of `type=product` (nearly every document) costs far more.
+    pub kind: Option<&'static str>,
+    pub category: Option<String>,
 }
 
 impl FastFilters {
@@ -32,6 +36,8 @@ impl FastFilters {
             price: range(r.price_min, r.price_max),
             date: range(r.from_ms, r.to_ms),
             near: r.near,
+            kind: r.kind.map(|k| k.as_str()),
+            category: r.category.clone(),
         }
     }
 }
@@ -81,6 +87,8 @@ pub struct Fruit {
 }
 
 pub struct SearchCollector {
+    /// Whether scores mean anything: without words to match, every document scores alike.
+    pub scored: bool,
     pub generation: Arc<Generation>,
     pub filters: FastFilters,
     pub sort: Sort,
@@ -113,9 +121,21 @@ impl Collector for SearchCollector {
                 }
             })
         };
+        let kind_filter = match (self.filters.kind, &c.kind) {
+            (None, _) => OrdFilter::Any,
+            (Some(k), Some(col)) => OrdFilter::exact(col, k)?,
+            (Some(_), None) => OrdFilter::Nothing,
+        };
+        let category_filter = match (&self.filters.category, &c.category) {
+            (None, _) => OrdFilter::Any,
+            (Some(path), Some(col)) => OrdFilter::path(col, path)?,
+            (Some(_), None) => OrdFilter::Nothing,
+        };
         Ok(SegmentSearch {
             segment,
-            filters: self.filters,
+            kind_filter,
+            category_filter,
+            filters: self.filters.clone(),
             sort: self.sort,
             after: self.after.map(|c| (c.rank, c.key)),
             keep: self.keep,
@@ -135,7 +155,7 @@ impl Collector for SearchCollector {
     }
 
     fn requires_scoring(&self) -> bool {
-        self.sort == Sort::Relevance
+        self.scored && self.sort == Sort::Relevance
     }
 
     fn merge_fruits(&self, fruits: Vec<Fruit>) -> tantivy::Result<Fruit> {
@@ -170,8 +190,60 @@ pub struct Facet {
 /// column per block instead of one per document.
 const BLOCK: usize = 64;
 
+/// Which term ordinals of a column pass a filter, in one segment.
+#[derive(Debug, Clone)]
+enum OrdFilter {
+    Any,
+    Nothing,
+    /// The ordinal of the exact term, and a range of ordinals below it (`books/...`).
+    Ords {
+        exact: Option<u64>,
+        below: std::ops::Range<u64>,
+    },
+}
+
+impl OrdFilter {
+    fn exact(col: &StrColumn, term: &str) -> tantivy::Result<Self> {
+        Ok(OrdFilter::Ords {
+            exact: col.dictionary().term_ord(term)?,
+            below: 0..0,
+        })
+    }
+
+    /// The path itself and every path under it: "books" and "books/..." (the terms from
+    /// "books/" up to "books0", '0' being the byte after '/').
+    fn path(col: &StrColumn, path: &str) -> tantivy::Result<Self> {
+        let dict = col.dictionary();
+        let ord_at = |key: String| -> tantivy::Result<u64> {
+            Ok(match dict.term_ord_or_next(key)? {
+                TermOrdHit::Exact(o) | TermOrdHit::Next(o) => o,
+            })
+        };
+        Ok(OrdFilter::Ords {
+            exact: dict.term_ord(path)?,
+            below: ord_at(format!("{path}/"))?..ord_at(format!("{path}0"))?,
+        })
+    }
+
+    fn passes(&self, ord: Option<u64>) -> bool {
+        match self {
+            OrdFilter::Any => true,
+            OrdFilter::Nothing => false,
+            OrdFilter::Ords { exact, below } => {
+                ord.is_some_and(|o| Some(o) == *exact || below.contains(&o))
+            }
+        }
+    }
+
+    fn is_any(&self) -> bool {
+        matches!(self, OrdFilter::Any)
+    }
+}
+
 pub struct SegmentSearch {
     segment: SegmentOrdinal,
+    kind_filter: OrdFilter,
+    category_filter: OrdFilter,
     filters: FastFilters,
     sort: Sort,
     after: Option<(f64, u64)>,
@@ -226,6 +298,18 @@ impl SegmentSearch {
         let scores = std::mem::take(&mut self.scores);
         let (mut prices, mut dates, mut lats, mut lons) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // Category and kind ordinals serve the filters and the facet counts alike.
+        let (mut category_ords, mut kind_ords) = (Vec::new(), Vec::new());
+        if let Some(f) = &self.category {
+            if !f.constant || !self.category_filter.is_any() {
+                read(f.column.ords(), &docs, &mut category_ords);
+            }
+        }
+        if let Some(f) = &self.kind {
+            if !f.constant || !self.kind_filter.is_any() {
+                read(f.column.ords(), &docs, &mut kind_ords);
+            }
+        }
         if self.needs_price() {
             read(&self.price, &docs, &mut prices);
         }
@@ -239,6 +323,13 @@ impl SegmentSearch {
         // Which documents pass the column filters, and their distance.
         let mut passed: Vec<(usize, Option<f64>)> = Vec::with_capacity(docs.len());
         for i in 0..docs.len() {
+            if !self.kind_filter.passes(kind_ords.get(i).copied().flatten())
+                || !self
+                    .category_filter
+                    .passes(category_ords.get(i).copied().flatten())
+            {
+                continue;
+            }
             let price = prices.get(i).copied().flatten();
             if !in_range(price, self.filters.price) {
                 continue;
@@ -272,16 +363,24 @@ impl SegmentSearch {
             self.scores.clear();
             return;
         }
-        let kept: Vec<DocId> = passed.iter().map(|(i, _)| docs[*i]).collect();
-        let mut ords = Vec::with_capacity(kept.len());
-        for facet in [&mut self.category, &mut self.city, &mut self.kind]
-            .into_iter()
-            .flatten()
-            .filter(|f| !f.constant)
-        {
-            read(facet.column.ords(), &kept, &mut ords);
+        for (facet, ords) in [
+            (&mut self.category, &category_ords),
+            (&mut self.kind, &kind_ords),
+        ] {
+            if let Some(f) = facet.as_mut().filter(|f| !f.constant) {
+                for (i, _) in &passed {
+                    if let Some(slot) = ords[*i].and_then(|o| f.counts.get_mut(o as usize)) {
+                        *slot += 1;
+                    }
+                }
+            }
+        }
+        if let Some(f) = self.city.as_mut().filter(|f| !f.constant) {
+            let kept: Vec<DocId> = passed.iter().map(|(i, _)| docs[*i]).collect();
+            let mut ords = Vec::with_capacity(kept.len());
+            read(f.column.ords(), &kept, &mut ords);
             for ord in ords.iter().flatten() {
-                if let Some(slot) = facet.counts.get_mut(*ord as usize) {
+                if let Some(slot) = f.counts.get_mut(*ord as usize) {
                     *slot += 1;
                 }
             }

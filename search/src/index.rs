@@ -213,7 +213,7 @@ impl SearchIndex {
         Ok((query, highlight))
     }
 
-    fn filter_terms(&self, r: &SearchRequest) -> Vec<(Occur, Box<dyn Query>)> {
+    fn filter_terms(&self, r: &SearchRequest, has_text: bool) -> Vec<(Occur, Box<dyn Query>)> {
         let f = &self.fields;
         // Filters must not change scores: only the text decides relevance.
         let term = |field, text: &str| -> (Occur, Box<dyn Query>) {
@@ -224,11 +224,15 @@ impl SearchIndex {
             )
         };
         let mut out = Vec::new();
-        if let Some(kind) = r.kind {
-            out.push(term(f.kind, kind.as_str()));
-        }
-        if let Some(c) = &r.category {
-            out.push(term(f.category_path, c));
+        // Without words to search, a filter's postings drive the search. With words, the
+        // collector applies kind and category from their columns (see FastFilters).
+        if !has_text {
+            if let Some(kind) = r.kind {
+                out.push(term(f.kind, kind.as_str()));
+            }
+            if let Some(c) = &r.category {
+                out.push(term(f.category_path, c));
+            }
         }
         if let Some(c) = &r.city {
             out.push(term(f.city_key, c));
@@ -295,7 +299,7 @@ impl SearchIndex {
             let (q, h) = self.text_query(searcher, &generation, &tokens)?;
             (Some(q), h)
         };
-        let mut clauses = self.filter_terms(r);
+        let mut clauses = self.filter_terms(r, text.is_some());
         let query: Box<dyn Query> = match (&text, clauses.is_empty()) {
             (None, true) => Box::new(AllQuery),
             (Some(t), true) => t.box_clone(),
@@ -307,6 +311,7 @@ impl SearchIndex {
             }
         };
         let collector = SearchCollector {
+            scored: text.is_some(),
             generation,
             filters: FastFilters::of(r),
             sort: r.sort,

@@ -47,10 +47,11 @@ fn builder() -> &'static LevenshteinAutomatonBuilder {
 /// The words of `field` one typo away from `word`, not counting `word` itself.
 pub fn neighbours(searcher: &Searcher, field: Field, word: &str) -> tantivy::Result<Vec<String>> {
     let mut out = BTreeSet::new();
+    // One automaton for every segment: building it costs more than walking a dictionary.
+    let dfa = Dfa(builder().build_dfa(word));
     for segment in searcher.segment_readers() {
         let index = segment.inverted_index(field)?;
-        let dfa = Dfa(builder().build_dfa(word));
-        let mut stream = index.terms().search(dfa).into_stream()?;
+        let mut stream = index.terms().search(&dfa).into_stream()?;
         while stream.advance() {
             let key = stream.key();
             if key != word.as_bytes() {

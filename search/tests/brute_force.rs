@@ -22,7 +22,9 @@ const WORDS: [&str; 16] = [
     "concert", "acoustic", "electric", "vintage", "classic", "mini",
 ];
 const CITIES: [&str; 4] = ["London", "Paris", "Berlin", "New York"];
-const CATEGORIES: [&str; 5] = [
+const CATEGORIES: [&str; 7] = [
+    "music box",
+    "music/guitars/electric",
     "music/guitars",
     "music/pianos",
     "music",
@@ -158,8 +160,8 @@ fn osa(a: &str, b: &str) -> usize {
     for (i, row) in d.iter_mut().enumerate() {
         row[0] = i;
     }
-    for j in 0..=b.len() {
-        d[0][j] = j;
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
     }
     for i in 1..=a.len() {
         for j in 1..=b.len() {

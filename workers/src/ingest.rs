@@ -416,7 +416,7 @@ impl IngestWorker {
             .map(|r| PartitionWrite {
                 partition: r.origin.inventory.clone(),
                 write: Write::Put {
-                    clustering: rejected_key(r.origin.generation, r.origin.position),
+                    clustering: rejected_key(&r.origin),
                     value: encode(r),
                     ttl: Some(REJECTED_TTL),
                 },

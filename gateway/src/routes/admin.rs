@@ -5,7 +5,7 @@ use mercato_core::bus::Bus;
 use mercato_core::clock::to_rfc3339;
 use mercato_core::codec::decode;
 use mercato_core::domain::catalog::{
-    excerpt, rejected_key, IngestCounts, InventoryRecord, InventoryStatus, RejectedRecord,
+    excerpt, rejected_prefix, IngestCounts, InventoryRecord, InventoryStatus, RejectedRecord,
 };
 use mercato_core::domain::dead_letters::DeadLetter;
 use mercato_core::domain::users::Role;
@@ -98,10 +98,7 @@ async fn rejected(state: &AppState, name: &str, q: &Query) -> ApiResult {
         })?,
         None => record.generation,
     };
-    let prefix = format!(
-        "{}/",
-        rejected_key(generation, 0).split('/').next().unwrap_or("")
-    );
+    let prefix = rejected_prefix(generation);
     let after = decode_cursor(q)?.unwrap_or_else(|| prefix.clone());
     let limit = limit(q)?;
     let page = state

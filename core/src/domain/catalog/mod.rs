@@ -309,9 +309,20 @@ pub struct RejectedRecord {
 
 pub const REJECTED_EXCERPT: usize = 1024;
 
-/// Clustering key of a rejected record: listed by generation, then position.
-pub fn rejected_key(generation: u64, position: u64) -> String {
-    format!("{generation:010}/{position:012}")
+/// Clustering key of a rejected record: listed by generation, then source, then position (an
+/// inline record and line 1 of the file are both at position 1).
+pub fn rejected_key(origin: &Origin) -> String {
+    format!(
+        "{}{}/{:012}",
+        rejected_prefix(origin.generation),
+        origin.source,
+        origin.position
+    )
+}
+
+/// The clustering prefix of one generation's rejected records.
+pub fn rejected_prefix(generation: u64) -> String {
+    format!("{generation:010}/")
 }
 
 /// Clustering key of an ingest partition's counts row.

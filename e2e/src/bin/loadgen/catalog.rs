@@ -16,7 +16,7 @@ use mercato_e2e::{harness, Api};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use crate::median;
 
@@ -342,23 +342,20 @@ pub async fn run(opts: Catalog, server: &tokio::runtime::Runtime) -> anyhow::Res
         rate / naive_rate
     );
 
-    // Merges of the freshly written segments go on in the background for a while; searches
-    // are measured once the index has settled, as it is in steady operation.
+    // Merges of the freshly written segments go on in the background for a while (a large
+    // one without changing the segment count for many seconds); searches are measured once
+    // the process is idle, as the index is in steady operation.
     let settle = Instant::now();
-    let mut segments = Value::Null;
-    let mut stable_since = Instant::now();
-    while settle.elapsed() < Duration::from_secs(180) {
-        let now = running.admin.get("/api/v1/admin/search").await?.body["segments"].clone();
-        if now != segments {
-            segments = now;
-            stable_since = Instant::now();
-        } else if stable_since.elapsed() >= Duration::from_secs(8) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut idle_windows = 0;
+    while settle.elapsed() < Duration::from_secs(300) && idle_windows < 2 {
+        let before = cpu_seconds();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let busy = (cpu_seconds() - before) / 2.0;
+        idle_windows = if busy < 0.1 { idle_windows + 1 } else { 0 };
     }
+    let segments = running.admin.get("/api/v1/admin/search").await?.body["segments"].clone();
     println!(
-        "index settled in {:.0} s: {segments} segments",
+        "index settled in {:.0} s (background merges done): {segments} segments",
         settle.elapsed().as_secs_f64()
     );
     let queries = Arc::new(data.queries);
@@ -410,4 +407,24 @@ pub async fn run(opts: Catalog, server: &tokio::runtime::Runtime) -> anyhow::Res
     );
     running.platform.stop().await;
     Ok(())
+}
+
+/// CPU time this process has used, in seconds (Linux; elsewhere the settle step just waits).
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces) are space separated; utime and
+    // stime are the 14th and 15th fields, in clock ticks (100 per second on Linux).
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
 }
