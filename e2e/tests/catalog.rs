@@ -348,3 +348,28 @@ async fn inline_and_file_records_are_told_apart_and_json_arrays_work() {
     assert_eq!(hit["hits"][0]["price"]["currency"], "EUR");
     p.platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_applied_is_searchable_within_a_second() {
+    let p = harness::start(None, None).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = "apiVersion: mercato.dev/v1alpha1\nkind: Inventory\nmetadata:\n  name: quick\nspec:\n  seller: {id: q, name: Q}\n  products:\n    - {sku: Q-1, name: Marzipan harmonica, price: {amount: 900, currency: USD}}\n";
+    let started = Instant::now();
+    apply(&p.admin, yaml, dir.path()).await;
+    loop {
+        let found = p.api.get("/api/v1/search?q=marzipan").await.unwrap().body;
+        if found["total"] == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "not searchable a second after it was applied"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!(
+        "searchable {} ms after the apply",
+        started.elapsed().as_millis()
+    );
+    p.platform.stop().await;
+}
