@@ -168,6 +168,7 @@ Mercato is up at {base}
 Try it:
   curl -s {base}/api/v1/events
   curl -s {base}/api/v1/events/hamlet-globe/seats?section=stalls
+  curl -s '{base}/api/v1/search?q=neuromancr'      (a typo, and still found)
   curl -s -X POST {base}/api/v1/users -H 'content-type: application/json' \
        -d '{{"email":"ada@example.com","password":"correct horse","name":"Ada"}}'
   curl -s -X POST {base}/api/v1/sessions -H 'content-type: application/json' \

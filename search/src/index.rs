@@ -356,7 +356,7 @@ impl SearchIndex {
             }
             out.push_str("{\"snippet\":");
             out.push_str(&json!(snippet).to_string());
-            if r.sort == Sort::Relevance {
+            if r.sort == Sort::Relevance && text.is_some() {
                 out.push_str(",\"score\":");
                 out.push_str(&json!(c.score).to_string());
             }
