@@ -38,6 +38,9 @@ enum Command {
         /// Override every event's hold length, e.g. `30s` (demos and tests).
         #[arg(long, value_parser = humantime::parse_duration)]
         hold_ttl: Option<Duration>,
+        /// How long a checkout reserves its stock, e.g. `2m` [default: 5m].
+        #[arg(long, value_parser = humantime::parse_duration)]
+        checkout_ttl: Option<Duration>,
         /// Search answers kept per index generation (0 turns the cache off).
         #[arg(long, default_value_t = mercato_search::DEFAULT_CACHE_ENTRIES)]
         search_cache: usize,
@@ -104,8 +107,19 @@ pub fn main() -> ExitCode {
                 data_dir,
                 manifests,
                 hold_ttl,
+                checkout_ttl,
                 search_cache,
-            } => up(listen, data_dir, manifests, hold_ttl, search_cache).await,
+            } => {
+                up(
+                    listen,
+                    data_dir,
+                    manifests,
+                    hold_ttl,
+                    checkout_ttl,
+                    search_cache,
+                )
+                .await
+            }
             Command::Apply {
                 file,
                 no_wait,
@@ -134,6 +148,7 @@ async fn up(
     data_dir: PathBuf,
     manifests: Option<PathBuf>,
     hold_ttl: Option<Duration>,
+    checkout_ttl: Option<Duration>,
     search_cache: usize,
 ) -> anyhow::Result<()> {
     let manifests = match manifests {
@@ -147,6 +162,7 @@ async fn up(
         data_dir: Some(data_dir.clone()),
         manifests,
         hold_ttl,
+        checkout_ttl,
         search_cache,
     })
     .await

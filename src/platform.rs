@@ -20,6 +20,8 @@ use mercato_gateway::{AppState, GatewayConfig, ManifestSink};
 use mercato_operator::local::ApplyError;
 use mercato_operator::{Applied, LocalReconciler};
 use mercato_search::{Search, SearchError};
+use mercato_workers::allocator::AllocatorWorker;
+use mercato_workers::checkout::CheckoutWorker;
 use mercato_workers::holds::HoldsWorker;
 use mercato_workers::ingest::IngestWorker;
 use mercato_workers::payments::PaymentsWorker;
@@ -38,6 +40,8 @@ pub struct PlatformConfig {
     /// A folder of manifests to apply at start.
     pub manifests: Option<PathBuf>,
     pub hold_ttl: Option<Duration>,
+    /// How long a checkout reserves its stock; 5 minutes by default.
+    pub checkout_ttl: Option<Duration>,
     /// Search answers cached per index generation; 0 turns the cache off.
     pub search_cache: usize,
 }
@@ -69,6 +73,8 @@ pub struct Platform {
     /// A token with the admin role, for `mercato apply`.
     pub admin_token: String,
     pub applied: Vec<Applied>,
+    /// The engines behind it, for tests that inspect or tamper with state directly.
+    pub ports: Ports,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -157,6 +163,9 @@ impl Platform {
         ));
         let gateway_config = GatewayConfig {
             hold_ttl_override: config.hold_ttl,
+            checkout_ttl: config
+                .checkout_ttl
+                .unwrap_or(mercato_core::domain::commerce::DEFAULT_CHECKOUT_TTL),
             ..GatewayConfig::default()
         };
         let state = Arc::new(
@@ -180,7 +189,12 @@ impl Platform {
         let holds = Arc::new(HoldsWorker::new(Arc::clone(&ports.store)));
         let payments = Arc::new(PaymentsWorker::new(Arc::clone(&ports.store), sandbox));
         let ingest = Arc::new(IngestWorker::new(ports.clone()));
-        let workers: [(WorkerSpec, Arc<dyn mercato_workers::BatchHandler>); 3] = [
+        let checkout = Arc::new(CheckoutWorker::new(
+            Arc::clone(&ports.store),
+            Arc::clone(&ports.bus),
+        ));
+        let allocator = Arc::new(AllocatorWorker::new(Arc::clone(&ports.store)));
+        let workers: [(WorkerSpec, Arc<dyn mercato_workers::BatchHandler>); 5] = [
             (
                 WorkerSpec {
                     role: "holds",
@@ -211,6 +225,26 @@ impl Platform {
                 },
                 ingest,
             ),
+            (
+                WorkerSpec {
+                    role: "checkout",
+                    topic: topics::CHECKOUTS,
+                    replica: 0,
+                    replicas: 1,
+                    max_batch: 256,
+                },
+                checkout,
+            ),
+            (
+                WorkerSpec {
+                    role: "allocator",
+                    topic: topics::ALLOCATIONS,
+                    replica: 0,
+                    replicas: 1,
+                    max_batch: 256,
+                },
+                allocator,
+            ),
         ];
         for (spec, handler) in workers {
             let ports = ports.clone();
@@ -237,6 +271,7 @@ impl Platform {
             addr,
             admin_token,
             applied,
+            ports,
             shutdown,
             tasks,
         })

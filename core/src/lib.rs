@@ -11,6 +11,7 @@
 pub mod bus;
 pub mod clock;
 pub mod codec;
+pub mod commerce;
 pub mod conformance;
 pub mod coord;
 pub mod domain;

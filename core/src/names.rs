@@ -18,8 +18,15 @@ pub mod topics {
     /// their fold, so this topic is kept whole and the index can be rebuilt from offset 0.
     pub const CATALOG: &str = "catalog";
 
+    /// Checkout commands (reserve, release), keyed by user id.
+    pub const CHECKOUTS: &str = "checkouts";
+    /// Paid product orders to split across warehouses, keyed by order id.
+    pub const ALLOCATIONS: &str = "allocations";
+    /// Low-stock alerts, keyed by seller id.
+    pub const STOCK_ALERTS: &str = "stock-alerts";
+
     /// The platform's shared topics and their partition counts.
-    pub const PLATFORM: [(&str, u32); 7] = [
+    pub const PLATFORM: [(&str, u32); 10] = [
         (HOLDS, 8),
         (PAYMENTS, 8),
         (RESULTS, 4),
@@ -27,6 +34,9 @@ pub mod topics {
         (DEAD_LETTERS, 1),
         (INGEST, 8),
         (CATALOG, 4),
+        (CHECKOUTS, 8),
+        (ALLOCATIONS, 4),
+        (STOCK_ALERTS, 1),
     ];
 }
 
@@ -56,4 +66,20 @@ pub mod tables {
     pub const INVENTORY_SKUS: &str = "inventory_skus";
     /// Partition inventory name, clustering `<generation>/<position>`: rejected records.
     pub const REJECTED: &str = "rejected_records";
+
+    /// Partition SKU: clustering `level`, the stock across warehouses; and `op/<id>` markers
+    /// of once-only changes.
+    pub const STOCK: &str = "stock";
+    /// Partition "all", clustering warehouse name: its declaration.
+    pub const WAREHOUSES: &str = "warehouses";
+    /// Partition warehouse name, clustering SKU: what its declaration listed.
+    pub const WAREHOUSE_SKUS: &str = "warehouse_skus";
+    /// Partition user id, clustering SKU: the shopper's cart.
+    pub const CARTS: &str = "carts";
+    /// Partition checkout id.
+    pub const CHECKOUTS: &str = "checkouts";
+    /// Partition seller id, clustering `<inverted ms>/<sku>`: low-stock alerts, newest first.
+    pub const SELLER_ALERTS: &str = "seller_alerts";
+    /// Partition "all", clustering order id: paid orders no warehouse could fully supply.
+    pub const FLAGGED_ORDERS: &str = "flagged_orders";
 }

@@ -8,6 +8,7 @@
 mod event;
 mod inventory;
 mod manifest;
+mod warehouse;
 
 pub use event::{EventSpec, Money, PriceTier, Section, Venue, DEFAULT_HOLD, MAX_HOLD, MIN_HOLD};
 pub use inventory::{
@@ -15,3 +16,4 @@ pub use inventory::{
     MAX_INLINE_PRODUCTS,
 };
 pub use manifest::{Manifest, ManifestError, ObjectMeta, Problem, API_VERSION, GROUP};
+pub use warehouse::{Location, StockEntry, WarehouseSpec, MAX_WAREHOUSE_SKUS};

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::EventSpec;
 use crate::inventory::InventorySpec;
+use crate::warehouse::WarehouseSpec;
 
 pub const GROUP: &str = "mercato.dev";
 pub const API_VERSION: &str = "mercato.dev/v1alpha1";
@@ -48,10 +49,6 @@ pub enum ManifestError {
     Yaml { document: usize, message: String },
     #[error("document {document}: apiVersion must be {API_VERSION}, not {found:?}")]
     ApiVersion { document: usize, found: String },
-    #[error(
-        "document {document}: kind {kind:?} is not supported yet (this release reconciles Event and Inventory)"
-    )]
-    UnsupportedKind { document: usize, kind: String },
     #[error("document {document}: unknown kind {kind:?} (expected Event, Inventory or Warehouse)")]
     UnknownKind { document: usize, kind: String },
     #[error("{kind} {name:?} is invalid: {}", problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("; "))]
@@ -68,9 +65,7 @@ impl ManifestError {
         match self {
             ManifestError::Yaml { .. } => "malformed_manifest",
             ManifestError::ApiVersion { .. } => "unsupported_api_version",
-            ManifestError::UnsupportedKind { .. } | ManifestError::UnknownKind { .. } => {
-                "unsupported_kind"
-            }
+            ManifestError::UnknownKind { .. } => "unsupported_kind",
             ManifestError::Invalid { .. } => "invalid_manifest",
         }
     }
@@ -86,6 +81,10 @@ pub enum Manifest {
     Inventory {
         metadata: ObjectMeta,
         spec: InventorySpec,
+    },
+    Warehouse {
+        metadata: ObjectMeta,
+        spec: WarehouseSpec,
     },
 }
 
@@ -164,10 +163,15 @@ impl Manifest {
                     spec,
                 })
             }
-            "Warehouse" => Err(ManifestError::UnsupportedKind {
-                document,
-                kind: envelope.kind,
-            }),
+            "Warehouse" => {
+                let spec: WarehouseSpec = serde_yaml::from_value(envelope.spec.clone())
+                    .map_err(|e| invalid(vec![Problem::new("spec", e.to_string())]))?;
+                checked(spec.validate())?;
+                Ok(Manifest::Warehouse {
+                    metadata: envelope.metadata,
+                    spec,
+                })
+            }
             _ => Err(ManifestError::UnknownKind {
                 document,
                 kind: envelope.kind,
@@ -179,14 +183,15 @@ impl Manifest {
         match self {
             Manifest::Event { .. } => "Event",
             Manifest::Inventory { .. } => "Inventory",
+            Manifest::Warehouse { .. } => "Warehouse",
         }
     }
 
     pub fn name(&self) -> &str {
         match self {
-            Manifest::Event { metadata, .. } | Manifest::Inventory { metadata, .. } => {
-                &metadata.name
-            }
+            Manifest::Event { metadata, .. }
+            | Manifest::Inventory { metadata, .. }
+            | Manifest::Warehouse { metadata, .. } => &metadata.name,
         }
     }
 }

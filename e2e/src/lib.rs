@@ -119,6 +119,12 @@ impl Api {
         .await
     }
 
+    pub async fn put(&self, path: &str, body: &Value) -> anyhow::Result<Answer> {
+        let bytes = serde_json::to_vec(body)?;
+        self.send(reqwest::Method::PUT, path, Some(&bytes), None)
+            .await
+    }
+
     pub async fn delete(&self, path: &str) -> anyhow::Result<Answer> {
         self.send(reqwest::Method::DELETE, path, None, None).await
     }
@@ -184,6 +190,30 @@ impl Api {
             .collect())
     }
 
+    /// Polls an order until its status is `status` (or the deadline passes).
+    pub async fn order_with_status(
+        &self,
+        id: &str,
+        status: &str,
+        within: Duration,
+    ) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let a = self.get(&format!("/api/v1/orders/{id}")).await?;
+            if a.status == StatusCode::OK && a.body["status"] == status {
+                return Ok(a.body);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(anyhow!(
+                    "order {id} did not become {status}: {} {}",
+                    a.status,
+                    a.body
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls an order until it leaves `pending_payment` (or the deadline passes).
     pub async fn settled_order(&self, id: &str, within: Duration) -> anyhow::Result<Value> {
         let deadline = tokio::time::Instant::now() + within;
@@ -202,6 +232,36 @@ impl Api {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A warehouse for [`goods_manifests`]: name, lat, lon, and units per SKU.
+pub type WarehouseDecl<'a> = (&'a str, f64, f64, &'a [(&'a str, u64)]);
+
+/// An Inventory of `(sku, name, price in cents)` products in USD, and a Warehouse per
+/// `(name, lat, lon, [(sku, units)])`, for tests.
+pub fn goods_manifests(
+    inventory: &str,
+    seller: &str,
+    products: &[(&str, &str, i64)],
+    warehouses: &[WarehouseDecl<'_>],
+) -> String {
+    let mut out = format!(
+        "apiVersion: mercato.dev/v1alpha1\nkind: Inventory\nmetadata: {{name: {inventory}}}\nspec:\n  seller: {{id: {seller}, name: {seller}}}\n  lowStockThreshold: 3\n  products:\n"
+    );
+    for (sku, name, cents) in products {
+        out.push_str(&format!(
+            "    - {{sku: {sku}, name: \"{name}\", category: Test, price: {{amount: {cents}, currency: USD}}}}\n"
+        ));
+    }
+    for (name, lat, lon, stock) in warehouses {
+        out.push_str(&format!(
+            "---\napiVersion: mercato.dev/v1alpha1\nkind: Warehouse\nmetadata: {{name: {name}}}\nspec:\n  location: {{lat: {lat}, lon: {lon}}}\n  stock:\n"
+        ));
+        for (sku, units) in *stock {
+            out.push_str(&format!("    - {{sku: {sku}, physical: {units}}}\n"));
+        }
+    }
+    out
 }
 
 /// An Event manifest with one section of `seats` seats in a row, for tests.
@@ -250,6 +310,7 @@ pub mod harness {
             data_dir,
             manifests: None,
             hold_ttl,
+            checkout_ttl: None,
             search_cache: mercato_search::DEFAULT_CACHE_ENTRIES,
         })
         .await

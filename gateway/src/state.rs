@@ -33,6 +33,8 @@ pub struct GatewayConfig {
     pub max_body_bytes: u64,
     /// How stale the availability counts of event pages may be.
     pub availability_max_age: Duration,
+    /// How long a checkout reserves its stock.
+    pub checkout_ttl: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -42,6 +44,7 @@ impl Default for GatewayConfig {
             command_timeout: Duration::from_secs(10),
             max_body_bytes: 64 * 1024,
             availability_max_age: Duration::from_secs(1),
+            checkout_ttl: mercato_core::domain::commerce::DEFAULT_CHECKOUT_TTL,
         }
     }
 }

@@ -1,10 +1,11 @@
 //! The desired state of a declaration, computed without I/O.
 
 use mercato_core::domain::catalog::{CatalogDoc, DocKind};
+use mercato_core::domain::commerce::{warehouse_topic, WarehouseRecord};
 use mercato_core::domain::events::{index_key, EventRecord};
 use mercato_core::domain::Money;
 use mercato_core::names::topics;
-use mercato_crds::{EventSpec, InventorySpec, Manifest};
+use mercato_crds::{EventSpec, InventorySpec, Manifest, WarehouseSpec};
 use serde::Serialize;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,6 +26,8 @@ pub struct DesiredState {
     pub catalog: Option<CatalogDoc>,
     /// An inventory's declaration: its products are published to the ingest topic.
     pub inventory: Option<InventorySpec>,
+    /// A warehouse's declaration: its counts go into the SKUs' stock rows.
+    pub warehouse: Option<(WarehouseRecord, WarehouseSpec)>,
 }
 
 /// The shared platform topics every declaration relies on.
@@ -55,6 +58,7 @@ pub fn desired(manifest: &Manifest) -> DesiredState {
                 event: Some((record, key)),
                 catalog: Some(event_doc(&metadata.name, spec)),
                 inventory: None,
+                warehouse: None,
             }
         }
         Manifest::Inventory { metadata, spec } => DesiredState {
@@ -64,7 +68,25 @@ pub fn desired(manifest: &Manifest) -> DesiredState {
             event: None,
             catalog: None,
             inventory: Some(spec.clone()),
+            warehouse: None,
         },
+        Manifest::Warehouse { metadata, spec } => {
+            let mut topics = platform_topics();
+            // Sub-orders reach each warehouse on its own topic, in order per order id.
+            topics.push(TopicSpec {
+                name: warehouse_topic(&metadata.name),
+                partitions: 1,
+            });
+            DesiredState {
+                kind: "Warehouse",
+                name: metadata.name.clone(),
+                topics,
+                event: None,
+                catalog: None,
+                inventory: None,
+                warehouse: Some((crate::warehouse::record(&metadata.name, spec), spec.clone())),
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod desired;
 pub mod inventory;
 pub mod local;
+pub mod warehouse;
 
 pub use desired::{desired, DesiredState, TopicSpec};
 pub use local::{Applied, LocalReconciler};

@@ -165,6 +165,9 @@ impl LocalReconciler {
         if let Some(spec) = state.inventory.clone() {
             action = self.apply_inventory(&state.name, spec, base_dir).await?;
         }
+        if let Some((record, spec)) = &state.warehouse {
+            action = crate::warehouse::apply(&self.ports, record.clone(), spec).await?;
+        }
         if let Some(doc) = state.catalog.clone() {
             // Sent on every apply, changed or not: an upsert is idempotent, and a catalog that
             // predates this event's release learns of it this way.

@@ -3,6 +3,9 @@
 //! anywhere in that loop replays the batch, and every handler is idempotent, so at-least-once
 //! delivery gives exactly-once effects.
 
+pub mod allocator;
+pub mod checkout;
+pub mod goods;
 pub mod holds;
 pub mod ingest;
 pub mod payments;

@@ -13,7 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mercato_core::bus::Record;
 use mercato_core::clock::now_ms;
-use mercato_core::codec::{decode, encode};
+use mercato_core::codec::encode;
+use mercato_core::commerce;
 use mercato_core::domain::commands::{
     CommandResult, Outcome, PaymentCommand, SeatChange, SeatChangeKind,
 };
@@ -31,20 +32,30 @@ use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, EventCache, RepoError, RepoResult, Versioned};
 use mercato_core::store::{Store, StoreError, Write};
 
+use crate::goods::GoodsOrders;
 use crate::runtime::{BatchHandler, Emit};
 
 pub struct PaymentsWorker {
     store: Arc<dyn Store>,
     events: EventCache,
     provider: Arc<dyn PaymentProvider>,
+    goods: GoodsOrders,
 }
 
-fn provider_down(e: PaymentError) -> RepoError {
+pub(crate) fn provider_down(e: PaymentError) -> RepoError {
     // Retried with the whole batch: charges and refunds are idempotent per order.
     RepoError::Store(StoreError::Unavailable(format!("payment provider: {e}")))
 }
 
-fn refused(status: u16, code: &str, message: &str) -> Outcome {
+fn result(command_id: String, outcome: Outcome) -> Emit {
+    let result = CommandResult {
+        command_id: command_id.clone(),
+        outcome,
+    };
+    Emit::new(topics::RESULTS, command_id, &result)
+}
+
+pub(crate) fn refused(status: u16, code: &str, message: &str) -> Outcome {
     Outcome::Refused {
         status,
         code: code.to_owned(),
@@ -56,13 +67,17 @@ impl PaymentsWorker {
     pub fn new(store: Arc<dyn Store>, provider: Arc<dyn PaymentProvider>) -> Self {
         Self {
             events: EventCache::new(Arc::clone(&store), Duration::from_secs(5)),
+            goods: GoodsOrders {
+                store: Arc::clone(&store),
+                provider: Arc::clone(&provider),
+            },
             store,
             provider,
         }
     }
 
     async fn decide(&self, record: &Record) -> RepoResult<Vec<Emit>> {
-        let command: PaymentCommand = match decode(&record.value) {
+        let command = match PaymentCommand::decode(&record.value) {
             Ok(c) => c,
             Err(e) => {
                 return Ok(vec![Emit::dead_letter(
@@ -83,13 +98,46 @@ impl PaymentsWorker {
                 let outcome = self
                     .place_order(&order_id, &user_id, &hold_id, &method)
                     .await?;
-                let result = CommandResult {
-                    command_id: command_id.clone(),
-                    outcome,
-                };
-                Ok(vec![Emit::new(topics::RESULTS, command_id, &result)])
+                Ok(vec![result(command_id, outcome)])
             }
             PaymentCommand::Provider(event) => self.settle(&event).await,
+            PaymentCommand::PlaceGoodsOrder {
+                command_id,
+                order_id,
+                user_id,
+                checkout_id,
+                method,
+                shipping,
+            } => {
+                let outcome = self
+                    .goods
+                    .place(&order_id, &user_id, &checkout_id, &method, shipping)
+                    .await?;
+                Ok(vec![result(command_id, outcome)])
+            }
+            PaymentCommand::Cancel {
+                command_id,
+                order_id,
+                user_id,
+            } => {
+                let (outcome, mut emits) = self.goods.cancel(&order_id, &user_id).await?;
+                emits.push(result(command_id, outcome));
+                Ok(emits)
+            }
+            PaymentCommand::Return {
+                command_id,
+                order_id,
+                user_id,
+                return_id,
+                items,
+                reason,
+            } => {
+                let outcome = self
+                    .goods
+                    .take_return(&order_id, &user_id, &return_id, &items, &reason)
+                    .await?;
+                Ok(vec![result(command_id, outcome)])
+            }
         }
     }
 
@@ -194,6 +242,7 @@ impl PaymentsWorker {
             tickets: Vec::new(),
             created_ms: now,
             updated_ms: now,
+            goods: None,
         };
         // The order row first: the user's index pointing at a missing order would be a lie.
         repo::put(&*self.store, tables::ORDERS, order_id, "", &order, None).await?;
@@ -210,7 +259,7 @@ impl PaymentsWorker {
     }
 
     async fn order(&self, order_id: &str) -> RepoResult<Option<Versioned<Order>>> {
-        repo::get::<Order>(&*self.store, tables::ORDERS, order_id, "").await
+        commerce::load_order(&*self.store, order_id).await
     }
 
     async fn settle(&self, event: &ProviderEvent) -> RepoResult<Vec<Emit>> {
@@ -222,6 +271,9 @@ impl PaymentsWorker {
             );
             return Ok(Vec::new());
         };
+        if order.value.goods.is_some() {
+            return self.goods.settle(&order.value, event).await;
+        }
         let mut next = order.value.clone();
         let mut emits = Vec::new();
         match event.kind {
@@ -264,7 +316,12 @@ impl PaymentsWorker {
                     next.failure = Some("the hold lapsed before the payment completed".into());
                     next.refund = Some(RefundStatus::Requested);
                     self.provider
-                        .refund(&next.id, &event.payment_id, &event.amount)
+                        .refund(
+                            &event.payment_id,
+                            &next.id,
+                            &event.payment_id,
+                            &event.amount,
+                        )
                         .await
                         .map_err(provider_down)?;
                 }

@@ -1,5 +1,6 @@
 //! The consume -> decide -> write -> emit -> commit loop every worker shares.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use tokio::sync::{watch, Mutex, OwnedMutexGuard};
 /// A record a handler wants emitted once its batch is decided.
 #[derive(Debug, Clone)]
 pub struct Emit {
-    pub topic: &'static str,
+    pub topic: Cow<'static, str>,
     pub key: Vec<u8>,
     pub value: Vec<u8>,
 }
@@ -24,7 +25,16 @@ pub struct Emit {
 impl Emit {
     pub fn new<T: Serialize>(topic: &'static str, key: impl Into<Vec<u8>>, value: &T) -> Self {
         Self {
-            topic,
+            topic: Cow::Borrowed(topic),
+            key: key.into(),
+            value: mercato_core::codec::encode(value),
+        }
+    }
+
+    /// To a topic named at run time (a warehouse's own topic).
+    pub fn to<T: Serialize>(topic: String, key: impl Into<Vec<u8>>, value: &T) -> Self {
+        Self {
+            topic: Cow::Owned(topic),
             key: key.into(),
             value: mercato_core::codec::encode(value),
         }
@@ -208,7 +218,7 @@ async fn emit_all(bus: &dyn Bus, emits: &[Emit]) -> Result<(), BusError> {
     let mut by_topic: BTreeMap<&str, KeyedRecords> = BTreeMap::new();
     for e in emits {
         by_topic
-            .entry(e.topic)
+            .entry(e.topic.as_ref())
             .or_default()
             .push((e.key.clone(), e.value.clone()));
     }

@@ -144,7 +144,7 @@ impl SandboxProvider {
             due.push(row);
         }
         let posts = due.iter().map(|row| async move {
-            let body = match mercato_core::codec::decode::<ProviderEvent>(&row.value) {
+            let body = match ProviderEvent::decode(&row.value) {
                 Ok(event) => serde_json::to_vec(&event).map_err(|e| e.to_string())?,
                 Err(e) => {
                     tracing::error!(error = %e, key = row.clustering, "dropping an undecodable outbox entry");
@@ -260,6 +260,7 @@ impl PaymentProvider for SandboxProvider {
             payment_id: current.payment_id.clone(),
             amount: current.amount.clone(),
             reason,
+            refund_id: None,
         };
         self.enqueue(&event, current.due_ms).await?;
         Ok(current.payment_id)
@@ -267,11 +268,12 @@ impl PaymentProvider for SandboxProvider {
 
     async fn refund(
         &self,
+        refund_id: &str,
         order_id: &str,
         payment_id: &str,
         amount: &Money,
     ) -> Result<(), PaymentError> {
-        let key = format!("refund/{payment_id}");
+        let key = format!("refund/{refund_id}");
         let first = self
             .store
             .insert_if_absent(
@@ -288,12 +290,13 @@ impl PaymentProvider for SandboxProvider {
             .and_then(|row| row.value.try_into().ok())
             .map_or_else(now_ms, u64::from_be_bytes);
         let event = ProviderEvent {
-            id: format!("evt_{payment_id}_refund"),
+            id: format!("evt_{refund_id}_refund"),
             kind: ProviderEventKind::RefundSucceeded,
             order_id: order_id.to_owned(),
             payment_id: payment_id.to_owned(),
             amount: amount.clone(),
             reason: None,
+            refund_id: Some(refund_id.to_owned()),
         };
         self.enqueue(&event, due_ms).await
     }

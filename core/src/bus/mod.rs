@@ -114,12 +114,17 @@ pub trait Bus: Send + Sync + 'static {
 /// The partition a key goes to. Every Bus implementation uses this function, so a key lands on
 /// the same partition whichever engine carries it (FNV-1a: stable across releases and machines).
 pub fn partition_for(key: &[u8], partitions: u32) -> u32 {
+    (fnv1a(key) % u64::from(partitions.max(1))) as u32
+}
+
+/// 64-bit FNV-1a: stable across releases and machines.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key {
+    for b in bytes {
         hash ^= u64::from(*b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    (hash % u64::from(partitions.max(1))) as u32
+    hash
 }
 
 /// The partitions replica `replica` of `replicas` owns.

@@ -2,9 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::commerce::{Address, Checkout, Shipment};
 use super::holds::Hold;
 use super::orders::Order;
-use super::payments::{PaymentMethod, ProviderEvent};
+use super::payments::{PaymentMethod, ProviderEvent, ProviderEventV1};
+use crate::codec::{decode, CodecError};
 
 /// On the `holds` topic, keyed by `<event>/<section of the first seat>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,7 +37,7 @@ impl HoldCommand {
 }
 
 /// On the `payments` topic, keyed by order id, so everything about one order is in order.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PaymentCommand {
     PlaceOrder {
         command_id: String,
@@ -46,16 +48,78 @@ pub enum PaymentCommand {
     },
     /// A verified webhook from the provider.
     Provider(ProviderEvent),
+    /// Pays for a checkout's goods.
+    PlaceGoodsOrder {
+        command_id: String,
+        order_id: String,
+        user_id: String,
+        checkout_id: String,
+        method: PaymentMethod,
+        shipping: Option<Address>,
+    },
+    /// Cancels a product order before it ships.
+    Cancel {
+        command_id: String,
+        order_id: String,
+        user_id: String,
+    },
+    /// Takes delivered items back.
+    Return {
+        command_id: String,
+        order_id: String,
+        user_id: String,
+        return_id: String,
+        items: Vec<(String, u64)>,
+        reason: String,
+    },
+}
+
+impl PaymentCommand {
+    /// Decodes a command, including those queued before refunds had ids.
+    pub fn decode(bytes: &[u8]) -> Result<PaymentCommand, CodecError> {
+        match decode::<PaymentCommand>(bytes) {
+            Ok(c) => Ok(c),
+            Err(first) => match decode::<PaymentCommandV1>(bytes) {
+                Ok(PaymentCommandV1::PlaceOrder {
+                    command_id,
+                    order_id,
+                    user_id,
+                    hold_id,
+                    method,
+                }) => Ok(PaymentCommand::PlaceOrder {
+                    command_id,
+                    order_id,
+                    user_id,
+                    hold_id,
+                    method,
+                }),
+                Ok(PaymentCommandV1::Provider(e)) => Ok(PaymentCommand::Provider(e.into())),
+                Err(_) => Err(first),
+            },
+        }
+    }
+}
+
+#[derive(Deserialize)]
+enum PaymentCommandV1 {
+    PlaceOrder {
+        command_id: String,
+        order_id: String,
+        user_id: String,
+        hold_id: String,
+        method: PaymentMethod,
+    },
+    Provider(ProviderEventV1),
 }
 
 /// On the `results` topic, keyed by command id.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CommandResult {
     pub command_id: String,
     pub outcome: Outcome,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Outcome {
     HoldPlaced(Hold),
     SeatsUnavailable {
@@ -71,6 +135,58 @@ pub enum Outcome {
     },
     Failed {
         message: String,
+    },
+    CheckoutPlaced(Checkout),
+    /// Per short SKU, what is available.
+    InsufficientStock {
+        short: Vec<(String, u64)>,
+    },
+    CheckoutReleased,
+    /// A cancellation or a return was accepted.
+    OrderUpdated(Order),
+}
+
+/// On the `checkouts` topic, keyed by user id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CheckoutCommand {
+    /// Reserve every line for the checkout (priced by the gateway), all or nothing.
+    Reserve {
+        command_id: String,
+        checkout: Checkout,
+    },
+    Release {
+        command_id: String,
+        checkout_id: String,
+        user_id: String,
+    },
+}
+
+impl CheckoutCommand {
+    pub fn command_id(&self) -> &str {
+        match self {
+            CheckoutCommand::Reserve { command_id, .. }
+            | CheckoutCommand::Release { command_id, .. } => command_id,
+        }
+    }
+}
+
+/// On the `allocations` topic, keyed by order id: a paid product order to split.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocateOrder {
+    pub order_id: String,
+}
+
+/// On a warehouse's own topic (`wh-<name>`), keyed by order id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WarehouseMessage {
+    Ship {
+        order_id: String,
+        shipment: Shipment,
+        address: Option<Address>,
+    },
+    Cancel {
+        order_id: String,
+        shipment_id: String,
     },
 }
 

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod commands;
+pub mod commerce;
 pub mod dead_letters;
 pub mod events;
 pub mod holds;

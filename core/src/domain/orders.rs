@@ -2,7 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::commerce::Goods;
 use super::Money;
+use crate::codec::{decode, CodecError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -10,8 +12,18 @@ pub enum OrderStatus {
     PendingPayment,
     Paid,
     PaymentFailed,
-    /// The hold lapsed before the payment completed; any charge is refunded.
+    /// The hold or checkout lapsed before the payment completed; any charge is refunded.
     Expired,
+    /// Split across warehouses; shipments are waiting to leave.
+    Allocated,
+    Shipped,
+    Delivered,
+    /// Cancelled before shipment; the payment is refunded and the stock is back.
+    Cancelled,
+    /// Every delivered item came back.
+    Returned,
+    /// Cancelled or returned, and the provider confirmed every refund.
+    Refunded,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,7 +46,9 @@ pub enum RefundStatus {
     Refunded,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// An order for tickets (a hold) or for goods (a checkout: `goods` is set, and `event_id` and
+/// `hold_id` are empty).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Order {
     pub id: String,
     pub user_id: String,
@@ -49,6 +63,58 @@ pub struct Order {
     pub tickets: Vec<Ticket>,
     pub created_ms: u64,
     pub updated_ms: u64,
+    pub goods: Option<Box<Goods>>,
+}
+
+impl Order {
+    /// Decodes an order row, including rows written before orders could carry goods.
+    pub fn decode(bytes: &[u8]) -> Result<Order, CodecError> {
+        match decode::<Order>(bytes) {
+            Ok(order) => Ok(order),
+            Err(first) => decode::<TicketOrderV1>(bytes)
+                .map(Order::from)
+                .map_err(|_| first),
+        }
+    }
+}
+
+/// The shape of order rows before goods: a ticket order.
+#[derive(Deserialize)]
+struct TicketOrderV1 {
+    id: String,
+    user_id: String,
+    event_id: String,
+    hold_id: String,
+    items: Vec<OrderItem>,
+    total: Money,
+    status: OrderStatus,
+    payment_id: Option<String>,
+    failure: Option<String>,
+    refund: Option<RefundStatus>,
+    tickets: Vec<Ticket>,
+    created_ms: u64,
+    updated_ms: u64,
+}
+
+impl From<TicketOrderV1> for Order {
+    fn from(o: TicketOrderV1) -> Order {
+        Order {
+            id: o.id,
+            user_id: o.user_id,
+            event_id: o.event_id,
+            hold_id: o.hold_id,
+            items: o.items,
+            total: o.total,
+            status: o.status,
+            payment_id: o.payment_id,
+            failure: o.failure,
+            refund: o.refund,
+            tickets: o.tickets,
+            created_ms: o.created_ms,
+            updated_ms: o.updated_ms,
+            goods: None,
+        }
+    }
 }
 
 /// Clustering key of a user's order list: newest first, then by id.

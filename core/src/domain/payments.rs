@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::Money;
+use crate::codec::{decode, CodecError};
 
 /// A tokenized card: the card number itself never travels on the bus or reaches the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,6 +35,45 @@ pub struct ProviderEvent {
     pub amount: Money,
     #[serde(default)]
     pub reason: Option<String>,
+    /// Which refund a `refund.succeeded` is about: an order may be refunded in parts.
+    #[serde(default)]
+    pub refund_id: Option<String>,
+}
+
+impl ProviderEvent {
+    /// Decodes a stored or queued event, including those written before refunds had ids.
+    pub fn decode(bytes: &[u8]) -> Result<ProviderEvent, CodecError> {
+        match decode::<ProviderEvent>(bytes) {
+            Ok(e) => Ok(e),
+            Err(first) => decode::<ProviderEventV1>(bytes)
+                .map(ProviderEvent::from)
+                .map_err(|_| first),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ProviderEventV1 {
+    id: String,
+    kind: ProviderEventKind,
+    order_id: String,
+    payment_id: String,
+    amount: Money,
+    reason: Option<String>,
+}
+
+impl From<ProviderEventV1> for ProviderEvent {
+    fn from(e: ProviderEventV1) -> ProviderEvent {
+        ProviderEvent {
+            id: e.id,
+            kind: e.kind,
+            order_id: e.order_id,
+            payment_id: e.payment_id,
+            amount: e.amount,
+            reason: e.reason,
+            refund_id: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,9 +99,10 @@ pub trait PaymentProvider: Send + Sync + 'static {
         amount: &Money,
         method: &PaymentMethod,
     ) -> Result<String, PaymentError>;
-    /// Refunds a payment in full, once, however often it is asked.
+    /// Refunds `amount` of a payment, once per `refund_id`, however often it is asked.
     async fn refund(
         &self,
+        refund_id: &str,
         order_id: &str,
         payment_id: &str,
         amount: &Money,

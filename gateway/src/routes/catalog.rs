@@ -37,10 +37,22 @@ pub async fn product(state: &AppState, sku: &str) -> ApiResult {
         .await?
         .ok_or_else(not_found)?
         .value;
-    Ok(ApiReply::ok(product_json(&p)))
+    let stock = mercato_core::commerce::load_stock(&*state.ports.store, sku)
+        .await?
+        .map(|s| s.value)
+        .unwrap_or_default();
+    let mut body = product_json(&p, stock.available(mercato_core::clock::now_ms()));
+    body["warehouses"] = stock
+        .warehouses
+        .iter()
+        .map(|(name, w)| json!({"warehouse": name, "physical": w.physical, "available": w.available}))
+        .collect();
+    Ok(ApiReply::ok(body))
 }
 
-pub fn product_json(p: &Product) -> Value {
+/// `available` is what a shopper can still check out: the warehouses' available units less
+/// live reservations and paid units not yet allocated.
+pub fn product_json(p: &Product, available: u64) -> Value {
     let attributes: serde_json::Map<String, Value> = p
         .attributes
         .iter()
@@ -54,7 +66,6 @@ pub fn product_json(p: &Product) -> Value {
         "price": p.price,
         "attributes": attributes,
         "seller": p.seller,
-        // Stock lives in warehouses; until a warehouse holds this SKU, none is available.
-        "available": 0,
+        "available": available,
     })
 }

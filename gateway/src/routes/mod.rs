@@ -5,9 +5,11 @@ mod accounts;
 mod admin;
 mod catalog;
 mod events;
+mod fulfilment;
 mod holds;
 mod ops;
 mod orders;
+mod shop;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -118,10 +120,14 @@ macro_rules! handle {
     }};
 }
 
+// Declared after the macro it uses.
+mod goods_table;
+
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
     let limit = state.config.max_body_bytes;
+    let state_for_goods = Arc::clone(&state);
     let st = with_state(state);
     let api = warp::path("api").and(warp::path("v1"));
 
@@ -346,6 +352,7 @@ pub fn routes(
                 .map_or_else(Reply::into_response, Reply::into_response)
         },
     );
+    let goods = goods_table::routes(state_for_goods, limit);
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(st)
@@ -404,6 +411,8 @@ pub fn routes(
         .or(orders)
         .unify()
         .or(catalog)
+        .unify()
+        .or(goods)
         .unify()
         .or(operations)
         .unify()

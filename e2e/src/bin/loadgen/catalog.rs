@@ -288,6 +288,7 @@ pub async fn run(opts: Catalog, server: &tokio::runtime::Runtime) -> anyhow::Res
         data_dir,
         manifests: None,
         hold_ttl: None,
+        checkout_ttl: None,
         search_cache: if opts.no_cache {
             0
         } else {

@@ -1,0 +1,247 @@
+//! Typed store access for goods: the stock row of a SKU changed by compare-and-set (with an
+//! optional once-only marker beside it), product orders changed by compare-and-set, and
+//! low-stock alerts.
+
+use std::time::Duration;
+
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::bus::Bus;
+use crate::clock::now_ms;
+use crate::codec::{decode, encode};
+use crate::domain::catalog::{InventoryRecord, Product};
+use crate::domain::commerce::stock::StockLevel;
+use crate::domain::commerce::{crosses_threshold, LowStockAlert};
+use crate::domain::orders::Order;
+use crate::names::{tables, topics};
+use crate::repo::{self, RepoError, RepoResult, Versioned};
+use crate::store::{Store, StoreError, Write};
+
+/// Clustering key of the stock row in its SKU's partition.
+const LEVEL: &str = "level";
+/// Once-only markers live beside the stock row so the marker and the change are one batch.
+const OP_PREFIX: &str = "op/";
+const OP_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+/// Compare-and-set retries before a change gives up as unavailable (contention that heavy
+/// means something is wrong, not busy).
+const MAX_ATTEMPTS: usize = 10_000;
+
+pub async fn load_stock(store: &dyn Store, sku: &str) -> RepoResult<Option<Versioned<StockLevel>>> {
+    repo::get(store, tables::STOCK, sku, LEVEL).await
+}
+
+/// What a stock change did.
+#[derive(Debug, Clone)]
+pub struct StockChange<T> {
+    /// What the closure decided, or for a once-only change made before, what it decided then.
+    pub value: T,
+    /// True when a once-only change had already been made (nothing changed now).
+    pub replayed: bool,
+    /// Available units before and after (equal when nothing changed).
+    pub before: u64,
+    pub after: u64,
+}
+
+/// The value a once-only change recorded, if it was made.
+pub async fn once_value<T: DeserializeOwned>(
+    store: &dyn Store,
+    sku: &str,
+    op: &str,
+) -> RepoResult<Option<T>> {
+    match store
+        .get(tables::STOCK, sku, &format!("{OP_PREFIX}{op}"))
+        .await?
+    {
+        Some(row) => Ok(Some(repo::decode_row::<T>(tables::STOCK, row)?.value)),
+        None => Ok(None),
+    }
+}
+
+/// Changes a SKU's stock row by compare-and-set, retrying on contention. `decide` returns
+/// whether it changed the level, and a value. With `once`, the change is made at most once
+/// for that operation id, however often it is retried or replayed: the marker beside the row
+/// keeps the value, so a replay learns what was decided the first time.
+pub async fn change_stock<T: Serialize + DeserializeOwned>(
+    store: &dyn Store,
+    sku: &str,
+    once: Option<&str>,
+    mut decide: impl FnMut(&mut StockLevel, u64) -> (bool, T),
+) -> RepoResult<StockChange<T>> {
+    let marker = once.map(|op| format!("{OP_PREFIX}{op}"));
+    for _ in 0..MAX_ATTEMPTS {
+        let now = now_ms();
+        let current = load_stock(store, sku).await?;
+        if let Some(m) = &marker {
+            if let Some(row) = store.get(tables::STOCK, sku, m).await? {
+                let value = repo::decode_row::<T>(tables::STOCK, row)?.value;
+                let level = current.map(|c| c.value).unwrap_or_default();
+                let available = level.available(now);
+                return Ok(StockChange {
+                    value,
+                    replayed: true,
+                    before: available,
+                    after: available,
+                });
+            }
+        }
+        let (mut level, version) = match current {
+            Some(c) => (c.value, Some(c.version)),
+            None => (StockLevel::default(), None),
+        };
+        let before = level.available(now);
+        let (changed, value) = decide(&mut level, now);
+        if !changed && marker.is_none() {
+            return Ok(StockChange {
+                value,
+                replayed: false,
+                before,
+                after: before,
+            });
+        }
+        let after = level.available(now);
+        let row = encode(&level);
+        let mut writes = vec![match version {
+            Some(expected) => Write::CompareAndSet {
+                clustering: LEVEL.into(),
+                expected,
+                value: row,
+                ttl: None,
+            },
+            None => Write::InsertIfAbsent {
+                clustering: LEVEL.into(),
+                value: row,
+                ttl: None,
+            },
+        }];
+        if let Some(m) = &marker {
+            writes.push(Write::InsertIfAbsent {
+                clustering: m.clone(),
+                value: encode(&value),
+                ttl: Some(OP_TTL),
+            });
+        }
+        if store.batch(tables::STOCK, sku, writes).await?.applied {
+            return Ok(StockChange {
+                value,
+                replayed: false,
+                before,
+                after,
+            });
+        }
+        tokio::task::yield_now().await;
+    }
+    Err(RepoError::Store(StoreError::Unavailable(format!(
+        "stock of {sku} is too contended to change"
+    ))))
+}
+
+pub async fn load_order(store: &dyn Store, id: &str) -> RepoResult<Option<Versioned<Order>>> {
+    match store.get(tables::ORDERS, id, "").await? {
+        Some(row) => Ok(Some(Versioned {
+            value: Order::decode(&row.value).map_err(|cause| RepoError::Codec {
+                table: tables::ORDERS,
+                cause,
+            })?,
+            version: row.version,
+            expires_at_ms: row.expires_at_ms,
+        })),
+        None => Ok(None),
+    }
+}
+
+/// Changes an order by compare-and-set, retrying on contention: `decide` returns Ok(true) to
+/// write, Ok(false) to leave it, or a refusal. `None` when there is no such order.
+pub async fn update_order<E>(
+    store: &dyn Store,
+    id: &str,
+    mut decide: impl FnMut(&mut Order) -> Result<bool, E>,
+) -> RepoResult<Option<Result<Order, E>>> {
+    for _ in 0..MAX_ATTEMPTS {
+        let Some(current) = load_order(store, id).await? else {
+            return Ok(None);
+        };
+        let mut next = current.value.clone();
+        match decide(&mut next) {
+            Err(refusal) => return Ok(Some(Err(refusal))),
+            Ok(false) => return Ok(Some(Ok(next))),
+            Ok(true) => {}
+        }
+        next.updated_ms = now_ms();
+        if repo::cas(store, tables::ORDERS, id, current.version, &next, None)
+            .await?
+            .is_some()
+        {
+            return Ok(Some(Ok(next)));
+        }
+    }
+    Err(RepoError::Store(StoreError::Unavailable(format!(
+        "order {id} is too contended to change"
+    ))))
+}
+
+/// Records a low-stock alert when a change took `sku` to its inventory's threshold or below,
+/// in the seller's alert list and on the alerts topic. Its key comes from the SKU and the
+/// change's time, so a replayed change that crosses again lists it once per crossing.
+pub async fn alert_if_low(
+    store: &dyn Store,
+    bus: &dyn Bus,
+    sku: &str,
+    before: u64,
+    after: u64,
+) -> RepoResult<Option<LowStockAlert>> {
+    if after >= before {
+        return Ok(None);
+    }
+    let Some(product) = repo::get::<Product>(store, tables::PRODUCTS, sku, "").await? else {
+        return Ok(None);
+    };
+    let threshold =
+        repo::get::<InventoryRecord>(store, tables::INVENTORIES, "all", &product.value.inventory)
+            .await?
+            .map_or(u64::from(mercato_crds::DEFAULT_LOW_STOCK_THRESHOLD), |i| {
+                u64::from(i.value.low_stock_threshold)
+            });
+    if !crosses_threshold(before, after, threshold) {
+        return Ok(None);
+    }
+    let alert = LowStockAlert {
+        seller: product.value.seller.clone(),
+        inventory: product.value.inventory.clone(),
+        sku: sku.to_owned(),
+        available: after,
+        threshold,
+        at_ms: now_ms(),
+    };
+    store
+        .put(
+            tables::SELLER_ALERTS,
+            &alert.seller,
+            &alert_key(alert.at_ms, sku),
+            encode(&alert),
+            Some(OP_TTL),
+        )
+        .await?;
+    bus.send(
+        topics::STOCK_ALERTS,
+        alert.seller.as_bytes(),
+        encode(&alert),
+    )
+    .await?;
+    tracing::info!(
+        seller = alert.seller,
+        sku,
+        available = after,
+        threshold,
+        "low stock"
+    );
+    Ok(Some(alert))
+}
+
+/// Newest first.
+pub fn alert_key(at_ms: u64, sku: &str) -> String {
+    format!("{:020}/{sku}", u64::MAX - at_ms)
+}
+
+pub fn decode_alert(bytes: &[u8]) -> Option<LowStockAlert> {
+    decode(bytes).ok()
+}

@@ -1,0 +1,458 @@
+//! Goods end to end: carts, checkouts racing for the last units, reservations that lapse,
+//! orders split across warehouses, shipping, cancellation, returns and refunds.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use mercato::platform::PlatformConfig;
+use mercato_core::codec::decode;
+use mercato_core::domain::commands::WarehouseMessage;
+use mercato_core::domain::payments::{sign, SIGNATURE_HEADER};
+use mercato_e2e::harness::{self, Running};
+use mercato_e2e::{goods_manifests, Api};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+const SUCCEEDS: &str = "4242 4242 4242 4242";
+/// Succeeds, but only after 3 seconds.
+const SLOW: &str = "4000 0000 0000 3220";
+
+async fn start(checkout_ttl: Duration) -> Running {
+    harness::start_with(PlatformConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: None,
+        manifests: None,
+        hold_ttl: None,
+        checkout_ttl: Some(checkout_ttl),
+        search_cache: 0,
+    })
+    .await
+    .unwrap()
+}
+
+/// Waits until the product is ingested and shows `available` units.
+async fn product_available(api: &Api, sku: &str, available: u64) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = api.get(&format!("/api/v1/products/{sku}")).await.unwrap();
+        if a.status == StatusCode::OK && a.body["available"] == available {
+            return a.body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{sku} never showed {available} available: {} {}",
+            a.status,
+            a.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn warehouse_units(product: &Value, warehouse: &str) -> (u64, u64) {
+    product["warehouses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["warehouse"] == warehouse)
+        .map(|w| {
+            (
+                w["physical"].as_u64().unwrap(),
+                w["available"].as_u64().unwrap(),
+            )
+        })
+        .unwrap_or((0, 0))
+}
+
+async fn buy(api: &Api, sku_qty: &[(&str, u64)], card: &str, near: (f64, f64)) -> String {
+    for (sku, q) in sku_qty {
+        let a = api
+            .put(
+                &format!("/api/v1/cart/items/{sku}"),
+                &json!({"quantity": q}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let checkout = api.post("/api/v1/checkouts", &json!({})).await.unwrap();
+    assert_eq!(checkout.status, StatusCode::CREATED, "{}", checkout.body);
+    let order = api
+        .post(
+            "/api/v1/orders",
+            &json!({
+                "checkout_id": checkout.body["id"],
+                "payment": {"card_number": card},
+                "shipping_address": {"name": "Ada", "city": "Somewhere", "lat": near.0, "lon": near.1},
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(order.status, StatusCode::ACCEPTED, "{}", order.body);
+    order.body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_shoppers_race_for_the_last_twenty_units() {
+    let run = start(Duration::from_secs(3)).await;
+    run.apply(&goods_manifests(
+        "race",
+        "race-seller",
+        &[("LAST-1", "Last of its kind", 1000)],
+        &[("depot", 40.0, -74.0, &[("LAST-1", 20)])],
+    ))
+    .await
+    .unwrap();
+    product_available(&run.api, "LAST-1", 20).await;
+
+    let shoppers: Vec<Api> = join_all((0..200).map(|i| {
+        let api = run.api.separate();
+        async move { api.shopper(&format!("racer{i}@example.com")).await.unwrap() }
+    }))
+    .await;
+    for s in &shoppers {
+        let a = s
+            .put("/api/v1/cart/items/LAST-1", &json!({"quantity": 1}))
+            .await
+            .unwrap();
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let answers = join_all(
+        shoppers
+            .iter()
+            .map(|s| async move { s.post("/api/v1/checkouts", &json!({})).await.unwrap() }),
+    )
+    .await;
+    let won: Vec<(&Api, String)> = shoppers
+        .iter()
+        .zip(&answers)
+        .filter(|(_, a)| a.status == StatusCode::CREATED)
+        .map(|(s, a)| (s, a.body["id"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(won.len(), 20, "exactly the last 20 units are reserved");
+    for a in answers.iter().filter(|a| a.status != StatusCode::CREATED) {
+        assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.body);
+        assert_eq!(a.code(), "insufficient_stock");
+        assert_eq!(a.body["error"]["details"]["short"][0]["sku"], "LAST-1");
+        assert_eq!(a.body["error"]["details"]["short"][0]["available"], 0);
+    }
+    product_available(&run.api, "LAST-1", 0).await;
+    // A shopper who lost cannot squeeze in through the cart either.
+    let late = shoppers[0]
+        .put("/api/v1/cart/items/LAST-1", &json!({"quantity": 2}))
+        .await
+        .unwrap();
+    assert_eq!(late.status, StatusCode::CONFLICT);
+    assert_eq!(late.body["error"]["details"]["available"], 0);
+
+    // 10 pay, 5 give up, 5 let their reservation lapse.
+    let mut orders = Vec::new();
+    for (s, checkout) in &won[..10] {
+        let o = s
+            .post(
+                "/api/v1/orders",
+                &json!({"checkout_id": checkout, "payment": {"card_number": SUCCEEDS}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(o.status, StatusCode::ACCEPTED, "{}", o.body);
+        orders.push((*s, o.body["id"].as_str().unwrap().to_owned()));
+    }
+    for (s, checkout) in &won[10..15] {
+        let d = s
+            .delete(&format!("/api/v1/checkouts/{checkout}"))
+            .await
+            .unwrap();
+        assert_eq!(d.status, StatusCode::NO_CONTENT, "{}", d.body);
+    }
+    product_available(&run.api, "LAST-1", 5).await;
+    for (s, id) in &orders {
+        s.order_with_status(id, "allocated", Duration::from_secs(10))
+            .await
+            .unwrap();
+    }
+    // After the lapse, what is left is exactly what the 10 sales leave, counted once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let product = product_available(&run.api, "LAST-1", 10).await;
+    assert_eq!(warehouse_units(&product, "depot"), (20, 10));
+    let (s, lapsed) = &won[15];
+    let c = s.get(&format!("/api/v1/checkouts/{lapsed}")).await.unwrap();
+    assert_eq!(c.body["status"], "expired");
+    let o = s
+        .post(
+            "/api/v1/orders",
+            &json!({"checkout_id": lapsed, "payment": {"card_number": SUCCEEDS}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(o.status, StatusCode::GONE, "{}", o.body);
+    assert_eq!(o.code(), "checkout_expired");
+    run.platform.stop().await;
+}
+
+/// The sub-orders a warehouse's topic received.
+async fn sub_orders(run: &Running, warehouse: &str) -> Vec<WarehouseMessage> {
+    let topic = mercato_core::domain::commerce::warehouse_topic(warehouse);
+    let records = run
+        .platform
+        .ports
+        .bus
+        .fetch(&topic, 0, 0, 100, Duration::from_millis(100))
+        .await
+        .unwrap();
+    records
+        .iter()
+        .map(|r| decode::<WarehouseMessage>(&r.value).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_split_ship_cancel_and_return_with_stock_back_where_it_came_from() {
+    let run = start(Duration::from_secs(2)).await;
+    run.apply(&goods_manifests(
+        "split",
+        "split-seller",
+        &[("SPLIT-A", "Anvil", 2000), ("SPLIT-B", "Bellows", 500)],
+        &[
+            ("east", 40.7, -74.0, &[("SPLIT-A", 5)]),
+            ("west", 39.5, -119.8, &[("SPLIT-B", 5)]),
+            ("far", -33.9, 151.2, &[("SPLIT-A", 1), ("SPLIT-B", 1)]),
+        ],
+    ))
+    .await
+    .unwrap();
+    product_available(&run.api, "SPLIT-A", 6).await;
+    product_available(&run.api, "SPLIT-B", 6).await;
+    let ada = run.api.shopper("ada@example.com").await.unwrap();
+
+    // Two of each: east has only A, west only B, "far" one of each: two shipments, from the
+    // warehouses that hold the goods.
+    let id = buy(
+        &ada,
+        &[("SPLIT-A", 2), ("SPLIT-B", 2)],
+        SUCCEEDS,
+        (40.0, -75.0),
+    )
+    .await;
+    let order = ada
+        .order_with_status(&id, "allocated", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let shipments = order["shipments"].as_array().unwrap();
+    assert_eq!(shipments.len(), 2, "{order}");
+    let by_warehouse = |w: &str| {
+        shipments
+            .iter()
+            .find(|s| s["warehouse"] == w)
+            .unwrap_or_else(|| panic!("no shipment from {w}: {order}"))
+            .clone()
+    };
+    let east = by_warehouse("east");
+    let west = by_warehouse("west");
+    assert_eq!(east["items"], json!([{"sku": "SPLIT-A", "quantity": 2}]));
+    assert_eq!(west["items"], json!([{"sku": "SPLIT-B", "quantity": 2}]));
+    let a = product_available(&run.api, "SPLIT-A", 4).await;
+    assert_eq!(warehouse_units(&a, "east"), (5, 3));
+    let cart = ada.get("/api/v1/cart").await.unwrap();
+    assert_eq!(cart.body["items"], json!([]), "bought goods leave the cart");
+    // Each warehouse received its own sub-order.
+    let east_msgs = sub_orders(&run, "east").await;
+    assert!(matches!(&east_msgs[..], [WarehouseMessage::Ship { order_id, .. }] if *order_id == id));
+    assert_eq!(sub_orders(&run, "west").await.len(), 1);
+    assert!(sub_orders(&run, "far").await.is_empty());
+
+    // Ship and deliver both; a shopper may not.
+    let ship = |w: &str, s: &Value| {
+        format!(
+            "/api/v1/warehouses/{w}/shipments/{}/ship",
+            s["id"].as_str().unwrap()
+        )
+    };
+    let deliver = |w: &str, s: &Value| {
+        format!(
+            "/api/v1/warehouses/{w}/shipments/{}/deliver",
+            s["id"].as_str().unwrap()
+        )
+    };
+    let denied = ada
+        .post(&ship("east", &east), &json!({"tracking_number": "X"}))
+        .await
+        .unwrap();
+    assert_eq!(denied.status, StatusCode::FORBIDDEN);
+    let early = run
+        .admin
+        .post(&deliver("east", &east), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(early.code(), "not_shipped");
+    for (w, s) in [("east", &east), ("west", &west)] {
+        let a = run
+            .admin
+            .post(&ship(w, s), &json!({"tracking_number": format!("TRK-{w}")}))
+            .await
+            .unwrap();
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    let shipped = ada
+        .order_with_status(&id, "shipped", Duration::from_secs(2))
+        .await
+        .unwrap();
+    assert_eq!(
+        shipped["shipments"][0]["tracking_number"]
+            .as_str()
+            .unwrap()
+            .len(),
+        8
+    );
+    let too_late = ada
+        .post(&format!("/api/v1/orders/{id}/cancel"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(too_late.status, StatusCode::CONFLICT, "{}", too_late.body);
+    assert_eq!(too_late.code(), "already_shipped");
+    let a = product_available(&run.api, "SPLIT-A", 4).await;
+    assert_eq!(
+        warehouse_units(&a, "east"),
+        (3, 3),
+        "shipped units left the shelves"
+    );
+    for (w, s) in [("east", &east), ("west", &west)] {
+        let a = run.admin.post(&deliver(w, s), &json!({})).await.unwrap();
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    }
+    ada.order_with_status(&id, "delivered", Duration::from_secs(2))
+        .await
+        .unwrap();
+
+    // Return one anvil: it goes back to east, and 20.00 is refunded once.
+    let too_many = ada
+        .post(
+            &format!("/api/v1/orders/{id}/returns"),
+            &json!({"items": [{"sku": "SPLIT-A", "quantity": 3}], "reason": "x"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(too_many.code(), "invalid_return", "{}", too_many.body);
+    let ret = ada
+        .post_keyed(
+            &format!("/api/v1/orders/{id}/returns"),
+            &json!({"items": [{"sku": "SPLIT-A", "quantity": 1}], "reason": "dented"}),
+            "return-1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(ret.status, StatusCode::CREATED, "{}", ret.body);
+    assert_eq!(
+        ret.body["return"]["items"],
+        json!([{"sku": "SPLIT-A", "quantity": 1, "warehouse": "east"}])
+    );
+    let a = product_available(&run.api, "SPLIT-A", 5).await;
+    assert_eq!(warehouse_units(&a, "east"), (4, 4));
+    let refund_id = ret.body["return"]["refund_id"].as_str().unwrap().to_owned();
+    let refunded = wait_for(&ada, &id, |o| {
+        o["refunds"]
+            .as_array()
+            .is_some_and(|r| r.len() == 1 && r[0]["status"] == "refunded")
+    })
+    .await;
+    assert_eq!(
+        refunded["refunds"][0]["amount"],
+        json!({"amount": 2000, "currency": "USD"})
+    );
+
+    // The provider delivers the refund's webhook again: still recorded once.
+    let secret = mercato_core::repo::shared_secret(&*run.platform.ports.store, "webhook_secret")
+        .await
+        .unwrap();
+    let body = serde_json::to_vec(&json!({
+        "id": format!("evt_{refund_id}_refund"), "type": "refund.succeeded", "order_id": id,
+        "payment_id": refunded["payment_id"], "amount": {"amount": 2000, "currency": "USD"},
+        "refund_id": refund_id,
+    }))
+    .unwrap();
+    for _ in 0..2 {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let resp = reqwest::Client::new()
+            .post(format!("{}/api/v1/payments/webhook", run.api.base))
+            .header(SIGNATURE_HEADER, sign(&secret, now, &body))
+            .header("content-type", "application/json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.status());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = ada.get(&format!("/api/v1/orders/{id}")).await.unwrap();
+    assert_eq!(again.body["refunds"], refunded["refunds"], "recorded once");
+    assert_eq!(again.body["status"], "delivered");
+    let replay = ada
+        .post_keyed(
+            &format!("/api/v1/orders/{id}/returns"),
+            &json!({"items": [{"sku": "SPLIT-A", "quantity": 1}], "reason": "dented"}),
+            "return-1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(replay.body["return"]["id"], ret.body["return"]["id"]);
+    product_available(&run.api, "SPLIT-A", 5).await;
+
+    // Cancel an allocated order: stock goes back to the warehouse, the payment is refunded.
+    let second = buy(&ada, &[("SPLIT-A", 1)], SUCCEEDS, (40.0, -75.0)).await;
+    ada.order_with_status(&second, "allocated", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let a = product_available(&run.api, "SPLIT-A", 4).await;
+    assert_eq!(warehouse_units(&a, "east"), (4, 3));
+    let cancelled = ada
+        .post(&format!("/api/v1/orders/{second}/cancel"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    assert_eq!(cancelled.body["shipments"][0]["status"], "cancelled");
+    let a = product_available(&run.api, "SPLIT-A", 5).await;
+    assert_eq!(warehouse_units(&a, "east"), (4, 4));
+    ada.order_with_status(&second, "refunded", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let again = ada
+        .post(&format!("/api/v1/orders/{second}/cancel"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(again.status, StatusCode::OK, "cancelling twice is harmless");
+    product_available(&run.api, "SPLIT-A", 5).await;
+    assert!(sub_orders(&run, "east")
+        .await
+        .iter()
+        .any(|m| matches!(m, WarehouseMessage::Cancel { order_id, .. } if *order_id == second)));
+
+    // A payment that completes after the checkout lapsed: expired, refunded, stock back.
+    let late = buy(&ada, &[("SPLIT-B", 2)], SLOW, (40.0, -75.0)).await;
+    product_available(&run.api, "SPLIT-B", 2).await;
+    let expired = ada
+        .order_with_status(&late, "expired", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(expired["shipments"], json!([]));
+    product_available(&run.api, "SPLIT-B", 4).await;
+    wait_for(&ada, &late, |o| o["refunds"][0]["status"] == "refunded").await;
+    run.platform.stop().await;
+}
+
+async fn wait_for(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let a = api.get(&format!("/api/v1/orders/{id}")).await.unwrap();
+        if done(&a.body) {
+            return a.body;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "order {id} never got there: {}",
+            a.body
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,387 @@
+//! After payment: cancellations and returns (decided by the payments worker, which owns the
+//! refunds), warehouse staff shipping and delivering shipments, sellers' low-stock alerts, and
+//! the admins' view of orders no warehouse could supply.
+
+use mercato_core::clock::to_rfc3339;
+use mercato_core::codec::encode;
+use mercato_core::commerce::{change_stock, decode_alert, update_order};
+use mercato_core::domain::catalog::is_sku;
+use mercato_core::domain::commands::{AllocateOrder, Outcome, PaymentCommand};
+use mercato_core::domain::commerce::{order_of_shipment, ShipmentStatus};
+use mercato_core::domain::orders::{Order, OrderStatus};
+use mercato_core::domain::users::Role;
+use mercato_core::names::{tables, topics};
+use serde::Deserialize;
+use serde_json::json;
+use warp::http::StatusCode;
+
+use super::holds::{command, other_outcome};
+use super::orders::order_view;
+use super::{decode_cursor, encode_cursor, limit, Query};
+use crate::auth::Caller;
+use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
+use crate::idempotency::{self, Keyed};
+use crate::state::AppState;
+
+/// Items a return may list, and the longest reason kept.
+const MAX_RETURN_ITEMS: usize = 100;
+const MAX_REASON: usize = 500;
+
+fn staff(state: &AppState, auth: Option<&str>) -> Result<Caller, ApiError> {
+    let caller = state.keys.caller(auth)?;
+    match caller.role {
+        Role::Admin | Role::Seller => Ok(caller),
+        Role::Shopper => Err(ApiError::forbidden(
+            "warehouse and seller endpoints need the seller or admin role",
+        )),
+    }
+}
+
+pub async fn cancel(
+    state: &AppState,
+    auth: Option<&str>,
+    key: Option<&str>,
+    order_id: &str,
+    body: &[u8],
+) -> ApiResult {
+    let caller = state.keys.caller(auth)?;
+    let path = format!("/api/v1/orders/{order_id}/cancel");
+    let keyed = Keyed::for_post(&caller.user_id, key, &path, body)?;
+    idempotency::run(&*state.ports.store, keyed.as_ref(), async {
+        let owner = owner_of(state, &caller, order_id).await?;
+        let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
+        let cmd = PaymentCommand::Cancel {
+            command_id: command_id.clone(),
+            order_id: order_id.to_owned(),
+            user_id: owner,
+        };
+        match command(state, topics::PAYMENTS, order_id, &command_id, encode(&cmd)).await? {
+            Outcome::OrderUpdated(o) => Ok(ApiReply::ok(order_view(&o))),
+            other => Err(other_outcome(other)),
+        }
+    })
+    .await
+}
+
+/// The order's owner, if the caller may act on it (its owner, or an admin).
+async fn owner_of(state: &AppState, caller: &Caller, order_id: &str) -> Result<String, ApiError> {
+    match mercato_core::commerce::load_order(&*state.ports.store, order_id).await? {
+        Some(o) if caller.can_see(&o.value.user_id) && o.value.goods.is_some() => {
+            Ok(o.value.user_id)
+        }
+        Some(o) if caller.can_see(&o.value.user_id) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_a_product_order",
+            "ticket orders are not cancelled or returned here",
+        )),
+        _ => Err(ApiError::not_found(
+            "order_not_found",
+            format!("no order {order_id:?}"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReturnItem {
+    sku: String,
+    quantity: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewReturn {
+    items: Vec<ReturnItem>,
+    #[serde(default)]
+    reason: String,
+}
+
+pub async fn create_return(
+    state: &AppState,
+    auth: Option<&str>,
+    key: Option<&str>,
+    order_id: &str,
+    body: &[u8],
+) -> ApiResult {
+    let caller = state.keys.caller(auth)?;
+    let path = format!("/api/v1/orders/{order_id}/returns");
+    let keyed = Keyed::for_post(&caller.user_id, key, &path, body)?;
+    idempotency::run(&*state.ports.store, keyed.as_ref(), async {
+        let req: NewReturn = parse_json(body)?;
+        if req.items.is_empty() || req.items.len() > MAX_RETURN_ITEMS {
+            return Err(ApiError::bad_request(
+                "invalid_return",
+                format!("a return lists 1 to {MAX_RETURN_ITEMS} items"),
+            ));
+        }
+        if let Some(bad) = req.items.iter().find(|i| !is_sku(&i.sku) || i.quantity == 0) {
+            return Err(ApiError::bad_request(
+                "invalid_return",
+                format!("{:?}: each item needs a SKU and a quantity of at least 1", bad.sku),
+            ));
+        }
+        let owner = owner_of(state, &caller, order_id).await?;
+        let mut items: Vec<(String, u64)> = Vec::new();
+        for i in req.items {
+            match items.iter_mut().find(|(s, _)| *s == i.sku) {
+                Some((_, q)) => *q += i.quantity,
+                None => items.push((i.sku, i.quantity)),
+            }
+        }
+        let return_id = match keyed.as_ref() {
+            Some(k) => k.derived_id("ret_"),
+            None => format!("ret_{}", uuid::Uuid::now_v7().simple()),
+        };
+        let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
+        let cmd = PaymentCommand::Return {
+            command_id: command_id.clone(),
+            order_id: order_id.to_owned(),
+            user_id: owner,
+            return_id: return_id.clone(),
+            items,
+            reason: req.reason.chars().take(MAX_REASON).collect(),
+        };
+        match command(state, topics::PAYMENTS, order_id, &command_id, encode(&cmd)).await? {
+            Outcome::OrderUpdated(o) => {
+                let ret = o
+                    .goods
+                    .as_deref()
+                    .and_then(|g| g.returns.iter().find(|r| r.id == return_id))
+                    .map(|r| json!({
+                        "id": r.id,
+                        "items": r.items.iter().map(|(sku, q, w)| json!({"sku": sku, "quantity": q, "warehouse": w})).collect::<Vec<_>>(),
+                        "reason": r.reason,
+                        "refund_id": r.refund_id,
+                        "created_at": to_rfc3339(r.created_ms),
+                    }));
+                Ok(ApiReply::created(json!({"return": ret, "order": order_view(&o)})))
+            }
+            other => Err(other_outcome(other)),
+        }
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShipBody {
+    tracking_number: String,
+}
+
+/// A shipment leaves (`ship`, with its tracking number) or arrives (`deliver`). The order's
+/// status follows its shipments; shipping takes the units off the warehouse's shelves.
+pub async fn advance(
+    state: &AppState,
+    auth: Option<&str>,
+    warehouse: &str,
+    shipment_id: &str,
+    to: ShipmentStatus,
+    body: &[u8],
+) -> ApiResult {
+    staff(state, auth)?;
+    let tracking = if to == ShipmentStatus::Shipped {
+        let b: ShipBody = parse_json(body)?;
+        let t = b.tracking_number.trim().to_owned();
+        if t.is_empty() || t.len() > 100 {
+            return Err(ApiError::bad_request(
+                "invalid_tracking_number",
+                "a tracking number has 1-100 characters",
+            ));
+        }
+        Some(t)
+    } else {
+        None
+    };
+    let not_found = || {
+        ApiError::not_found(
+            "shipment_not_found",
+            format!("no shipment {shipment_id:?} at warehouse {warehouse:?}"),
+        )
+    };
+    let order_id = order_of_shipment(shipment_id).ok_or_else(not_found)?;
+    let decided = update_order(&*state.ports.store, order_id, |o: &mut Order| {
+        let status = o.status;
+        let g = o.goods.as_deref_mut().ok_or_else(not_found)?;
+        let s = g
+            .shipments
+            .iter_mut()
+            .find(|s| s.id == shipment_id && s.warehouse == warehouse)
+            .ok_or_else(not_found)?;
+        if status == OrderStatus::Cancelled || s.status == ShipmentStatus::Cancelled {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "order_cancelled",
+                "the order was cancelled; do not ship it",
+            ));
+        }
+        let changed = match (s.status, to) {
+            (ShipmentStatus::Allocated, ShipmentStatus::Shipped) => {
+                s.tracking_number = tracking.clone();
+                true
+            }
+            (ShipmentStatus::Shipped, ShipmentStatus::Delivered) => true,
+            (now, wanted)
+                if now == wanted && (tracking.is_none() || s.tracking_number == tracking) =>
+            {
+                false
+            }
+            (ShipmentStatus::Allocated, ShipmentStatus::Delivered) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "not_shipped",
+                    "the shipment has not shipped yet",
+                ))
+            }
+            (now, _) => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "shipment_already_advanced",
+                    format!("the shipment is already {now:?}").to_lowercase(),
+                ))
+            }
+        };
+        if changed {
+            s.status = to;
+            s.updated_ms = mercato_core::clock::now_ms();
+            let live: Vec<ShipmentStatus> = g
+                .shipments
+                .iter()
+                .map(|s| s.status)
+                .filter(|s| *s != ShipmentStatus::Cancelled)
+                .collect();
+            if live.iter().all(|s| *s == ShipmentStatus::Delivered) {
+                o.status = OrderStatus::Delivered;
+            } else if live
+                .iter()
+                .all(|s| matches!(s, ShipmentStatus::Shipped | ShipmentStatus::Delivered))
+                && o.status == OrderStatus::Allocated
+            {
+                o.status = OrderStatus::Shipped;
+            }
+        }
+        Ok(changed)
+    })
+    .await?;
+    let order = decided.ok_or_else(not_found)??;
+    if to == ShipmentStatus::Shipped {
+        // Off the shelves, once per shipment (a retried request or a crash redoes only this).
+        let items = order
+            .goods
+            .as_deref()
+            .and_then(|g| g.shipments.iter().find(|s| s.id == shipment_id))
+            .map(|s| s.items.clone())
+            .unwrap_or_default();
+        for (sku, q) in items {
+            change_stock(
+                &*state.ports.store,
+                &sku,
+                Some(&format!("ship/{shipment_id}")),
+                |level, _| {
+                    level.ship(warehouse, q);
+                    (true, ())
+                },
+            )
+            .await?;
+        }
+    }
+    Ok(ApiReply::ok(order_view(&order)))
+}
+
+pub async fn seller_alerts(
+    state: &AppState,
+    auth: Option<&str>,
+    seller: &str,
+    q: &Query,
+) -> ApiResult {
+    staff(state, auth)?;
+    let limit = limit(q)?;
+    let after = decode_cursor(q)?;
+    let page = state
+        .ports
+        .store
+        .scan(tables::SELLER_ALERTS, seller, after.as_deref(), limit)
+        .await?;
+    let next = page
+        .next
+        .as_deref()
+        .and(page.rows.last())
+        .map(|r| encode_cursor(&r.clustering));
+    let alerts: Vec<_> = page
+        .rows
+        .iter()
+        .filter_map(|r| decode_alert(&r.value))
+        .map(|a| {
+            json!({
+                "sku": a.sku, "inventory": a.inventory, "available": a.available,
+                "threshold": a.threshold, "at": to_rfc3339(a.at_ms),
+            })
+        })
+        .collect();
+    Ok(ApiReply::ok(
+        json!({"seller": seller, "alerts": alerts, "next_cursor": next}),
+    ))
+}
+
+fn admin(state: &AppState, auth: Option<&str>) -> Result<Caller, ApiError> {
+    let caller = state.keys.caller(auth)?;
+    if caller.role == Role::Admin {
+        Ok(caller)
+    } else {
+        Err(ApiError::forbidden("this endpoint needs the admin role"))
+    }
+}
+
+/// Paid orders no warehouse could supply in full.
+pub async fn flagged_orders(state: &AppState, auth: Option<&str>, q: &Query) -> ApiResult {
+    admin(state, auth)?;
+    let limit = limit(q)?;
+    let after = decode_cursor(q)?;
+    let page = state
+        .ports
+        .store
+        .scan(tables::FLAGGED_ORDERS, "all", after.as_deref(), limit)
+        .await?;
+    let mut orders = Vec::new();
+    for row in &page.rows {
+        if let Some(o) =
+            mercato_core::commerce::load_order(&*state.ports.store, &row.clustering).await?
+        {
+            orders.push(order_view(&o.value));
+        }
+    }
+    let next = page
+        .next
+        .as_deref()
+        .and(page.rows.last())
+        .map(|r| encode_cursor(&r.clustering));
+    Ok(ApiReply::ok(json!({"orders": orders, "next_cursor": next})))
+}
+
+/// Asks the allocator to try a paid order again (after stock arrived).
+pub async fn reallocate(state: &AppState, auth: Option<&str>, order_id: &str) -> ApiResult {
+    admin(state, auth)?;
+    let order = mercato_core::commerce::load_order(&*state.ports.store, order_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order_not_found", format!("no order {order_id:?}")))?;
+    if order.value.status != OrderStatus::Paid || order.value.goods.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_awaiting_allocation",
+            "only paid product orders wait for allocation",
+        ));
+    }
+    state
+        .ports
+        .bus
+        .send(
+            topics::ALLOCATIONS,
+            order_id.as_bytes(),
+            encode(&AllocateOrder {
+                order_id: order_id.to_owned(),
+            }),
+        )
+        .await?;
+    Ok(ApiReply::accepted(
+        json!({"order_id": order_id, "status": "allocation requested"}),
+    ))
+}

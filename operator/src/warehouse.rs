@@ -1,0 +1,138 @@
+//! Applying a Warehouse: its counts go into each SKU's stock row (so the aggregated stock of
+//! a SKU is always the sum over its warehouses), SKUs it no longer lists are withdrawn, and
+//! its sub-order topic exists.
+
+use futures::stream::{self, StreamExt, TryStreamExt};
+use mercato_core::clock::now_ms;
+use mercato_core::commerce::{alert_if_low, change_stock};
+use mercato_core::domain::commerce::{DeclaredStock, WarehouseRecord};
+use mercato_core::names::tables;
+use mercato_core::repo::{self, RepoError, RepoResult};
+use mercato_core::store::{PartitionWrite, Write};
+use mercato_core::Ports;
+use mercato_crds::WarehouseSpec;
+
+/// Stock rows changed at once while applying: enough to hide store latency, few enough not
+/// to starve shoppers of the store.
+const CONCURRENCY: usize = 32;
+
+pub fn record(name: &str, spec: &WarehouseSpec) -> WarehouseRecord {
+    WarehouseRecord {
+        name: name.to_owned(),
+        lat: spec.location.lat,
+        lon: spec.location.lon,
+        city: spec.location.city.clone(),
+        skus: spec.stock.len() as u64,
+        units: spec.units(),
+        // Serializing a validated spec to JSON cannot fail: it has only plain fields.
+        spec_json: serde_json::to_string(spec).unwrap_or_default(),
+        generation: 0,
+        applied_ms: 0,
+    }
+}
+
+/// Applies the declaration; returns `created`, `configured` or `unchanged`.
+pub async fn apply(
+    ports: &Ports,
+    mut record: WarehouseRecord,
+    spec: &WarehouseSpec,
+) -> RepoResult<&'static str> {
+    let store = &*ports.store;
+    let current =
+        repo::get::<WarehouseRecord>(store, tables::WAREHOUSES, "all", &record.name).await?;
+    let action = match &current {
+        Some(c) if c.value.spec_json == record.spec_json => return Ok("unchanged"),
+        Some(_) => "configured",
+        None => "created",
+    };
+    let name = record.name.clone();
+    // Owned items and ports: the futures must be `Send` for any lifetime (higher-ranked).
+    stream::iter(spec.stock.clone())
+        .map(|entry| {
+            let (name, ports) = (name.clone(), ports.clone());
+            async move {
+                let (physical, available) = (entry.physical, entry.available());
+                let change = change_stock(&*ports.store, &entry.sku, None, |level, _| {
+                    (level.declare(&name, physical, available), ())
+                })
+                .await?;
+                alert_if_low(
+                    &*ports.store,
+                    &*ports.bus,
+                    &entry.sku,
+                    change.before,
+                    change.after,
+                )
+                .await?;
+                Ok::<_, RepoError>(())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let listed: std::collections::HashSet<&str> =
+        spec.stock.iter().map(|e| e.sku.as_str()).collect();
+    let mut withdrawn = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store
+            .scan(tables::WAREHOUSE_SKUS, &name, after.as_deref(), 1_000)
+            .await?;
+        withdrawn.extend(
+            page.rows
+                .into_iter()
+                .map(|r| r.clustering)
+                .filter(|sku| !listed.contains(sku.as_str())),
+        );
+        match page.next {
+            Some(n) => after = Some(n),
+            None => break,
+        }
+    }
+    stream::iter(withdrawn.clone())
+        .map(|sku| {
+            let (name, ports) = (name.clone(), ports.clone());
+            async move {
+                let change = change_stock(&*ports.store, &sku, None, |level, _| {
+                    (level.withdraw(&name), ())
+                })
+                .await?;
+                alert_if_low(
+                    &*ports.store,
+                    &*ports.bus,
+                    &sku,
+                    change.before,
+                    change.after,
+                )
+                .await?;
+                Ok::<_, RepoError>(())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let mut writes: Vec<PartitionWrite> = spec
+        .stock
+        .iter()
+        .map(|e| PartitionWrite {
+            partition: name.clone(),
+            write: Write::Put {
+                clustering: e.sku.clone(),
+                value: mercato_core::codec::encode(&DeclaredStock {
+                    physical: e.physical,
+                    available: e.available(),
+                }),
+                ttl: None,
+            },
+        })
+        .collect();
+    writes.extend(withdrawn.into_iter().map(|sku| PartitionWrite {
+        partition: name.clone(),
+        write: Write::Delete { clustering: sku },
+    }));
+    store.write_many(tables::WAREHOUSE_SKUS, writes).await?;
+    record.generation = current.map_or(1, |c| c.value.generation + 1);
+    record.applied_ms = now_ms();
+    repo::put(store, tables::WAREHOUSES, "all", &name, &record, None).await?;
+    Ok(action)
+}

@@ -1,0 +1,166 @@
+//! The checkout worker: reserves a checkout's lines in the SKUs' stock rows, all or nothing,
+//! and releases them when the shopper gives the checkout up.
+//!
+//! A reservation is a compare-and-set on the SKU's stock row, so shoppers racing for the last
+//! units can never take more than there is, whichever partition their command lands on. Each
+//! reservation carries the checkout's expiry and stops counting when it lapses: stock comes
+//! back exactly once, with no sweeper.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use mercato_core::bus::{Bus, Record};
+use mercato_core::clock::now_ms;
+use mercato_core::codec::decode;
+use mercato_core::commerce::{alert_if_low, change_stock};
+use mercato_core::domain::commands::{CheckoutCommand, CommandResult, Outcome};
+use mercato_core::domain::commerce::{self as goods, Checkout, CheckoutState, CheckoutStatus};
+use mercato_core::names::{tables, topics};
+use mercato_core::repo::{self, RepoResult};
+use mercato_core::store::Store;
+
+use crate::goods::{cas_checkout, load_checkout};
+use crate::payments::refused;
+use crate::runtime::{BatchHandler, Emit};
+
+pub struct CheckoutWorker {
+    store: Arc<dyn Store>,
+    bus: Arc<dyn Bus>,
+}
+
+impl CheckoutWorker {
+    pub fn new(store: Arc<dyn Store>, bus: Arc<dyn Bus>) -> Self {
+        Self { store, bus }
+    }
+
+    async fn decide(&self, record: &Record) -> RepoResult<Vec<Emit>> {
+        let command: CheckoutCommand = match decode(&record.value) {
+            Ok(c) => c,
+            Err(e) => {
+                return Ok(vec![Emit::dead_letter(
+                    record,
+                    topics::CHECKOUTS,
+                    &e.to_string(),
+                )])
+            }
+        };
+        let command_id = command.command_id().to_owned();
+        let outcome = match command {
+            CheckoutCommand::Reserve { checkout, .. } => self.reserve(checkout).await?,
+            CheckoutCommand::Release {
+                checkout_id,
+                user_id,
+                ..
+            } => self.release(&checkout_id, &user_id).await?,
+        };
+        let result = CommandResult {
+            command_id: command_id.clone(),
+            outcome,
+        };
+        Ok(vec![Emit::new(topics::RESULTS, command_id, &result)])
+    }
+
+    async fn reserve(&self, checkout: Checkout) -> RepoResult<Outcome> {
+        if let Some(existing) = load_checkout(&*self.store, &checkout.id).await? {
+            return Ok(Outcome::CheckoutPlaced(existing.value)); // a replay
+        }
+        let mut short = Vec::new();
+        let mut reserved = Vec::new();
+        for line in &checkout.lines {
+            let change = change_stock(&*self.store, &line.sku, None, |level, now| {
+                match level.reserve(&checkout.id, line.quantity, checkout.expires_at_ms, now) {
+                    Ok(changed) => (changed, None),
+                    Err(available) => (false, Some(available)),
+                }
+            })
+            .await?;
+            match change.value {
+                None => {
+                    reserved.push(line.sku.as_str());
+                    alert_if_low(
+                        &*self.store,
+                        &*self.bus,
+                        &line.sku,
+                        change.before,
+                        change.after,
+                    )
+                    .await?;
+                }
+                Some(available) => short.push((line.sku.clone(), available)),
+            }
+        }
+        if !short.is_empty() {
+            for sku in reserved {
+                change_stock(&*self.store, sku, None, |level, now| {
+                    (level.release(&checkout.id, now), ())
+                })
+                .await?;
+            }
+            return Ok(Outcome::InsufficientStock { short });
+        }
+        repo::put(
+            &*self.store,
+            tables::CHECKOUTS,
+            &checkout.id,
+            "",
+            &checkout,
+            Some(goods::ROW_TTL),
+        )
+        .await?;
+        Ok(Outcome::CheckoutPlaced(checkout))
+    }
+
+    async fn release(&self, checkout_id: &str, user_id: &str) -> RepoResult<Outcome> {
+        loop {
+            let Some(c) = load_checkout(&*self.store, checkout_id).await? else {
+                return Ok(refused(404, "checkout_not_found", "no such checkout"));
+            };
+            if c.value.user_id != user_id {
+                return Ok(refused(404, "checkout_not_found", "no such checkout"));
+            }
+            match c.value.status(now_ms()) {
+                CheckoutStatus::Purchasing => {
+                    return Ok(refused(
+                        409,
+                        "checkout_being_purchased",
+                        "an order is paying for this checkout; cancel the order instead",
+                    ))
+                }
+                CheckoutStatus::Purchased => {
+                    return Ok(refused(
+                        409,
+                        "checkout_purchased",
+                        "the checkout was paid for; cancel the order instead",
+                    ))
+                }
+                CheckoutStatus::Active | CheckoutStatus::Expired | CheckoutStatus::Cancelled => {}
+            }
+            if c.value.state != CheckoutState::Cancelled {
+                let mut next = c.value.clone();
+                next.state = CheckoutState::Cancelled;
+                if !cas_checkout(&*self.store, &next, c.version).await? {
+                    continue;
+                }
+            }
+            // Once cancelled, releasing again (a replay) finds nothing to release.
+            for line in &c.value.lines {
+                change_stock(&*self.store, &line.sku, None, |level, now| {
+                    (level.release(checkout_id, now), ())
+                })
+                .await?;
+            }
+            return Ok(Outcome::CheckoutReleased);
+        }
+    }
+}
+
+#[async_trait]
+impl BatchHandler for CheckoutWorker {
+    async fn handle(&self, _topic: &str, records: &[Record]) -> RepoResult<Vec<Emit>> {
+        let mut emits = Vec::new();
+        for r in records {
+            emits.extend(self.decide(r).await?);
+        }
+        Ok(emits)
+    }
+}
