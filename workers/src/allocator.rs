@@ -199,12 +199,13 @@ impl AllocatorWorker {
         .await?;
         match recorded {
             Some(Ok(o)) if o.status == OrderStatus::Allocated => {
-                if short.is_empty() {
+                if !short.is_empty() {
+                    self.flag_row(order_id).await?;
+                } else if !g.shortfall.is_empty() {
+                    // Flagged by an earlier attempt; supplied in full now.
                     self.store
                         .delete(tables::FLAGGED_ORDERS, "all", order_id)
                         .await?;
-                } else {
-                    self.flag_row(order_id).await?;
                 }
                 let emits = o
                     .goods
@@ -314,13 +315,16 @@ fn sub_orders(order: &Order, g: &Goods) -> Vec<Emit> {
 #[async_trait]
 impl BatchHandler for AllocatorWorker {
     async fn handle(&self, _topic: &str, records: &[Record]) -> RepoResult<Vec<Emit>> {
-        let mut emits = Vec::new();
-        for r in records {
+        crate::runtime::per_key(records, |r| async move {
             match decode::<AllocateOrder>(&r.value) {
-                Ok(cmd) => emits.extend(self.allocate(&cmd.order_id).await?),
-                Err(e) => emits.push(Emit::dead_letter(r, topics::ALLOCATIONS, &e.to_string())),
+                Ok(cmd) => self.allocate(&cmd.order_id).await,
+                Err(e) => Ok(vec![Emit::dead_letter(
+                    r,
+                    topics::ALLOCATIONS,
+                    &e.to_string(),
+                )]),
             }
-        }
-        Ok(emits)
+        })
+        .await
     }
 }

@@ -157,10 +157,8 @@ impl CheckoutWorker {
 #[async_trait]
 impl BatchHandler for CheckoutWorker {
     async fn handle(&self, _topic: &str, records: &[Record]) -> RepoResult<Vec<Emit>> {
-        let mut emits = Vec::new();
-        for r in records {
-            emits.extend(self.decide(r).await?);
-        }
-        Ok(emits)
+        // One shopper's commands in order; shoppers concurrently (the stock rows' compare-and-set
+        // settles who gets the last units).
+        crate::runtime::per_key(records, |r| self.decide(r)).await
     }
 }

@@ -23,7 +23,7 @@ use mercato_core::domain::payments::{
 use mercato_core::domain::Money;
 use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, RepoResult, Versioned};
-use mercato_core::store::Store;
+use mercato_core::store::{Store, Write};
 
 use crate::payments::{provider_down, refused};
 use crate::runtime::Emit;
@@ -161,10 +161,15 @@ impl GoodsOrders {
                 None,
             )
             .await?;
-        // What was bought leaves the cart.
-        for line in &checkout.lines {
-            self.store.delete(tables::CARTS, user_id, &line.sku).await?;
-        }
+        // What was bought leaves the cart (one partition: one batch).
+        let bought = checkout
+            .lines
+            .iter()
+            .map(|l| Write::Delete {
+                clustering: l.sku.clone(),
+            })
+            .collect();
+        self.store.batch(tables::CARTS, user_id, bought).await?;
         Ok(Outcome::OrderAccepted(order))
     }
 

@@ -454,11 +454,8 @@ fn ticket_code() -> String {
 #[async_trait]
 impl BatchHandler for PaymentsWorker {
     async fn handle(&self, _topic: &str, records: &[Record]) -> RepoResult<Vec<Emit>> {
-        // In order: an order's webhook must find the order it settles.
-        let mut emits = Vec::new();
-        for r in records {
-            emits.extend(self.decide(r).await?);
-        }
-        Ok(emits)
+        // In order per order id (its webhook must find the order it settles); different
+        // orders concurrently.
+        crate::runtime::per_key(records, |r| self.decide(r)).await
     }
 }

@@ -61,6 +61,39 @@ pub trait BatchHandler: Send + Sync + 'static {
     async fn handle(&self, topic: &str, records: &[Record]) -> Result<Vec<Emit>, RepoError>;
 }
 
+/// Decides a batch with one task per key: records with the same key are decided one after
+/// another, in offset order; different keys concurrently, so their store writes share group
+/// commits. Emits come back in the batch's key order. Any error fails the whole batch.
+pub async fn per_key<'a, F, Fut>(records: &'a [Record], decide: F) -> Result<Vec<Emit>, RepoError>
+where
+    F: Fn(&'a Record) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Emit>, RepoError>>,
+{
+    let mut groups: Vec<Vec<&'a Record>> = Vec::new();
+    let mut index: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+    for r in records {
+        let i = *index.entry(r.key.as_slice()).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[i].push(r);
+    }
+    let decide = &decide;
+    let decided = futures::future::join_all(groups.into_iter().map(|group| async move {
+        let mut emits = Vec::new();
+        for r in group {
+            emits.extend(decide(r).await?);
+        }
+        Ok::<_, RepoError>(emits)
+    }))
+    .await;
+    let mut emits = Vec::new();
+    for d in decided {
+        emits.extend(d?);
+    }
+    Ok(emits)
+}
+
 #[derive(Debug, Clone)]
 pub struct WorkerSpec {
     pub role: &'static str,

@@ -56,14 +56,28 @@ async fn cart_lines(state: &AppState, user_id: &str) -> Result<Vec<(String, Cart
         .collect()
 }
 
+/// A cart line with its product as the catalog has it now (`None`: no longer sold).
+type PricedLine = (String, CartLine, Option<Product>);
+
+async fn priced_cart(state: &AppState, user_id: &str) -> Result<Vec<PricedLine>, ApiError> {
+    let lines = cart_lines(state, user_id).await?;
+    let products =
+        futures::future::try_join_all(lines.iter().map(|(sku, _)| product(state, sku))).await?;
+    Ok(lines
+        .into_iter()
+        .zip(products)
+        .map(|((sku, line), p)| (sku, line, p))
+        .collect())
+}
+
 /// The cart priced now: products that disappeared from the catalog are shown, unpriced, so
 /// the shopper knows why checkout refuses them.
-async fn cart_view(state: &AppState, user_id: &str) -> ApiResult {
+fn cart_view(lines: &[PricedLine]) -> ApiResult {
     let mut items = Vec::new();
     let mut amount = 0i64;
     let mut currency: Option<String> = None;
-    for (sku, line) in cart_lines(state, user_id).await? {
-        match product(state, &sku).await? {
+    for (sku, line, product) in lines {
+        match product {
             Some(p) => {
                 amount += p.price.amount * line.quantity as i64;
                 currency.get_or_insert_with(|| p.price.currency.clone());
@@ -85,7 +99,7 @@ async fn cart_view(state: &AppState, user_id: &str) -> ApiResult {
 
 pub async fn get_cart(state: &AppState, auth: Option<&str>) -> ApiResult {
     let caller = state.keys.caller(auth)?;
-    cart_view(state, &caller.user_id).await
+    cart_view(&priced_cart(state, &caller.user_id).await?)
 }
 
 pub async fn set_item(state: &AppState, auth: Option<&str>, sku: &str, body: &[u8]) -> ApiResult {
@@ -104,37 +118,42 @@ pub async fn set_item(state: &AppState, auth: Option<&str>, sku: &str, body: &[u
         ));
     }
     let store = &*state.ports.store;
+    let (mut lines, p, available) = tokio::try_join!(
+        priced_cart(state, &caller.user_id),
+        product(state, sku),
+        available(state, sku),
+    )?;
     if req.quantity == 0 {
         store.delete(tables::CARTS, &caller.user_id, sku).await?;
-        return cart_view(state, &caller.user_id).await;
+        lines.retain(|(s, _, _)| s != sku);
+        return cart_view(&lines);
     }
-    let p = product(state, sku)
-        .await?
-        .ok_or_else(|| ApiError::not_found("product_not_found", format!("no product {sku:?}")))?;
-    let lines = cart_lines(state, &caller.user_id).await?;
-    let others: Vec<&String> = lines.iter().map(|(s, _)| s).filter(|s| *s != sku).collect();
-    if others.len() >= MAX_CART_LINES {
+    let p =
+        p.ok_or_else(|| ApiError::not_found("product_not_found", format!("no product {sku:?}")))?;
+    let others = lines.iter().filter(|(s, _, _)| s != sku).count();
+    if others >= MAX_CART_LINES {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "cart_full",
             format!("a cart holds at most {MAX_CART_LINES} products"),
         ));
     }
-    if let Some(other) = others.first() {
-        if let Some(o) = product(state, other).await? {
-            if o.price.currency != p.price.currency {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "currency_mismatch",
-                    format!(
-                        "the cart is in {}; {sku} is priced in {}",
-                        o.price.currency, p.price.currency
-                    ),
-                ));
-            }
+    if let Some(other) = lines
+        .iter()
+        .filter(|(s, _, _)| s != sku)
+        .find_map(|(_, _, o)| o.as_ref())
+    {
+        if other.price.currency != p.price.currency {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "currency_mismatch",
+                format!(
+                    "the cart is in {}; {sku} is priced in {}",
+                    other.price.currency, p.price.currency
+                ),
+            ));
         }
     }
-    let available = available(state, sku).await?;
     if req.quantity > available {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -148,7 +167,14 @@ pub async fn set_item(state: &AppState, auth: Option<&str>, sku: &str, body: &[u
         added_ms: now_ms(),
     };
     repo::put(store, tables::CARTS, &caller.user_id, sku, &line, None).await?;
-    cart_view(state, &caller.user_id).await
+    match lines.iter_mut().find(|(s, _, _)| s == sku) {
+        Some(existing) => existing.1 = line,
+        None => {
+            let at = lines.partition_point(|(s, _, _)| s.as_str() < sku);
+            lines.insert(at, (sku.to_owned(), line, Some(p)));
+        }
+    }
+    cart_view(&lines)
 }
 
 pub fn checkout_view(c: &Checkout) -> Value {
@@ -204,7 +230,7 @@ async fn place_checkout(
                 }
             })?;
     }
-    let cart = cart_lines(state, &caller.user_id).await?;
+    let cart = priced_cart(state, &caller.user_id).await?;
     if cart.is_empty() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -214,8 +240,8 @@ async fn place_checkout(
     }
     let mut lines = Vec::with_capacity(cart.len());
     let mut gone = Vec::new();
-    for (sku, line) in cart {
-        match product(state, &sku).await? {
+    for (sku, line, product) in cart {
+        match product {
             Some(p) => lines.push(GoodsLine {
                 sku,
                 name: p.name,

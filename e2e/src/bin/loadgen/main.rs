@@ -6,6 +6,7 @@
 //! write is as durable as under `mercato up`); `--url` and `--token` aim it at a running one.
 
 mod catalog;
+mod commerce;
 mod onsale;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Scenario {
     Onsale(onsale::Onsale),
     /// Ingest a large catalog, then search it: beside a naive scan of the same data.
     Catalog(catalog::Catalog),
+    /// Carts, checkouts and paid orders split across warehouses, end to end.
+    Commerce(commerce::Commerce),
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -55,6 +58,7 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Scenario::Onsale(o) => onsale::run(o, &server).await,
             Scenario::Catalog(c) => catalog::run(c, &server).await,
+            Scenario::Commerce(c) => commerce::run(c, &server).await,
         }
     });
     server.shutdown_background();
