@@ -131,7 +131,8 @@ async fn one_run(
     let started = Instant::now();
     let first_ms = wall_ms();
     let mut tasks = Vec::new();
-    for shopper in shoppers.iter().cloned() {
+    for shopper in shoppers {
+        let shopper = shopper.clone();
         let (next, skus) = (Arc::clone(&next), Arc::clone(&skus));
         tasks.push(tokio::spawn(async move {
             let mut checkout_l = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3)?;
