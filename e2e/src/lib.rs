@@ -350,3 +350,101 @@ pub mod harness {
         }
     }
 }
+
+/// A platform in a child process that a test can SIGKILL. The test binary re-executes itself
+/// to run an ignored test (the child) that calls [`child::serve`] and prints its address.
+pub mod child {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Child, Command, Stdio};
+
+    use mercato::platform::PlatformConfig;
+    use serde_json::Value;
+
+    use super::{harness, Api};
+
+    /// Where the child keeps its data: the environment variable it reads.
+    pub const DATA_DIR_ENV: &str = "MERCATO_E2E_CHILD_DATA_DIR";
+
+    pub struct ChildPlatform {
+        child: Child,
+        pub api: Api,
+        pub admin: Api,
+    }
+
+    impl Drop for ChildPlatform {
+        /// SIGKILL: the platform gets no chance to finish anything.
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// The body of the child test: starts the platform on the data dir the parent named and
+    /// serves until killed. Does nothing when not run as a child.
+    pub fn serve(config: impl FnOnce(std::path::PathBuf) -> PlatformConfig) {
+        let Ok(dir) = std::env::var(DATA_DIR_ENV) else {
+            return;
+        };
+        let runtime = tokio::runtime::Runtime::new().expect("a runtime for the child");
+        runtime.block_on(async {
+            let run = harness::start_with(config(dir.into()))
+                .await
+                .expect("the child platform starts");
+            println!(
+                "MERCATO_ADDR={} {}",
+                run.platform.addr, run.platform.admin_token
+            );
+            std::future::pending::<()>().await;
+        });
+    }
+
+    /// Runs the ignored test `child_test` of this test binary as the child, on `dir`.
+    pub fn spawn(child_test: &str, dir: &std::path::Path) -> ChildPlatform {
+        let mut child = Command::new(std::env::current_exe().expect("the test binary"))
+            .args([
+                "--exact",
+                child_test,
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(DATA_DIR_ENV, dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the child starts");
+        let stdout = child.stdout.take().expect("the child's stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        // The test harness prints "test <name> ... " before the child's own line.
+        let line = lines
+            .find_map(|l| {
+                l.ok().and_then(|l| {
+                    l.split_once("MERCATO_ADDR=")
+                        .map(|(_, rest)| rest.to_owned())
+                })
+            })
+            .expect("the child platform prints its address");
+        let (addr, token) = line.trim().split_once(' ').expect("address and token");
+        let api = Api::new(&format!("http://{addr}"));
+        let admin = api.with_token(token);
+        ChildPlatform { child, api, admin }
+    }
+
+    /// Every order of the caller, through the paged listing.
+    pub async fn all_orders(api: &Api) -> anyhow::Result<Vec<Value>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let path = match &cursor {
+                Some(c) => format!("/api/v1/orders?limit=100&cursor={c}"),
+                None => "/api/v1/orders?limit=100".to_owned(),
+            };
+            let page = api.get(&path).await?;
+            out.extend(page.body["orders"].as_array().cloned().unwrap_or_default());
+            match page.body["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => return Ok(out),
+            }
+        }
+    }
+}

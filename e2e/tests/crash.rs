@@ -1,23 +1,21 @@
 //! Kill `mercato up` with SIGKILL in the middle of a purchase storm, start it again on the same
 //! data dir, and check that nothing was lost or sold twice and no hold outlived its TTL.
 //!
-//! The platform runs in a child process: this test binary re-executes itself to run the ignored
-//! `platform_child` test, which starts the platform and prints its address.
+//! The platform runs in a child process ([`mercato_e2e::child`]).
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mercato_e2e::{event_manifest, harness, Api};
+use mercato::platform::PlatformConfig;
+use mercato_e2e::child::{self, ChildPlatform};
+use mercato_e2e::{event_manifest, Api};
 use rand::seq::SliceRandom;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::Mutex;
 
-const CHILD_ENV: &str = "MERCATO_E2E_CHILD_DATA_DIR";
 const HOLD_TTL: Duration = Duration::from_secs(4);
 const SHOPPERS: usize = 24;
 const SEATS: u32 = 300;
@@ -25,64 +23,18 @@ const SEATS: u32 = 300;
 #[test]
 #[ignore = "run by the crash test as its child process"]
 fn platform_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return;
-    };
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    runtime.block_on(async {
-        let run = harness::start(Some(dir.into()), Some(HOLD_TTL))
-            .await
-            .unwrap();
-        println!(
-            "MERCATO_ADDR={} {}",
-            run.platform.addr, run.platform.admin_token
-        );
-        std::future::pending::<()>().await;
+    child::serve(|dir| PlatformConfig {
+        listen: "127.0.0.1:0".parse().expect("an address"),
+        data_dir: Some(dir),
+        manifests: None,
+        hold_ttl: Some(HOLD_TTL),
+        checkout_ttl: None,
+        search_cache: 0,
     });
 }
 
-struct ChildPlatform {
-    child: Child,
-    api: Api,
-    admin: Api,
-}
-
-impl Drop for ChildPlatform {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn spawn_platform(dir: &std::path::Path) -> ChildPlatform {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "platform_child",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD_ENV, dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    // The test harness prints "test platform_child ... " before the child's own line.
-    let line = lines
-        .find_map(|l| {
-            l.ok().and_then(|l| {
-                l.split_once("MERCATO_ADDR=")
-                    .map(|(_, rest)| rest.to_owned())
-            })
-        })
-        .expect("the child platform starts");
-    let (addr, token) = line.trim().split_once(' ').unwrap();
-    let api = Api::new(&format!("http://{addr}"));
-    let admin = api.with_token(token);
-    ChildPlatform { child, api, admin }
+    child::spawn("platform_child", dir)
 }
 
 /// One shopper's loop: hold two random seats, pay for them; record every accepted order.
@@ -129,20 +81,7 @@ async fn shop(
 }
 
 async fn all_orders(api: &Api) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor: Option<String> = None;
-    loop {
-        let path = match &cursor {
-            Some(c) => format!("/api/v1/orders?limit=100&cursor={c}"),
-            None => "/api/v1/orders?limit=100".to_owned(),
-        };
-        let page = api.get(&path).await.unwrap();
-        out.extend(page.body["orders"].as_array().unwrap().iter().cloned());
-        match page.body["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => return out,
-        }
-    }
+    child::all_orders(api).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

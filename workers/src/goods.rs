@@ -182,6 +182,12 @@ impl GoodsOrders {
             ProviderEventKind::ChargeSucceeded if order.status == OrderStatus::PendingPayment => {
                 self.charge_succeeded(order, g, event).await
             }
+            // A replay after the order was marked paid: the allocation request may not have
+            // gone out before the crash (the allocator ignores a second one).
+            ProviderEventKind::ChargeSucceeded if order.status == OrderStatus::Paid => {
+                self.mark_purchased(&g.checkout_id, &order.id).await?;
+                Ok(vec![allocate(&order.id)])
+            }
             ProviderEventKind::ChargeSucceeded if order.status == OrderStatus::Cancelled => {
                 // Cancelled while the charge was under way: give the money back.
                 self.refund_whole(&order.id, event, "cancelled before the payment completed")
@@ -282,23 +288,22 @@ impl GoodsOrders {
             Ok(true)
         })
         .await?;
-        if let Some(c) = load_checkout(&*self.store, &g.checkout_id).await? {
-            if matches!(&c.value.state, CheckoutState::Purchasing { order_id } if *order_id == order.id)
+        self.mark_purchased(&g.checkout_id, &order.id).await?;
+        Ok(vec![allocate(&order.id)])
+    }
+
+    async fn mark_purchased(&self, checkout_id: &str, order_id: &str) -> RepoResult<()> {
+        if let Some(c) = load_checkout(&*self.store, checkout_id).await? {
+            if matches!(&c.value.state, CheckoutState::Purchasing { order_id: o } if o == order_id)
             {
                 let mut next = c.value.clone();
                 next.state = CheckoutState::Purchased {
-                    order_id: order.id.clone(),
+                    order_id: order_id.to_owned(),
                 };
                 cas_checkout(&*self.store, &next, c.version).await?;
             }
         }
-        Ok(vec![Emit::new(
-            topics::ALLOCATIONS,
-            order.id.clone(),
-            &AllocateOrder {
-                order_id: order.id.clone(),
-            },
-        )])
+        Ok(())
     }
 
     /// Records a whole-order refund (once) and asks the provider for it.
@@ -580,6 +585,16 @@ impl GoodsOrders {
         self.request_refunds(&order).await?;
         Ok(Outcome::OrderUpdated(order))
     }
+}
+
+fn allocate(order_id: &str) -> Emit {
+    Emit::new(
+        topics::ALLOCATIONS,
+        order_id.to_owned(),
+        &AllocateOrder {
+            order_id: order_id.to_owned(),
+        },
+    )
 }
 
 /// What a return refunds: each item at the price paid.
