@@ -374,3 +374,278 @@ async fn bad_requests_get_clear_errors() {
     assert_eq!(run.api.get("/readyz").await.unwrap().status, StatusCode::OK);
     run.platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_goods_requests_get_clear_errors() {
+    let run = harness::start(None, None).await.unwrap();
+    run.apply(&mercato_e2e::goods_manifests(
+        "bad-goods",
+        "bad-seller",
+        &[("G-1", "Goods", 900)],
+        &[("bad-wh", 1.0, 2.0, &[("G-1", 5)])],
+    ))
+    .await
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while run.api.get("/api/v1/products/G-1").await.unwrap().body["available"] != 5 {
+        assert!(tokio::time::Instant::now() < deadline, "G-1 not ingested");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let anon = run.api.clone();
+    let ada = run.api.shopper("ada@example.com").await.unwrap();
+    let admin = run.admin.clone();
+    let raw =
+        |m: Method, path: &str, body: &str| (m, path.to_owned(), Some(body.as_bytes().to_vec()));
+    let order = |extra: serde_json::Value| {
+        let mut body =
+            json!({"checkout_id": "chk_nope", "payment": {"card_number": "4242424242424242"}});
+        if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
+            b.extend(e.clone());
+        }
+        raw(Method::POST, "/api/v1/orders", &body.to_string())
+    };
+    let bad_warehouse = "apiVersion: mercato.dev/v1alpha1\nkind: Warehouse\nmetadata: {name: w}\n\
+        spec:\n  location: {lat: 1, lon: 2}\n  stock:\n    - {sku: G-1, physical: 1, available: 2}\n";
+    let checks: Vec<Case> = vec![
+        (
+            "checkout of an empty cart",
+            ada.clone(),
+            raw(Method::POST, "/api/v1/checkouts", ""),
+            StatusCode::CONFLICT,
+            "cart_empty",
+        ),
+        (
+            "checkout with a body",
+            ada.clone(),
+            raw(Method::POST, "/api/v1/checkouts", "{\"sku\": 1}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "cart without a token",
+            anon.clone(),
+            raw(Method::PUT, "/api/v1/cart/items/G-1", "{\"quantity\": 1}"),
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+        ),
+        (
+            "cart malformed JSON",
+            ada.clone(),
+            raw(Method::PUT, "/api/v1/cart/items/G-1", "{\"quantity\": "),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            "negative quantity",
+            ada.clone(),
+            raw(Method::PUT, "/api/v1/cart/items/G-1", "{\"quantity\": -1}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "huge quantity",
+            ada.clone(),
+            raw(
+                Method::PUT,
+                "/api/v1/cart/items/G-1",
+                "{\"quantity\": 1001}",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_quantity",
+        ),
+        (
+            "unknown product",
+            ada.clone(),
+            raw(
+                Method::PUT,
+                "/api/v1/cart/items/NOPE-1",
+                "{\"quantity\": 1}",
+            ),
+            StatusCode::NOT_FOUND,
+            "product_not_found",
+        ),
+        (
+            "not a SKU",
+            ada.clone(),
+            raw(Method::PUT, "/api/v1/cart/items/a%20b", "{\"quantity\": 1}"),
+            StatusCode::NOT_FOUND,
+            "product_not_found",
+        ),
+        (
+            "more than in stock",
+            ada.clone(),
+            raw(Method::PUT, "/api/v1/cart/items/G-1", "{\"quantity\": 6}"),
+            StatusCode::CONFLICT,
+            "insufficient_stock",
+        ),
+        (
+            "unknown checkout",
+            ada.clone(),
+            (Method::GET, "/api/v1/checkouts/chk_nope".into(), None),
+            StatusCode::NOT_FOUND,
+            "checkout_not_found",
+        ),
+        (
+            "delete unknown checkout",
+            ada.clone(),
+            (Method::DELETE, "/api/v1/checkouts/chk_nope".into(), None),
+            StatusCode::NOT_FOUND,
+            "checkout_not_found",
+        ),
+        (
+            "order for an unknown checkout",
+            ada.clone(),
+            order(json!({})),
+            StatusCode::NOT_FOUND,
+            "checkout_not_found",
+        ),
+        (
+            "hold and checkout at once",
+            ada.clone(),
+            order(json!({"hold_id": "hold-a.b.c"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            "latitude out of range",
+            ada.clone(),
+            order(json!({"shipping_address": {"lat": 100.0, "lon": 0.0}})),
+            StatusCode::BAD_REQUEST,
+            "invalid_address",
+        ),
+        (
+            "latitude without longitude",
+            ada.clone(),
+            order(json!({"shipping_address": {"lat": 10.0}})),
+            StatusCode::BAD_REQUEST,
+            "invalid_address",
+        ),
+        (
+            "address not an object",
+            ada.clone(),
+            order(json!({"shipping_address": "Main St"})),
+            StatusCode::BAD_REQUEST,
+            "invalid_address",
+        ),
+        (
+            "cancel an unknown order",
+            ada.clone(),
+            raw(Method::POST, "/api/v1/orders/ord_nope/cancel", ""),
+            StatusCode::NOT_FOUND,
+            "order_not_found",
+        ),
+        (
+            "return nothing",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/orders/ord_nope/returns",
+                "{\"items\": []}",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_return",
+        ),
+        (
+            "return zero units",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/orders/ord_nope/returns",
+                "{\"items\": [{\"sku\": \"G-1\", \"quantity\": 0}]}",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_return",
+        ),
+        (
+            "return from an unknown order",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/orders/ord_nope/returns",
+                "{\"items\": [{\"sku\": \"G-1\", \"quantity\": 1}]}",
+            ),
+            StatusCode::NOT_FOUND,
+            "order_not_found",
+        ),
+        (
+            "shopper shipping",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/warehouses/bad-wh/shipments/ord_x.1/ship",
+                "{\"tracking_number\": \"T\"}",
+            ),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            "unknown shipment",
+            admin.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/warehouses/bad-wh/shipments/ord_x.1/ship",
+                "{\"tracking_number\": \"T\"}",
+            ),
+            StatusCode::NOT_FOUND,
+            "shipment_not_found",
+        ),
+        (
+            "empty tracking number",
+            admin.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/warehouses/bad-wh/shipments/ord_x.1/ship",
+                "{\"tracking_number\": \" \"}",
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_tracking_number",
+        ),
+        (
+            "shopper reading alerts",
+            ada.clone(),
+            (
+                Method::GET,
+                "/api/v1/sellers/bad-seller/alerts".into(),
+                None,
+            ),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            "shopper listing flagged orders",
+            ada.clone(),
+            (Method::GET, "/api/v1/admin/flagged-orders".into(), None),
+            StatusCode::FORBIDDEN,
+            "forbidden",
+        ),
+        (
+            "reallocating an unknown order",
+            admin.clone(),
+            raw(Method::POST, "/api/v1/admin/orders/ord_nope/allocate", ""),
+            StatusCode::NOT_FOUND,
+            "order_not_found",
+        ),
+        (
+            "more available than physical",
+            admin.clone(),
+            raw(Method::POST, "/api/v1/admin/manifests", bad_warehouse),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_manifest",
+        ),
+    ];
+    for (name, client, (method, path, body), status, code) in checks {
+        let a = client
+            .send(method, &path, body.as_deref(), None)
+            .await
+            .unwrap();
+        assert_eq!((a.status, a.code()), (status, code), "{name}: {}", a.body);
+        assert!(
+            !a.body["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{name}: every error says why"
+        );
+    }
+    // Nothing was reserved by any of it.
+    let p = run.api.get("/api/v1/products/G-1").await.unwrap();
+    assert_eq!(p.body["available"], 5);
+    run.platform.stop().await;
+}

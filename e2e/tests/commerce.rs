@@ -136,6 +136,23 @@ async fn two_hundred_shoppers_race_for_the_last_twenty_units() {
         assert_eq!(a.body["error"]["details"]["short"][0]["available"], 0);
     }
     product_available(&run.api, "LAST-1", 0).await;
+    // Stock fell through the inventory's threshold (3) once: one alert for the seller.
+    let alerts = run
+        .admin
+        .get("/api/v1/sellers/race-seller/alerts")
+        .await
+        .unwrap();
+    assert_eq!(alerts.status, StatusCode::OK, "{}", alerts.body);
+    let list = alerts.body["alerts"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{}", alerts.body);
+    assert_eq!(list[0]["sku"], "LAST-1");
+    assert_eq!(list[0]["available"], 3);
+    assert_eq!(list[0]["threshold"], 3);
+    let shopper_view = shoppers[0]
+        .get("/api/v1/sellers/race-seller/alerts")
+        .await
+        .unwrap();
+    assert_eq!(shopper_view.status, StatusCode::FORBIDDEN);
     // A shopper who lost cannot squeeze in through the cart either.
     let late = shoppers[0]
         .put("/api/v1/cart/items/LAST-1", &json!({"quantity": 2}))
