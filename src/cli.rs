@@ -185,11 +185,12 @@ Try it:
   curl -s {base}/api/v1/events
   curl -s {base}/api/v1/events/hamlet-globe/seats?section=stalls
   curl -s '{base}/api/v1/search?q=neuromancr'      (a typo, and still found)
+  curl -s {base}/api/v1/products/RB-0002           (stock in two warehouses)
   curl -s -X POST {base}/api/v1/users -H 'content-type: application/json' \
        -d '{{"email":"ada@example.com","password":"correct horse","name":"Ada"}}'
   curl -s -X POST {base}/api/v1/sessions -H 'content-type: application/json' \
        -d '{{"email":"ada@example.com","password":"correct horse"}}'
-  (the README walks through a whole purchase)
+  (the README walks through buying seats, and books)
 
 Press Ctrl-C to stop."#,
         token_path = data_dir.join("admin-token").display(),
