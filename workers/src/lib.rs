@@ -3,6 +3,7 @@
 //! anywhere in that loop replays the batch, and every handler is idempotent, so at-least-once
 //! delivery gives exactly-once effects.
 
+pub mod after_sale;
 pub mod allocator;
 pub mod checkout;
 pub mod goods;

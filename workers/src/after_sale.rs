@@ -1,0 +1,265 @@
+//! After a product order is placed: cancellation before shipment and returns after delivery,
+//! decided by the payments worker (which owns the refunds) like the rest of the order.
+//!
+//! Each records its decision on the order first (compare-and-set), then moves the stock with
+//! once-only changes and asks the provider for the refunds the order records as requested, so
+//! a replay redoes only what had not been done.
+
+use mercato_core::clock::now_ms;
+use mercato_core::commerce::{change_stock, update_order};
+use mercato_core::domain::commands::{Outcome, WarehouseMessage};
+use mercato_core::domain::commerce::{
+    warehouse_topic, CheckoutState, Refund, RefundState, Return, ShipmentStatus,
+};
+use mercato_core::domain::orders::{Order, OrderStatus};
+use mercato_core::names::tables;
+use mercato_core::repo::RepoResult;
+
+use crate::goods::{cas_checkout, goods_of, load_checkout, return_amount, GoodsOrders, Refusal};
+use crate::payments::{provider_down, refused};
+use crate::runtime::Emit;
+
+impl GoodsOrders {
+    /// Cancels before shipment: stock goes back where it was (the reservation released, the
+    /// sale undone, or the units back on the shelves they were allocated from), and a paid
+    /// order is refunded in full. A replay redoes only what had not been done.
+    pub async fn cancel(&self, order_id: &str, user_id: &str) -> RepoResult<(Outcome, Vec<Emit>)> {
+        let decided = update_order(&*self.store, order_id, |o| {
+            if o.user_id != user_id || o.goods.is_none() {
+                return Err(Refusal(
+                    404,
+                    "order_not_found",
+                    format!("no product order {order_id:?}"),
+                ));
+            }
+            let paid = match o.status {
+                OrderStatus::Cancelled | OrderStatus::Refunded => return Ok(false),
+                OrderStatus::PendingPayment => false,
+                OrderStatus::Paid | OrderStatus::Allocated => true,
+                OrderStatus::Shipped | OrderStatus::Delivered | OrderStatus::Returned => {
+                    return Err(Refusal(
+                        409,
+                        "already_shipped",
+                        "the order has shipped; return it after delivery instead".into(),
+                    ))
+                }
+                OrderStatus::PaymentFailed | OrderStatus::Expired => {
+                    return Err(Refusal(
+                        409,
+                        "not_cancellable",
+                        "the order was never paid; there is nothing to cancel".into(),
+                    ))
+                }
+            };
+            let (payment_id, total) = (o.payment_id.clone(), o.total.clone());
+            let Some(g) = goods_of(o) else {
+                return Ok(false);
+            };
+            if g.shipments.iter().any(|s| {
+                matches!(
+                    s.status,
+                    ShipmentStatus::Shipped | ShipmentStatus::Delivered
+                )
+            }) {
+                return Err(Refusal(
+                    409,
+                    "already_shipped",
+                    "part of the order has shipped; return it after delivery instead".into(),
+                ));
+            }
+            let now = now_ms();
+            for s in &mut g.shipments {
+                s.status = ShipmentStatus::Cancelled;
+                s.updated_ms = now;
+            }
+            // A pending charge is refunded when (if) it succeeds; see `settle`.
+            if let (true, Some(payment_id)) = (paid, payment_id) {
+                g.refunds.push(Refund {
+                    id: payment_id,
+                    amount: total,
+                    reason: "cancelled".into(),
+                    state: RefundState::Requested,
+                    created_ms: now,
+                });
+            }
+            o.status = OrderStatus::Cancelled;
+            Ok(true)
+        })
+        .await?;
+        let order = match decided {
+            None => return Ok((refused(404, "order_not_found", "no such order"), Vec::new())),
+            Some(Err(r)) => return Ok((r.into(), Vec::new())),
+            Some(Ok(o)) => o,
+        };
+        let Some(g) = order.goods.as_deref() else {
+            return Ok((Outcome::OrderUpdated(order), Vec::new()));
+        };
+        for line in &g.lines {
+            let from: Vec<(String, u64)> = g
+                .shipments
+                .iter()
+                .flat_map(|s| {
+                    s.items
+                        .iter()
+                        .filter(|(sku, _)| *sku == line.sku)
+                        .map(|(_, q)| (s.warehouse.clone(), *q))
+                })
+                .collect();
+            let op = format!("cancel/{order_id}");
+            change_stock(&*self.store, &line.sku, Some(&op), |level, now| {
+                if level.unsell(&order.id) {
+                    return (true, ()); // sold, not yet allocated
+                }
+                if level.release(&g.checkout_id, now) {
+                    return (true, ()); // still a reservation: the payment was pending
+                }
+                for (warehouse, q) in &from {
+                    level.restock(warehouse, *q, false);
+                }
+                (!from.is_empty(), ())
+            })
+            .await?;
+        }
+        self.close_checkout(&g.checkout_id, order_id).await?;
+        if !g.shortfall.is_empty() {
+            // It was waiting for stock; admins need not look at it any more.
+            self.store
+                .delete(tables::FLAGGED_ORDERS, "all", order_id)
+                .await?;
+        }
+        self.request_refunds(&order).await?;
+        let emits = g
+            .shipments
+            .iter()
+            .map(|s| {
+                Emit::to(
+                    warehouse_topic(&s.warehouse),
+                    order_id.to_owned(),
+                    &WarehouseMessage::Cancel {
+                        order_id: order_id.to_owned(),
+                        shipment_id: s.id.clone(),
+                    },
+                )
+            })
+            .collect();
+        Ok((Outcome::OrderUpdated(order), emits))
+    }
+
+    /// Asks the provider for every refund the order records as requested (idempotent per id).
+    async fn request_refunds(&self, order: &Order) -> RepoResult<()> {
+        let (Some(g), Some(payment_id)) = (order.goods.as_deref(), &order.payment_id) else {
+            return Ok(());
+        };
+        for r in g
+            .refunds
+            .iter()
+            .filter(|r| r.state == RefundState::Requested)
+        {
+            self.provider
+                .refund(&r.id, &order.id, payment_id, &r.amount)
+                .await
+                .map_err(provider_down)?;
+        }
+        Ok(())
+    }
+
+    async fn close_checkout(&self, checkout_id: &str, order_id: &str) -> RepoResult<()> {
+        if let Some(c) = load_checkout(&*self.store, checkout_id).await? {
+            if matches!(&c.value.state, CheckoutState::Purchasing { order_id: o } | CheckoutState::Purchased { order_id: o } if o == order_id)
+            {
+                let mut next = c.value.clone();
+                next.state = CheckoutState::Cancelled;
+                cas_checkout(&*self.store, &next, c.version).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes delivered items back: each unit to the warehouse it came from, refunded at the
+    /// price paid. The return's id makes a replay (or a retried request) a no-op.
+    pub async fn take_return(
+        &self,
+        order_id: &str,
+        user_id: &str,
+        return_id: &str,
+        items: &[(String, u64)],
+        reason: &str,
+    ) -> RepoResult<Outcome> {
+        let decided = update_order(&*self.store, order_id, |o| {
+            if o.user_id != user_id || o.goods.is_none() {
+                return Err(Refusal(404, "order_not_found", format!("no product order {order_id:?}")));
+            }
+            let currency = o.total.currency.clone();
+            let status = o.status;
+            let Some(g) = goods_of(o) else { return Ok(false) };
+            if g.returns.iter().any(|r| r.id == return_id) {
+                return Ok(false);
+            }
+            if !matches!(status, OrderStatus::Delivered | OrderStatus::Shipped) || !g.shipments.iter().any(|s| s.status == ShipmentStatus::Delivered) {
+                return Err(Refusal(409, "not_delivered", "items can be returned once they are delivered".into()));
+            }
+            let mut placed = Vec::new();
+            for (sku, quantity) in items {
+                let left = g.returnable(sku);
+                let total: u64 = left.values().sum();
+                if *quantity == 0 || *quantity > total {
+                    return Err(Refusal(
+                        422,
+                        "invalid_return",
+                        format!("{sku}: {quantity} to return, but {total} delivered and not yet returned"),
+                    ));
+                }
+                let mut need = *quantity;
+                for (warehouse, q) in left {
+                    let take = q.min(need);
+                    if take > 0 {
+                        placed.push((sku.clone(), take, warehouse));
+                        need -= take;
+                    }
+                }
+            }
+            let amount = return_amount(g, items, &currency);
+            let now = now_ms();
+            g.refunds.push(Refund {
+                id: return_id.to_owned(),
+                amount,
+                reason: format!("return: {reason}"),
+                state: RefundState::Requested,
+                created_ms: now,
+            });
+            g.returns.push(Return {
+                id: return_id.to_owned(),
+                items: placed,
+                reason: reason.to_owned(),
+                refund_id: return_id.to_owned(),
+                created_ms: now,
+            });
+            if g.all_returned() {
+                o.status = OrderStatus::Returned;
+            }
+            Ok(true)
+        })
+        .await?;
+        let order = match decided {
+            None => return Ok(refused(404, "order_not_found", "no such order")),
+            Some(Err(r)) => return Ok(r.into()),
+            Some(Ok(o)) => o,
+        };
+        if let Some(ret) = order
+            .goods
+            .as_deref()
+            .and_then(|g| g.returns.iter().find(|r| r.id == return_id))
+        {
+            for (sku, quantity, warehouse) in &ret.items {
+                let op = format!("return/{return_id}/{warehouse}");
+                change_stock(&*self.store, sku, Some(&op), |level, _| {
+                    level.restock(warehouse, *quantity, true);
+                    (true, ())
+                })
+                .await?;
+            }
+        }
+        self.request_refunds(&order).await?;
+        Ok(Outcome::OrderUpdated(order))
+    }
+}
