@@ -8,11 +8,13 @@ dev:
 test:
     cargo test --release --workspace
 
-# The load benchmarks (on-sale, catalog; in one process) and the criterion benches.
+# The load benchmarks (on-sale, catalog, commerce; in one process) and the criterion benches.
 bench:
     cargo run --release -p mercato-e2e --bin loadgen -- onsale --buyers 400 --runs 3
     cargo run --release -p mercato-e2e --bin loadgen -- catalog --products 1000000 --clients 12 --runs 3
+    cargo run --release -p mercato-e2e --bin loadgen -- commerce --clients 200 --orders 20000 --runs 3
     cargo bench -p mercato-core --bench engines
+    cargo bench -p mercato-core --bench allocation
     cargo bench -p mercato-search
 
 # Formatting and lints, as CI runs them.

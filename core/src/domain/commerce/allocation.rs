@@ -21,9 +21,9 @@ pub struct Plan {
     pub shortfall: Vec<(String, u64)>,
 }
 
-/// Exact search for the fewest warehouses is used up to this many candidates (2^16 subsets);
+/// Exact search for the fewest warehouses is used up to this many candidates (2^12 subsets);
 /// beyond it, a greedy cover.
-const EXACT_LIMIT: usize = 16;
+const EXACT_LIMIT: usize = 12;
 
 /// Plans `lines` (sku, quantity) over `sources`. With a shortfall nothing should ship: the plan
 /// still says what each warehouse could give, and what is missing.

@@ -48,10 +48,13 @@ fn main() -> anyhow::Result<()> {
     // processes: a client storm must not starve the gateway's accept loop.
     let clients = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("loadgen-client")
         .enable_all()
         .build()?;
+    // Named apart, so a profile tells the platform's CPU from the load generator's.
     let server = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("platform")
         .enable_all()
         .build()?;
     let result = clients.block_on(async {
