@@ -473,3 +473,69 @@ async fn wait_for(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_no_warehouse_can_supply_is_flagged_then_allocated_when_stock_arrives() {
+    let run = start(Duration::from_secs(60)).await;
+    let declare = |units: u64| {
+        goods_manifests(
+            "short",
+            "short-seller",
+            &[("SHORT-1", "Scarce", 300)],
+            &[("short-wh", 10.0, 10.0, &[("SHORT-1", units)])],
+        )
+    };
+    run.apply(&declare(3)).await.unwrap();
+    product_available(&run.api, "SHORT-1", 3).await;
+    let ada = run.api.shopper("ada@example.com").await.unwrap();
+    let put = ada
+        .put("/api/v1/cart/items/SHORT-1", &json!({"quantity": 2}))
+        .await
+        .unwrap();
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let checkout = ada.post("/api/v1/checkouts", &json!({})).await.unwrap();
+    assert_eq!(checkout.status, StatusCode::CREATED, "{}", checkout.body);
+    // A stock take finds none left before the shopper pays: the paid order cannot be supplied.
+    run.apply(&declare(0)).await.unwrap();
+    let order = ada
+        .post(
+            "/api/v1/orders",
+            &json!({"checkout_id": checkout.body["id"], "payment": {"card_number": SUCCEEDS}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(order.status, StatusCode::ACCEPTED, "{}", order.body);
+    let id = order.body["id"].as_str().unwrap().to_owned();
+    let flagged = wait_for(&ada, &id, |o| {
+        o["shortfall"].as_array().is_some_and(|s| !s.is_empty())
+    })
+    .await;
+    assert_eq!(flagged["status"], "paid");
+    assert_eq!(
+        flagged["shortfall"],
+        json!([{"sku": "SHORT-1", "missing": 2}])
+    );
+    let list = run.admin.get("/api/v1/admin/flagged-orders").await.unwrap();
+    assert_eq!(list.body["orders"][0]["id"], id.as_str(), "{}", list.body);
+    // Stock arrives; an admin retries the allocation.
+    run.apply(&declare(5)).await.unwrap();
+    let retry = run
+        .admin
+        .post(&format!("/api/v1/admin/orders/{id}/allocate"), &json!({}))
+        .await
+        .unwrap();
+    assert_eq!(retry.status, StatusCode::ACCEPTED, "{}", retry.body);
+    let allocated = ada
+        .order_with_status(&id, "allocated", Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(allocated["shortfall"], json!([]));
+    assert_eq!(
+        allocated["shipments"][0]["items"],
+        json!([{"sku": "SHORT-1", "quantity": 2}])
+    );
+    let list = run.admin.get("/api/v1/admin/flagged-orders").await.unwrap();
+    assert_eq!(list.body["orders"], json!([]), "no longer flagged");
+    product_available(&run.api, "SHORT-1", 3).await;
+    run.platform.stop().await;
+}
