@@ -8,7 +8,7 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::bus::Bus;
 use crate::clock::now_ms;
-use crate::codec::{decode, encode};
+use crate::codec::encode;
 use crate::domain::catalog::{InventoryRecord, Product};
 use crate::domain::commerce::stock::StockLevel;
 use crate::domain::commerce::{crosses_threshold, LowStockAlert};
@@ -35,8 +35,6 @@ pub async fn load_stock(store: &dyn Store, sku: &str) -> RepoResult<Option<Versi
 pub struct StockChange<T> {
     /// What the closure decided, or for a once-only change made before, what it decided then.
     pub value: T,
-    /// True when a once-only change had already been made (nothing changed now).
-    pub replayed: bool,
     /// Available units before and after (equal when nothing changed).
     pub before: u64,
     pub after: u64,
@@ -71,14 +69,12 @@ pub async fn change_stock<T: Serialize + DeserializeOwned>(
     for _ in 0..MAX_ATTEMPTS {
         let now = now_ms();
         let current = load_stock(store, sku).await?;
-        if let Some(m) = &marker {
-            if let Some(row) = store.get(tables::STOCK, sku, m).await? {
-                let value = repo::decode_row::<T>(tables::STOCK, row)?.value;
+        if let Some(op) = once {
+            if let Some(value) = once_value::<T>(store, sku, op).await? {
                 let level = current.map(|c| c.value).unwrap_or_default();
                 let available = level.available(now);
                 return Ok(StockChange {
                     value,
-                    replayed: true,
                     before: available,
                     after: available,
                 });
@@ -93,7 +89,6 @@ pub async fn change_stock<T: Serialize + DeserializeOwned>(
         if !changed && marker.is_none() {
             return Ok(StockChange {
                 value,
-                replayed: false,
                 before,
                 after: before,
             });
@@ -123,7 +118,6 @@ pub async fn change_stock<T: Serialize + DeserializeOwned>(
         if store.batch(tables::STOCK, sku, writes).await?.applied {
             return Ok(StockChange {
                 value,
-                replayed: false,
                 before,
                 after,
             });
@@ -180,8 +174,8 @@ pub async fn update_order<E>(
 }
 
 /// Records a low-stock alert when a change took `sku` to its inventory's threshold or below,
-/// in the seller's alert list and on the alerts topic. Its key comes from the SKU and the
-/// change's time, so a replayed change that crosses again lists it once per crossing.
+/// in the seller's alert list (newest first) and on the alerts topic. A replayed change does
+/// not cross again: its before and after are equal.
 pub async fn alert_if_low(
     store: &dyn Store,
     bus: &dyn Bus,
@@ -240,8 +234,4 @@ pub async fn alert_if_low(
 /// Newest first.
 pub fn alert_key(at_ms: u64, sku: &str) -> String {
     format!("{:020}/{sku}", u64::MAX - at_ms)
-}
-
-pub fn decode_alert(bytes: &[u8]) -> Option<LowStockAlert> {
-    decode(bytes).ok()
 }

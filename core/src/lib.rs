@@ -15,6 +15,7 @@ pub mod commerce;
 pub mod conformance;
 pub mod coord;
 pub mod domain;
+pub mod geo;
 pub mod names;
 pub mod store;
 

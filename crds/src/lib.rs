@@ -17,3 +17,15 @@ pub use inventory::{
 };
 pub use manifest::{Manifest, ManifestError, ObjectMeta, Problem, API_VERSION, GROUP};
 pub use warehouse::{Location, StockEntry, WarehouseSpec, MAX_WAREHOUSE_SKUS};
+
+/// The longest SKU: it appears in URLs, topic keys and row keys.
+pub const MAX_SKU: usize = 64;
+
+/// A SKU: 1-64 letters, digits, '.', '_' or '-'. One rule for products (the ingest worker),
+/// warehouse stock (the Warehouse manifest) and URLs (the gateway).
+pub fn is_sku(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_SKU
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}

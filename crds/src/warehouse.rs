@@ -3,11 +3,10 @@ use std::collections::HashSet;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Problem;
+use crate::MAX_SKU;
 
 /// A warehouse declares at most this many SKUs inline; each is one row write on apply.
 pub const MAX_WAREHOUSE_SKUS: usize = 100_000;
-/// SKUs as the catalog accepts them (see the ingest worker's `invalid_sku`).
-const MAX_SKU_LEN: usize = 64;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,17 +74,11 @@ impl WarehouseSpec {
         let mut seen = HashSet::new();
         for (i, entry) in self.stock.iter().enumerate() {
             let path = format!("spec.stock[{i}]");
-            let sku_ok = !entry.sku.is_empty()
-                && entry.sku.len() <= MAX_SKU_LEN
-                && entry
-                    .sku
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-            if !sku_ok {
+            if !crate::is_sku(&entry.sku) {
                 problems.push(Problem::new(
                     format!("{path}.sku"),
                     format!(
-                        "{:?} must be 1-{MAX_SKU_LEN} letters, digits, '.', '_' or '-'",
+                        "{:?} must be 1-{MAX_SKU} letters, digits, '.', '_' or '-'",
                         entry.sku
                     ),
                 ));

@@ -190,22 +190,22 @@ impl Api {
             .collect())
     }
 
-    /// Polls an order until its status is `status` (or the deadline passes).
-    pub async fn order_with_status(
+    /// Polls an order until `done` holds for it (or the deadline passes).
+    pub async fn order_until(
         &self,
         id: &str,
-        status: &str,
         within: Duration,
+        done: impl Fn(&Value) -> bool,
     ) -> anyhow::Result<Value> {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let a = self.get(&format!("/api/v1/orders/{id}")).await?;
-            if a.status == StatusCode::OK && a.body["status"] == status {
+            if a.status == StatusCode::OK && done(&a.body) {
                 return Ok(a.body);
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(anyhow!(
-                    "order {id} did not become {status}: {} {}",
+                    "order {id} did not get there: {} {}",
                     a.status,
                     a.body
                 ));
@@ -214,23 +214,56 @@ impl Api {
         }
     }
 
-    /// Polls an order until it leaves `pending_payment` (or the deadline passes).
+    /// Polls an order until its status is `status`.
+    pub async fn order_with_status(
+        &self,
+        id: &str,
+        status: &str,
+        within: Duration,
+    ) -> anyhow::Result<Value> {
+        self.order_until(id, within, |o| o["status"] == status)
+            .await
+    }
+
+    /// Polls an order until it leaves `pending_payment`.
     pub async fn settled_order(&self, id: &str, within: Duration) -> anyhow::Result<Value> {
-        let deadline = tokio::time::Instant::now() + within;
+        self.order_until(id, within, |o| o["status"] != "pending_payment")
+            .await
+    }
+
+    /// Polls a product until it is ingested and shows `available` units.
+    pub async fn product_with_available(&self, sku: &str, available: u64) -> anyhow::Result<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
-            let a = self.get(&format!("/api/v1/orders/{id}")).await?;
-            if a.status == StatusCode::OK && a.body["status"] != "pending_payment" {
+            let a = self.get(&format!("/api/v1/products/{sku}")).await?;
+            if a.status == StatusCode::OK && a.body["available"] == available {
                 return Ok(a.body);
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(anyhow!(
-                    "order {id} did not settle: {} {}",
+                    "{sku} never showed {available} available: {} {}",
                     a.status,
                     a.body
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// `n` shoppers signed up as `<prefix><i>@example.com`.
+    pub async fn shoppers(&self, prefix: &str, n: usize) -> anyhow::Result<Vec<Api>> {
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            out.push(self.shopper(&format!("{prefix}{i}@example.com")).await?);
+        }
+        Ok(out)
+    }
+
+    /// The same shopper (token) against another gateway: after a restart, say.
+    pub fn against(&self, gateway: &Api) -> Api {
+        let mut api = Api::new(&gateway.base);
+        api.token = self.token.clone();
+        api
     }
 }
 

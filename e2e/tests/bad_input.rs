@@ -9,6 +9,23 @@ type Request = (Method, String, Option<Vec<u8>>);
 /// What is sent, by whom, and the status and code it must get.
 type Case<'a> = (&'a str, mercato_e2e::Api, Request, StatusCode, &'a str);
 
+/// Sends each case (with the idempotency key `key` gives it) and checks its status and code,
+/// and that the error says why.
+async fn expect_errors(checks: Vec<Case<'_>>, key: impl Fn(&str) -> Option<String>) {
+    for (name, client, (method, path, body), status, code) in checks {
+        let key = key(name);
+        let a = client
+            .send(method, &path, body.as_deref(), key.as_deref())
+            .await
+            .unwrap();
+        assert_eq!((a.status, a.code()), (status, code), "{name}: {}", a.body);
+        assert!(
+            !a.body["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{name}: every error says why"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_clear_errors() {
     let run = harness::start(None, None).await.unwrap();
@@ -352,18 +369,10 @@ async fn bad_requests_get_clear_errors() {
             "invalid_idempotency_key",
         ),
     ];
-    for (name, client, (method, path, body), status, code) in checks {
-        let key = (name == "long idempotency key").then(|| "k".repeat(300));
-        let a = client
-            .send(method, &path, body.as_deref(), key.as_deref())
-            .await
-            .unwrap();
-        assert_eq!((a.status, a.code()), (status, code), "{name}: {}", a.body);
-        assert!(
-            !a.body["error"]["message"].as_str().unwrap_or("").is_empty(),
-            "{name}: every error says why"
-        );
-    }
+    expect_errors(checks, |name| {
+        (name == "long idempotency key").then(|| "k".repeat(300))
+    })
+    .await;
     // After all that, the platform still serves and nothing was held by the bad requests.
     let seats = ada.seat_statuses("gig", "pit").await.unwrap();
     assert!(seats.iter().all(|(_, s)| s == "available"));
@@ -386,11 +395,7 @@ async fn bad_goods_requests_get_clear_errors() {
     ))
     .await
     .unwrap();
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
-    while run.api.get("/api/v1/products/G-1").await.unwrap().body["available"] != 5 {
-        assert!(tokio::time::Instant::now() < deadline, "G-1 not ingested");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    run.api.product_with_available("G-1", 5).await.unwrap();
     let anon = run.api.clone();
     let ada = run.api.shopper("ada@example.com").await.unwrap();
     let admin = run.admin.clone();
@@ -633,17 +638,7 @@ async fn bad_goods_requests_get_clear_errors() {
             "invalid_manifest",
         ),
     ];
-    for (name, client, (method, path, body), status, code) in checks {
-        let a = client
-            .send(method, &path, body.as_deref(), None)
-            .await
-            .unwrap();
-        assert_eq!((a.status, a.code()), (status, code), "{name}: {}", a.body);
-        assert!(
-            !a.body["error"]["message"].as_str().unwrap_or("").is_empty(),
-            "{name}: every error says why"
-        );
-    }
+    expect_errors(checks, |_| None).await;
     // Nothing was reserved by any of it.
     let p = run.api.get("/api/v1/products/G-1").await.unwrap();
     assert_eq!(p.body["available"], 5);

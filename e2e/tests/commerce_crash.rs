@@ -141,29 +141,13 @@ async fn sigkill_mid_commerce_storm_loses_no_order_and_no_unit() {
         .unwrap();
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
     for sku in SKUS {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while first
+        first
             .api
-            .get(&format!("/api/v1/products/{sku}"))
+            .product_with_available(sku, 2 * UNITS)
             .await
-            .unwrap()
-            .body["available"]
-            != 2 * UNITS
-        {
-            assert!(tokio::time::Instant::now() < deadline, "{sku} not ingested");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+            .unwrap();
     }
-    let mut shoppers = Vec::new();
-    for i in 0..SHOPPERS {
-        shoppers.push(
-            first
-                .api
-                .shopper(&format!("goods{i}@example.com"))
-                .await
-                .unwrap(),
-        );
-    }
+    let shoppers = first.api.shoppers("goods", SHOPPERS).await.unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(Mutex::new(Vec::new()));
@@ -185,14 +169,7 @@ async fn sigkill_mid_commerce_storm_loses_no_order_and_no_unit() {
     );
 
     let second = spawn(dir.path());
-    let shoppers: Vec<Api> = shoppers
-        .into_iter()
-        .map(|s| {
-            let mut api = Api::new(&second.api.base);
-            api.token = s.token;
-            api
-        })
-        .collect();
+    let shoppers: Vec<Api> = shoppers.iter().map(|s| s.against(&second.api)).collect();
 
     // Every accepted order survived, and every one settles once the workers resume.
     let mut orders: HashMap<String, Value> = HashMap::new();

@@ -99,16 +99,7 @@ async fn sigkill_mid_storm_loses_nothing_and_sells_nothing_twice() {
         .await
         .unwrap();
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
-    let mut shoppers = Vec::new();
-    for i in 0..SHOPPERS {
-        shoppers.push(
-            first
-                .api
-                .shopper(&format!("storm{i}@example.com"))
-                .await
-                .unwrap(),
-        );
-    }
+    let shoppers = first.api.shoppers("storm", SHOPPERS).await.unwrap();
 
     let stop = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(Mutex::new(Vec::new()));
@@ -131,15 +122,7 @@ async fn sigkill_mid_storm_loses_nothing_and_sells_nothing_twice() {
     );
 
     let second = spawn_platform(dir.path());
-    let base = second.api.base.clone();
-    let shoppers: Vec<Api> = shoppers
-        .into_iter()
-        .map(|s| {
-            let mut api = Api::new(&base);
-            api.token = s.token;
-            api
-        })
-        .collect();
+    let shoppers: Vec<Api> = shoppers.iter().map(|s| s.against(&second.api)).collect();
 
     // Every accepted order survived, and every order settles once the workers resume.
     let mut settled: HashMap<String, Value> = HashMap::new();

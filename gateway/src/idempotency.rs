@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use warp::http::StatusCode;
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ApiReply, ApiResult};
+use crate::state::AppState;
 
 const KEEP: Duration = Duration::from_secs(24 * 3600);
 const IN_FLIGHT: Duration = Duration::from_secs(60);
@@ -32,6 +34,7 @@ enum Entry {
 }
 
 /// A request under an idempotency key: where its answer is kept, and what it must match.
+#[derive(Clone)]
 pub struct Keyed {
     partition: String,
     fingerprint: Vec<u8>,
@@ -88,6 +91,31 @@ impl Keyed {
         h.update(prefix.as_bytes());
         format!("{prefix}{}", &hex::encode(h.finalize())[..26])
     }
+}
+
+/// The frame of every POST that creates or changes something: the caller is authenticated,
+/// and `work` runs at most once per `Idempotency-Key` (a replay gets the first answer). `work`
+/// gets the caller and the key, from which it derives the ids it creates.
+pub async fn post<F, Fut>(
+    state: &AppState,
+    auth: Option<&str>,
+    key: Option<&str>,
+    path: &str,
+    body: &[u8],
+    work: F,
+) -> ApiResult
+where
+    F: FnOnce(Caller, Option<Keyed>) -> Fut,
+    Fut: std::future::Future<Output = ApiResult>,
+{
+    let caller = state.keys.caller(auth)?;
+    let keyed = Keyed::for_post(&caller.user_id, key, path, body)?;
+    run(
+        &*state.ports.store,
+        keyed.as_ref(),
+        work(caller, keyed.clone()),
+    )
+    .await
 }
 
 /// Runs `work` at most once per key; a replay gets the first answer.

@@ -287,15 +287,7 @@ fn parse_amount(param: &'static str, v: &str) -> Result<i64, BadParam> {
     Ok(amount)
 }
 
-/// Great-circle distance in kilometres.
-pub fn haversine_km(a: (f64, f64), b: (f64, f64)) -> f64 {
-    const R: f64 = 6371.0088;
-    let (lat1, lon1) = (a.0.to_radians(), a.1.to_radians());
-    let (lat2, lon2) = (b.0.to_radians(), b.1.to_radians());
-    let h = ((lat2 - lat1) / 2.0).sin().powi(2)
-        + lat1.cos() * lat2.cos() * ((lon2 - lon1) / 2.0).sin().powi(2);
-    2.0 * R * h.sqrt().min(1.0).asin()
-}
+pub use mercato_core::geo::haversine_km;
 
 #[cfg(test)]
 mod tests {

@@ -11,12 +11,12 @@ use mercato_core::domain::commands::{Outcome, WarehouseMessage};
 use mercato_core::domain::commerce::{
     warehouse_topic, CheckoutState, Refund, RefundState, Return, ShipmentStatus,
 };
-use mercato_core::domain::orders::{Order, OrderStatus};
+use mercato_core::domain::orders::OrderStatus;
 use mercato_core::names::tables;
 use mercato_core::repo::RepoResult;
 
-use crate::goods::{cas_checkout, goods_of, load_checkout, return_amount, GoodsOrders, Refusal};
-use crate::payments::{provider_down, refused};
+use crate::goods::{return_amount, GoodsOrders, Refusal};
+use crate::payments::refused;
 use crate::runtime::Emit;
 
 impl GoodsOrders {
@@ -52,7 +52,7 @@ impl GoodsOrders {
                 }
             };
             let (payment_id, total) = (o.payment_id.clone(), o.total.clone());
-            let Some(g) = goods_of(o) else {
+            let Some(g) = o.goods.as_deref_mut() else {
                 return Ok(false);
             };
             if g.shipments.iter().any(|s| {
@@ -120,7 +120,8 @@ impl GoodsOrders {
             })
             .await?;
         }
-        self.close_checkout(&g.checkout_id, order_id).await?;
+        self.move_checkout(&g.checkout_id, order_id, CheckoutState::Cancelled)
+            .await?;
         if !g.shortfall.is_empty() {
             // It was waiting for stock; admins need not look at it any more.
             self.store
@@ -145,36 +146,6 @@ impl GoodsOrders {
         Ok((Outcome::OrderUpdated(order), emits))
     }
 
-    /// Asks the provider for every refund the order records as requested (idempotent per id).
-    async fn request_refunds(&self, order: &Order) -> RepoResult<()> {
-        let (Some(g), Some(payment_id)) = (order.goods.as_deref(), &order.payment_id) else {
-            return Ok(());
-        };
-        for r in g
-            .refunds
-            .iter()
-            .filter(|r| r.state == RefundState::Requested)
-        {
-            self.provider
-                .refund(&r.id, &order.id, payment_id, &r.amount)
-                .await
-                .map_err(provider_down)?;
-        }
-        Ok(())
-    }
-
-    async fn close_checkout(&self, checkout_id: &str, order_id: &str) -> RepoResult<()> {
-        if let Some(c) = load_checkout(&*self.store, checkout_id).await? {
-            if matches!(&c.value.state, CheckoutState::Purchasing { order_id: o } | CheckoutState::Purchased { order_id: o } if o == order_id)
-            {
-                let mut next = c.value.clone();
-                next.state = CheckoutState::Cancelled;
-                cas_checkout(&*self.store, &next, c.version).await?;
-            }
-        }
-        Ok(())
-    }
-
     /// Takes delivered items back: each unit to the warehouse it came from, refunded at the
     /// price paid. The return's id makes a replay (or a retried request) a no-op.
     pub async fn take_return(
@@ -191,7 +162,7 @@ impl GoodsOrders {
             }
             let currency = o.total.currency.clone();
             let status = o.status;
-            let Some(g) = goods_of(o) else { return Ok(false) };
+            let Some(g) = o.goods.as_deref_mut() else { return Ok(false) };
             if g.returns.iter().any(|r| r.id == return_id) {
                 return Ok(false);
             }

@@ -18,11 +18,12 @@ use mercato_core::clock::now_ms;
 use mercato_core::codec::decode;
 use mercato_core::commerce::{change_stock, load_order, load_stock, update_order};
 use mercato_core::domain::commands::{AllocateOrder, WarehouseMessage};
-use mercato_core::domain::commerce::allocation::{haversine_km, plan, Source};
+use mercato_core::domain::commerce::allocation::{plan, Source};
 use mercato_core::domain::commerce::{
     shipment_id, warehouse_topic, Goods, Shipment, ShipmentStatus, WarehouseRecord,
 };
 use mercato_core::domain::orders::{Order, OrderStatus};
+use mercato_core::geo::haversine_km;
 use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, RepoResult};
 use mercato_core::store::Store;

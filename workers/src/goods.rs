@@ -60,10 +60,6 @@ impl From<Refusal> for Outcome {
     }
 }
 
-pub(crate) fn goods_of(order: &mut Order) -> Option<&mut Goods> {
-    order.goods.as_deref_mut()
-}
-
 impl GoodsOrders {
     pub async fn place(
         &self,
@@ -185,7 +181,8 @@ impl GoodsOrders {
             // A replay after the order was marked paid: the allocation request may not have
             // gone out before the crash (the allocator ignores a second one).
             ProviderEventKind::ChargeSucceeded if order.status == OrderStatus::Paid => {
-                self.mark_purchased(&g.checkout_id, &order.id).await?;
+                self.move_checkout(&g.checkout_id, &order.id, purchased(&order.id))
+                    .await?;
                 Ok(vec![allocate(&order.id)])
             }
             ProviderEventKind::ChargeSucceeded if order.status == OrderStatus::Cancelled => {
@@ -204,7 +201,8 @@ impl GoodsOrders {
                     Ok(true)
                 })
                 .await?;
-                self.reopen_checkout(&g.checkout_id, &order.id).await?;
+                self.move_checkout(&g.checkout_id, &order.id, CheckoutState::Active)
+                    .await?;
                 Ok(Vec::new())
             }
             ProviderEventKind::RefundSucceeded => {
@@ -214,7 +212,7 @@ impl GoodsOrders {
                     .unwrap_or_else(|| event.payment_id.clone());
                 update_order(&*self.store, &order.id, |o| {
                     let status = o.status;
-                    let Some(g) = goods_of(o) else {
+                    let Some(g) = o.goods.as_deref_mut() else {
                         return Ok::<bool, ()>(false);
                     };
                     let Some(r) = g.refunds.iter_mut().find(|r| r.id == refund_id) else {
@@ -288,20 +286,34 @@ impl GoodsOrders {
             Ok(true)
         })
         .await?;
-        self.mark_purchased(&g.checkout_id, &order.id).await?;
+        self.move_checkout(&g.checkout_id, &order.id, purchased(&order.id))
+            .await?;
         Ok(vec![allocate(&order.id)])
     }
 
-    async fn mark_purchased(&self, checkout_id: &str, order_id: &str) -> RepoResult<()> {
-        if let Some(c) = load_checkout(&*self.store, checkout_id).await? {
-            if matches!(&c.value.state, CheckoutState::Purchasing { order_id: o } if o == order_id)
-            {
-                let mut next = c.value.clone();
-                next.state = CheckoutState::Purchased {
-                    order_id: order_id.to_owned(),
-                };
-                cas_checkout(&*self.store, &next, c.version).await?;
+    /// Moves the checkout an order pays for to `to`, if the order still holds it: a paying
+    /// checkout becomes purchased, or active again after a declined card; a cancellation also
+    /// takes back a purchased one.
+    pub(crate) async fn move_checkout(
+        &self,
+        checkout_id: &str,
+        order_id: &str,
+        to: CheckoutState,
+    ) -> RepoResult<()> {
+        let Some(c) = load_checkout(&*self.store, checkout_id).await? else {
+            return Ok(());
+        };
+        let held = match &c.value.state {
+            CheckoutState::Purchasing { order_id: o } => o == order_id,
+            CheckoutState::Purchased { order_id: o } => {
+                o == order_id && to == CheckoutState::Cancelled
             }
+            CheckoutState::Active | CheckoutState::Cancelled => false,
+        };
+        if held && c.value.state != to {
+            let mut next = c.value.clone();
+            next.state = to;
+            cas_checkout(&*self.store, &next, c.version).await?;
         }
         Ok(())
     }
@@ -314,8 +326,8 @@ impl GoodsOrders {
         reason: &str,
     ) -> RepoResult<()> {
         let refund_id = event.payment_id.clone();
-        update_order(&*self.store, order_id, |o| {
-            let Some(g) = goods_of(o) else {
+        let recorded = update_order(&*self.store, order_id, |o| {
+            let Some(g) = o.goods.as_deref_mut() else {
                 return Ok::<bool, ()>(false);
             };
             if g.refunds.iter().any(|r| r.id == refund_id) {
@@ -331,22 +343,34 @@ impl GoodsOrders {
             Ok(true)
         })
         .await?;
-        self.provider
-            .refund(&refund_id, order_id, &event.payment_id, &event.amount)
-            .await
-            .map_err(provider_down)
+        match recorded {
+            Some(Ok(order)) => self.request_refunds(&order).await,
+            _ => Ok(()),
+        }
     }
 
-    async fn reopen_checkout(&self, checkout_id: &str, order_id: &str) -> RepoResult<()> {
-        if let Some(c) = load_checkout(&*self.store, checkout_id).await? {
-            if matches!(&c.value.state, CheckoutState::Purchasing { order_id: o } if o == order_id)
-            {
-                let mut next = c.value.clone();
-                next.state = CheckoutState::Active;
-                cas_checkout(&*self.store, &next, c.version).await?;
-            }
+    /// Asks the provider for every refund the order records as requested (idempotent per id).
+    pub(crate) async fn request_refunds(&self, order: &Order) -> RepoResult<()> {
+        let (Some(g), Some(payment_id)) = (order.goods.as_deref(), &order.payment_id) else {
+            return Ok(());
+        };
+        for r in g
+            .refunds
+            .iter()
+            .filter(|r| r.state == RefundState::Requested)
+        {
+            self.provider
+                .refund(&r.id, &order.id, payment_id, &r.amount)
+                .await
+                .map_err(provider_down)?;
         }
         Ok(())
+    }
+}
+
+fn purchased(order_id: &str) -> CheckoutState {
+    CheckoutState::Purchased {
+        order_id: order_id.to_owned(),
     }
 }
 

@@ -3,11 +3,11 @@
 //! the admins' view of orders no warehouse could supply.
 
 use mercato_core::clock::to_rfc3339;
-use mercato_core::codec::encode;
-use mercato_core::commerce::{change_stock, decode_alert, update_order};
+use mercato_core::codec::{decode, encode};
+use mercato_core::commerce::{change_stock, update_order};
 use mercato_core::domain::catalog::is_sku;
 use mercato_core::domain::commands::{AllocateOrder, Outcome, PaymentCommand};
-use mercato_core::domain::commerce::{order_of_shipment, ShipmentStatus};
+use mercato_core::domain::commerce::{order_of_shipment, LowStockAlert, ShipmentStatus};
 use mercato_core::domain::orders::{Order, OrderStatus};
 use mercato_core::domain::users::Role;
 use mercato_core::names::{tables, topics};
@@ -20,7 +20,7 @@ use super::orders::order_view;
 use super::{decode_cursor, encode_cursor, limit, Query};
 use crate::auth::Caller;
 use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
-use crate::idempotency::{self, Keyed};
+use crate::idempotency;
 use crate::state::AppState;
 
 /// Items a return may list, and the longest reason kept.
@@ -44,10 +44,8 @@ pub async fn cancel(
     order_id: &str,
     body: &[u8],
 ) -> ApiResult {
-    let caller = state.keys.caller(auth)?;
     let path = format!("/api/v1/orders/{order_id}/cancel");
-    let keyed = Keyed::for_post(&caller.user_id, key, &path, body)?;
-    idempotency::run(&*state.ports.store, keyed.as_ref(), async {
+    idempotency::post(state, auth, key, &path, body, |caller, _| async move {
         let owner = owner_of(state, &caller, order_id).await?;
         let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
         let cmd = PaymentCommand::Cancel {
@@ -103,10 +101,8 @@ pub async fn create_return(
     order_id: &str,
     body: &[u8],
 ) -> ApiResult {
-    let caller = state.keys.caller(auth)?;
     let path = format!("/api/v1/orders/{order_id}/returns");
-    let keyed = Keyed::for_post(&caller.user_id, key, &path, body)?;
-    idempotency::run(&*state.ports.store, keyed.as_ref(), async {
+    idempotency::post(state, auth, key, &path, body, |caller, keyed| async move {
         let req: NewReturn = parse_json(body)?;
         if req.items.is_empty() || req.items.len() > MAX_RETURN_ITEMS {
             return Err(ApiError::bad_request(
@@ -309,7 +305,7 @@ pub async fn seller_alerts(
     let alerts: Vec<_> = page
         .rows
         .iter()
-        .filter_map(|r| decode_alert(&r.value))
+        .filter_map(|r| decode::<LowStockAlert>(&r.value).ok())
         .map(|a| {
             json!({
                 "sku": a.sku, "inventory": a.inventory, "available": a.available,

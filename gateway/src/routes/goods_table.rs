@@ -11,6 +11,7 @@ use warp::reply::Response;
 use warp::Filter;
 
 use super::{authorization, body, finish, fulfilment, idempotency_key, query, shop, Query};
+use crate::error::ApiError;
 use crate::state::AppState;
 
 type Auth = Option<String>;
@@ -112,37 +113,29 @@ pub(super) fn routes(state: Arc<AppState>, limit: u64) -> BoxedFilter<(Response,
                 )
             },
         );
-    let ship = api
+    // `.../ship` and `.../deliver`: one route, the step named by the last segment.
+    let advance = api
         .and(warp::path!(
-            "warehouses" / String / "shipments" / String / "ship"
+            "warehouses" / String / "shipments" / String / String
         ))
         .and(warp::post())
         .and(st.clone())
         .and(authorization())
         .and(body(limit))
         .then(
-            |w: String, id: String, s: Arc<AppState>, a: Auth, b: Bytes| async move {
+            |w: String, id: String, step: String, s: Arc<AppState>, a: Auth, b: Bytes| async move {
+                let to = match step.as_str() {
+                    "ship" => ShipmentStatus::Shipped,
+                    "deliver" => ShipmentStatus::Delivered,
+                    _ => {
+                        let e = ApiError::not_found("not_found", "no such route");
+                        return finish(&s, "shipments_advance", Instant::now(), Err(e));
+                    }
+                };
                 handle!(
                     s,
-                    "shipments_ship",
-                    fulfilment::advance(&s, a.as_deref(), &w, &id, ShipmentStatus::Shipped, &b)
-                )
-            },
-        );
-    let deliver = api
-        .and(warp::path!(
-            "warehouses" / String / "shipments" / String / "deliver"
-        ))
-        .and(warp::post())
-        .and(st.clone())
-        .and(authorization())
-        .and(body(limit))
-        .then(
-            |w: String, id: String, s: Arc<AppState>, a: Auth, b: Bytes| async move {
-                handle!(
-                    s,
-                    "shipments_deliver",
-                    fulfilment::advance(&s, a.as_deref(), &w, &id, ShipmentStatus::Delivered, &b)
+                    "shipments_advance",
+                    fulfilment::advance(&s, a.as_deref(), &w, &id, to, &b)
                 )
             },
         );
@@ -200,9 +193,7 @@ pub(super) fn routes(state: Arc<AppState>, limit: u64) -> BoxedFilter<(Response,
         .unify()
         .or(create_return)
         .unify()
-        .or(ship)
-        .unify()
-        .or(deliver)
+        .or(advance)
         .unify()
         .or(alerts)
         .unify()

@@ -68,12 +68,13 @@ pub async fn create(
     key: Option<&str>,
     body: &[u8],
 ) -> ApiResult {
-    let caller = state.keys.caller(auth)?;
-    let keyed = Keyed::for_post(&caller.user_id, key, "/api/v1/holds", body)?;
-    idempotency::run(
-        &*state.ports.store,
-        keyed.as_ref(),
-        place(state, &caller, keyed.as_ref(), body),
+    idempotency::post(
+        state,
+        auth,
+        key,
+        "/api/v1/holds",
+        body,
+        |caller, keyed| async move { place(state, &caller, keyed.as_ref(), body).await },
     )
     .await
 }

@@ -50,8 +50,8 @@ async fn cart_lines(state: &AppState, user_id: &str) -> Result<Vec<(String, Cart
     page.rows
         .into_iter()
         .map(|row| {
-            let line = repo::decode_row::<CartLine>(tables::CARTS, row.clone())?.value;
-            Ok((row.clustering, line))
+            let sku = row.clustering.clone();
+            Ok((sku, repo::decode_row::<CartLine>(tables::CARTS, row)?.value))
         })
         .collect()
 }
@@ -118,16 +118,15 @@ pub async fn set_item(state: &AppState, auth: Option<&str>, sku: &str, body: &[u
         ));
     }
     let store = &*state.ports.store;
+    if req.quantity == 0 {
+        store.delete(tables::CARTS, &caller.user_id, sku).await?;
+        return cart_view(&priced_cart(state, &caller.user_id).await?);
+    }
     let (mut lines, p, available) = tokio::try_join!(
         priced_cart(state, &caller.user_id),
         product(state, sku),
         available(state, sku),
     )?;
-    if req.quantity == 0 {
-        store.delete(tables::CARTS, &caller.user_id, sku).await?;
-        lines.retain(|(s, _, _)| s != sku);
-        return cart_view(&lines);
-    }
     let p =
         p.ok_or_else(|| ApiError::not_found("product_not_found", format!("no product {sku:?}")))?;
     let others = lines.iter().filter(|(s, _, _)| s != sku).count();
@@ -200,12 +199,13 @@ pub async fn create_checkout(
     key: Option<&str>,
     body: &[u8],
 ) -> ApiResult {
-    let caller = state.keys.caller(auth)?;
-    let keyed = Keyed::for_post(&caller.user_id, key, "/api/v1/checkouts", body)?;
-    idempotency::run(
-        &*state.ports.store,
-        keyed.as_ref(),
-        place_checkout(state, &caller, keyed.as_ref(), body),
+    idempotency::post(
+        state,
+        auth,
+        key,
+        "/api/v1/checkouts",
+        body,
+        |caller, keyed| async move { place_checkout(state, &caller, keyed.as_ref(), body).await },
     )
     .await
 }

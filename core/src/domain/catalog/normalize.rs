@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use super::{AttrValue, Product};
 use crate::domain::Money;
 
-pub const MAX_SKU: usize = 64;
+pub use mercato_crds::{is_sku, MAX_SKU};
 pub const MAX_NAME: usize = 200;
 pub const MAX_DESCRIPTION: usize = 5_000;
 pub const MAX_CATEGORY_DEPTH: usize = 8;
@@ -103,13 +103,6 @@ fn kind_of(v: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
-}
-
-pub fn is_sku(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= MAX_SKU
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 fn sku(fields: &Map<String, Value>) -> Result<String, RecordError> {
