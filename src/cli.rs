@@ -5,11 +5,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use crate::admin::{self, Target};
-use crate::platform::{Platform, PlatformConfig};
+use crate::engines::Engines;
+use crate::platform::ROLES;
+use crate::serve;
 
 #[derive(Parser)]
 #[command(
@@ -22,28 +23,94 @@ struct Cli {
     command: Command,
 }
 
+/// Settings of the gateway role.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Tuning {
+    /// Override every event's hold length, e.g. `30s` (demos and tests).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub hold_ttl: Option<Duration>,
+    /// How long a checkout reserves its stock, e.g. `2m` [default: 5m].
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub checkout_ttl: Option<Duration>,
+    /// Search answers kept per index generation (0 turns the cache off).
+    #[arg(long, default_value_t = mercato_search::DEFAULT_CACHE_ENTRIES)]
+    pub search_cache: usize,
+}
+
+/// The engines behind the ports.
+#[derive(clap::Args, Debug, Clone)]
+struct EngineFlags {
+    /// The bus: `embedded`, or `redis://HOST:PORT[/DB]` (Redis Streams).
+    #[arg(long, env = "MERCATO_BUS", default_value = "embedded")]
+    bus: String,
+    /// The store: `embedded[:DIR]`, or `postgres://USER:PASSWORD@HOST[:PORT]/DATABASE`.
+    #[arg(long, env = "MERCATO_STORE", default_value = "embedded")]
+    store: String,
+    /// Coordination (rate limits, fan-out): `embedded`, or `redis://HOST:PORT[/DB]`.
+    #[arg(long, env = "MERCATO_COORD", default_value = "embedded")]
+    coord: String,
+}
+
+impl EngineFlags {
+    fn parse(&self) -> anyhow::Result<Engines> {
+        Ok(Engines::parse(&self.bus, &self.store, &self.coord)?)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Run everything in one process on embedded engines: gateway, workers, local reconciler.
+    /// Run everything in one process: gateway, workers, local reconciler. Embedded engines by
+    /// default; `--bus`, `--store` and `--coord` put it on real ones.
     Up {
         /// Address the gateway listens on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// Where the store, the bus and the admin token are kept across restarts.
+        /// Where the embedded engines, the search index and the admin token are kept.
         #[arg(long, default_value = "./mercato-data")]
         data_dir: PathBuf,
         /// A folder of Event/Inventory/Warehouse manifests to apply at start [default: examples/ if present].
         #[arg(long)]
         manifests: Option<PathBuf>,
-        /// Override every event's hold length, e.g. `30s` (demos and tests).
-        #[arg(long, value_parser = humantime::parse_duration)]
-        hold_ttl: Option<Duration>,
-        /// How long a checkout reserves its stock, e.g. `2m` [default: 5m].
-        #[arg(long, value_parser = humantime::parse_duration)]
-        checkout_ttl: Option<Duration>,
-        /// Search answers kept per index generation (0 turns the cache off).
-        #[arg(long, default_value_t = mercato_search::DEFAULT_CACHE_ENTRIES)]
-        search_cache: usize,
+        #[command(flatten)]
+        tuning: Tuning,
+        #[command(flatten)]
+        engines: EngineFlags,
+    },
+    /// Run the gateway alone (HTTP API, search index, `mercato apply`), sharing its engines
+    /// with the workers' processes. Run as many as you like behind a load balancer.
+    Gateway {
+        /// Address the gateway listens on (port 0 picks a free one).
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Where this gateway keeps its search index [default: in memory, rebuilt at start].
+        #[arg(long)]
+        search_dir: Option<PathBuf>,
+        /// Manifests to apply at start.
+        #[arg(long)]
+        manifests: Option<PathBuf>,
+        /// Write an admin token (for `mercato apply`) to this file, readable by you alone.
+        #[arg(long)]
+        admin_token_file: Option<PathBuf>,
+        #[command(flatten)]
+        tuning: Tuning,
+        #[command(flatten)]
+        engines: EngineFlags,
+    },
+    /// Run one replica of a stream worker, sharing its engines with the other processes.
+    /// Replica i of n consumes the partitions p with p % n == i.
+    Worker {
+        /// holds, payments, ingest, checkout or allocator.
+        #[arg(value_parser = clap::builder::PossibleValuesParser::new(ROLES))]
+        role: String,
+        #[arg(long, default_value_t = 0)]
+        replica: u32,
+        #[arg(long, default_value_t = 1)]
+        replicas: u32,
+        /// Where the sandbox provider of a payments worker posts its webhooks: a gateway.
+        #[arg(long, default_value = "http://127.0.0.1:8080/api/v1/payments/webhook")]
+        webhook_url: String,
+        #[command(flatten)]
+        engines: EngineFlags,
     },
     /// Apply manifests to a running `mercato up`, like `kubectl apply -f`; follows each
     /// Inventory's ingest until its products are searchable.
@@ -106,20 +173,36 @@ pub fn main() -> ExitCode {
                 listen,
                 data_dir,
                 manifests,
-                hold_ttl,
-                checkout_ttl,
-                search_cache,
+                tuning,
+                engines,
+            } => serve::up(listen, data_dir, manifests, tuning, engines.parse()?).await,
+            Command::Gateway {
+                listen,
+                search_dir,
+                manifests,
+                admin_token_file,
+                tuning,
+                engines,
             } => {
-                up(
-                    listen,
-                    data_dir,
-                    manifests,
-                    hold_ttl,
-                    checkout_ttl,
-                    search_cache,
+                serve::gateway(
+                    serve::GatewayArgs {
+                        listen,
+                        search_dir,
+                        manifests,
+                        admin_token_file,
+                        tuning,
+                    },
+                    engines.parse()?,
                 )
                 .await
             }
+            Command::Worker {
+                role,
+                replica,
+                replicas,
+                webhook_url,
+                engines,
+            } => serve::worker(&role, replica, replicas, webhook_url, engines.parse()?).await,
             Command::Apply {
                 file,
                 no_wait,
@@ -141,77 +224,4 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-async fn up(
-    listen: SocketAddr,
-    data_dir: PathBuf,
-    manifests: Option<PathBuf>,
-    hold_ttl: Option<Duration>,
-    checkout_ttl: Option<Duration>,
-    search_cache: usize,
-) -> anyhow::Result<()> {
-    let manifests = match manifests {
-        Some(dir) if !dir.is_dir() => bail!("--manifests {}: not a folder", dir.display()),
-        Some(dir) => Some(dir),
-        None => Some(PathBuf::from("examples")).filter(|d| d.is_dir()),
-    };
-    println!("Starting Mercato (data in {}) ...", data_dir.display());
-    let platform = Platform::start(PlatformConfig {
-        listen,
-        data_dir: Some(data_dir.clone()),
-        manifests,
-        hold_ttl,
-        checkout_ttl,
-        search_cache,
-    })
-    .await
-    .context("mercato up failed to start")?;
-    for a in &platform.applied {
-        println!(
-            "  {}.mercato.dev/{} {}",
-            a.kind.to_lowercase(),
-            a.name,
-            a.action
-        );
-    }
-    let base = format!("http://{}", platform.addr);
-    println!(
-        r#"
-Mercato is up at {base}
-  admin token: {token_path}
-
-Try it:
-  curl -s {base}/api/v1/events
-  curl -s {base}/api/v1/events/hamlet-globe/seats?section=stalls
-  curl -s '{base}/api/v1/search?q=neuromancr'      (a typo, and still found)
-  curl -s {base}/api/v1/products/RB-0002           (stock in two warehouses)
-  curl -s -X POST {base}/api/v1/users -H 'content-type: application/json' \
-       -d '{{"email":"ada@example.com","password":"correct horse","name":"Ada"}}'
-  curl -s -X POST {base}/api/v1/sessions -H 'content-type: application/json' \
-       -d '{{"email":"ada@example.com","password":"correct horse"}}'
-  (the README walks through buying seats, and books)
-
-Press Ctrl-C to stop."#,
-        token_path = data_dir.join("admin-token").display(),
-    );
-    shutdown_signal().await;
-    println!("Stopping ...");
-    platform.stop().await;
-    Ok(())
-}
-
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        if let Ok(mut term) = signal(SignalKind::terminate()) {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-            return;
-        }
-    }
-    let _ = tokio::signal::ctrl_c().await;
 }

@@ -3,4 +3,6 @@
 
 pub mod admin;
 pub mod cli;
+pub mod engines;
 pub mod platform;
+pub mod serve;

@@ -1,6 +1,7 @@
-//! `mercato up`: the gateway, every worker and a local reconciler in one process, on the
-//! embedded engines. The same code the cluster runs, with topics as embedded topics and worker
-//! Deployments as tasks.
+//! The roles a process runs: the gateway (with the local reconciler that applies manifests and
+//! the search index), and the stream workers. `mercato up` runs them all in one process, on the
+//! embedded engines by default; `mercato gateway` and `mercato worker` run one role each, on
+//! shared engines. The same code the cluster runs, with worker Deployments as tasks.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,12 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use mercato_core::bus::{Bus, EmbeddedBus};
-use mercato_core::coord::EmbeddedCoord;
 use mercato_core::domain::users::Role;
 use mercato_core::names::topics;
 use mercato_core::repo;
-use mercato_core::store::{EmbeddedStore, Store};
 use mercato_core::Ports;
 use mercato_gateway::error::ApiError;
 use mercato_gateway::{AppState, GatewayConfig, ManifestSink};
@@ -26,11 +24,13 @@ use mercato_workers::holds::HoldsWorker;
 use mercato_workers::ingest::IngestWorker;
 use mercato_workers::payments::PaymentsWorker;
 use mercato_workers::sandbox::SandboxProvider;
-use mercato_workers::{run_worker, WorkerSpec};
+use mercato_workers::{run_worker, BatchHandler, WorkerSpec};
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use warp::http::StatusCode;
+
+use crate::engines::{EngineError, Engines};
 
 #[derive(Debug, Clone)]
 pub struct PlatformConfig {
@@ -44,15 +44,21 @@ pub struct PlatformConfig {
     pub checkout_ttl: Option<Duration>,
     /// Search answers cached per index generation; 0 turns the cache off.
     pub search_cache: usize,
+    /// The engines behind the ports: embedded unless flags name real ones.
+    pub engines: Engines,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlatformError {
     // The inner error is the source: `{:#}` (anyhow) prints the chain once.
-    #[error("cannot open the store")]
+    #[error(transparent)]
+    Engines(#[from] EngineError),
+    #[error("cannot read the payment provider's settings")]
     Store(#[from] mercato_core::store::StoreError),
-    #[error("cannot open the bus")]
+    #[error("cannot reach the bus")]
     Bus(#[from] mercato_core::bus::BusError),
+    #[error("unknown worker role {0:?}: expected one of {ROLES:?}")]
+    UnknownRole(String),
     #[error("cannot read shared settings")]
     Repo(#[from] mercato_core::repo::RepoError),
     #[error("cannot apply manifests")]
@@ -113,157 +119,205 @@ impl ManifestSink for LocalSink {
     }
 }
 
-fn open_ports(data_dir: Option<&Path>) -> Result<Ports, PlatformError> {
-    let (store, bus): (Arc<dyn Store>, Arc<dyn Bus>) = match data_dir {
-        Some(dir) => (
-            Arc::new(EmbeddedStore::open(&dir.join("store"))?),
-            Arc::new(EmbeddedBus::open(&dir.join("bus"))?),
-        ),
-        None => (
-            Arc::new(EmbeddedStore::in_memory()?),
-            Arc::new(EmbeddedBus::in_memory()),
-        ),
-    };
-    Ok(Ports {
-        bus,
-        store,
-        coord: Arc::new(EmbeddedCoord::new()),
+/// The worker roles, each consuming one topic.
+pub const ROLES: [&str; 5] = ["holds", "payments", "ingest", "checkout", "allocator"];
+
+/// What the gateway role needs beyond the ports.
+pub struct GatewayRole {
+    pub listen: SocketAddr,
+    /// Where the search index is kept; in memory when `None`.
+    pub search_dir: Option<PathBuf>,
+    pub search_cache: usize,
+    pub hold_ttl: Option<Duration>,
+    pub checkout_ttl: Option<Duration>,
+    pub manifests: Option<PathBuf>,
+}
+
+/// A running gateway.
+pub struct Gateway {
+    pub addr: SocketAddr,
+    pub state: Arc<AppState>,
+    pub sandbox: Arc<SandboxProvider>,
+    pub applied: Vec<Applied>,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Creates the platform's topics (idempotent: "already exists" is success), finishes inventory
+/// publishes a crash interrupted, and applies the manifests folder if one is given.
+async fn prepare(
+    reconciler: &LocalReconciler,
+    manifests: Option<&Path>,
+) -> Result<Vec<Applied>, PlatformError> {
+    reconciler.ensure_platform().await?;
+    let resumed = reconciler.resume().await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resumed interrupted inventory publishes");
+    }
+    Ok(match manifests {
+        Some(dir) => reconciler.apply_dir(dir).await?,
+        None => Vec::new(),
     })
 }
 
-impl Platform {
-    pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
-        let ports = open_ports(config.data_dir.as_deref())?;
-        let reconciler = LocalReconciler::new(ports.clone());
-        reconciler.ensure_platform().await?;
-        let resumed = reconciler.resume().await?;
-        if resumed > 0 {
-            tracing::info!(resumed, "resumed interrupted inventory publishes");
+/// Creates the platform's topics, for a process that runs no gateway.
+pub async fn ensure_topics(ports: &Ports) -> Result<(), PlatformError> {
+    Ok(LocalReconciler::new(ports.clone())
+        .ensure_platform()
+        .await?)
+}
+
+/// The sandbox payment provider; its charges and webhook outbox live in the store, so every
+/// process that builds one sees the same payments.
+pub async fn sandbox(ports: &Ports) -> Result<Arc<SandboxProvider>, PlatformError> {
+    let webhook_secret = repo::shared_secret(&*ports.store, "webhook_secret").await?;
+    Ok(Arc::new(SandboxProvider::new(
+        Arc::clone(&ports.store),
+        webhook_secret,
+    )))
+}
+
+/// Starts the gateway role: the HTTP API, the results consumer, the search indexer, and the
+/// local reconciler behind `mercato apply`.
+pub async fn start_gateway(
+    ports: &Ports,
+    role: GatewayRole,
+    stop: &watch::Receiver<bool>,
+) -> Result<Gateway, PlatformError> {
+    let reconciler = LocalReconciler::new(ports.clone());
+    let applied = prepare(&reconciler, role.manifests.as_deref()).await?;
+    let mut tasks = Vec::new();
+    let (search, indexer) = Search::start(
+        role.search_dir.as_deref(),
+        role.search_cache,
+        Arc::clone(&ports.bus),
+        stop.clone(),
+    )
+    .await?;
+    tasks.push(indexer);
+    let sandbox = sandbox(ports).await?;
+    let gateway_config = GatewayConfig {
+        hold_ttl_override: role.hold_ttl,
+        checkout_ttl: role
+            .checkout_ttl
+            .unwrap_or(mercato_core::domain::commerce::DEFAULT_CHECKOUT_TTL),
+        ..GatewayConfig::default()
+    };
+    let state = Arc::new(
+        AppState::new(
+            ports.clone(),
+            gateway_config,
+            sandbox.clone(),
+            Some(Arc::new(LocalSink(reconciler))),
+        )
+        .await?
+        .with_search(Arc::clone(&search)),
+    );
+    let (addr, server) =
+        mercato_gateway::serve(Arc::clone(&state), role.listen, stop.clone()).await?;
+    tasks.push(server);
+    Ok(Gateway {
+        addr,
+        state,
+        sandbox,
+        applied,
+        tasks,
+    })
+}
+
+/// Starts replica `replica` of `replicas` of a worker role. The payments role takes the
+/// provider whose webhooks it must deliver.
+pub fn start_worker(
+    ports: &Ports,
+    role: &str,
+    replica: u32,
+    replicas: u32,
+    sandbox: &Arc<SandboxProvider>,
+    stop: &watch::Receiver<bool>,
+) -> Result<JoinHandle<()>, PlatformError> {
+    let store = || Arc::clone(&ports.store);
+    let (role, topic, max_batch, handler): (&'static str, _, _, Arc<dyn BatchHandler>) = match role
+    {
+        "holds" => (
+            "holds",
+            topics::HOLDS,
+            512,
+            Arc::new(HoldsWorker::new(store())),
+        ),
+        "payments" => (
+            "payments",
+            topics::PAYMENTS,
+            256,
+            Arc::new(PaymentsWorker::new(store(), sandbox.clone())),
+        ),
+        "ingest" => (
+            "ingest",
+            topics::INGEST,
+            2048,
+            Arc::new(IngestWorker::new(ports.clone())),
+        ),
+        "checkout" => (
+            "checkout",
+            topics::CHECKOUTS,
+            256,
+            Arc::new(CheckoutWorker::new(store(), Arc::clone(&ports.bus))),
+        ),
+        "allocator" => (
+            "allocator",
+            topics::ALLOCATIONS,
+            256,
+            Arc::new(AllocatorWorker::new(store())),
+        ),
+        other => return Err(PlatformError::UnknownRole(other.to_owned())),
+    };
+    let spec = WorkerSpec {
+        role,
+        topic,
+        replica,
+        replicas,
+        max_batch,
+    };
+    let ports = ports.clone();
+    let stop = stop.clone();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = run_worker(ports, spec, handler, stop).await {
+            tracing::error!(role, error = %e, "worker stopped");
         }
-        let applied = match &config.manifests {
-            Some(dir) => reconciler.apply_dir(dir).await?,
-            None => Vec::new(),
-        };
+    }))
+}
+
+impl Platform {
+    /// Everything in one process: the gateway and one replica of every worker.
+    pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
+        let ports = config.engines.connect(config.data_dir.as_deref()).await?;
         let (shutdown, stop) = watch::channel(false);
-        let mut tasks = Vec::new();
-        let search_dir = config.data_dir.as_ref().map(|d| d.join("search"));
-        let (search, indexer) = Search::start(
-            search_dir.as_deref(),
-            config.search_cache,
-            Arc::clone(&ports.bus),
-            stop.clone(),
+        let gateway = start_gateway(
+            &ports,
+            GatewayRole {
+                listen: config.listen,
+                search_dir: config.data_dir.as_ref().map(|d| d.join("search")),
+                search_cache: config.search_cache,
+                hold_ttl: config.hold_ttl,
+                checkout_ttl: config.checkout_ttl,
+                manifests: config.manifests.clone(),
+            },
+            &stop,
         )
         .await?;
-        tasks.push(indexer);
-
-        let webhook_secret = repo::shared_secret(&*ports.store, "webhook_secret").await?;
-        let sandbox = Arc::new(SandboxProvider::new(
-            Arc::clone(&ports.store),
-            webhook_secret,
-        ));
-        let gateway_config = GatewayConfig {
-            hold_ttl_override: config.hold_ttl,
-            checkout_ttl: config
-                .checkout_ttl
-                .unwrap_or(mercato_core::domain::commerce::DEFAULT_CHECKOUT_TTL),
-            ..GatewayConfig::default()
-        };
-        let state = Arc::new(
-            AppState::new(
-                ports.clone(),
-                gateway_config,
-                sandbox.clone(),
-                Some(Arc::new(LocalSink(reconciler))),
-            )
-            .await?
-            .with_search(Arc::clone(&search)),
-        );
-        let (addr, server) =
-            mercato_gateway::serve(Arc::clone(&state), config.listen, stop.clone()).await?;
-        tasks.push(server);
+        let Gateway {
+            addr,
+            state,
+            sandbox,
+            applied,
+            mut tasks,
+        } = gateway;
         sandbox.set_webhook_url(format!("http://{addr}/api/v1/payments/webhook"));
         tasks.push(tokio::spawn(
             Arc::clone(&sandbox).run_delivery(stop.clone()),
         ));
-
-        let holds = Arc::new(HoldsWorker::new(Arc::clone(&ports.store)));
-        let payments = Arc::new(PaymentsWorker::new(Arc::clone(&ports.store), sandbox));
-        let ingest = Arc::new(IngestWorker::new(ports.clone()));
-        let checkout = Arc::new(CheckoutWorker::new(
-            Arc::clone(&ports.store),
-            Arc::clone(&ports.bus),
-        ));
-        let allocator = Arc::new(AllocatorWorker::new(Arc::clone(&ports.store)));
-        let workers: [(WorkerSpec, Arc<dyn mercato_workers::BatchHandler>); 5] = [
-            (
-                WorkerSpec {
-                    role: "holds",
-                    topic: topics::HOLDS,
-                    replica: 0,
-                    replicas: 1,
-                    max_batch: 512,
-                },
-                holds,
-            ),
-            (
-                WorkerSpec {
-                    role: "payments",
-                    topic: topics::PAYMENTS,
-                    replica: 0,
-                    replicas: 1,
-                    max_batch: 256,
-                },
-                payments,
-            ),
-            (
-                WorkerSpec {
-                    role: "ingest",
-                    topic: topics::INGEST,
-                    replica: 0,
-                    replicas: 1,
-                    max_batch: 2048,
-                },
-                ingest,
-            ),
-            (
-                WorkerSpec {
-                    role: "checkout",
-                    topic: topics::CHECKOUTS,
-                    replica: 0,
-                    replicas: 1,
-                    max_batch: 256,
-                },
-                checkout,
-            ),
-            (
-                WorkerSpec {
-                    role: "allocator",
-                    topic: topics::ALLOCATIONS,
-                    replica: 0,
-                    replicas: 1,
-                    max_batch: 256,
-                },
-                allocator,
-            ),
-        ];
-        for (spec, handler) in workers {
-            let ports = ports.clone();
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                let role = spec.role;
-                if let Err(e) = run_worker(ports, spec, handler, stop).await {
-                    tracing::error!(role, error = %e, "worker stopped");
-                }
-            }));
+        for role in ROLES {
+            tasks.push(start_worker(&ports, role, 0, 1, &sandbox, &stop)?);
         }
-
-        let (admin_token, _) = state
-            .keys
-            .issue("admin", Role::Admin, 30 * 24 * 3600)
-            .map_err(|e| PlatformError::Write {
-                path: "admin token".into(),
-                source: std::io::Error::other(e.message),
-            })?;
+        let admin_token = admin_token(&state)?;
         if let Some(dir) = &config.data_dir {
             write_private(&dir.join("admin-token"), &admin_token)?;
         }
@@ -286,7 +340,20 @@ impl Platform {
     }
 }
 
-fn write_private(path: &Path, text: &str) -> Result<(), PlatformError> {
+/// A token with the admin role, valid for 30 days, signed with the shared key: any gateway of
+/// the same store accepts it.
+pub fn admin_token(state: &AppState) -> Result<String, PlatformError> {
+    state
+        .keys
+        .issue("admin", Role::Admin, 30 * 24 * 3600)
+        .map(|(token, _)| token)
+        .map_err(|e| PlatformError::Write {
+            path: "admin token".into(),
+            source: std::io::Error::other(e.message),
+        })
+}
+
+pub fn write_private(path: &Path, text: &str) -> Result<(), PlatformError> {
     let err = |source| PlatformError::Write {
         path: path.display().to_string(),
         source,

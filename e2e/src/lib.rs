@@ -344,6 +344,7 @@ pub mod harness {
             manifests: None,
             hold_ttl,
             checkout_ttl: None,
+            engines: Default::default(),
             search_cache: mercato_search::DEFAULT_CACHE_ENTRIES,
         })
         .await

@@ -24,6 +24,7 @@ async fn start(checkout_ttl: Duration) -> Running {
         manifests: None,
         hold_ttl: None,
         checkout_ttl: Some(checkout_ttl),
+        engines: Default::default(),
         search_cache: 0,
     })
     .await

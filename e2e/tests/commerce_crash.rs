@@ -30,6 +30,7 @@ fn commerce_child() {
         manifests: None,
         hold_ttl: None,
         checkout_ttl: Some(CHECKOUT_TTL),
+        engines: Default::default(),
         search_cache: 0,
     });
 }

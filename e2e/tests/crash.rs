@@ -29,6 +29,7 @@ fn platform_child() {
         manifests: None,
         hold_ttl: Some(HOLD_TTL),
         checkout_ttl: None,
+        engines: Default::default(),
         search_cache: 0,
     });
 }

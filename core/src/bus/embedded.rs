@@ -23,10 +23,12 @@ use tokio::sync::watch;
 
 use super::log_file::{open_frames, push_frame, put_str16, Reader};
 use super::partition::{parse_record, read_back, Partition, RecordFrame, Stored, FRAME_RECORD};
-use super::{partition_for, validate_topic_name, Bus, BusError, BusResult, Record, TopicChange};
+use super::{
+    partition_for, validate_topic_name, Bus, BusError, BusResult, Record, TopicChange,
+    MAX_PARTITIONS,
+};
 use crate::clock::now_ms;
 
-const MAX_PARTITIONS: u32 = 1024;
 const FRAME_TOPIC: u8 = 1;
 const FRAME_COMMIT: u8 = 3;
 

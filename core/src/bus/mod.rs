@@ -16,6 +16,9 @@ use async_trait::async_trait;
 
 pub use embedded::EmbeddedBus;
 
+/// The most partitions a topic may have.
+pub const MAX_PARTITIONS: u32 = 1024;
+
 /// (key, value) pairs to append.
 pub type KeyedRecords = Vec<(Vec<u8>, Vec<u8>)>;
 

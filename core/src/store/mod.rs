@@ -244,7 +244,7 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-pub(crate) fn check_unconditional(writes: &[PartitionWrite]) -> StoreResult<()> {
+pub fn check_unconditional(writes: &[PartitionWrite]) -> StoreResult<()> {
     match writes.iter().find(|w| w.write.is_conditional()) {
         Some(w) => Err(StoreError::Invalid(format!(
             "write_many takes puts and deletes only; {:?} in partition {} is conditional",

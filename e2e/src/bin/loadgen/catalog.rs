@@ -289,6 +289,7 @@ pub async fn run(opts: Catalog, server: &tokio::runtime::Runtime) -> anyhow::Res
         manifests: None,
         hold_ttl: None,
         checkout_ttl: None,
+        engines: Default::default(),
         search_cache: if opts.no_cache {
             0
         } else {

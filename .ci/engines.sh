@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs PostgreSQL and Redis from the OS packages and starts one private server of each on
+# ports of their own, with their data under $1. Prints the MERCATO_TEST_* exports to eval.
+# Sourced from .ci/run; usable by hand: eval "$(.ci/engines.sh /tmp/mercato-engines)".
+set -euo pipefail
+dir=${1:?usage: engines.sh DIR}
+pg_port=${MERCATO_CI_PG_PORT:-55432}
+redis_port=${MERCATO_CI_REDIS_PORT:-56379}
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    echo "installing postgresql and redis-server from the OS packages" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    as_root apt-get install -y -q postgresql redis-server >&2 \
+        || { as_root apt-get update -q >&2 && as_root apt-get install -y -q postgresql redis-server >&2; }
+fi
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+
+mkdir -p "$dir"
+# PostgreSQL refuses to run as root: its cluster belongs to the postgres user when we are root.
+pg_user=$(id -un)
+run_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+if [ "$(id -u)" -eq 0 ]; then pg_user=postgres; chown postgres "$dir"; fi
+if [ ! -f "$dir/pg/PG_VERSION" ]; then
+    run_pg "$pg_bin/initdb" -D "$dir/pg" -U "$pg_user" -A trust >/dev/null
+fi
+run_pg "$pg_bin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w \
+    -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on" start >&2
+run_pg "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U "$pg_user" -d postgres -qtAc \
+    "SELECT 1 FROM pg_database WHERE datname = 'mercato'" | grep -q 1 \
+    || run_pg "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U "$pg_user" mercato
+
+# appendonly with fsync always: the bus on Redis Streams loses nothing it acknowledged.
+redis-server --port "$redis_port" --bind 127.0.0.1 --daemonize yes --dir "$dir" \
+    --appendonly yes --appendfsync always --save '' --logfile "$dir/redis.log" >&2
+for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+redis-cli -p "$redis_port" ping >/dev/null
+
+echo "export MERCATO_TEST_POSTGRES=postgres://$pg_user@127.0.0.1:$pg_port/mercato"
+echo "export MERCATO_TEST_REDIS=redis://127.0.0.1:$redis_port"

@@ -1,0 +1,203 @@
+//! Which engines stand behind the ports, from `--bus`, `--store` and `--coord`, and connecting
+//! to them.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mercato_core::bus::{Bus, EmbeddedBus};
+use mercato_core::coord::{Coord, EmbeddedCoord};
+use mercato_core::store::{EmbeddedStore, Store};
+use mercato_core::Ports;
+use mercato_engines::postgres::{PostgresOptions, PostgresStore};
+use mercato_engines::redis_bus::RedisBus;
+use mercato_engines::redis_coord::RedisCoord;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BusEngine {
+    /// In this process; on disk under the data dir when there is one.
+    #[default]
+    Embedded,
+    Redis(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StoreEngine {
+    /// In this process; in `DIR` if given, else under the data dir, else in memory.
+    #[default]
+    Embedded,
+    EmbeddedAt(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum CoordEngine {
+    #[default]
+    Embedded,
+    Redis(String),
+}
+
+/// The engines a process runs on.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Engines {
+    pub bus: BusEngine,
+    pub store: StoreEngine,
+    pub coord: CoordEngine,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("--{flag} {given:?}: {why}")]
+    BadFlag {
+        flag: &'static str,
+        given: String,
+        why: String,
+    },
+    #[error("{role} runs as its own process and shares its engines with the others; the embedded {port} lives inside one process. Give --{port} {hint}")]
+    NotShareable {
+        role: String,
+        port: &'static str,
+        hint: &'static str,
+    },
+    #[error("cannot open the embedded store")]
+    EmbeddedStore(#[source] mercato_core::store::StoreError),
+    #[error("cannot open the embedded bus")]
+    EmbeddedBus(#[source] mercato_core::bus::BusError),
+    #[error("cannot connect to PostgreSQL")]
+    Postgres(#[source] mercato_core::store::StoreError),
+    #[error(transparent)]
+    Redis(#[from] mercato_engines::RedisConnectError),
+}
+
+const FLUVIO_LATER: &str =
+    "the Fluvio bus is not in this build yet; use redis://HOST:PORT (Redis Streams) or embedded";
+const SCYLLA_LATER: &str = "the ScyllaDB store is not in this build yet; use postgres://USER:PASSWORD@HOST/DB or embedded[:DIR]";
+
+impl Engines {
+    pub fn parse(bus: &str, store: &str, coord: &str) -> Result<Self, EngineError> {
+        let bad = |flag: &'static str, given: &str, why: &str| EngineError::BadFlag {
+            flag,
+            given: given.to_owned(),
+            why: why.to_owned(),
+        };
+        let bus = match scheme(bus) {
+            "embedded" if bus == "embedded" => BusEngine::Embedded,
+            "redis" | "rediss" => BusEngine::Redis(bus.to_owned()),
+            "fluvio" => return Err(bad("bus", bus, FLUVIO_LATER)),
+            _ => return Err(bad("bus", bus, "expected embedded or redis://HOST:PORT")),
+        };
+        let store = match scheme(store) {
+            "embedded" => match store.strip_prefix("embedded:") {
+                Some("") => return Err(bad("store", store, "embedded:DIR needs a folder")),
+                Some(dir) => StoreEngine::EmbeddedAt(PathBuf::from(dir)),
+                None => StoreEngine::Embedded,
+            },
+            "postgres" | "postgresql" => StoreEngine::Postgres(store.to_owned()),
+            "scylla" => return Err(bad("store", store, SCYLLA_LATER)),
+            _ => {
+                return Err(bad(
+                    "store",
+                    store,
+                    "expected embedded[:DIR] or postgres://USER:PASSWORD@HOST/DB",
+                ))
+            }
+        };
+        let coord = match scheme(coord) {
+            "embedded" if coord == "embedded" => CoordEngine::Embedded,
+            "redis" | "rediss" => CoordEngine::Redis(coord.to_owned()),
+            _ => {
+                return Err(bad(
+                    "coord",
+                    coord,
+                    "expected embedded or redis://HOST:PORT",
+                ))
+            }
+        };
+        Ok(Self { bus, store, coord })
+    }
+
+    /// Refuses engines that cannot be shared between processes, for a role run on its own.
+    pub fn require_shared(&self, role: &str) -> Result<(), EngineError> {
+        let refuse = |port, hint| {
+            Err(EngineError::NotShareable {
+                role: role.to_owned(),
+                port,
+                hint,
+            })
+        };
+        if self.bus == BusEngine::Embedded {
+            return refuse("bus", "redis://HOST:PORT");
+        }
+        if matches!(
+            self.store,
+            StoreEngine::Embedded | StoreEngine::EmbeddedAt(_)
+        ) {
+            return refuse("store", "postgres://USER:PASSWORD@HOST/DB");
+        }
+        Ok(())
+    }
+
+    /// Connects to every engine. Embedded engines keep their state under `data_dir` when one is
+    /// given, in memory otherwise.
+    pub async fn connect(&self, data_dir: Option<&Path>) -> Result<Ports, EngineError> {
+        let store: Arc<dyn Store> = match &self.store {
+            StoreEngine::Postgres(url) => Arc::new(
+                PostgresStore::connect(url, PostgresOptions::default())
+                    .await
+                    .map_err(EngineError::Postgres)?,
+            ),
+            StoreEngine::EmbeddedAt(dir) => {
+                Arc::new(EmbeddedStore::open(dir).map_err(EngineError::EmbeddedStore)?)
+            }
+            StoreEngine::Embedded => match data_dir {
+                Some(dir) => Arc::new(
+                    EmbeddedStore::open(&dir.join("store")).map_err(EngineError::EmbeddedStore)?,
+                ),
+                None => Arc::new(EmbeddedStore::in_memory().map_err(EngineError::EmbeddedStore)?),
+            },
+        };
+        let bus: Arc<dyn Bus> = match &self.bus {
+            BusEngine::Redis(url) => Arc::new(RedisBus::connect(url).await?),
+            BusEngine::Embedded => match data_dir {
+                Some(dir) => {
+                    Arc::new(EmbeddedBus::open(&dir.join("bus")).map_err(EngineError::EmbeddedBus)?)
+                }
+                None => Arc::new(EmbeddedBus::in_memory()),
+            },
+        };
+        let coord: Arc<dyn Coord> = match &self.coord {
+            CoordEngine::Redis(url) => Arc::new(RedisCoord::connect(url).await?),
+            CoordEngine::Embedded => Arc::new(EmbeddedCoord::new()),
+        };
+        Ok(Ports { bus, store, coord })
+    }
+}
+
+fn scheme(url: &str) -> &str {
+    url.split([':', '/']).next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_parse_into_engines() {
+        let e = Engines::parse("redis://r:6379", "postgres://u:p@h/db", "redis://r:6379").unwrap();
+        assert_eq!(e.bus, BusEngine::Redis("redis://r:6379".into()));
+        assert_eq!(e.store, StoreEngine::Postgres("postgres://u:p@h/db".into()));
+        assert!(e.require_shared("gateway").is_ok());
+        let e = Engines::parse("embedded", "embedded:/tmp/x", "embedded").unwrap();
+        assert_eq!(e.store, StoreEngine::EmbeddedAt("/tmp/x".into()));
+        assert!(e.require_shared("worker holds").is_err());
+        for (bus, store, coord) in [
+            ("kafka://x", "embedded", "embedded"),
+            ("embedded", "mysql://x", "embedded"),
+            ("embedded", "embedded:", "embedded"),
+            ("embedded", "embedded", "memcached://x"),
+            ("fluvio://sc:9003", "embedded", "embedded"),
+        ] {
+            let err = Engines::parse(bus, store, coord).unwrap_err();
+            assert!(matches!(err, EngineError::BadFlag { .. }), "{err}");
+        }
+    }
+}

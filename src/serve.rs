@@ -1,0 +1,240 @@
+//! The long-running commands: `mercato up` (everything in one process), `mercato gateway` and
+//! `mercato worker` (one role per process, on shared engines).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::sync::watch;
+
+use crate::cli::Tuning;
+use crate::engines::{BusEngine, CoordEngine, Engines, StoreEngine};
+use crate::platform::{self, GatewayRole, Platform, PlatformConfig};
+
+/// How long a stopping process lets its tasks finish their current batch.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+pub async fn up(
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    manifests: Option<PathBuf>,
+    tuning: Tuning,
+    engines: Engines,
+) -> anyhow::Result<()> {
+    let manifests = match manifests {
+        Some(dir) if !dir.is_dir() => bail!("--manifests {}: not a folder", dir.display()),
+        Some(dir) => Some(dir),
+        None => Some(PathBuf::from("examples")).filter(|d| d.is_dir()),
+    };
+    println!(
+        "Starting Mercato (data in {}; {}) ...",
+        data_dir.display(),
+        describe(&engines)
+    );
+    let platform = Platform::start(PlatformConfig {
+        listen,
+        data_dir: Some(data_dir.clone()),
+        manifests,
+        hold_ttl: tuning.hold_ttl,
+        checkout_ttl: tuning.checkout_ttl,
+        search_cache: tuning.search_cache,
+        engines,
+    })
+    .await
+    .context("mercato up failed to start")?;
+    for a in &platform.applied {
+        println!(
+            "  {}.mercato.dev/{} {}",
+            a.kind.to_lowercase(),
+            a.name,
+            a.action
+        );
+    }
+    let base = format!("http://{}", platform.addr);
+    println!(
+        r#"
+Mercato is up at {base}
+  admin token: {token_path}
+
+Try it:
+  curl -s {base}/api/v1/events
+  curl -s {base}/api/v1/events/hamlet-globe/seats?section=stalls
+  curl -s '{base}/api/v1/search?q=neuromancr'      (a typo, and still found)
+  curl -s {base}/api/v1/products/RB-0002           (stock in two warehouses)
+  curl -s -X POST {base}/api/v1/users -H 'content-type: application/json' \
+       -d '{{"email":"ada@example.com","password":"correct horse","name":"Ada"}}'
+  curl -s -X POST {base}/api/v1/sessions -H 'content-type: application/json' \
+       -d '{{"email":"ada@example.com","password":"correct horse"}}'
+  (the README walks through buying seats, and books)
+
+Press Ctrl-C to stop."#,
+        token_path = data_dir.join("admin-token").display(),
+    );
+    shutdown_signal().await;
+    println!("Stopping ...");
+    platform.stop().await;
+    Ok(())
+}
+
+pub struct GatewayArgs {
+    pub listen: SocketAddr,
+    pub search_dir: Option<PathBuf>,
+    pub manifests: Option<PathBuf>,
+    pub admin_token_file: Option<PathBuf>,
+    pub tuning: Tuning,
+}
+
+pub async fn gateway(args: GatewayArgs, engines: Engines) -> anyhow::Result<()> {
+    engines.require_shared("mercato gateway")?;
+    if let Some(dir) = args.manifests.as_ref().filter(|d| !d.is_dir()) {
+        bail!("--manifests {}: not a folder", dir.display());
+    }
+    let ports = engines
+        .connect(None)
+        .await
+        .context("cannot reach the engines")?;
+    let (shutdown, stop) = watch::channel(false);
+    let gateway = platform::start_gateway(
+        &ports,
+        GatewayRole {
+            listen: args.listen,
+            search_dir: args.search_dir,
+            search_cache: args.tuning.search_cache,
+            hold_ttl: args.tuning.hold_ttl,
+            checkout_ttl: args.tuning.checkout_ttl,
+            manifests: args.manifests,
+        },
+        &stop,
+    )
+    .await
+    .context("the gateway failed to start")?;
+    for a in &gateway.applied {
+        println!(
+            "  {}.mercato.dev/{} {}",
+            a.kind.to_lowercase(),
+            a.name,
+            a.action
+        );
+    }
+    if let Some(path) = &args.admin_token_file {
+        platform::write_private(path, &platform::admin_token(&gateway.state)?)?;
+    }
+    // Scripts wait for this line: it is printed once the gateway accepts requests.
+    println!(
+        "mercato gateway listening on http://{} ({})",
+        gateway.addr,
+        describe(&engines)
+    );
+    shutdown_signal().await;
+    let _ = shutdown.send(true);
+    finish(gateway.tasks).await;
+    Ok(())
+}
+
+pub async fn worker(
+    role: &str,
+    replica: u32,
+    replicas: u32,
+    webhook_url: String,
+    engines: Engines,
+) -> anyhow::Result<()> {
+    engines.require_shared(&format!("mercato worker {role}"))?;
+    if replicas == 0 || replica >= replicas {
+        bail!("--replica {replica} --replicas {replicas}: the replica must be below the count");
+    }
+    let ports = engines
+        .connect(None)
+        .await
+        .context("cannot reach the engines")?;
+    // Whichever process starts first creates the platform's topics; "already exists" is
+    // success, so every worker may.
+    platform::ensure_topics(&ports).await?;
+    let (shutdown, stop) = watch::channel(false);
+    let sandbox = platform::sandbox(&ports).await?;
+    let mut tasks = Vec::new();
+    if role == "payments" {
+        // The provider's answers reach the platform as signed webhooks through a gateway.
+        sandbox.set_webhook_url(webhook_url);
+        tasks.push(tokio::spawn(
+            Arc::clone(&sandbox).run_delivery(stop.clone()),
+        ));
+    }
+    tasks.push(platform::start_worker(
+        &ports, role, replica, replicas, &sandbox, &stop,
+    )?);
+    println!(
+        "mercato worker {role} replica {replica} of {replicas} running ({})",
+        describe(&engines)
+    );
+    shutdown_signal().await;
+    let _ = shutdown.send(true);
+    finish(tasks).await;
+    Ok(())
+}
+
+async fn finish(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = tokio::time::timeout(STOP_GRACE, t).await;
+    }
+}
+
+/// The engines in one line, without passwords.
+fn describe(engines: &Engines) -> String {
+    let bus = match &engines.bus {
+        BusEngine::Embedded => "embedded".to_owned(),
+        BusEngine::Redis(url) => redact(url),
+    };
+    let store = match &engines.store {
+        StoreEngine::Embedded => "embedded".to_owned(),
+        StoreEngine::EmbeddedAt(dir) => format!("embedded:{}", dir.display()),
+        StoreEngine::Postgres(url) => redact(url),
+    };
+    let coord = match &engines.coord {
+        CoordEngine::Embedded => "embedded".to_owned(),
+        CoordEngine::Redis(url) => redact(url),
+    };
+    format!("bus {bus}, store {store}, coord {coord}")
+}
+
+/// `scheme://user:secret@host` becomes `scheme://user:***@host`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_not_printed() {
+        assert_eq!(
+            super::redact("postgres://mercato:s3cret@db:5432/mercato"),
+            "postgres://mercato:***@db:5432/mercato"
+        );
+        assert_eq!(super::redact("redis://r:6379"), "redis://r:6379");
+    }
+}
