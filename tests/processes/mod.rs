@@ -1,0 +1,268 @@
+//! Running `mercato` roles and a private Redis as child processes, for the multi-process tests.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::Duration;
+
+const MERCATO: &str = env!("CARGO_BIN_EXE_mercato");
+
+/// A child that is killed (SIGKILL) when dropped.
+pub struct Process {
+    pub name: String,
+    child: Child,
+}
+
+impl Process {
+    /// Starts `mercato ARGS` and waits for a line of its standard output containing `ready`;
+    /// returns the process and that line. Its logs go to `logs/<name>.log`.
+    fn mercato(
+        name: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        logs: &Path,
+        ready: &str,
+    ) -> (Process, String) {
+        let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
+        let mut child = Command::new(MERCATO)
+            .args(args)
+            .envs(env.iter().copied())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let wanted = ready.to_owned();
+        // Keeps draining the pipe after the ready line, so the child never blocks on it.
+        std::thread::spawn(move || {
+            let mut told = false;
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if !told && line.contains(&wanted) {
+                    told = tx.send(line).is_ok();
+                }
+            }
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                let log =
+                    std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+                panic!("{name} did not get ready; its log:\n{log}")
+            });
+        (
+            Process {
+                name: name.to_owned(),
+                child,
+            },
+            line,
+        )
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two gateways, two holds workers and two payments workers on shared engines.
+pub struct Cluster {
+    pub gateways: Vec<String>,
+    processes: Vec<Process>,
+    env: Vec<(String, String)>,
+    webhook: String,
+    logs: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(redis: &str, store: &str, manifests: &Path) -> Cluster {
+        let logs = tempfile::tempdir().unwrap();
+        let env = vec![
+            ("MERCATO_BUS".to_owned(), redis.to_owned()),
+            ("MERCATO_STORE".to_owned(), store.to_owned()),
+            ("MERCATO_COORD".to_owned(), redis.to_owned()),
+        ];
+        let mut cluster = Cluster {
+            gateways: Vec::new(),
+            processes: Vec::new(),
+            env,
+            webhook: String::new(),
+            logs,
+        };
+        for n in 0..2 {
+            let mut args = vec![
+                "gateway".to_owned(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+            ];
+            if n == 0 {
+                args.extend(["--manifests".into(), manifests.display().to_string()]);
+            }
+            let (process, line) =
+                cluster.spawn(&format!("gateway-{n}"), &args, "listening on http://");
+            let addr = line
+                .split("listening on ")
+                .nth(1)
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap()
+                .to_owned();
+            cluster.gateways.push(addr);
+            cluster.processes.push(process);
+        }
+        cluster.webhook = format!("{}/api/v1/payments/webhook", cluster.gateways[0]);
+        for role in ["holds", "payments"] {
+            for replica in 0..2 {
+                cluster.start_worker(role, replica);
+            }
+        }
+        cluster
+    }
+
+    fn spawn(&self, name: &str, args: &[String], ready: &str) -> (Process, String) {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        Process::mercato(name, args, &env, self.logs.path(), ready)
+    }
+
+    fn start_worker(&mut self, role: &str, replica: u32) {
+        let args = vec![
+            "worker".to_owned(),
+            role.to_owned(),
+            "--replica".into(),
+            replica.to_string(),
+            "--replicas".into(),
+            "2".into(),
+            "--webhook-url".into(),
+            self.webhook.clone(),
+        ];
+        let (process, _) = self.spawn(&format!("{role}-{replica}"), &args, "running (");
+        self.processes.push(process);
+    }
+
+    /// SIGKILL: the worker gets no chance to finish its batch or commit its offset.
+    pub fn kill_worker(&mut self, role: &str, replica: u32) {
+        let name = format!("{role}-{replica}");
+        self.processes.retain(|p| p.name != name);
+    }
+
+    pub fn restart_worker(&mut self, role: &str, replica: u32) {
+        self.start_worker(role, replica);
+    }
+
+    #[allow(dead_code)]
+    pub fn logs(&self) -> PathBuf {
+        self.logs.path().to_owned()
+    }
+}
+
+/// A Redis of the test's own, with AOF fsynced on every write, so it can be killed and started
+/// again on the same data.
+pub struct RedisServer {
+    port: u16,
+    dir: tempfile::TempDir,
+    process: Mutex<Option<Child>>,
+}
+
+impl RedisServer {
+    /// `None` (after saying why) when the real-engine tests are not asked for.
+    pub fn start() -> Option<RedisServer> {
+        if std::env::var("MERCATO_TEST_REDIS").map_or(true, |v| v.is_empty()) {
+            eprintln!("MERCATO_TEST_REDIS is not set: skipping the multi-process test");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap();
+        let server = RedisServer {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            process: Mutex::new(None),
+        };
+        server.restart();
+        Some(server)
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn restart(&self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (CI installs it)");
+        *self.process.lock().unwrap() = Some(child);
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                // Loading the AOF happens before it listens.
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("redis-server did not start on port {}", self.port);
+    }
+
+    /// SIGKILL: only what was fsynced survives, which with `appendfsync always` is every
+    /// acknowledged write.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.process.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn postgres_url() -> Option<String> {
+    let url = std::env::var("MERCATO_TEST_POSTGRES")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("MERCATO_TEST_POSTGRES is not set: skipping the multi-process test");
+    }
+    url
+}
+
+/// A new database on the server `url` names, so every run starts empty; returns its URL.
+pub async fn fresh_database(url: &str) -> String {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let name = format!(
+        "mercato_mp_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
