@@ -17,6 +17,10 @@ bench:
     cargo bench -p mercato-core --bench allocation
     cargo bench -p mercato-search
 
+# The on-sale benchmark with Mercato split into processes on PostgreSQL and Redis.
+bench-multiprocess:
+    e2e/onsale-multiprocess.sh --buyers 400 --runs 3
+
 # Formatting and lints, as CI runs them.
 lint:
     cargo fmt --all -- --check

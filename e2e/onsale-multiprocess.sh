@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The on-sale benchmark with Mercato split into processes on PostgreSQL and Redis:
+# one gateway, HOLDS holds workers and one payments worker, each a `mercato` process, and the
+# load generator in its own. Starts a private PostgreSQL and Redis with .ci/engines.sh (they
+# are stopped at the end). Extra arguments go to `loadgen onsale`.
+#   e2e/onsale-multiprocess.sh --buyers 400 --runs 3
+set -euo pipefail
+cd "$(dirname "$0")/.."
+holds=${HOLDS:-2}
+work=$(mktemp -d /tmp/mercato-onsale-mp.XXXXXX)
+cargo build --release -p mercato -p mercato-e2e --bins >&2
+
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    redis-cli -p "${MERCATO_CI_REDIS_PORT:-56379}" shutdown nosave >/dev/null 2>&1 || true
+    pg_ctl=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/pg_ctl
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$pg_ctl" -D "$work/engines/pg" stop -m fast >/dev/null 2>&1 || true
+    else "$pg_ctl" -D "$work/engines/pg" stop -m fast >/dev/null 2>&1 || true; fi
+}
+trap cleanup EXIT
+eval "$(.ci/engines.sh "$work/engines")"
+export MERCATO_BUS=$MERCATO_TEST_REDIS MERCATO_COORD=$MERCATO_TEST_REDIS MERCATO_STORE=$MERCATO_TEST_POSTGRES
+export RUST_LOG=${RUST_LOG:-warn}
+
+bin=target/release/mercato
+$bin gateway --listen 127.0.0.1:18080 --admin-token-file "$work/token" >"$work/gateway.log" 2>&1 &
+pids+=($!)
+until grep -q "listening on" "$work/gateway.log"; do
+    kill -0 "${pids[0]}" 2>/dev/null || { cat "$work/gateway.log" >&2; exit 1; }
+    sleep 0.2
+done
+for ((i = 0; i < holds; i++)); do
+    $bin worker holds --replica "$i" --replicas "$holds" >"$work/holds-$i.log" 2>&1 &
+    pids+=($!)
+done
+$bin worker payments --webhook-url http://127.0.0.1:18080/api/v1/payments/webhook \
+    >"$work/payments.log" 2>&1 &
+pids+=($!)
+sleep 1
+echo "gateway, $holds holds workers and a payments worker on $MERCATO_STORE and $MERCATO_BUS" >&2
+target/release/loadgen onsale --url http://127.0.0.1:18080 --token "$(cat "$work/token")" "$@"
