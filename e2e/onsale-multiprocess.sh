@@ -20,7 +20,9 @@ cleanup() {
     else "$pg_ctl" -D "$work/engines/pg" stop -m fast >/dev/null 2>&1 || true; fi
 }
 trap cleanup EXIT
-eval "$(.ci/engines.sh "$work/engines")"
+chmod 755 "$work"  # the PostgreSQL server runs as its own user
+exports=$(.ci/engines.sh "$work/engines")
+eval "$exports"
 export MERCATO_BUS=$MERCATO_TEST_REDIS MERCATO_COORD=$MERCATO_TEST_REDIS MERCATO_STORE=$MERCATO_TEST_POSTGRES
 export RUST_LOG=${RUST_LOG:-warn}
 

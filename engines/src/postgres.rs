@@ -199,7 +199,10 @@ async fn apply(
         } => {
             let sql = upsert_sql("");
             let found = conn
-                .query_opt(&sql, &[&table, &partition, clustering, value, &ttl_ms(ttl)])
+                .query_opt(
+                    &conn.prepare_cached(&sql).await.map_err(pg)?,
+                    &[&table, &partition, clustering, value, &ttl_ms(ttl)],
+                )
                 .await
                 .map_err(pg)?;
             returned(clustering, value, found)
@@ -213,7 +216,10 @@ async fn apply(
                 "WHERE mercato_rows.expires_at IS NOT NULL AND mercato_rows.expires_at <= {NOW_MS}"
             ));
             let found = conn
-                .query_opt(&sql, &[&table, &partition, clustering, value, &ttl_ms(ttl)])
+                .query_opt(
+                    &conn.prepare_cached(&sql).await.map_err(pg)?,
+                    &[&table, &partition, clustering, value, &ttl_ms(ttl)],
+                )
                 .await
                 .map_err(pg)?;
             returned(clustering, value, found)
@@ -234,7 +240,7 @@ async fn apply(
             let expected = version_param(*expected);
             let found = conn
                 .query_opt(
-                    &sql,
+                    &conn.prepare_cached(&sql).await.map_err(pg)?,
                     &[
                         &table,
                         &partition,
@@ -259,18 +265,24 @@ async fn apply(
             );
             let expected = version_param(*expected);
             let deleted = conn
-                .execute(&sql, &[&table, &partition, clustering, &expected])
+                .execute(
+                    &conn.prepare_cached(&sql).await.map_err(pg)?,
+                    &[&table, &partition, clustering, &expected],
+                )
                 .await
                 .map_err(pg)?;
             (deleted == 1).then_some(None)
         }
         Write::Delete { clustering } => {
-            conn.execute(
-                "DELETE FROM mercato_rows WHERE tbl = $1 AND part = $2 AND clust = $3",
-                &[&table, &partition, clustering],
-            )
-            .await
-            .map_err(pg)?;
+            let stmt = conn
+                .prepare_cached(
+                    "DELETE FROM mercato_rows WHERE tbl = $1 AND part = $2 AND clust = $3",
+                )
+                .await
+                .map_err(pg)?;
+            conn.execute(&stmt, &[&table, &partition, clustering])
+                .await
+                .map_err(pg)?;
             Some(None)
         }
     };
@@ -312,7 +324,10 @@ async fn current_rows(
            AND (expires_at IS NULL OR expires_at > {NOW_MS})"
     );
     let found: Vec<Row> = conn
-        .query(&sql, &[&table, &partition, &keys])
+        .query(
+            &conn.prepare_cached(&sql).await.map_err(pg)?,
+            &[&table, &partition, &keys],
+        )
         .await
         .map_err(pg)?
         .iter()
