@@ -1,13 +1,25 @@
 #!/usr/bin/env bash
 # Installs PostgreSQL and Redis from the OS packages and starts one private server of each on
-# ports of their own, with their data under $1. Prints the MERCATO_TEST_* exports to eval.
-# Sourced from .ci/run; usable by hand: eval "$(.ci/engines.sh /tmp/mercato-engines)".
+# ports of their own, with their data under DIR. Prints the MERCATO_TEST_* exports to eval.
+#   exports=$(.ci/engines.sh DIR) && eval "$exports"     start (used by .ci/run)
+#   .ci/engines.sh --stop DIR                             stop both again
 set -euo pipefail
-dir=${1:?usage: engines.sh DIR}
+stop=false
+if [ "${1:-}" = --stop ]; then stop=true; shift; fi
+dir=${1:?usage: engines.sh [--stop] DIR}
 pg_port=${MERCATO_CI_PG_PORT:-55432}
 redis_port=${MERCATO_CI_REDIS_PORT:-56379}
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+# PostgreSQL refuses to run as root: its cluster belongs to the postgres user when we are root.
+run_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+
+if $stop; then
+    redis-cli -p "$redis_port" shutdown nosave >/dev/null 2>&1 || true
+    pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    run_pg "$pg_bin/pg_ctl" -D "$dir/pg" stop -m fast >/dev/null 2>&1 || true
+    exit 0
+fi
 
 if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
     echo "installing postgresql and redis-server from the OS packages" >&2
@@ -18,9 +30,7 @@ fi
 pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 
 mkdir -p "$dir"
-# PostgreSQL refuses to run as root: its cluster belongs to the postgres user when we are root.
 pg_user=$(id -un)
-run_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 if [ "$(id -u)" -eq 0 ]; then pg_user=postgres; chown postgres "$dir"; fi
 if [ ! -f "$dir/pg/PG_VERSION" ]; then
     run_pg "$pg_bin/initdb" -D "$dir/pg" -U "$pg_user" -A trust >/dev/null

@@ -14,10 +14,7 @@ pids=()
 cleanup() {
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    redis-cli -p "${MERCATO_CI_REDIS_PORT:-56379}" shutdown nosave >/dev/null 2>&1 || true
-    pg_ctl=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)/pg_ctl
-    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$pg_ctl" -D "$work/engines/pg" stop -m fast >/dev/null 2>&1 || true
-    else "$pg_ctl" -D "$work/engines/pg" stop -m fast >/dev/null 2>&1 || true; fi
+    .ci/engines.sh --stop "$work/engines"
 }
 trap cleanup EXIT
 chmod 755 "$work"  # the PostgreSQL server runs as its own user

@@ -172,6 +172,40 @@ impl Engines {
     }
 }
 
+/// The engines in one line, as logs and banners show them: passwords masked.
+impl std::fmt::Display for Engines {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bus = match &self.bus {
+            BusEngine::Embedded => "embedded".to_owned(),
+            BusEngine::Redis(url) => redact(url),
+        };
+        let store = match &self.store {
+            StoreEngine::Embedded => "embedded".to_owned(),
+            StoreEngine::EmbeddedAt(dir) => format!("embedded:{}", dir.display()),
+            StoreEngine::Postgres(url) => redact(url),
+        };
+        let coord = match &self.coord {
+            CoordEngine::Embedded => "embedded".to_owned(),
+            CoordEngine::Redis(url) => redact(url),
+        };
+        write!(f, "bus {bus}, store {store}, coord {coord}")
+    }
+}
+
+/// `scheme://user:secret@host` becomes `scheme://user:***@host`.
+fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((credentials, host)) => match credentials.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 fn scheme(url: &str) -> &str {
     url.split([':', '/']).next().unwrap_or_default()
 }
@@ -199,5 +233,20 @@ mod tests {
             let err = Engines::parse(bus, store, coord).unwrap_err();
             assert!(matches!(err, EngineError::BadFlag { .. }), "{err}");
         }
+    }
+
+    #[test]
+    fn passwords_are_not_printed() {
+        let e = Engines::parse(
+            "redis://:hunter2@r:6379",
+            "postgres://mercato:s3cret@db:5432/mercato",
+            "redis://r:6379",
+        )
+        .unwrap();
+        assert_eq!(
+            e.to_string(),
+            "bus redis://:***@r:6379, store postgres://mercato:***@db:5432/mercato, \
+             coord redis://r:6379"
+        );
     }
 }

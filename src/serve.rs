@@ -10,7 +10,9 @@ use anyhow::{bail, Context};
 use tokio::sync::watch;
 
 use crate::cli::Tuning;
-use crate::engines::{BusEngine, CoordEngine, Engines, StoreEngine};
+use mercato_operator::Applied;
+
+use crate::engines::Engines;
 use crate::platform::{self, GatewayRole, Platform, PlatformConfig};
 
 /// How long a stopping process lets its tasks finish their current batch.
@@ -31,7 +33,7 @@ pub async fn up(
     println!(
         "Starting Mercato (data in {}; {}) ...",
         data_dir.display(),
-        describe(&engines)
+        engines
     );
     let platform = Platform::start(PlatformConfig {
         listen,
@@ -44,14 +46,7 @@ pub async fn up(
     })
     .await
     .context("mercato up failed to start")?;
-    for a in &platform.applied {
-        println!(
-            "  {}.mercato.dev/{} {}",
-            a.kind.to_lowercase(),
-            a.name,
-            a.action
-        );
-    }
+    print_applied(&platform.applied);
     let base = format!("http://{}", platform.addr);
     println!(
         r#"
@@ -110,22 +105,14 @@ pub async fn gateway(args: GatewayArgs, engines: Engines) -> anyhow::Result<()> 
     )
     .await
     .context("the gateway failed to start")?;
-    for a in &gateway.applied {
-        println!(
-            "  {}.mercato.dev/{} {}",
-            a.kind.to_lowercase(),
-            a.name,
-            a.action
-        );
-    }
+    print_applied(&gateway.applied);
     if let Some(path) = &args.admin_token_file {
         platform::write_private(path, &platform::admin_token(&gateway.state)?)?;
     }
     // Scripts wait for this line: it is printed once the gateway accepts requests.
     println!(
         "mercato gateway listening on http://{} ({})",
-        gateway.addr,
-        describe(&engines)
+        gateway.addr, engines
     );
     shutdown_signal().await;
     let _ = shutdown.send(true);
@@ -166,7 +153,7 @@ pub async fn worker(
     )?);
     println!(
         "mercato worker {role} replica {replica} of {replicas} running ({})",
-        describe(&engines)
+        engines
     );
     shutdown_signal().await;
     let _ = shutdown.send(true);
@@ -180,35 +167,15 @@ async fn finish(tasks: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
-/// The engines in one line, without passwords.
-fn describe(engines: &Engines) -> String {
-    let bus = match &engines.bus {
-        BusEngine::Embedded => "embedded".to_owned(),
-        BusEngine::Redis(url) => redact(url),
-    };
-    let store = match &engines.store {
-        StoreEngine::Embedded => "embedded".to_owned(),
-        StoreEngine::EmbeddedAt(dir) => format!("embedded:{}", dir.display()),
-        StoreEngine::Postgres(url) => redact(url),
-    };
-    let coord = match &engines.coord {
-        CoordEngine::Embedded => "embedded".to_owned(),
-        CoordEngine::Redis(url) => redact(url),
-    };
-    format!("bus {bus}, store {store}, coord {coord}")
-}
-
-/// `scheme://user:secret@host` becomes `scheme://user:***@host`.
-fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((credentials, host)) => match credentials.split_once(':') {
-            Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+/// What applying the manifests at start did, one line a declaration, as kubectl says it.
+fn print_applied(applied: &[Applied]) {
+    for a in applied {
+        println!(
+            "  {}.mercato.dev/{} {}",
+            a.kind.to_lowercase(),
+            a.name,
+            a.action
+        );
     }
 }
 
@@ -225,16 +192,4 @@ async fn shutdown_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn passwords_are_not_printed() {
-        assert_eq!(
-            super::redact("postgres://mercato:s3cret@db:5432/mercato"),
-            "postgres://mercato:***@db:5432/mercato"
-        );
-        assert_eq!(super::redact("redis://r:6379"), "redis://r:6379");
-    }
 }

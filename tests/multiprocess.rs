@@ -13,16 +13,16 @@
 mod processes;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mercato_e2e::{event_manifest, Api};
+use mercato_e2e::child;
+use mercato_e2e::race::race_for_seats;
+use mercato_e2e::storm::{Shopper, Storm};
+use mercato_e2e::{event_manifest, Answer, Api};
 use processes::{Cluster, RedisServer};
 use rand::seq::SliceRandom;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use tokio::sync::Barrier;
 
 const RACE_CLIENTS: usize = 500;
 const RACE_SEATS: u32 = 50;
@@ -45,7 +45,7 @@ async fn separate_processes_on_postgres_and_redis() {
     let Some(postgres) = processes::postgres_url() else {
         return;
     };
-    let Some(redis) = RedisServer::start() else {
+    let Some(mut redis) = RedisServer::start() else {
         return;
     };
     let manifests = tempfile::tempdir().unwrap();
@@ -67,68 +67,17 @@ async fn separate_processes_on_postgres_and_redis() {
     ];
 
     race_across_gateways(&gateways).await;
-    storm_through_failures(&gateways, &mut cluster, &redis).await;
+    storm_through_failures(&gateways, &mut cluster, &mut redis).await;
 }
 
 async fn race_across_gateways(gateways: &[Api; 2]) {
-    let mut racers = Vec::new();
-    for u in 0..RACERS {
-        racers.push(
-            gateways[0]
-                .shopper(&format!("racer{u}@example.com"))
-                .await
-                .unwrap(),
-        );
-    }
-    let seat = |n: u32| format!("floor-1-{n}");
-    let barrier = Arc::new(Barrier::new(RACE_CLIENTS));
-    let mut tasks = Vec::new();
-    for i in 0..RACE_CLIENTS {
-        // Every client has its own connection, to one gateway or the other.
-        let client = racers[i % RACERS].against(&gateways[i % 2]);
-        let wanted: Vec<String> = if i < RACE_CLIENTS / 2 {
-            vec![seat(i as u32 % RACE_SEATS + 1)]
-        } else {
-            let mut all: Vec<u32> = (1..=RACE_SEATS).collect();
-            all.shuffle(&mut rand::thread_rng());
-            all.into_iter().take(2 + i % 3).map(seat).collect()
-        };
-        let barrier = Arc::clone(&barrier);
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            let answer = client.hold("race", &wanted).await.unwrap();
-            (wanted, answer)
-        }));
-    }
-    let mut held_by: HashMap<String, String> = HashMap::new();
-    let mut refused = 0;
-    for t in tasks {
-        let (wanted, answer) = t.await.unwrap();
-        match answer.status {
-            StatusCode::CREATED => {
-                let hold = answer.body["id"].as_str().unwrap().to_owned();
-                let got: Vec<String> =
-                    serde_json::from_value(answer.body["seat_ids"].clone()).unwrap();
-                assert_eq!(got, wanted, "a hold is all or nothing");
-                for s in got {
-                    if let Some(other) = held_by.insert(s.clone(), hold.clone()) {
-                        panic!("seat {s} held by both {other} and {hold}");
-                    }
-                }
-            }
-            StatusCode::CONFLICT => {
-                assert_eq!(answer.code(), "seats_unavailable", "{}", answer.body);
-                let named: Vec<String> =
-                    serde_json::from_value(answer.body["error"]["details"]["unavailable"].clone())
-                        .unwrap();
-                assert!(!named.is_empty(), "a refusal names the taken seats");
-                assert!(named.iter().all(|s| wanted.contains(s)));
-                refused += 1;
-            }
-            other => panic!("unexpected answer {other}: {}", answer.body),
-        }
-    }
-    assert_eq!(held_by.len(), RACE_SEATS as usize, "every seat held once");
+    let racers = gateways[0].shoppers("racer", RACERS).await.unwrap();
+    let seats: Vec<String> = (1..=RACE_SEATS).map(|n| format!("floor-1-{n}")).collect();
+    // Every client has its own connection, to one gateway or the other.
+    let clients = (0..RACE_CLIENTS)
+        .map(|i| racers[i % RACERS].against(&gateways[i % 2]))
+        .collect();
+    let raced = race_for_seats(clients, "race", &seats).await;
     for gateway in gateways {
         let event = gateway.get("/api/v1/events/race").await.unwrap();
         assert_eq!(
@@ -138,8 +87,9 @@ async fn race_across_gateways(gateways: &[Api; 2]) {
         );
     }
     println!(
-        "race: {} holds won all {RACE_SEATS} seats, {refused} refused, over two gateways",
-        held_by.values().collect::<HashSet<_>>().len()
+        "race: {} holds won all {RACE_SEATS} seats, {} refused, over two gateways",
+        raced.held_by.values().collect::<HashSet<_>>().len(),
+        raced.refused
     );
 }
 
@@ -150,19 +100,17 @@ struct Seen {
     failures: Vec<(StatusCode, String)>,
 }
 
-async fn shop(api: Api, who: usize, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>>) {
+async fn shop(api: Api, who: usize, shopper: Shopper<Seen>) {
     let mut seats: Vec<String> = (1..=STORM_ROWS)
         .flat_map(|r| (1..=ROW_SEATS).map(move |n| format!("hall-{r}-{n}")))
         .collect();
-    let note = |answer: &mercato_e2e::Answer| {
+    let note = |answer: &Answer| {
         if answer.status.is_server_error() {
-            seen.lock()
-                .unwrap()
-                .failures
-                .push((answer.status, answer.code().to_owned()));
+            let failure = (answer.status, answer.code().to_owned());
+            shopper.record(|seen| seen.failures.push(failure));
         }
     };
-    while !stop.load(Ordering::Relaxed) {
+    while shopper.running() {
         seats.shuffle(&mut rand::thread_rng());
         let wanted: Vec<String> = seats[..2].to_vec();
         let Ok(hold) = api.hold("storm", &wanted).await else {
@@ -184,47 +132,41 @@ async fn shop(api: Api, who: usize, stop: Arc<AtomicBool>, seen: Arc<Mutex<Seen>
         note(&order);
         if order.status == StatusCode::ACCEPTED {
             let id = order.body["id"].as_str().unwrap().to_owned();
-            seen.lock().unwrap().accepted.push((who, id));
+            shopper.record(|seen| seen.accepted.push((who, id)));
         }
     }
 }
 
-async fn storm_through_failures(gateways: &[Api; 2], cluster: &mut Cluster, redis: &RedisServer) {
-    let mut shoppers = Vec::new();
-    for i in 0..STORM_SHOPPERS {
-        let s = gateways[0]
-            .shopper(&format!("storm{i}@example.com"))
-            .await
-            .unwrap();
-        shoppers.push(s.against(&gateways[i % 2]));
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let storm: Vec<_> = shoppers
+async fn storm_through_failures(
+    gateways: &[Api; 2],
+    cluster: &mut Cluster,
+    redis: &mut RedisServer,
+) {
+    let shoppers: Vec<Api> = gateways[0]
+        .shoppers("storm", STORM_SHOPPERS)
+        .await
+        .unwrap()
         .iter()
         .enumerate()
-        .map(|(i, s)| tokio::spawn(shop(s.clone(), i, Arc::clone(&stop), Arc::clone(&seen))))
+        .map(|(i, s)| s.against(&gateways[i % 2]))
         .collect();
-    let count = |seen: &Mutex<Seen>| seen.lock().unwrap().accepted.len();
+    let storm = Storm::start(&shoppers, shop);
+    let count = || storm.seen(|seen| seen.accepted.len());
 
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before_kill = count(&seen);
+    let before_kill = count();
     cluster.kill_worker("holds", 0);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    cluster.restart_worker("holds", 0);
+    cluster.start_worker("holds", 0);
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let before_redis = count(&seen);
+    let before_redis = count();
     redis.kill();
     let away = Instant::now();
     tokio::time::sleep(Duration::from_millis(1500)).await;
     redis.restart();
     println!("redis was away for {:?}", away.elapsed());
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    stop.store(true, Ordering::Relaxed);
-    for t in storm {
-        t.await.unwrap();
-    }
-    let seen = std::mem::take(&mut *seen.lock().unwrap());
+    let seen = storm.stop().await;
     let after = seen.accepted.len();
     assert!(
         before_kill > 5,
@@ -240,32 +182,84 @@ async fn storm_through_failures(gateways: &[Api; 2], cluster: &mut Cluster, redi
     }
 
     // Every accepted order settles; none is lost.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut settled: HashMap<String, Value> = HashMap::new();
     for (who, id) in &seen.accepted {
-        let api = &shoppers[*who];
-        loop {
-            let got = api.get(&format!("/api/v1/orders/{id}")).await.unwrap();
-            let status = got.body["status"].as_str().unwrap_or_default().to_owned();
-            if matches!(status.as_str(), "paid" | "expired" | "payment_failed") {
-                settled.insert(id.clone(), got.body);
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "order {id} never settled: {} {}",
-                got.status,
-                got.body
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let order = shoppers[*who]
+            .settled_order(id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        let status = order["status"].as_str().unwrap_or_default();
+        assert!(
+            matches!(status, "paid" | "expired" | "payment_failed"),
+            "order {id} ended {status}"
+        );
+    }
+    // An order whose 202 never reached its client (Redis died between taking the command and
+    // answering) is still an order: the seat map is checked against every order there is, once
+    // the commands still on the bus have been worked off.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (settled, sold) = loop {
+        let settled = settled_orders(&shoppers).await;
+        let sold = sold_seats(&settled);
+        let statuses = gateways[1].seat_statuses("storm", "hall").await.unwrap();
+        let sold_on_map: HashSet<&String> = statuses
+            .iter()
+            .filter(|(_, s)| s == "sold")
+            .map(|(id, _)| id)
+            .collect();
+        let ticketed: HashSet<&String> = sold.keys().collect();
+        if sold_on_map == ticketed {
+            break (settled, sold);
+        }
+        let untold: Vec<_> = sold_on_map.difference(&ticketed).take(5).collect();
+        let unsold: Vec<_> = ticketed.difference(&sold_on_map).take(5).collect();
+        assert!(
+            Instant::now() < deadline,
+            "the seat map shows exactly the ticketed seats as sold: {} sold on the map, {} \
+             ticketed; sold without a ticket {untold:?}, ticketed but not sold {unsold:?}",
+            sold_on_map.len(),
+            ticketed.len()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let accepted: HashSet<&String> = seen.accepted.iter().map(|(_, id)| id).collect();
+    for id in &accepted {
+        assert!(
+            settled.contains_key(*id),
+            "accepted order {id} is not listed"
+        );
+    }
+    let paid = settled.values().filter(|o| o["status"] == "paid").count();
+    println!(
+        "storm: {} orders accepted ({before_kill} before the holds worker was killed, \
+         {before_redis} before Redis was), {} more placed whose answer was lost, {paid} paid, \
+         {} seats sold once each, {} answers 503",
+        seen.accepted.len(),
+        settled.len() - accepted.len(),
+        sold.len(),
+        seen.failures.len()
+    );
+}
+
+/// Every order of these shoppers, each once it has left `pending_payment`, by id.
+async fn settled_orders(shoppers: &[Api]) -> HashMap<String, Value> {
+    let mut settled = HashMap::new();
+    for shopper in shoppers {
+        for order in child::all_orders(shopper).await.unwrap() {
+            let id = order["id"].as_str().unwrap().to_owned();
+            let order = shopper
+                .settled_order(&id, Duration::from_secs(60))
+                .await
+                .unwrap();
+            settled.insert(id, order);
         }
     }
-    // No seat sold twice, and the seat map agrees with the tickets.
+    settled
+}
+
+/// Seat -> the paid order whose ticket it is; fails the test if a seat has two.
+fn sold_seats(orders: &HashMap<String, Value>) -> HashMap<String, String> {
     let mut sold: HashMap<String, String> = HashMap::new();
-    for (id, order) in &settled {
-        if order["status"] != "paid" {
-            continue;
-        }
+    for (id, order) in orders.iter().filter(|(_, o)| o["status"] == "paid") {
         for ticket in order["tickets"].as_array().unwrap() {
             let seat = ticket["seat_id"].as_str().unwrap().to_owned();
             if let Some(other) = sold.insert(seat.clone(), id.clone()) {
@@ -273,28 +267,5 @@ async fn storm_through_failures(gateways: &[Api; 2], cluster: &mut Cluster, redi
             }
         }
     }
-    let statuses = gateways[1].seat_statuses("storm", "hall").await.unwrap();
-    let sold_on_map: HashSet<&String> = statuses
-        .iter()
-        .filter(|(_, s)| s == "sold")
-        .map(|(id, _)| id)
-        .collect();
-    let ticketed: HashSet<&String> = sold.keys().collect();
-    let untold: Vec<_> = sold_on_map.difference(&ticketed).take(5).collect();
-    let unsold: Vec<_> = ticketed.difference(&sold_on_map).take(5).collect();
-    assert!(
-        untold.is_empty() && unsold.is_empty(),
-        "the seat map shows exactly the ticketed seats as sold: {} sold on the map, {} ticketed; \
-         sold without a ticket {untold:?}, ticketed but not sold {unsold:?}",
-        sold_on_map.len(),
-        ticketed.len()
-    );
-    let paid = settled.values().filter(|o| o["status"] == "paid").count();
-    println!(
-        "storm: {} orders accepted ({before_kill} before the holds worker was killed, \
-         {before_redis} before Redis was), {paid} paid, {} seats sold once each, {} answers 503",
-        seen.accepted.len(),
-        sold.len(),
-        seen.failures.len()
-    );
+    sold
 }

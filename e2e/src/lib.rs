@@ -319,6 +319,9 @@ spec:
 }
 
 /// Starting the platform in this process, for tests.
+pub mod race;
+pub mod storm;
+
 pub mod harness {
     use std::path::PathBuf;
     use std::time::Duration;

@@ -4,12 +4,11 @@
 //! on a warehouse's shelf, or in an allocated shipment, never both and never neither.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mercato::platform::PlatformConfig;
 use mercato_e2e::child::{self, ChildPlatform};
+use mercato_e2e::storm::{Shopper, Storm};
 use mercato_e2e::{goods_manifests, Api};
 use rand::Rng;
 use reqwest::StatusCode;
@@ -41,9 +40,9 @@ fn spawn(dir: &std::path::Path) -> ChildPlatform {
 
 /// One shopper's loop: put a random product in the cart, check out, pay (every third order
 /// with the card that settles after 3 s), and cancel every fourth order at once.
-async fn shop(api: Api, stop: Arc<AtomicBool>, accepted: Arc<Mutex<Vec<String>>>) {
+async fn shop(api: Api, _: usize, shopper: Shopper<Vec<String>>) {
     let mut n = 0usize;
-    while !stop.load(Ordering::Relaxed) {
+    while shopper.running() {
         let (sku, quantity) = {
             let mut rng = rand::thread_rng();
             (SKUS[rng.gen_range(0..SKUS.len())], rng.gen_range(1..=2))
@@ -92,7 +91,7 @@ async fn shop(api: Api, stop: Arc<AtomicBool>, accepted: Arc<Mutex<Vec<String>>>
             continue;
         }
         let id = order.body["id"].as_str().unwrap_or_default().to_owned();
-        accepted.lock().unwrap().push(id.clone());
+        shopper.record(|accepted| accepted.push(id.clone()));
         if n.is_multiple_of(4) {
             let Ok(_) = api
                 .post(&format!("/api/v1/orders/{id}/cancel"), &json!({}))
@@ -150,19 +149,10 @@ async fn sigkill_mid_commerce_storm_loses_no_order_and_no_unit() {
     }
     let shoppers = first.api.shoppers("goods", SHOPPERS).await.unwrap();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let accepted = Arc::new(Mutex::new(Vec::new()));
-    let storm: Vec<_> = shoppers
-        .iter()
-        .map(|s| tokio::spawn(shop(s.clone(), Arc::clone(&stop), Arc::clone(&accepted))))
-        .collect();
+    let storm = Storm::start(&shoppers, shop);
     tokio::time::sleep(Duration::from_millis(2000)).await;
     drop(first); // SIGKILL, mid-flight
-    stop.store(true, Ordering::Relaxed);
-    for t in storm {
-        t.await.unwrap();
-    }
-    let accepted = accepted.lock().unwrap().clone();
+    let accepted = storm.stop().await;
     assert!(
         accepted.len() > 20,
         "the storm placed orders before the kill ({})",

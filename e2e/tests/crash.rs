@@ -4,17 +4,15 @@
 //! The platform runs in a child process ([`mercato_e2e::child`]).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use mercato::platform::PlatformConfig;
 use mercato_e2e::child::{self, ChildPlatform};
+use mercato_e2e::storm::{Shopper, Storm};
 use mercato_e2e::{event_manifest, Api};
 use rand::seq::SliceRandom;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::sync::Mutex;
 
 const HOLD_TTL: Duration = Duration::from_secs(4);
 const SHOPPERS: usize = 24;
@@ -39,15 +37,10 @@ fn spawn_platform(dir: &std::path::Path) -> ChildPlatform {
 }
 
 /// One shopper's loop: hold two random seats, pay for them; record every accepted order.
-async fn shop(
-    api: Api,
-    stop: Arc<AtomicBool>,
-    accepted: Arc<Mutex<Vec<(usize, String)>>>,
-    who: usize,
-) {
+async fn shop(api: Api, who: usize, shopper: Shopper<Vec<(usize, String)>>) {
     let mut rng_seats: Vec<u32> = (1..=SEATS).collect();
     let mut orders = who;
-    while !stop.load(Ordering::Relaxed) {
+    while shopper.running() {
         rng_seats.shuffle(&mut rand::thread_rng());
         let seats: Vec<String> = rng_seats[..2]
             .iter()
@@ -73,10 +66,8 @@ async fn shop(
             return;
         };
         if order.status == StatusCode::ACCEPTED {
-            accepted
-                .lock()
-                .unwrap()
-                .push((who, order.body["id"].as_str().unwrap().to_owned()));
+            let id = order.body["id"].as_str().unwrap().to_owned();
+            shopper.record(|accepted| accepted.push((who, id)));
         }
     }
 }
@@ -102,20 +93,10 @@ async fn sigkill_mid_storm_loses_nothing_and_sells_nothing_twice() {
     assert_eq!(a.status, StatusCode::ACCEPTED, "{}", a.body);
     let shoppers = first.api.shoppers("storm", SHOPPERS).await.unwrap();
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let accepted = Arc::new(Mutex::new(Vec::new()));
-    let storm: Vec<_> = shoppers
-        .iter()
-        .enumerate()
-        .map(|(i, s)| tokio::spawn(shop(s.clone(), Arc::clone(&stop), Arc::clone(&accepted), i)))
-        .collect();
+    let storm = Storm::start(&shoppers, shop);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     drop(first); // SIGKILL, mid-flight
-    stop.store(true, Ordering::Relaxed);
-    for t in storm {
-        t.await.unwrap();
-    }
-    let accepted = accepted.lock().unwrap().clone();
+    let accepted = storm.stop().await;
     assert!(
         accepted.len() > 10,
         "the storm placed orders before the kill ({})",

@@ -1,12 +1,9 @@
 //! 500 concurrent HTTP clients race for the same 50 seats.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::HashSet;
 
-use mercato_e2e::{event_manifest, harness, Api};
-use rand::seq::SliceRandom;
-use reqwest::StatusCode;
-use tokio::sync::Barrier;
+use mercato_e2e::race::race_for_seats;
+use mercato_e2e::{event_manifest, harness};
 
 const CLIENTS: usize = 500;
 const SEATS: u32 = 50;
@@ -18,79 +15,14 @@ async fn five_hundred_clients_fifty_seats_exactly_fifty_held() {
     run.apply(&event_manifest("race", "floor", SEATS))
         .await
         .unwrap();
-    let seat = |n: u32| format!("floor-1-{n}");
+    let seats: Vec<String> = (1..=SEATS).map(|n| format!("floor-1-{n}")).collect();
+    let shoppers = run.api.shoppers("racer", USERS).await.unwrap();
+    // Each client has its own connection.
+    let clients = (0..CLIENTS)
+        .map(|i| shoppers[i % USERS].separate())
+        .collect();
+    race_for_seats(clients, "race", &seats).await;
 
-    let mut shoppers = Vec::new();
-    for u in 0..USERS {
-        shoppers.push(
-            run.api
-                .shopper(&format!("racer{u}@example.com"))
-                .await
-                .unwrap(),
-        );
-    }
-    let barrier = Arc::new(Barrier::new(CLIENTS));
-    let mut tasks = Vec::new();
-    for i in 0..CLIENTS {
-        // Each client has its own connection; half want one seat, half want two to four.
-        let client: Api = shoppers[i % USERS].separate();
-        let wanted: Vec<String> = if i < CLIENTS / 2 {
-            vec![seat(i as u32 % SEATS + 1)]
-        } else {
-            let mut all: Vec<u32> = (1..=SEATS).collect();
-            all.shuffle(&mut rand::thread_rng());
-            all.into_iter().take(2 + i % 3).map(seat).collect()
-        };
-        let barrier = Arc::clone(&barrier);
-        tasks.push(tokio::spawn(async move {
-            barrier.wait().await;
-            let answer = client.hold("race", &wanted).await.unwrap();
-            (wanted, answer)
-        }));
-    }
-    let mut held_by: HashMap<String, String> = HashMap::new();
-    let mut refusals = Vec::new();
-    for t in tasks {
-        let (wanted, answer) = t.await.unwrap();
-        match answer.status {
-            StatusCode::CREATED => {
-                let hold_id = answer.body["id"].as_str().unwrap().to_owned();
-                let got: Vec<String> =
-                    serde_json::from_value(answer.body["seat_ids"].clone()).unwrap();
-                assert_eq!(got, wanted, "a hold is all or nothing");
-                for s in got {
-                    if let Some(other) = held_by.insert(s.clone(), hold_id.clone()) {
-                        panic!("seat {s} held by both {other} and {hold_id}");
-                    }
-                }
-            }
-            StatusCode::CONFLICT => {
-                assert_eq!(answer.code(), "seats_unavailable", "{}", answer.body);
-                let named: Vec<String> =
-                    serde_json::from_value(answer.body["error"]["details"]["unavailable"].clone())
-                        .unwrap();
-                assert!(!named.is_empty(), "a refusal names the taken seats");
-                for s in &named {
-                    assert!(wanted.contains(s), "{s} was not asked for");
-                }
-                refusals.push(named);
-            }
-            other => panic!("unexpected answer {other}: {}", answer.body),
-        }
-    }
-    assert_eq!(
-        held_by.len(),
-        SEATS as usize,
-        "every seat ends up held, by exactly one hold"
-    );
-    for named in refusals {
-        for s in named {
-            assert!(
-                held_by.contains_key(&s),
-                "{s} was named as taken, and is held"
-            );
-        }
-    }
     let statuses = run.api.seat_statuses("race", "floor").await.unwrap();
     let held: HashSet<_> = statuses
         .iter()

@@ -24,10 +24,120 @@ use mercato_core::store::{
 };
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
 use tokio_postgres::NoTls;
 
+// The statements are constants, put together at compile time: nothing on the request path
+// formats SQL, and each is prepared once per connection.
+
 /// The server's clock in milliseconds since the epoch: every expiry is judged by it.
-const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+macro_rules! now_ms {
+    () => {
+        "(extract(epoch from clock_timestamp()) * 1000)::bigint"
+    };
+}
+
+/// The row has not expired.
+macro_rules! live {
+    () => {
+        concat!("(expires_at IS NULL OR expires_at > ", now_ms!(), ")")
+    };
+}
+
+/// The expiry of a row written now with a TTL of `$5` milliseconds (none when NULL).
+macro_rules! expiry {
+    () => {
+        concat!(
+            "CASE WHEN $5::bigint IS NULL THEN NULL ELSE ",
+            now_ms!(),
+            " + $5 END"
+        )
+    };
+}
+
+/// The columns a read answers with, in the order `to_row` takes them.
+macro_rules! select {
+    () => {
+        "SELECT clust, value, version, expires_at FROM mercato_rows"
+    };
+}
+
+/// An insert that replaces the row in its way when the condition after it holds (always, when
+/// there is none); it returns nothing when the row stays.
+macro_rules! upsert {
+    ($condition:expr) => {
+        concat!(
+            "INSERT INTO mercato_rows AS mercato_rows (tbl, part, clust, value, version, expires_at)
+             VALUES ($1, $2, $3, $4, nextval('mercato_row_versions'), ",
+            expiry!(),
+            ")
+             ON CONFLICT (tbl, part, clust) DO UPDATE
+                 SET value = EXCLUDED.value, version = EXCLUDED.version,
+                     expires_at = EXCLUDED.expires_at ",
+            $condition,
+            " RETURNING version, expires_at"
+        )
+    };
+}
+
+const PUT: &str = upsert!("");
+const INSERT_IF_ABSENT: &str = upsert!(concat!(
+    "WHERE mercato_rows.expires_at IS NOT NULL AND mercato_rows.expires_at <= ",
+    now_ms!()
+));
+const COMPARE_AND_SET: &str = concat!(
+    "UPDATE mercato_rows SET value = $4, version = nextval('mercato_row_versions'), expires_at = ",
+    expiry!(),
+    " WHERE tbl = $1 AND part = $2 AND clust = $3 AND version = $6 AND ",
+    live!(),
+    " RETURNING version, expires_at"
+);
+const DELETE_IF_VERSION: &str = concat!(
+    "DELETE FROM mercato_rows WHERE tbl = $1 AND part = $2 AND clust = $3 AND version = $4 AND ",
+    live!()
+);
+const DELETE: &str = "DELETE FROM mercato_rows WHERE tbl = $1 AND part = $2 AND clust = $3";
+const GET: &str = concat!(
+    select!(),
+    " WHERE tbl = $1 AND part = $2 AND clust = $3 AND ",
+    live!()
+);
+const GET_MANY: &str = concat!(
+    select!(),
+    " WHERE tbl = $1 AND part = $2 AND clust = ANY($3) AND ",
+    live!()
+);
+// The empty string is a valid clustering key: "after nothing" must include it, hence two.
+const SCAN_FROM: &str = concat!(
+    select!(),
+    " WHERE tbl = $1 AND part = $2 AND clust >= $3 AND ",
+    live!(),
+    " ORDER BY clust LIMIT $4"
+);
+const SCAN_AFTER: &str = concat!(
+    select!(),
+    " WHERE tbl = $1 AND part = $2 AND clust > $3 AND ",
+    live!(),
+    " ORDER BY clust LIMIT $4"
+);
+const PUT_MANY: &str = concat!(
+    "INSERT INTO mercato_rows (tbl, part, clust, value, version, expires_at)
+     SELECT $1, p, c, v, nextval('mercato_row_versions'),
+            CASE WHEN t IS NULL THEN NULL ELSE ",
+    now_ms!(),
+    " + t END
+     FROM unnest($2::text[], $3::text[], $4::bytea[], $5::bigint[]) AS u(p, c, v, t)
+     ON CONFLICT (tbl, part, clust) DO UPDATE
+         SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at"
+);
+const DELETE_MANY: &str = "DELETE FROM mercato_rows WHERE tbl = $1
+     AND (part, clust) IN (SELECT * FROM unnest($2::text[], $3::text[]))";
+/// Rows a minute past their expiry, a few thousand at a time.
+const PURGE: &str = concat!(
+    "DELETE FROM mercato_rows WHERE ctid IN (SELECT ctid FROM mercato_rows WHERE expires_at < ",
+    now_ms!(),
+    " - 60000 LIMIT $1)"
+);
 
 /// Each entry moves the schema one version on; they run once, in order, under an advisory lock
 /// so processes starting together do not race.
@@ -119,19 +229,19 @@ impl PostgresStore {
         table: &str,
         partition: &str,
         writes: &[Write],
-    ) -> StoreResult<BatchOutcome> {
+    ) -> Result<BatchOutcome, BatchFailure> {
         let mut client = self.client().await?;
         // One write needs no transaction: a statement is atomic.
         if let [write] = writes {
-            return match apply(&client, table, partition, write).await? {
-                Effect::Wrote(row) => Ok(BatchOutcome {
+            return Ok(match apply(&client, table, partition, write).await? {
+                Effect::Wrote(row) => BatchOutcome {
                     applied: true,
                     rows: vec![row],
-                }),
-                Effect::Refused => refusal(&client, table, partition, writes).await,
-            };
+                },
+                Effect::Refused => refusal(&client, table, partition, writes).await?,
+            });
         }
-        let tx = client.transaction().await.map_err(pg)?;
+        let tx = client.transaction().await?;
         // Rows are locked in clustering order, so two batches over the same rows cannot
         // deadlock on each other.
         let mut order: Vec<usize> = (0..writes.len()).collect();
@@ -141,17 +251,42 @@ impl PostgresStore {
             match apply(&tx, table, partition, &writes[i]).await? {
                 Effect::Wrote(row) => rows[i] = row,
                 Effect::Refused => {
-                    tx.rollback().await.map_err(pg)?;
-                    return refusal(&client, table, partition, writes).await;
+                    tx.rollback().await?;
+                    return Ok(refusal(&client, table, partition, writes).await?);
                 }
             }
         }
-        tx.commit().await.map_err(pg)?;
+        tx.commit().await?;
         Ok(BatchOutcome {
             applied: true,
             rows,
         })
     }
+}
+
+/// What can stop a batch: PostgreSQL's own error is kept whole, so that a rollback worth
+/// retrying (a deadlock, a serialization failure) can be told from the rest.
+enum BatchFailure {
+    Pg(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for BatchFailure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        BatchFailure::Pg(e)
+    }
+}
+
+impl From<StoreError> for BatchFailure {
+    fn from(e: StoreError) -> Self {
+        BatchFailure::Store(e)
+    }
+}
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    })
 }
 
 /// The answer to a refused batch: the rows as they stand now.
@@ -160,10 +295,20 @@ async fn refusal(
     table: &str,
     partition: &str,
     writes: &[Write],
-) -> StoreResult<BatchOutcome> {
+) -> Result<BatchOutcome, tokio_postgres::Error> {
+    let keys: Vec<&str> = writes.iter().map(Write::clustering).collect();
+    let found: Vec<Row> = query(conn, GET_MANY, &[&table, &partition, &keys])
+        .await?
+        .iter()
+        .map(to_row)
+        .collect();
+    let rows = keys
+        .iter()
+        .map(|k| found.iter().find(|r| r.clustering == *k).cloned())
+        .collect();
     Ok(BatchOutcome {
         applied: false,
-        rows: current_rows(conn, table, partition, writes).await?,
+        rows,
     })
 }
 
@@ -173,15 +318,40 @@ enum Effect {
     Refused,
 }
 
+async fn query(
+    conn: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+    conn.query(&conn.prepare_cached(sql).await?, params).await
+}
+
+async fn query_opt(
+    conn: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Option<tokio_postgres::Row>, tokio_postgres::Error> {
+    conn.query_opt(&conn.prepare_cached(sql).await?, params)
+        .await
+}
+
+async fn execute(
+    conn: &impl GenericClient,
+    sql: &str,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    conn.execute(&conn.prepare_cached(sql).await?, params).await
+}
+
 async fn apply(
     conn: &impl GenericClient,
     table: &str,
     partition: &str,
     write: &Write,
-) -> StoreResult<Effect> {
-    let ttl_ms =
-        |ttl: &Option<Duration>| ttl.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX));
-    let returned = |clustering: &str, value: &[u8], found: Option<tokio_postgres::Row>| {
+) -> Result<Effect, tokio_postgres::Error> {
+    // A statement that returns the new version and expiry has applied; one that returns
+    // nothing met a condition that did not hold.
+    let written = |clustering: &str, value: &[u8], found: Option<tokio_postgres::Row>| {
         found.map(|r| {
             Some(Row {
                 clustering: clustering.to_owned(),
@@ -196,33 +366,20 @@ async fn apply(
             clustering,
             value,
             ttl,
-        } => {
-            let sql = upsert_sql("");
-            let found = conn
-                .query_opt(
-                    &conn.prepare_cached(&sql).await.map_err(pg)?,
-                    &[&table, &partition, clustering, value, &ttl_ms(ttl)],
-                )
-                .await
-                .map_err(pg)?;
-            returned(clustering, value, found)
         }
-        Write::InsertIfAbsent {
+        | Write::InsertIfAbsent {
             clustering,
             value,
             ttl,
         } => {
-            let sql = upsert_sql(&format!(
-                "WHERE mercato_rows.expires_at IS NOT NULL AND mercato_rows.expires_at <= {NOW_MS}"
-            ));
-            let found = conn
-                .query_opt(
-                    &conn.prepare_cached(&sql).await.map_err(pg)?,
-                    &[&table, &partition, clustering, value, &ttl_ms(ttl)],
-                )
-                .await
-                .map_err(pg)?;
-            returned(clustering, value, found)
+            let sql = if write.is_conditional() {
+                INSERT_IF_ABSENT
+            } else {
+                PUT
+            };
+            let params: [&(dyn ToSql + Sync); 5] =
+                [&table, &partition, clustering, value, &ttl_ms(*ttl)];
+            written(clustering, value, query_opt(conn, sql, &params).await?)
         }
         Write::CompareAndSet {
             clustering,
@@ -230,59 +387,30 @@ async fn apply(
             value,
             ttl,
         } => {
-            let sql = format!(
-                "UPDATE mercato_rows SET value = $4, version = nextval('mercato_row_versions'),
-                     expires_at = CASE WHEN $5::bigint IS NULL THEN NULL ELSE {NOW_MS} + $5 END
-                 WHERE tbl = $1 AND part = $2 AND clust = $3 AND version = $6
-                   AND (expires_at IS NULL OR expires_at > {NOW_MS})
-                 RETURNING version, expires_at"
-            );
-            let expected = version_param(*expected);
-            let found = conn
-                .query_opt(
-                    &conn.prepare_cached(&sql).await.map_err(pg)?,
-                    &[
-                        &table,
-                        &partition,
-                        clustering,
-                        value,
-                        &ttl_ms(ttl),
-                        &expected,
-                    ],
-                )
-                .await
-                .map_err(pg)?;
-            returned(clustering, value, found)
+            let params: [&(dyn ToSql + Sync); 6] = [
+                &table,
+                &partition,
+                clustering,
+                value,
+                &ttl_ms(*ttl),
+                &version_param(*expected),
+            ];
+            written(
+                clustering,
+                value,
+                query_opt(conn, COMPARE_AND_SET, &params).await?,
+            )
         }
         Write::DeleteIfVersion {
             clustering,
             expected,
         } => {
-            let sql = format!(
-                "DELETE FROM mercato_rows
-                 WHERE tbl = $1 AND part = $2 AND clust = $3 AND version = $4
-                   AND (expires_at IS NULL OR expires_at > {NOW_MS})"
-            );
-            let expected = version_param(*expected);
-            let deleted = conn
-                .execute(
-                    &conn.prepare_cached(&sql).await.map_err(pg)?,
-                    &[&table, &partition, clustering, &expected],
-                )
-                .await
-                .map_err(pg)?;
-            (deleted == 1).then_some(None)
+            let params: [&(dyn ToSql + Sync); 4] =
+                [&table, &partition, clustering, &version_param(*expected)];
+            (execute(conn, DELETE_IF_VERSION, &params).await? == 1).then_some(None)
         }
         Write::Delete { clustering } => {
-            let stmt = conn
-                .prepare_cached(
-                    "DELETE FROM mercato_rows WHERE tbl = $1 AND part = $2 AND clust = $3",
-                )
-                .await
-                .map_err(pg)?;
-            conn.execute(&stmt, &[&table, &partition, clustering])
-                .await
-                .map_err(pg)?;
+            execute(conn, DELETE, &[&table, &partition, clustering]).await?;
             Some(None)
         }
     };
@@ -292,51 +420,14 @@ async fn apply(
     })
 }
 
+/// A TTL as the milliseconds the statements add to the server's clock.
+fn ttl_ms(ttl: Option<Duration>) -> Option<i64> {
+    ttl.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// Versions come from a `bigint` sequence: one beyond its range can match no row.
 fn version_param(version: u64) -> i64 {
     i64::try_from(version).unwrap_or(-1)
-}
-
-/// An insert that replaces the row standing in its way when `condition` holds (always, when
-/// it is empty); it returns nothing when the row stays.
-fn upsert_sql(condition: &str) -> String {
-    format!(
-        "INSERT INTO mercato_rows AS mercato_rows (tbl, part, clust, value, version, expires_at)
-         VALUES ($1, $2, $3, $4, nextval('mercato_row_versions'),
-                 CASE WHEN $5::bigint IS NULL THEN NULL ELSE {NOW_MS} + $5 END)
-         ON CONFLICT (tbl, part, clust) DO UPDATE
-             SET value = EXCLUDED.value, version = EXCLUDED.version, expires_at = EXCLUDED.expires_at
-             {condition}
-         RETURNING version, expires_at"
-    )
-}
-
-async fn current_rows(
-    conn: &impl GenericClient,
-    table: &str,
-    partition: &str,
-    writes: &[Write],
-) -> StoreResult<Vec<Option<Row>>> {
-    let keys: Vec<&str> = writes.iter().map(Write::clustering).collect();
-    let sql = format!(
-        "SELECT clust, value, version, expires_at FROM mercato_rows
-         WHERE tbl = $1 AND part = $2 AND clust = ANY($3)
-           AND (expires_at IS NULL OR expires_at > {NOW_MS})"
-    );
-    let found: Vec<Row> = conn
-        .query(
-            &conn.prepare_cached(&sql).await.map_err(pg)?,
-            &[&table, &partition, &keys],
-        )
-        .await
-        .map_err(pg)?
-        .iter()
-        .map(to_row)
-        .collect();
-    Ok(keys
-        .iter()
-        .map(|k| found.iter().find(|r| r.clustering == *k).cloned())
-        .collect())
 }
 
 fn to_row(r: &tokio_postgres::Row) -> Row {
@@ -357,14 +448,7 @@ impl Store for PostgresStore {
         clustering: &str,
     ) -> StoreResult<Option<Row>> {
         let client = self.client().await?;
-        let sql = format!(
-            "SELECT clust, value, version, expires_at FROM mercato_rows
-             WHERE tbl = $1 AND part = $2 AND clust = $3
-               AND (expires_at IS NULL OR expires_at > {NOW_MS})"
-        );
-        let stmt = client.prepare_cached(&sql).await.map_err(pg)?;
-        let found = client
-            .query_opt(&stmt, &[&table, &partition, &clustering])
+        let found = query_opt(&client, GET, &[&table, &partition, &clustering])
             .await
             .map_err(pg)?;
         Ok(found.as_ref().map(to_row))
@@ -379,21 +463,13 @@ impl Store for PostgresStore {
     ) -> StoreResult<Page> {
         let client = self.client().await?;
         let limit = limit.max(1);
-        // The empty string is a valid clustering key: "after nothing" must include it.
-        let (op, from) = match after {
-            Some(a) => (">", a),
-            None => (">=", ""),
+        let (sql, from) = match after {
+            Some(a) => (SCAN_AFTER, a),
+            None => (SCAN_FROM, ""),
         };
-        let sql = format!(
-            "SELECT clust, value, version, expires_at FROM mercato_rows
-             WHERE tbl = $1 AND part = $2 AND clust {op} $3
-               AND (expires_at IS NULL OR expires_at > {NOW_MS})
-             ORDER BY clust LIMIT $4"
-        );
-        let stmt = client.prepare_cached(&sql).await.map_err(pg)?;
+        // One row more than asked tells whether there is a next page.
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1;
-        let mut rows: Vec<Row> = client
-            .query(&stmt, &[&table, &partition, &from, &fetch])
+        let mut rows: Vec<Row> = query(&client, sql, &[&table, &partition, &from, &fetch])
             .await
             .map_err(pg)?
             .iter()
@@ -423,17 +499,14 @@ impl Store for PostgresStore {
         let mut attempt = 0;
         loop {
             match self.try_batch(table, partition, &writes).await {
-                Err(StoreError::Io(msg)) if attempt < RETRIES && msg.starts_with(RETRYABLE) => {
+                Ok(outcome) => return Ok(outcome),
+                Err(BatchFailure::Pg(e)) if attempt < RETRIES && retryable(&e) => {
                     attempt += 1;
-                    tracing::debug!(
-                        table,
-                        partition,
-                        attempt,
-                        "batch rolled back ({msg}); retrying"
-                    );
+                    tracing::debug!(table, partition, attempt, error = %e, "batch rolled back; retrying");
                     tokio::time::sleep(Duration::from_millis(2 << attempt)).await;
                 }
-                other => return other,
+                Err(BatchFailure::Pg(e)) => return Err(pg(e)),
+                Err(BatchFailure::Store(e)) => return Err(e),
             }
         }
     }
@@ -459,8 +532,7 @@ impl Store for PostgresStore {
                         put_parts.push(w.partition.as_str());
                         put_keys.push(clustering.as_str());
                         put_values.push(value.as_slice());
-                        put_ttls
-                            .push(ttl.map(|t| i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
+                        put_ttls.push(ttl_ms(*ttl));
                     }
                     other => {
                         del_parts.push(w.partition.as_str());
@@ -469,30 +541,12 @@ impl Store for PostgresStore {
                 }
             }
             if !put_keys.is_empty() {
-                let sql = format!(
-                    "INSERT INTO mercato_rows (tbl, part, clust, value, version, expires_at)
-                     SELECT $1, p, c, v, nextval('mercato_row_versions'),
-                            CASE WHEN t IS NULL THEN NULL ELSE {NOW_MS} + t END
-                     FROM unnest($2::text[], $3::text[], $4::bytea[], $5::bigint[]) AS u(p, c, v, t)
-                     ON CONFLICT (tbl, part, clust) DO UPDATE
-                         SET value = EXCLUDED.value, version = EXCLUDED.version,
-                             expires_at = EXCLUDED.expires_at"
-                );
-                client
-                    .execute(
-                        &sql,
-                        &[&table, &put_parts, &put_keys, &put_values, &put_ttls],
-                    )
-                    .await
-                    .map_err(pg)?;
+                let params: [&(dyn ToSql + Sync); 5] =
+                    [&table, &put_parts, &put_keys, &put_values, &put_ttls];
+                execute(&client, PUT_MANY, &params).await.map_err(pg)?;
             }
             if !del_keys.is_empty() {
-                client
-                    .execute(
-                        "DELETE FROM mercato_rows WHERE tbl = $1
-                         AND (part, clust) IN (SELECT * FROM unnest($2::text[], $3::text[]))",
-                        &[&table, &del_parts, &del_keys],
-                    )
+                execute(&client, DELETE_MANY, &[&table, &del_parts, &del_keys])
                     .await
                     .map_err(pg)?;
             }
@@ -501,21 +555,10 @@ impl Store for PostgresStore {
     }
 }
 
-/// The prefix of the message `pg` gives errors that roll a transaction back harmlessly.
-const RETRYABLE: &str = "retryable:";
-
 fn pg(e: tokio_postgres::Error) -> StoreError {
-    match e.code() {
+    match e.code().map(SqlState::code) {
         Some(code)
-            if *code == SqlState::T_R_DEADLOCK_DETECTED
-                || *code == SqlState::T_R_SERIALIZATION_FAILURE =>
-        {
-            StoreError::Io(format!("{RETRYABLE} {e}"))
-        }
-        Some(code)
-            if code.code().starts_with("08")
-                || code.code().starts_with("57P")
-                || code.code().starts_with("53") =>
+            if code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") =>
         {
             StoreError::Unavailable(format!("PostgreSQL: {e}"))
         }
@@ -569,16 +612,12 @@ async fn migrate(pool: &Pool) -> StoreResult<()> {
 }
 
 async fn janitor(pool: Pool) {
-    let sql = format!(
-        "DELETE FROM mercato_rows WHERE ctid IN (
-             SELECT ctid FROM mercato_rows WHERE expires_at < {NOW_MS} - 60000 LIMIT $1)"
-    );
     loop {
         tokio::time::sleep(JANITOR_EVERY).await;
         let Ok(client) = pool.get().await else {
             continue;
         };
-        match client.execute(&sql, &[&JANITOR_BATCH]).await {
+        match client.execute(PURGE, &[&JANITOR_BATCH]).await {
             Ok(0) => {}
             Ok(n) => tracing::debug!(removed = n, "removed expired rows"),
             Err(e) => tracing::debug!(error = %e, "removing expired rows failed; will retry"),

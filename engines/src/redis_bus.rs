@@ -9,14 +9,13 @@
 //! Durability is Redis's: run it with `appendonly yes` (and `appendfsync always` where losing
 //! the last second of records after a power cut matters); `connect` warns when AOF is off.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mercato_core::bus::{
-    partition_for, validate_topic_name, Bus, BusError, BusResult, Record, TopicChange,
-    MAX_PARTITIONS,
+    partition_for, validate_topic, Bus, BusError, BusResult, Record, TopicChange,
 };
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
@@ -64,6 +63,9 @@ pub struct RedisBus {
     /// Connections for blocking reads: a blocked XREAD holds its connection, so it must not be
     /// the one every other command shares.
     blocking: Mutex<Vec<MultiplexedConnection>>,
+    /// Partition counts seen so far. Topics never shrink, so a partition below a seen count
+    /// exists without asking Redis again; only a miss reads the count afresh.
+    known: Mutex<HashMap<String, u32>>,
 }
 
 fn topics_key() -> String {
@@ -113,6 +115,7 @@ impl RedisBus {
             ensure_topic: redis::Script::new(ENSURE_TOPIC),
             append: redis::Script::new(APPEND),
             blocking: Mutex::new(Vec::new()),
+            known: Mutex::new(HashMap::new()),
         })
     }
 
@@ -120,7 +123,12 @@ impl RedisBus {
         self.conn.clone()
     }
 
+    /// Refuses a partition the topic does not have: reads run often, so a partition known to
+    /// exist costs no round trip.
     async fn check_partition(&self, topic: &str, partition: u32) -> BusResult<()> {
+        if self.known.lock().get(topic).is_some_and(|n| partition < *n) {
+            return Ok(());
+        }
         let partitions = self.partitions(topic).await?;
         if partition >= partitions {
             return Err(BusError::UnknownPartition {
@@ -145,8 +153,7 @@ impl RedisBus {
             .map_err(redis_err)
     }
 
-    /// Reads entries after `offset` (exclusive of nothing: from `offset` on), waiting up to
-    /// `wait` for the first.
+    /// Reads records from `offset` on, waiting up to `wait` for the first.
     async fn read_blocking(
         &self,
         topic: &str,
@@ -254,10 +261,7 @@ fn bytes(v: Value) -> Option<Vec<u8>> {
 #[async_trait]
 impl Bus for RedisBus {
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> BusResult<TopicChange> {
-        validate_topic_name(topic)?;
-        if partitions == 0 || partitions > MAX_PARTITIONS {
-            return Err(BusError::InvalidPartitions(partitions));
-        }
+        validate_topic(topic, partitions)?;
         let (what, current): (u32, u32) = self
             .ensure_topic
             .key(topics_key())
@@ -285,7 +289,9 @@ impl Bus for RedisBus {
             .query_async(&mut self.conn())
             .await
             .map_err(redis_err)?;
-        found.ok_or_else(|| BusError::UnknownTopic(topic.to_owned()))
+        let partitions = found.ok_or_else(|| BusError::UnknownTopic(topic.to_owned()))?;
+        self.known.lock().insert(topic.to_owned(), partitions);
+        Ok(partitions)
     }
 
     async fn send_batch(

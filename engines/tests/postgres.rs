@@ -9,13 +9,7 @@ use mercato_core::store::Store;
 use mercato_engines::postgres::{PostgresOptions, PostgresStore};
 
 fn address() -> Option<String> {
-    let url = std::env::var("MERCATO_TEST_POSTGRES")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!("MERCATO_TEST_POSTGRES is not set: skipping the PostgreSQL suite");
-    }
-    url
+    conformance::engine_address("MERCATO_TEST_POSTGRES")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -9,13 +9,7 @@ use mercato_engines::redis_bus::RedisBus;
 use mercato_engines::redis_coord::RedisCoord;
 
 fn address() -> Option<String> {
-    let url = std::env::var("MERCATO_TEST_REDIS")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!("MERCATO_TEST_REDIS is not set: skipping the Redis suites");
-    }
-    url
+    conformance::engine_address("MERCATO_TEST_REDIS")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

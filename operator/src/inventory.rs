@@ -19,7 +19,7 @@ use mercato_core::domain::catalog::{
 };
 use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, RepoError};
-use mercato_core::store::Store;
+use mercato_core::store::{scan_all, Store};
 use mercato_crds::{InventorySpec, SourceFormat};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -250,22 +250,13 @@ impl Publisher<'_> {
         let name = self.record.name.clone();
         let mut previous = BTreeSet::new();
         let mut old_chunks = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let page = self
-                .store
-                .scan(tables::INVENTORY_SKUS, &name, after.as_deref(), 64)
-                .await
-                .map_err(RepoError::from)?;
-            for row in &page.rows {
-                let chunk = repo::decode_row::<SkuChunk>(tables::INVENTORY_SKUS, row.clone())?;
-                previous.extend(chunk.value.skus);
-                old_chunks.push(row.clustering.clone());
-            }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
+        let rows = scan_all(self.store, tables::INVENTORY_SKUS, &name, 64)
+            .await
+            .map_err(RepoError::from)?;
+        for row in rows {
+            old_chunks.push(row.clustering.clone());
+            let chunk = repo::decode_row::<SkuChunk>(tables::INVENTORY_SKUS, row)?;
+            previous.extend(chunk.value.skus);
         }
         let mut batch: KeyedRecords = Vec::with_capacity(SEND_BATCH);
         for sku in previous.difference(&listed) {

@@ -7,8 +7,8 @@ use mercato_core::clock::now_ms;
 use mercato_core::commerce::{alert_if_low, change_stock};
 use mercato_core::domain::commerce::{DeclaredStock, WarehouseRecord};
 use mercato_core::names::tables;
-use mercato_core::repo::{self, RepoError, RepoResult};
-use mercato_core::store::{PartitionWrite, Write};
+use mercato_core::repo::{self, RepoResult};
+use mercato_core::store::{scan_all, PartitionWrite, Write};
 use mercato_core::Ports;
 use mercato_crds::WarehouseSpec;
 
@@ -31,6 +31,43 @@ pub fn record(name: &str, spec: &WarehouseSpec) -> WarehouseRecord {
     }
 }
 
+/// Sets this warehouse's counts of each SKU (`Some((physical, available))`) or withdraws the
+/// SKU from it (`None`), alerting sellers whose stock fell to their threshold.
+async fn take_stock(
+    ports: &Ports,
+    warehouse: &str,
+    takes: Vec<(String, Option<(u64, u64)>)>,
+) -> RepoResult<()> {
+    stream::iter(takes)
+        .map(|(sku, counts)| {
+            // Owned items and ports: the futures must be `Send` for any lifetime.
+            let (warehouse, ports) = (warehouse.to_owned(), ports.clone());
+            async move {
+                let change = change_stock(&*ports.store, &sku, None, |level, _| {
+                    let changed = match counts {
+                        Some((physical, available)) => {
+                            level.declare(&warehouse, physical, available)
+                        }
+                        None => level.withdraw(&warehouse),
+                    };
+                    (changed, ())
+                })
+                .await?;
+                alert_if_low(
+                    &*ports.store,
+                    &*ports.bus,
+                    &sku,
+                    change.before,
+                    change.after,
+                )
+                .await
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .try_for_each(|_alert| async { Ok(()) })
+        .await
+}
+
 /// Applies the declaration; returns `created`, `configured` or `unchanged`.
 pub async fn apply(
     ports: &Ports,
@@ -46,71 +83,23 @@ pub async fn apply(
         None => "created",
     };
     let name = record.name.clone();
-    // Owned items and ports: the futures must be `Send` for any lifetime (higher-ranked).
-    stream::iter(spec.stock.clone())
-        .map(|entry| {
-            let (name, ports) = (name.clone(), ports.clone());
-            async move {
-                let (physical, available) = (entry.physical, entry.available());
-                let change = change_stock(&*ports.store, &entry.sku, None, |level, _| {
-                    (level.declare(&name, physical, available), ())
-                })
-                .await?;
-                alert_if_low(
-                    &*ports.store,
-                    &*ports.bus,
-                    &entry.sku,
-                    change.before,
-                    change.after,
-                )
-                .await?;
-                Ok::<_, RepoError>(())
-            }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<()>>()
-        .await?;
     let listed: std::collections::HashSet<&str> =
         spec.stock.iter().map(|e| e.sku.as_str()).collect();
-    let mut withdrawn = Vec::new();
-    let mut after = None;
-    loop {
-        let page = store
-            .scan(tables::WAREHOUSE_SKUS, &name, after.as_deref(), 1_000)
-            .await?;
-        withdrawn.extend(
-            page.rows
-                .into_iter()
-                .map(|r| r.clustering)
-                .filter(|sku| !listed.contains(sku.as_str())),
-        );
-        match page.next {
-            Some(n) => after = Some(n),
-            None => break,
-        }
-    }
-    stream::iter(withdrawn.clone())
-        .map(|sku| {
-            let (name, ports) = (name.clone(), ports.clone());
-            async move {
-                let change = change_stock(&*ports.store, &sku, None, |level, _| {
-                    (level.withdraw(&name), ())
-                })
-                .await?;
-                alert_if_low(
-                    &*ports.store,
-                    &*ports.bus,
-                    &sku,
-                    change.before,
-                    change.after,
-                )
-                .await?;
-                Ok::<_, RepoError>(())
-            }
+    let withdrawn: Vec<String> = scan_all(store, tables::WAREHOUSE_SKUS, &name, 1_000)
+        .await?
+        .into_iter()
+        .map(|r| r.clustering)
+        .filter(|sku| !listed.contains(sku.as_str()))
+        .collect();
+    let takes = spec
+        .stock
+        .iter()
+        .map(|e| {
+            let counts = Some((e.physical, e.available()));
+            (e.sku.clone(), counts)
         })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect::<Vec<()>>()
-        .await?;
+        .chain(withdrawn.iter().map(|sku| (sku.clone(), None)));
+    take_stock(ports, &name, takes.collect()).await?;
     let mut writes: Vec<PartitionWrite> = spec
         .stock
         .iter()

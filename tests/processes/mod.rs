@@ -2,10 +2,9 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::sync::Mutex;
 use std::time::Duration;
 
 const MERCATO: &str = env!("CARGO_BIN_EXE_mercato");
@@ -133,7 +132,8 @@ impl Cluster {
         Process::mercato(name, args, &env, self.logs.path(), ready)
     }
 
-    fn start_worker(&mut self, role: &str, replica: u32) {
+    /// Starts replica `replica` of 2 of a worker role (again, after `kill_worker`).
+    pub fn start_worker(&mut self, role: &str, replica: u32) {
         let args = vec![
             "worker".to_owned(),
             role.to_owned(),
@@ -153,15 +153,6 @@ impl Cluster {
         let name = format!("{role}-{replica}");
         self.processes.retain(|p| p.name != name);
     }
-
-    pub fn restart_worker(&mut self, role: &str, replica: u32) {
-        self.start_worker(role, replica);
-    }
-
-    #[allow(dead_code)]
-    pub fn logs(&self) -> PathBuf {
-        self.logs.path().to_owned()
-    }
 }
 
 /// A Redis of the test's own, with AOF fsynced on every write, so it can be killed and started
@@ -169,24 +160,22 @@ impl Cluster {
 pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
-    process: Mutex<Option<Child>>,
+    process: Option<Child>,
 }
 
 impl RedisServer {
     /// `None` (after saying why) when the real-engine tests are not asked for.
     pub fn start() -> Option<RedisServer> {
-        if std::env::var("MERCATO_TEST_REDIS").map_or(true, |v| v.is_empty()) {
-            eprintln!("MERCATO_TEST_REDIS is not set: skipping the multi-process test");
-            return None;
-        }
+        // The test runs a Redis of its own (it kills it), where the suites are told to.
+        mercato_core::conformance::engine_address("MERCATO_TEST_REDIS")?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .unwrap();
-        let server = RedisServer {
+        let mut server = RedisServer {
             port,
             dir: tempfile::tempdir().unwrap(),
-            process: Mutex::new(None),
+            process: None,
         };
         server.restart();
         Some(server)
@@ -196,7 +185,7 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    pub fn restart(&self) {
+    pub fn restart(&mut self) {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
             .args([
@@ -212,7 +201,7 @@ impl RedisServer {
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server is installed (CI installs it)");
-        *self.process.lock().unwrap() = Some(child);
+        self.process = Some(child);
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
                 // Loading the AOF happens before it listens.
@@ -225,8 +214,8 @@ impl RedisServer {
 
     /// SIGKILL: only what was fsynced survives, which with `appendfsync always` is every
     /// acknowledged write.
-    pub fn kill(&self) {
-        if let Some(mut child) = self.process.lock().unwrap().take() {
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.process.take() {
             let _ = child.kill();
             let _ = child.wait();
         }
@@ -240,13 +229,7 @@ impl Drop for RedisServer {
 }
 
 pub fn postgres_url() -> Option<String> {
-    let url = std::env::var("MERCATO_TEST_POSTGRES")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!("MERCATO_TEST_POSTGRES is not set: skipping the multi-process test");
-    }
-    url
+    mercato_core::conformance::engine_address("MERCATO_TEST_POSTGRES")
 }
 
 /// A new database on the server `url` names, so every run starts empty; returns its URL.

@@ -26,7 +26,7 @@ use mercato_core::domain::orders::{Order, OrderStatus};
 use mercato_core::geo::haversine_km;
 use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, RepoResult};
-use mercato_core::store::Store;
+use mercato_core::store::{scan_all, Store};
 use parking_lot::Mutex;
 
 use crate::runtime::{BatchHandler, Emit};
@@ -59,21 +59,13 @@ impl AllocatorWorker {
                 return Ok(Arc::clone(list));
             }
         }
-        let mut list = Vec::new();
-        let mut after = None;
-        loop {
-            let page = self
-                .store
-                .scan(tables::WAREHOUSES, "all", after.as_deref(), 500)
-                .await?;
-            for row in page.rows {
-                list.push(repo::decode_row::<WarehouseRecord>(tables::WAREHOUSES, row)?.value);
-            }
-            match page.next {
-                Some(n) => after = Some(n),
-                None => break,
-            }
-        }
+        let list = scan_all(&*self.store, tables::WAREHOUSES, "all", 500)
+            .await?
+            .into_iter()
+            .map(|row| {
+                repo::decode_row::<WarehouseRecord>(tables::WAREHOUSES, row).map(|r| r.value)
+            })
+            .collect::<RepoResult<Vec<_>>>()?;
         let list = Arc::new(list);
         *self.warehouses.lock() = Some((Instant::now(), Arc::clone(&list)));
         Ok(list)

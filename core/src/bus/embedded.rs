@@ -23,10 +23,7 @@ use tokio::sync::watch;
 
 use super::log_file::{open_frames, push_frame, put_str16, Reader};
 use super::partition::{parse_record, read_back, Partition, RecordFrame, Stored, FRAME_RECORD};
-use super::{
-    partition_for, validate_topic_name, Bus, BusError, BusResult, Record, TopicChange,
-    MAX_PARTITIONS,
-};
+use super::{partition_for, validate_topic, Bus, BusError, BusResult, Record, TopicChange};
 use crate::clock::now_ms;
 
 const FRAME_TOPIC: u8 = 1;
@@ -287,10 +284,7 @@ fn topic_frame(topic: &str, partitions: u32, out: &mut Vec<u8>) {
 #[async_trait]
 impl Bus for EmbeddedBus {
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> BusResult<TopicChange> {
-        validate_topic_name(topic)?;
-        if partitions == 0 || partitions > MAX_PARTITIONS {
-            return Err(BusError::InvalidPartitions(partitions));
-        }
+        validate_topic(topic, partitions)?;
         let _admin = self.admin.lock().await;
         let current = self.topics.read().get(topic).map(|p| p.len() as u32);
         let change = match current {

@@ -138,6 +138,15 @@ pub fn owned_partitions(partitions: u32, replica: u32, replicas: u32) -> Vec<u32
         .collect()
 }
 
+/// What every engine checks before creating or growing a topic.
+pub fn validate_topic(name: &str, partitions: u32) -> BusResult<()> {
+    validate_topic_name(name)?;
+    if partitions == 0 || partitions > MAX_PARTITIONS {
+        return Err(BusError::InvalidPartitions(partitions));
+    }
+    Ok(())
+}
+
 pub fn validate_topic_name(name: &str) -> BusResult<()> {
     let ok = !name.is_empty()
         && name.len() <= 63

@@ -7,6 +7,16 @@ pub mod bus;
 pub mod coord;
 pub mod store;
 
+/// The address of a real engine the suites should run against, from `var` (such as
+/// `MERCATO_TEST_POSTGRES`); `None`, after saying the suite is skipped, when it is unset.
+pub fn engine_address(var: &str) -> Option<String> {
+    let address = std::env::var(var).ok().filter(|a| !a.is_empty());
+    if address.is_none() {
+        eprintln!("{var} is not set: skipping the tests that need that engine");
+    }
+    address
+}
+
 /// A name no earlier run used.
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

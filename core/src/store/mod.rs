@@ -244,6 +244,26 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
+/// Every live row of one partition, reading `page` rows at a time: for partitions known to be
+/// small (a warehouse's SKU list, the warehouses), never for ones that grow with traffic.
+pub async fn scan_all(
+    store: &dyn Store,
+    table: &str,
+    partition: &str,
+    page: usize,
+) -> StoreResult<Vec<Row>> {
+    let mut rows = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let got = store.scan(table, partition, after.as_deref(), page).await?;
+        rows.extend(got.rows);
+        match got.next {
+            Some(n) => after = Some(n),
+            None => return Ok(rows),
+        }
+    }
+}
+
 pub fn check_unconditional(writes: &[PartitionWrite]) -> StoreResult<()> {
     match writes.iter().find(|w| w.write.is_conditional()) {
         Some(w) => Err(StoreError::Invalid(format!(
