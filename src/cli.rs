@@ -40,10 +40,13 @@ pub struct Tuning {
 /// The engines behind the ports.
 #[derive(clap::Args, Debug, Clone)]
 struct EngineFlags {
-    /// The bus: `embedded`, or `redis://HOST:PORT[/DB]` (Redis Streams).
+    /// The bus: `embedded`, `fluvio://SC_HOST:9003[?replication=N]`, or
+    /// `redis://HOST:PORT[/DB]` (Redis Streams).
     #[arg(long, env = "MERCATO_BUS", default_value = "embedded")]
     bus: String,
-    /// The store: `embedded[:DIR]`, or `postgres://USER:PASSWORD@HOST[:PORT]/DATABASE`.
+    /// The store: `embedded[:DIR]`, `scylla://[USER:PASSWORD@]HOST[:PORT][,HOST…]/KEYSPACE
+    /// [?replication_factor=N&serial=local|global]`, or
+    /// `postgres://USER:PASSWORD@HOST[:PORT]/DATABASE`.
     #[arg(long, env = "MERCATO_STORE", default_value = "embedded")]
     store: String,
     /// Coordination (rate limits, fan-out): `embedded`, or `redis://HOST:PORT[/DB]`.

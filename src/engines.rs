@@ -8,9 +8,11 @@ use mercato_core::bus::{Bus, EmbeddedBus};
 use mercato_core::coord::{Coord, EmbeddedCoord};
 use mercato_core::store::{EmbeddedStore, Store};
 use mercato_core::Ports;
+use mercato_engines::fluvio_bus::FluvioBus;
 use mercato_engines::postgres::{PostgresOptions, PostgresStore};
 use mercato_engines::redis_bus::RedisBus;
 use mercato_engines::redis_coord::RedisCoord;
+use mercato_engines::scylla_store::{ScyllaOptions, ScyllaStore};
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum BusEngine {
@@ -18,6 +20,7 @@ pub enum BusEngine {
     #[default]
     Embedded,
     Redis(String),
+    Fluvio(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -27,6 +30,7 @@ pub enum StoreEngine {
     Embedded,
     EmbeddedAt(PathBuf),
     Postgres(String),
+    Scylla(ScyllaOptions),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -64,13 +68,19 @@ pub enum EngineError {
     EmbeddedBus(#[source] mercato_core::bus::BusError),
     #[error("cannot connect to PostgreSQL")]
     Postgres(#[source] mercato_core::store::StoreError),
+    #[error("cannot connect to ScyllaDB")]
+    Scylla(#[source] mercato_core::store::StoreError),
+    #[error("cannot connect to Fluvio")]
+    Fluvio(#[source] mercato_core::bus::BusError),
     #[error(transparent)]
     Redis(#[from] mercato_engines::RedisConnectError),
 }
 
-const FLUVIO_LATER: &str =
-    "the Fluvio bus is not in this build yet; use redis://HOST:PORT (Redis Streams) or embedded";
-const SCYLLA_LATER: &str = "the ScyllaDB store is not in this build yet; use postgres://USER:PASSWORD@HOST/DB or embedded[:DIR]";
+const BUS_HINT: &str = "expected embedded, fluvio://SC_HOST:9003 or redis://HOST:PORT";
+const STORE_HINT: &str =
+    "expected embedded[:DIR], scylla://HOST[:PORT][,HOST…]/KEYSPACE or postgres://USER:PASSWORD@HOST/DB";
+const SHARED_BUS: &str = "fluvio://SC_HOST:9003 or redis://HOST:PORT";
+const SHARED_STORE: &str = "scylla://HOST/KEYSPACE or postgres://USER:PASSWORD@HOST/DB";
 
 impl Engines {
     pub fn parse(bus: &str, store: &str, coord: &str) -> Result<Self, EngineError> {
@@ -82,8 +92,13 @@ impl Engines {
         let bus = match scheme(bus) {
             "embedded" if bus == "embedded" => BusEngine::Embedded,
             "redis" | "rediss" => BusEngine::Redis(bus.to_owned()),
-            "fluvio" => return Err(bad("bus", bus, FLUVIO_LATER)),
-            _ => return Err(bad("bus", bus, "expected embedded or redis://HOST:PORT")),
+            "fluvio" => {
+                // Checked now, so a typo fails at start rather than at first use.
+                mercato_engines::fluvio_bus::FluvioOptions::from_url(bus)
+                    .map_err(|e| bad("bus", bus, &e.to_string()))?;
+                BusEngine::Fluvio(bus.to_owned())
+            }
+            _ => return Err(bad("bus", bus, BUS_HINT)),
         };
         let store = match scheme(store) {
             "embedded" => match store.strip_prefix("embedded:") {
@@ -92,14 +107,10 @@ impl Engines {
                 None => StoreEngine::Embedded,
             },
             "postgres" | "postgresql" => StoreEngine::Postgres(store.to_owned()),
-            "scylla" => return Err(bad("store", store, SCYLLA_LATER)),
-            _ => {
-                return Err(bad(
-                    "store",
-                    store,
-                    "expected embedded[:DIR] or postgres://USER:PASSWORD@HOST/DB",
-                ))
-            }
+            "scylla" => StoreEngine::Scylla(
+                ScyllaOptions::from_url(store).map_err(|e| bad("store", store, &e.to_string()))?,
+            ),
+            _ => return Err(bad("store", store, STORE_HINT)),
         };
         let coord = match scheme(coord) {
             "embedded" if coord == "embedded" => CoordEngine::Embedded,
@@ -125,13 +136,13 @@ impl Engines {
             })
         };
         if self.bus == BusEngine::Embedded {
-            return refuse("bus", "redis://HOST:PORT");
+            return refuse("bus", SHARED_BUS);
         }
         if matches!(
             self.store,
             StoreEngine::Embedded | StoreEngine::EmbeddedAt(_)
         ) {
-            return refuse("store", "postgres://USER:PASSWORD@HOST/DB");
+            return refuse("store", SHARED_STORE);
         }
         Ok(())
     }
@@ -145,6 +156,11 @@ impl Engines {
                     .await
                     .map_err(EngineError::Postgres)?,
             ),
+            StoreEngine::Scylla(options) => Arc::new(
+                ScyllaStore::connect(options.clone())
+                    .await
+                    .map_err(EngineError::Scylla)?,
+            ),
             StoreEngine::EmbeddedAt(dir) => {
                 Arc::new(EmbeddedStore::open(dir).map_err(EngineError::EmbeddedStore)?)
             }
@@ -157,6 +173,9 @@ impl Engines {
         };
         let bus: Arc<dyn Bus> = match &self.bus {
             BusEngine::Redis(url) => Arc::new(RedisBus::connect(url).await?),
+            BusEngine::Fluvio(url) => {
+                Arc::new(FluvioBus::connect(url).await.map_err(EngineError::Fluvio)?)
+            }
             BusEngine::Embedded => match data_dir {
                 Some(dir) => {
                     Arc::new(EmbeddedBus::open(&dir.join("bus")).map_err(EngineError::EmbeddedBus)?)
@@ -177,12 +196,24 @@ impl std::fmt::Display for Engines {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let bus = match &self.bus {
             BusEngine::Embedded => "embedded".to_owned(),
-            BusEngine::Redis(url) => redact(url),
+            BusEngine::Redis(url) | BusEngine::Fluvio(url) => redact(url),
         };
         let store = match &self.store {
             StoreEngine::Embedded => "embedded".to_owned(),
             StoreEngine::EmbeddedAt(dir) => format!("embedded:{}", dir.display()),
             StoreEngine::Postgres(url) => redact(url),
+            StoreEngine::Scylla(options) => {
+                let user = options
+                    .credentials
+                    .as_ref()
+                    .map(|(user, _)| format!("{user}:***@"))
+                    .unwrap_or_default();
+                format!(
+                    "scylla://{user}{}/{}",
+                    options.nodes.join(","),
+                    options.keyspace
+                )
+            }
         };
         let coord = match &self.coord {
             CoordEngine::Embedded => "embedded".to_owned(),
@@ -220,6 +251,10 @@ mod tests {
         assert_eq!(e.bus, BusEngine::Redis("redis://r:6379".into()));
         assert_eq!(e.store, StoreEngine::Postgres("postgres://u:p@h/db".into()));
         assert!(e.require_shared("gateway").is_ok());
+        let e = Engines::parse("fluvio://sc:9003", "scylla://db1,db2/shop", "redis://r").unwrap();
+        assert_eq!(e.bus, BusEngine::Fluvio("fluvio://sc:9003".into()));
+        assert!(matches!(&e.store, StoreEngine::Scylla(o) if o.keyspace == "shop"));
+        assert!(e.require_shared("worker holds").is_ok());
         let e = Engines::parse("embedded", "embedded:/tmp/x", "embedded").unwrap();
         assert_eq!(e.store, StoreEngine::EmbeddedAt("/tmp/x".into()));
         assert!(e.require_shared("worker holds").is_err());
@@ -228,7 +263,8 @@ mod tests {
             ("embedded", "mysql://x", "embedded"),
             ("embedded", "embedded:", "embedded"),
             ("embedded", "embedded", "memcached://x"),
-            ("fluvio://sc:9003", "embedded", "embedded"),
+            ("fluvio://sc:9003/x", "embedded", "embedded"),
+            ("embedded", "scylla://h/bad-keyspace", "embedded"),
         ] {
             let err = Engines::parse(bus, store, coord).unwrap_err();
             assert!(matches!(err, EngineError::BadFlag { .. }), "{err}");
@@ -243,6 +279,12 @@ mod tests {
             "redis://r:6379",
         )
         .unwrap();
+        let scylla =
+            Engines::parse("embedded", "scylla://app:pw@db1:9042/shop", "embedded").unwrap();
+        assert_eq!(
+            scylla.to_string(),
+            "bus embedded, store scylla://app:***@db1:9042/shop, coord embedded"
+        );
         assert_eq!(
             e.to_string(),
             "bus redis://:***@r:6379, store postgres://mercato:***@db:5432/mercato, \
