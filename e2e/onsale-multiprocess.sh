@@ -2,7 +2,8 @@
 # The on-sale benchmark with Mercato split into processes on PostgreSQL and Redis:
 # one gateway, HOLDS holds workers and one payments worker, each a `mercato` process, and the
 # load generator in its own. Starts a private PostgreSQL and Redis with .ci/engines.sh (they
-# are stopped at the end). Extra arguments go to `loadgen onsale`.
+# are stopped at the end). Extra arguments go to `loadgen onsale`. BUS and STORE put the bus
+# or the store on another engine (Fluvio, ScyllaDB) that is already running.
 #   e2e/onsale-multiprocess.sh --buyers 400 --runs 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,7 +21,9 @@ trap cleanup EXIT
 chmod 755 "$work"  # the PostgreSQL server runs as its own user
 exports=$(.ci/engines.sh "$work/engines")
 eval "$exports"
-export MERCATO_BUS=$MERCATO_TEST_REDIS MERCATO_COORD=$MERCATO_TEST_REDIS MERCATO_STORE=$MERCATO_TEST_POSTGRES
+# BUS=fluvio://SC:9003 or STORE=scylla://HOST/KEYSPACE runs the same benchmark on those engines.
+export MERCATO_BUS=${BUS:-$MERCATO_TEST_REDIS} MERCATO_COORD=$MERCATO_TEST_REDIS
+export MERCATO_STORE=${STORE:-$MERCATO_TEST_POSTGRES}
 export RUST_LOG=${RUST_LOG:-warn}
 
 bin=target/release/mercato

@@ -30,6 +30,9 @@ use fluvio::{
     PartitionId, Partitioner, PartitionerConfig, RetryPolicy, TopicProducerConfigBuilder,
     TopicProducerPool,
 };
+use fluvio_future::net::{
+    BoxReadConnection, BoxWriteConnection, ConnectionFd, DomainConnector, TcpDomainConnector,
+};
 use futures::{FutureExt, Stream, StreamExt};
 use mercato_core::bus::{
     partition_for, validate_topic, Bus, BusError, BusResult, Record, TopicChange,
@@ -43,8 +46,12 @@ const BACKOFF_START: Duration = Duration::from_millis(250);
 const PROVISION_TIMEOUT: Duration = Duration::from_secs(30);
 /// A fetch below the end waits this long at most for records the stream has not delivered yet.
 const CATCH_UP: Duration = Duration::from_secs(5);
-/// How long records may wait for company before a batch goes to the SPU.
-const LINGER: Duration = Duration::from_millis(2);
+/// A fetch waiting less than this on a stream that has not answered yet asks for the end.
+const SHORT_WAIT: Duration = Duration::from_millis(500);
+/// No linger: a record goes out at once, and records sent while a request is in flight travel
+/// together in the next. (Measured here with 8 partitions: 4,294 sends/s from one sender, 206,849
+/// from 400; a flush per send instead serialised every sender at about 650/s.)
+const LINGER: Duration = Duration::ZERO;
 
 /// A consumer stream, its errors already text.
 type RecordStream = Pin<Box<dyn Stream<Item = Result<FluvioRecord, String>> + Send>>;
@@ -93,6 +100,62 @@ impl FluvioOptions {
     }
 }
 
+/// Connects to the SC and SPUs with `TCP_NODELAY`, and acknowledges what it reads at once.
+/// The SPU writes a stream answer as a header, then the records by `sendfile`, on a socket
+/// with Nagle's algorithm on: the records wait until the header is acknowledged, and a reader
+/// with nothing to send delays that ACK by 40 ms (Linux). Every hop through Fluvio paid it;
+/// `TCP_QUICKACK`, set again after each read since the kernel clears it, removes it.
+#[derive(Clone)]
+struct NoDelayConnector;
+
+/// The read half of a connection, re-arming `TCP_QUICKACK` after each read.
+struct QuickAckReader(fluvio_future::net::TcpStream);
+
+impl futures::io::AsyncRead for QuickAckReader {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut [u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let read = Pin::new(&mut self.0).poll_read(cx, buf);
+        if matches!(read, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            // Only a hint to the kernel: a failure changes nothing but latency.
+            let _ = socket2::SockRef::from(&self.0).set_tcp_quickack(true);
+        }
+        read
+    }
+}
+
+#[async_trait]
+impl TcpDomainConnector for NoDelayConnector {
+    async fn connect(
+        &self,
+        addr: &str,
+    ) -> Result<(BoxWriteConnection, BoxReadConnection, ConnectionFd), std::io::Error> {
+        use std::os::unix::io::AsRawFd;
+        let stream = fluvio_future::net::TcpStream::connect(addr).await?;
+        stream.set_nodelay(true)?;
+        let fd = stream.as_raw_fd();
+        Ok((
+            Box::new(stream.clone()),
+            Box::new(QuickAckReader(stream)),
+            fd,
+        ))
+    }
+
+    fn new_domain(&self, _domain: String) -> DomainConnector {
+        Box::new(self.clone())
+    }
+
+    fn domain(&self) -> &str {
+        "localhost"
+    }
+
+    fn clone_box(&self) -> DomainConnector {
+        Box::new(self.clone())
+    }
+}
+
 /// Keys go where [`partition_for`] says, as on every other engine.
 struct KeyHash;
 
@@ -116,6 +179,8 @@ struct Client {
 struct Reader {
     next: u64,
     stream: RecordStream,
+    /// Nothing has arrived on it yet: its first answer may still be on the way.
+    fresh: bool,
 }
 
 type ReaderSlot = Arc<tokio::sync::Mutex<Option<Reader>>>;
@@ -160,10 +225,14 @@ impl FluvioBus {
             }
         }
         let config = FluvioClusterConfig::new(self.options.endpoint.clone());
-        let connected = tokio::time::timeout(CONNECT_TIMEOUT, Fluvio::connect_with_config(&config))
-            .await
-            .map_err(|_| "timed out".to_owned())
-            .and_then(|r| r.map_err(|e| format!("{e:#}")));
+        let connector: DomainConnector = Box::new(NoDelayConnector);
+        let connected = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Fluvio::connect_with_connector(connector, &config),
+        )
+        .await
+        .map_err(|_| "timed out".to_owned())
+        .and_then(|r| r.map_err(|e| format!("{e:#}")));
         match connected {
             Ok(fluvio) => {
                 let admin = fluvio.admin().await;
@@ -315,6 +384,7 @@ impl FluvioBus {
         Ok(Reader {
             next: offset,
             stream: self.stream(config).await?,
+            fresh: true,
         })
     }
 }
@@ -430,9 +500,6 @@ impl Bus for FluvioBus {
                 Err(e) => return Err(self.fail("send", e).await),
             }
         }
-        if let Err(e) = producer.flush().await {
-            return Err(self.fail("flush", e).await);
-        }
         let mut placed = Vec::with_capacity(pending.len());
         for output in pending {
             match output.wait().await {
@@ -466,8 +533,12 @@ impl Bus for FluvioBus {
         let first = match tokio::time::timeout(wait, reader.stream.next()).await {
             Ok(item) => item,
             // A fresh stream's records are a round trip away: a fetch below the end waits for
-            // them even when it asked not to wait for new ones.
-            Err(_) if self.end_offset(topic, partition).await? > offset => {
+            // them even when it asked (nearly) not to wait for new ones.
+            Err(_)
+                if reader.fresh
+                    && wait < SHORT_WAIT
+                    && self.end_offset(topic, partition).await? > offset =>
+            {
                 tokio::time::timeout(CATCH_UP, reader.stream.next())
                     .await
                     .ok()
@@ -505,6 +576,7 @@ impl Bus for FluvioBus {
         }
         if let Some(last) = records.last() {
             reader.next = last.offset + 1;
+            reader.fresh = false;
         }
         Ok(records)
     }
