@@ -8,7 +8,9 @@
 //!   seat is sold twice, and while Redis is away requests fail fast with 503 and a code.
 //!
 //! Runs when `MERCATO_TEST_POSTGRES` and `MERCATO_TEST_REDIS` are set (CI sets both) and
-//! `redis-server` is installed: the test runs a Redis of its own, so that it can kill it.
+//! `redis-server` is installed: the test runs a Redis of its own, so that it can kill it. With
+//! `MERCATO_TEST_FLUVIO` set too, the same scenario runs again with the bus on Fluvio (Redis
+//! then carries coordination only, and is still killed and restarted).
 
 mod processes;
 
@@ -42,6 +44,19 @@ const AWAY: [&str; 4] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn separate_processes_on_postgres_and_redis() {
+    separate_processes(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn separate_processes_on_postgres_fluvio_and_redis() {
+    let Some(fluvio) = mercato_core::conformance::engine_address("MERCATO_TEST_FLUVIO") else {
+        return;
+    };
+    separate_processes(Some(fluvio)).await;
+}
+
+/// The scenario, with the bus on `bus` (Fluvio) or, without it, on the test's Redis.
+async fn separate_processes(bus: Option<String>) {
     let Some(postgres) = processes::postgres_url() else {
         return;
     };
@@ -60,7 +75,8 @@ async fn separate_processes_on_postgres_and_redis() {
     )
     .unwrap();
     let store = processes::fresh_database(&postgres).await;
-    let mut cluster = Cluster::start(&redis.url(), &store, manifests.path());
+    let bus = bus.unwrap_or_else(|| redis.url());
+    let mut cluster = Cluster::start(&bus, &redis.url(), &store, manifests.path());
     let gateways = [
         Api::new(&cluster.gateways[0]),
         Api::new(&cluster.gateways[1]),
@@ -151,6 +167,7 @@ async fn storm_through_failures(
         .map(|(i, s)| s.against(&gateways[i % 2]))
         .collect();
     let storm = Storm::start(&shoppers, shop);
+    println!("storm started");
     let count = || storm.seen(|seen| seen.accepted.len());
 
     tokio::time::sleep(Duration::from_millis(1500)).await;

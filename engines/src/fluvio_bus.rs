@@ -402,7 +402,9 @@ fn classify(what: &str, e: anyhow::Error) -> BusError {
             FluvioError::Socket(_)
             | FluvioError::Io(_)
             | FluvioError::SPUNotFound(_)
-            | FluvioError::PartitionNotFound(..),
+            | FluvioError::PartitionNotFound(..)
+            // A producer fails when its SPU is gone or no longer leads the partition.
+            | FluvioError::Producer(_),
         ) => true,
         Some(FluvioError::TopicNotFound(t)) => return BusError::UnknownTopic(t.clone()),
         Some(_) => false,

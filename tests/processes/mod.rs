@@ -80,12 +80,12 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    pub fn start(redis: &str, store: &str, manifests: &Path) -> Cluster {
+    pub fn start(bus: &str, coord: &str, store: &str, manifests: &Path) -> Cluster {
         let logs = tempfile::tempdir().unwrap();
         let env = vec![
-            ("MERCATO_BUS".to_owned(), redis.to_owned()),
+            ("MERCATO_BUS".to_owned(), bus.to_owned()),
             ("MERCATO_STORE".to_owned(), store.to_owned()),
-            ("MERCATO_COORD".to_owned(), redis.to_owned()),
+            ("MERCATO_COORD".to_owned(), coord.to_owned()),
         ];
         let mut cluster = Cluster {
             gateways: Vec::new(),
