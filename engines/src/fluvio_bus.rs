@@ -267,13 +267,20 @@ impl FluvioBus {
     }
 
     /// Turns a Fluvio failure into the port's error, dropping the client when the cluster is
-    /// what failed.
+    /// what failed, a partition without a leader (an SPU restarting) included: the next call
+    /// starts from a fresh connection and fresh metadata.
     async fn fail(&self, what: &str, e: anyhow::Error) -> BusError {
         let error = classify(what, e);
         if matches!(error, BusError::Unavailable(_)) {
             self.reset().await;
         }
         error
+    }
+
+    /// A failed send: the topic's producer is built afresh next time, whatever failed.
+    async fn fail_send(&self, topic: &str, what: &str, e: anyhow::Error) -> BusError {
+        self.producers.lock().remove(topic);
+        self.fail(what, e).await
     }
 
     async fn topic_spec(&self, topic: &str) -> BusResult<Option<(u32, bool)>> {
@@ -499,7 +506,7 @@ impl Bus for FluvioBus {
         for (key, value) in records {
             match producer.send(key, value).await {
                 Ok(output) => pending.push(output),
-                Err(e) => return Err(self.fail("send", e).await),
+                Err(e) => return Err(self.fail_send(topic, "send", e).await),
             }
         }
         let mut placed = Vec::with_capacity(pending.len());
@@ -509,7 +516,7 @@ impl Bus for FluvioBus {
                     meta.partition_id(),
                     u64::try_from(meta.offset()).unwrap_or_default(),
                 )),
-                Err(e) => return Err(self.fail("confirm a send", e.into()).await),
+                Err(e) => return Err(self.fail_send(topic, "confirm a send", e.into()).await),
             }
         }
         Ok(placed)
