@@ -35,7 +35,7 @@ use fluvio_future::net::{
 };
 use futures::{FutureExt, Stream, StreamExt};
 use mercato_core::bus::{
-    partition_for, validate_topic, Bus, BusError, BusResult, Record, TopicChange,
+    partition_for, validate_topic, Bus, BusError, BusResult, KnownPartitions, Record, TopicChange,
 };
 use parking_lot::Mutex;
 
@@ -190,7 +190,7 @@ pub struct FluvioBus {
     client: tokio::sync::Mutex<Option<Client>>,
     /// When connecting last failed, and how long to wait before trying again.
     backoff: Mutex<Option<(Instant, Duration)>>,
-    known: Mutex<HashMap<String, u32>>,
+    known: KnownPartitions,
     producers: Mutex<HashMap<String, Arc<TopicProducerPool>>>,
     readers: Mutex<HashMap<(String, u32), ReaderSlot>>,
 }
@@ -202,7 +202,7 @@ impl FluvioBus {
             options: FluvioOptions::from_url(url)?,
             client: tokio::sync::Mutex::new(None),
             backoff: Mutex::new(None),
-            known: Mutex::new(HashMap::new()),
+            known: KnownPartitions::default(),
             producers: Mutex::new(HashMap::new()),
             readers: Mutex::new(HashMap::new()),
         };
@@ -305,7 +305,7 @@ impl FluvioBus {
         loop {
             if let Some((n, true)) = self.topic_spec(topic).await? {
                 if n >= partitions {
-                    self.known.lock().insert(topic.to_owned(), n);
+                    self.known.record(topic, n);
                     return Ok(());
                 }
             }
@@ -317,24 +317,6 @@ impl FluvioBus {
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// Refuses a partition the topic does not have; the count is cached, and read again when a
-    /// partition beyond it is asked for (the topic may have grown).
-    async fn check_partition(&self, topic: &str, partition: u32) -> BusResult<()> {
-        if self.known.lock().get(topic).is_some_and(|n| partition < *n) {
-            return Ok(());
-        }
-        let partitions = self.partitions(topic).await?;
-        if partition < partitions {
-            Ok(())
-        } else {
-            Err(BusError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-                partitions,
-            })
         }
     }
 
@@ -486,7 +468,7 @@ impl Bus for FluvioBus {
             .topic_spec(topic)
             .await?
             .ok_or_else(|| BusError::UnknownTopic(topic.to_owned()))?;
-        self.known.lock().insert(topic.to_owned(), n);
+        self.known.record(topic, n);
         Ok(n)
     }
 
@@ -498,7 +480,7 @@ impl Bus for FluvioBus {
         if records.is_empty() {
             return Ok(Vec::new());
         }
-        if !self.known.lock().contains_key(topic) {
+        if !self.known.knows(topic) {
             self.partitions(topic).await?;
         }
         let producer = self.producer(topic).await?;
@@ -530,14 +512,12 @@ impl Bus for FluvioBus {
         max: usize,
         wait: Duration,
     ) -> BusResult<Vec<Record>> {
-        self.check_partition(topic, partition).await?;
+        self.known.check(self, topic, partition).await?;
         let slot = self.reader_slot(topic, partition);
         let mut guard = slot.lock().await;
-        if guard.as_ref().map(|r| r.next) != Some(offset) {
-            *guard = Some(self.open_reader(topic, partition, offset).await?);
-        }
-        let Some(reader) = guard.as_mut() else {
-            return Ok(Vec::new());
+        let reader = match guard.as_mut() {
+            Some(reader) if reader.next == offset => reader,
+            _ => guard.insert(self.open_reader(topic, partition, offset).await?),
         };
         let first = match tokio::time::timeout(wait, reader.stream.next()).await {
             Ok(item) => item,
@@ -591,7 +571,7 @@ impl Bus for FluvioBus {
     }
 
     async fn end_offset(&self, topic: &str, partition: u32) -> BusResult<u64> {
-        self.check_partition(topic, partition).await?;
+        self.known.check(self, topic, partition).await?;
         // The last record, read by a stream that stops at the end it found: its offset + 1 is
         // the end. An empty partition yields nothing.
         let config = ConsumerConfigExt::builder()
@@ -643,7 +623,7 @@ impl Bus for FluvioBus {
         partition: u32,
         next: u64,
     ) -> BusResult<()> {
-        self.check_partition(topic, partition).await?;
+        self.known.check(self, topic, partition).await?;
         let Some(last_consumed) = next.checked_sub(1) else {
             let (fluvio, _) = self.clients().await?;
             let replica = (topic.to_owned(), partition);

@@ -469,19 +469,13 @@ impl Store for PostgresStore {
         };
         // One row more than asked tells whether there is a next page.
         let fetch = i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1;
-        let mut rows: Vec<Row> = query(&client, sql, &[&table, &partition, &from, &fetch])
+        let rows: Vec<Row> = query(&client, sql, &[&table, &partition, &from, &fetch])
             .await
             .map_err(pg)?
             .iter()
             .map(to_row)
             .collect();
-        let mut page = Page::default();
-        if rows.len() > limit {
-            rows.truncate(limit);
-            page.next = rows.last().map(|r| r.clustering.clone());
-        }
-        page.rows = rows;
-        Ok(page)
+        Ok(Page::from_overfetch(rows, limit))
     }
 
     async fn batch(
@@ -491,10 +485,7 @@ impl Store for PostgresStore {
         writes: Vec<Write>,
     ) -> StoreResult<BatchOutcome> {
         if writes.is_empty() {
-            return Ok(BatchOutcome {
-                applied: true,
-                rows: Vec::new(),
-            });
+            return Ok(BatchOutcome::nothing());
         }
         let mut attempt = 0;
         loop {

@@ -9,13 +9,13 @@
 //! Durability is Redis's: run it with `appendonly yes` (and `appendfsync always` where losing
 //! the last second of records after a power cut matters); `connect` warns when AOF is off.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mercato_core::bus::{
-    partition_for, validate_topic, Bus, BusError, BusResult, Record, TopicChange,
+    partition_for, validate_topic, Bus, BusError, BusResult, KnownPartitions, Record, TopicChange,
 };
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, MultiplexedConnection};
@@ -65,7 +65,7 @@ pub struct RedisBus {
     blocking: Mutex<Vec<MultiplexedConnection>>,
     /// Partition counts seen so far. Topics never shrink, so a partition below a seen count
     /// exists without asking Redis again; only a miss reads the count afresh.
-    known: Mutex<HashMap<String, u32>>,
+    known: KnownPartitions,
 }
 
 fn topics_key() -> String {
@@ -115,29 +115,12 @@ impl RedisBus {
             ensure_topic: redis::Script::new(ENSURE_TOPIC),
             append: redis::Script::new(APPEND),
             blocking: Mutex::new(Vec::new()),
-            known: Mutex::new(HashMap::new()),
+            known: KnownPartitions::default(),
         })
     }
 
     fn conn(&self) -> ConnectionManager {
         self.conn.clone()
-    }
-
-    /// Refuses a partition the topic does not have: reads run often, so a partition known to
-    /// exist costs no round trip.
-    async fn check_partition(&self, topic: &str, partition: u32) -> BusResult<()> {
-        if self.known.lock().get(topic).is_some_and(|n| partition < *n) {
-            return Ok(());
-        }
-        let partitions = self.partitions(topic).await?;
-        if partition >= partitions {
-            return Err(BusError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-                partitions,
-            });
-        }
-        Ok(())
     }
 
     async fn blocking_conn(&self) -> BusResult<MultiplexedConnection> {
@@ -290,7 +273,7 @@ impl Bus for RedisBus {
             .await
             .map_err(redis_err)?;
         let partitions = found.ok_or_else(|| BusError::UnknownTopic(topic.to_owned()))?;
-        self.known.lock().insert(topic.to_owned(), partitions);
+        self.known.record(topic, partitions);
         Ok(partitions)
     }
 
@@ -341,7 +324,7 @@ impl Bus for RedisBus {
         max: usize,
         wait: Duration,
     ) -> BusResult<Vec<Record>> {
-        self.check_partition(topic, partition).await?;
+        self.known.check(self, topic, partition).await?;
         let max = max.max(1);
         if !wait.is_zero() {
             return self
@@ -361,7 +344,7 @@ impl Bus for RedisBus {
     }
 
     async fn end_offset(&self, topic: &str, partition: u32) -> BusResult<u64> {
-        self.check_partition(topic, partition).await?;
+        self.known.check(self, topic, partition).await?;
         let next: Option<u64> = redis::cmd("GET")
             .arg(counter_key(topic, partition))
             .query_async(&mut self.conn())
@@ -376,7 +359,7 @@ impl Bus for RedisBus {
         topic: &str,
         partition: u32,
     ) -> BusResult<Option<u64>> {
-        self.check_partition(topic, partition).await?;
+        self.known.check(self, topic, partition).await?;
         redis::cmd("HGET")
             .arg(offsets_key(consumer))
             .arg(format!("{topic}/{partition}"))
@@ -392,7 +375,7 @@ impl Bus for RedisBus {
         partition: u32,
         next: u64,
     ) -> BusResult<()> {
-        self.check_partition(topic, partition).await?;
+        self.known.check(self, topic, partition).await?;
         redis::cmd("HSET")
             .arg(offsets_key(consumer))
             .arg(format!("{topic}/{partition}"))

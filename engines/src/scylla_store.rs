@@ -679,13 +679,7 @@ impl Store for ScyllaStore {
                 break;
             }
         }
-        let mut page = Page::default();
-        if live.len() > limit {
-            live.truncate(limit);
-            page.next = live.last().map(|r| r.clustering.clone());
-        }
-        page.rows = live;
-        Ok(page)
+        Ok(Page::from_overfetch(live, limit))
     }
 
     async fn batch(
@@ -695,10 +689,7 @@ impl Store for ScyllaStore {
         writes: Vec<Write>,
     ) -> StoreResult<BatchOutcome> {
         if writes.is_empty() {
-            return Ok(BatchOutcome {
-                applied: true,
-                rows: Vec::new(),
-            });
+            return Ok(BatchOutcome::nothing());
         }
         if !writes.iter().any(Write::is_conditional) {
             let rows = self.write_plain(table, partition, &writes).await?;

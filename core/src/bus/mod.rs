@@ -114,6 +114,40 @@ pub trait Bus: Send + Sync + 'static {
     }
 }
 
+/// Partition counts a bus on a remote engine has seen. Reads check their partition often, and
+/// a partition below a count seen once exists for good (topics never shrink), so only a
+/// partition beyond it costs a round trip.
+#[derive(Debug, Default)]
+pub struct KnownPartitions(parking_lot::Mutex<std::collections::HashMap<String, u32>>);
+
+impl KnownPartitions {
+    pub fn record(&self, topic: &str, partitions: u32) {
+        self.0.lock().insert(topic.to_owned(), partitions);
+    }
+
+    pub fn knows(&self, topic: &str) -> bool {
+        self.0.lock().contains_key(topic)
+    }
+
+    /// Refuses a partition the topic does not have, asking `bus` (whose `partitions` records
+    /// the count) only when the cache cannot tell.
+    pub async fn check(&self, bus: &dyn Bus, topic: &str, partition: u32) -> BusResult<()> {
+        if self.0.lock().get(topic).is_some_and(|n| partition < *n) {
+            return Ok(());
+        }
+        let partitions = bus.partitions(topic).await?;
+        if partition < partitions {
+            Ok(())
+        } else {
+            Err(BusError::UnknownPartition {
+                topic: topic.to_owned(),
+                partition,
+                partitions,
+            })
+        }
+    }
+}
+
 /// The partition a key goes to. Every Bus implementation uses this function, so a key lands on
 /// the same partition whichever engine carries it (FNV-1a: stable across releases and machines).
 pub fn partition_for(key: &[u8], partitions: u32) -> u32 {

@@ -20,6 +20,30 @@ pub async fn run_all(store: Arc<dyn Store>) {
     }
 }
 
+/// A row and its version outlive the client that wrote them (and, embedded, the process), and
+/// the next write's version is higher: `open` connects afresh each time it is called, after the
+/// previous client is dropped.
+pub async fn versions_outlive_the_connection<F, Fut>(open: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn Store>>,
+{
+    let t = unique("t");
+    let first = open().await;
+    let row = first
+        .put(&t, "p", "k", b"kept".to_vec(), None)
+        .await
+        .unwrap();
+    drop(first);
+    let again = open().await;
+    assert_eq!(again.get(&t, "p", "k").await.unwrap(), Some(row.clone()));
+    let next = again.put(&t, "p", "k", b"v2".to_vec(), None).await.unwrap();
+    assert!(
+        next.version > row.version,
+        "versions keep growing across connections"
+    );
+}
+
 pub async fn versions_and_puts(store: &dyn Store) {
     let t = unique("t");
     assert_eq!(store.get(&t, "p", "a").await.unwrap(), None);

@@ -110,6 +110,29 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+impl Page {
+    /// A page of `limit` rows from a read that asked for one row more: that extra row, when it
+    /// came, says there is a next page.
+    pub fn from_overfetch(mut rows: Vec<Row>, limit: usize) -> Page {
+        let mut next = None;
+        if rows.len() > limit {
+            rows.truncate(limit);
+            next = rows.last().map(|r| r.clustering.clone());
+        }
+        Page { rows, next }
+    }
+}
+
+impl BatchOutcome {
+    /// The answer to a batch of no writes.
+    pub fn nothing() -> Self {
+        Self {
+            applied: true,
+            rows: Vec::new(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
