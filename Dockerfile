@@ -8,7 +8,8 @@ FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 mercato && mkdir /data && chown mercato /data
 COPY --from=build /src/target/release/mercato /usr/local/bin/mercato
 COPY --from=build /src/examples /examples
-USER mercato
+# Numeric, so Kubernetes can check runAsNonRoot without reading /etc/passwd.
+USER 10001
 WORKDIR /
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/mercato"]

@@ -21,6 +21,10 @@ bench:
 bench-multiprocess:
     e2e/onsale-multiprocess.sh --buyers 400 --runs 3
 
+# Rewrite the committed CRD YAML (crds/generated/, charts/mercato/crds/) from the types.
+crds:
+    MERCATO_BLESS=1 cargo test -p mercato-crds --test generated
+
 # Formatting and lints, as CI runs them.
 lint:
     cargo fmt --all -- --check

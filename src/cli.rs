@@ -105,7 +105,8 @@ enum Command {
         /// holds, payments, ingest, checkout or allocator.
         #[arg(value_parser = clap::builder::PossibleValuesParser::new(ROLES))]
         role: String,
-        #[arg(long, default_value_t = 0)]
+        /// This replica's ordinal (a StatefulSet sets it from the pod's index).
+        #[arg(long, env = "MERCATO_REPLICA", default_value_t = 0)]
         replica: u32,
         #[arg(long, default_value_t = 1)]
         replicas: u32,
@@ -141,6 +142,12 @@ enum Command {
         all: bool,
         #[command(flatten)]
         target: Target,
+    },
+    /// The Kubernetes operator: `render` shows what it would create for a manifest, `crds`
+    /// prints its CustomResourceDefinitions.
+    Operator {
+        #[command(subcommand)]
+        command: crate::operator::OperatorCommand,
     },
     /// Rebuild the search index from offset 0 of the catalog topic; searches are served from
     /// the old index until the new one is complete.
@@ -218,6 +225,7 @@ pub fn main() -> ExitCode {
                 target,
             } => admin::dlq(&target, inventory, generation, all).await,
             Command::Reindex { target } => admin::reindex(&target).await,
+            Command::Operator { command } => crate::operator::run(command),
         }
     });
     match result {

@@ -4,5 +4,6 @@
 pub mod admin;
 pub mod cli;
 pub mod engines;
+pub mod operator;
 pub mod platform;
 pub mod serve;

@@ -2,9 +2,13 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Problem;
+use crate::status::EventStatus;
+use crate::workers::{validate_scale, validate_surge, EventWorkers};
 
 pub const DEFAULT_HOLD: Duration = Duration::from_secs(600);
 pub const MIN_HOLD: Duration = Duration::from_secs(1);
@@ -14,23 +18,28 @@ const MAX_ROWS: u32 = 500;
 const MAX_SEATS_PER_HOLD: u32 = 100;
 
 /// An integer number of minor units plus an ISO 4217 currency code.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Money {
+    /// Minor units (cents, pence).
+    #[schemars(range(min = 0))]
     pub amount: i64,
+    #[schemars(regex(pattern = r"^[A-Z]{3}$"))]
     pub currency: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Venue {
     pub name: String,
     pub city: String,
+    #[schemars(range(min = -90.0, max = 90.0))]
     pub lat: f64,
+    #[schemars(range(min = -180.0, max = 180.0))]
     pub lon: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceTier {
     pub id: String,
@@ -40,18 +49,45 @@ pub struct PriceTier {
 
 /// A block of seats: `rows` rows of `seatsPerRow` seats, all in one price tier.
 /// Seat ids are `<section>-<row>-<seat>` with rows and seats numbered from 1.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Section {
     pub id: String,
     #[serde(default)]
     pub name: Option<String>,
     pub tier: String,
+    #[schemars(range(min = 1, max = 500))]
     pub rows: u32,
+    #[schemars(range(min = 1, max = 500))]
     pub seats_per_row: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A ticketed show: a venue, its seat map in sections, price tiers, and when tickets go on sale.
+// The printer columns repeat `type_ = "integer"`, which clippy takes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "mercato.dev",
+    version = "v1alpha1",
+    kind = "Event",
+    namespaced,
+    status = "EventStatus",
+    shortname = "mev",
+    category = "mercato",
+    printcolumn(name = "Available", type_ = "integer", json_path = ".status.available"),
+    printcolumn(name = "Held", type_ = "integer", json_path = ".status.held"),
+    printcolumn(name = "Sold", type_ = "integer", json_path = ".status.sold"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EventSpec {
     pub title: String,
@@ -62,12 +98,19 @@ pub struct EventSpec {
     pub on_sale_at: DateTime<Utc>,
     /// How long a hold keeps its seats, as a duration ("10m", "90s"); 10 minutes by default.
     #[serde(default)]
+    #[schemars(regex(pattern = r"^\s*([0-9]+\s*[a-zA-Z]+\s*)+$"))]
     pub hold_duration: Option<String>,
     /// The most seats one hold may take; 10 by default.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 100))]
     pub max_seats_per_hold: Option<u32>,
+    #[schemars(length(min = 1))]
     pub tiers: Vec<PriceTier>,
+    #[schemars(length(min = 1))]
     pub sections: Vec<Section>,
+    /// The holds and payments workers this event needs, and a surge around its on-sale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<EventWorkers>,
 }
 
 impl EventSpec {
@@ -211,6 +254,16 @@ impl EventSpec {
                     section.seats_per_row
                 ),
             );
+        }
+        if let Some(workers) = &self.workers {
+            for (role, scale) in [("holds", &workers.holds), ("payments", &workers.payments)] {
+                if let Some(scale) = scale {
+                    validate_scale(&format!("spec.workers.{role}"), scale, &mut problems);
+                }
+            }
+            if let Some(surge) = &workers.surge {
+                validate_surge("spec.workers.surge", surge, &mut problems);
+            }
         }
         problems
     }

@@ -1,21 +1,26 @@
+use kube::CustomResource;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::manifest::Problem;
+use crate::status::InventoryStatus;
+use crate::workers::{validate_scale, InventoryWorkers};
 
 pub const DEFAULT_LOW_STOCK_THRESHOLD: u32 = 5;
 /// Inline products are for small catalogs and examples; larger ones belong in a file.
 pub const MAX_INLINE_PRODUCTS: usize = 10_000;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Seller {
     /// Lowercase letters, digits and '-': it appears in URLs (`/sellers/{id}/alerts`).
+    #[schemars(regex(pattern = "^[a-z0-9-]{1,63}$"))]
     pub id: String,
     pub name: String,
 }
 
 /// Where a large catalog comes from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProductSource {
     /// A path relative to the manifest's folder, an absolute path, or a `file://` URL.
@@ -25,7 +30,7 @@ pub struct ProductSource {
     pub format: Option<SourceFormat>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceFormat {
     Ndjson,
@@ -48,7 +53,31 @@ impl ProductSource {
 /// ingest worker, and a bad one goes to the dead-letter topic with its reason and position
 /// instead of failing the whole declaration. Applying an Inventory again replaces its catalog:
 /// products it no longer lists are removed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// The printer columns repeat `type_ = "integer"`, which clippy takes for a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "mercato.dev",
+    version = "v1alpha1",
+    kind = "Inventory",
+    plural = "inventories",
+    namespaced,
+    status = "InventoryStatus",
+    shortname = "inv",
+    category = "mercato",
+    printcolumn(name = "Products", type_ = "integer", json_path = ".status.products"),
+    printcolumn(name = "Rejected", type_ = "integer", json_path = ".status.rejected"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InventorySpec {
     pub seller: Seller,
@@ -57,11 +86,18 @@ pub struct InventorySpec {
     pub low_stock_threshold: Option<u32>,
     /// The currency of prices given as plain numbers (`"price": 12.99`).
     #[serde(default)]
+    #[schemars(regex(pattern = "^[A-Z]{3}$"))]
     pub currency: Option<String>,
+    /// Products as the ingest worker reads them: each is checked there, and a bad one is
+    /// rejected with its reason without failing the rest.
     #[serde(default)]
+    #[schemars(schema_with = "crate::status::free_form_list")]
     pub products: Vec<serde_json::Value>,
     #[serde(default)]
     pub source: Option<ProductSource>,
+    /// The ingest and checkout workers this inventory needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<InventoryWorkers>,
 }
 
 impl InventorySpec {
@@ -117,6 +153,13 @@ impl InventorySpec {
                 "spec.source.file",
                 format!("{file:?}: only paths and file:// URLs are supported"),
             );
+        }
+        if let Some(workers) = &self.workers {
+            for (role, scale) in [("ingest", &workers.ingest), ("checkout", &workers.checkout)] {
+                if let Some(scale) = scale {
+                    validate_scale(&format!("spec.workers.{role}"), scale, &mut problems);
+                }
+            }
         }
         problems
     }

@@ -5,18 +5,26 @@
 //! YAML streams; the operator reads them from the cluster. Validation is pure and reports every
 //! problem with the path of the offending field, so a platform team fixes a manifest in one pass.
 
+mod definitions;
 mod event;
 mod inventory;
 mod manifest;
+pub mod status;
 mod warehouse;
+pub mod workers;
 
-pub use event::{EventSpec, Money, PriceTier, Section, Venue, DEFAULT_HOLD, MAX_HOLD, MIN_HOLD};
+pub use definitions::{definitions, definitions_yaml, DEFINITION_FILES};
+pub use event::{
+    Event, EventSpec, Money, PriceTier, Section, Venue, DEFAULT_HOLD, MAX_HOLD, MIN_HOLD,
+};
 pub use inventory::{
-    InventorySpec, ProductSource, Seller, SourceFormat, DEFAULT_LOW_STOCK_THRESHOLD,
+    Inventory, InventorySpec, ProductSource, Seller, SourceFormat, DEFAULT_LOW_STOCK_THRESHOLD,
     MAX_INLINE_PRODUCTS,
 };
 pub use manifest::{Manifest, ManifestError, ObjectMeta, Problem, API_VERSION, GROUP};
-pub use warehouse::{Location, StockEntry, WarehouseSpec, MAX_WAREHOUSE_SKUS};
+pub use warehouse::{
+    DeletionPolicy, Location, StockEntry, Warehouse, WarehouseSpec, MAX_WAREHOUSE_SKUS,
+};
 
 /// The longest SKU: it appears in URLs, topic keys and row keys.
 pub const MAX_SKU: usize = 64;

@@ -21,6 +21,16 @@ pub struct ObjectMeta {
     pub labels: BTreeMap<String, String>,
 }
 
+impl ObjectMeta {
+    pub fn from_cluster(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Self {
+        Self {
+            name: meta.name.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone(),
+            labels: meta.labels.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// One validation problem: where it is, and what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
@@ -135,15 +145,8 @@ impl Manifest {
             name: envelope.metadata.name.clone(),
             problems,
         };
-        let checked = |mut problems: Vec<Problem>| {
-            let mut all = validate_name(&envelope.metadata.name);
-            all.append(&mut problems);
-            if all.is_empty() {
-                Ok(())
-            } else {
-                Err(invalid(all))
-            }
-        };
+        let checked =
+            |problems: Vec<Problem>| Self::checked(&envelope.kind, &envelope.metadata, problems);
         match envelope.kind.as_str() {
             "Event" => {
                 let spec: EventSpec = serde_yaml::from_value(envelope.spec.clone())
@@ -176,6 +179,60 @@ impl Manifest {
                 document,
                 kind: envelope.kind,
             }),
+        }
+    }
+
+    /// A declaration read from the cluster, validated as `mercato apply` validates it (the
+    /// API server checks the schema; the rules across fields are checked here).
+    pub fn from_event(event: &crate::Event) -> Result<Manifest, ManifestError> {
+        let metadata = ObjectMeta::from_cluster(&event.metadata);
+        Self::checked("Event", &metadata, event.spec.validate())?;
+        Ok(Manifest::Event {
+            metadata,
+            spec: event.spec.clone(),
+        })
+    }
+
+    pub fn from_inventory(inventory: &crate::Inventory) -> Result<Manifest, ManifestError> {
+        let metadata = ObjectMeta::from_cluster(&inventory.metadata);
+        Self::checked("Inventory", &metadata, inventory.spec.validate())?;
+        Ok(Manifest::Inventory {
+            metadata,
+            spec: inventory.spec.clone(),
+        })
+    }
+
+    pub fn from_warehouse(warehouse: &crate::Warehouse) -> Result<Manifest, ManifestError> {
+        let metadata = ObjectMeta::from_cluster(&warehouse.metadata);
+        Self::checked("Warehouse", &metadata, warehouse.spec.validate())?;
+        Ok(Manifest::Warehouse {
+            metadata,
+            spec: warehouse.spec.clone(),
+        })
+    }
+
+    fn checked(
+        kind: &str,
+        metadata: &ObjectMeta,
+        mut problems: Vec<Problem>,
+    ) -> Result<(), ManifestError> {
+        let mut all = validate_name(&metadata.name);
+        all.append(&mut problems);
+        if all.is_empty() {
+            return Ok(());
+        }
+        Err(ManifestError::Invalid {
+            kind: kind.to_owned(),
+            name: metadata.name.clone(),
+            problems: all,
+        })
+    }
+
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            Manifest::Event { metadata, .. }
+            | Manifest::Inventory { metadata, .. }
+            | Manifest::Warehouse { metadata, .. } => metadata,
         }
     }
 

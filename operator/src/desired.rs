@@ -1,7 +1,7 @@
 //! The desired state of a declaration, computed without I/O.
 
 use mercato_core::domain::catalog::{CatalogDoc, DocKind};
-use mercato_core::domain::commerce::{warehouse_topic, WarehouseRecord};
+use mercato_core::domain::commerce::WarehouseRecord;
 use mercato_core::domain::events::{index_key, EventRecord};
 use mercato_core::domain::Money;
 use mercato_core::names::topics;
@@ -42,6 +42,10 @@ pub fn platform_topics() -> Vec<TopicSpec> {
 }
 
 pub fn desired(manifest: &Manifest) -> DesiredState {
+    // The topics come from the same build the Kubernetes operator uses: the platform's, grown
+    // where the declaration asks for more partitions, and a Warehouse's own.
+    let topics =
+        crate::topology::topology(std::slice::from_ref(manifest), chrono::Utc::now()).topics;
     match manifest {
         Manifest::Event { metadata, spec } => {
             let record = EventRecord {
@@ -54,7 +58,7 @@ pub fn desired(manifest: &Manifest) -> DesiredState {
             DesiredState {
                 kind: "Event",
                 name: metadata.name.clone(),
-                topics: platform_topics(),
+                topics,
                 event: Some((record, key)),
                 catalog: Some(event_doc(&metadata.name, spec)),
                 inventory: None,
@@ -64,29 +68,21 @@ pub fn desired(manifest: &Manifest) -> DesiredState {
         Manifest::Inventory { metadata, spec } => DesiredState {
             kind: "Inventory",
             name: metadata.name.clone(),
-            topics: platform_topics(),
+            topics,
             event: None,
             catalog: None,
             inventory: Some(spec.clone()),
             warehouse: None,
         },
-        Manifest::Warehouse { metadata, spec } => {
-            let mut topics = platform_topics();
-            // Sub-orders reach each warehouse on its own topic, in order per order id.
-            topics.push(TopicSpec {
-                name: warehouse_topic(&metadata.name),
-                partitions: 1,
-            });
-            DesiredState {
-                kind: "Warehouse",
-                name: metadata.name.clone(),
-                topics,
-                event: None,
-                catalog: None,
-                inventory: None,
-                warehouse: Some((crate::warehouse::record(&metadata.name, spec), spec.clone())),
-            }
-        }
+        Manifest::Warehouse { metadata, spec } => DesiredState {
+            kind: "Warehouse",
+            name: metadata.name.clone(),
+            topics,
+            event: None,
+            catalog: None,
+            inventory: None,
+            warehouse: Some((crate::warehouse::record(&metadata.name, spec), spec.clone())),
+        },
     }
 }
 

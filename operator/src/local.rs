@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use mercato_core::bus::{BusError, TopicChange};
+use mercato_core::bus::BusError;
 use mercato_core::clock::now_ms;
 use mercato_core::codec::encode;
 use mercato_core::domain::catalog::{CatalogDoc, IngestRecord, InventoryRecord, PublishState};
@@ -17,8 +17,9 @@ use parking_lot::Mutex;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
-use crate::desired::{desired, platform_topics, DesiredState};
+use crate::desired::{desired, platform_topics, DesiredState, TopicSpec};
 use crate::inventory::{self, Publisher, SourceError};
+use crate::topics::{ensure as ensure_bus_topic, TopicOutcome};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -96,20 +97,24 @@ impl LocalReconciler {
     }
 
     async fn ensure_topic(&self, name: &str, partitions: u32) -> Result<(), ApplyError> {
-        match self.ports.bus.ensure_topic(name, partitions).await {
-            Ok(TopicChange::Created) => tracing::info!(topic = name, partitions, "topic created"),
-            Ok(TopicChange::Grown { from }) => {
+        let spec = TopicSpec {
+            name: name.to_owned(),
+            partitions,
+        };
+        let report = ensure_bus_topic(&self.ports.bus, &spec)
+            .await
+            .map_err(|cause| ApplyError::Topic {
+                topic: name.to_owned(),
+                cause,
+            })?;
+        match report.outcome {
+            TopicOutcome::Created => tracing::info!(topic = name, partitions, "topic created"),
+            TopicOutcome::Grown { from } => {
                 tracing::info!(topic = name, from, to = partitions, "topic grown")
             }
-            Ok(TopicChange::Unchanged) => {}
-            // Strimzi's rule: partitions never shrink; a larger existing topic is fine.
-            Err(BusError::CannotShrink { .. }) => {}
-            Err(cause) => {
-                return Err(ApplyError::Topic {
-                    topic: name.to_owned(),
-                    cause,
-                })
-            }
+            TopicOutcome::Unchanged => {}
+            // Strimzi's rule: partitions never shrink; a larger existing topic serves as is.
+            TopicOutcome::Refused { reason, .. } => tracing::debug!(topic = name, reason),
         }
         Ok(())
     }
