@@ -39,7 +39,7 @@ pub struct Tuning {
 
 /// The engines behind the ports.
 #[derive(clap::Args, Debug, Clone)]
-struct EngineFlags {
+pub struct EngineFlags {
     /// The bus: `embedded`, `fluvio://SC_HOST:9003[?replication=N]`, or
     /// `redis://HOST:PORT[/DB]` (Redis Streams).
     #[arg(long, env = "MERCATO_BUS", default_value = "embedded")]
@@ -55,7 +55,7 @@ struct EngineFlags {
 }
 
 impl EngineFlags {
-    fn parse(&self) -> anyhow::Result<Engines> {
+    pub fn parse(&self) -> anyhow::Result<Engines> {
         Ok(Engines::parse(&self.bus, &self.store, &self.coord)?)
     }
 }
@@ -157,6 +157,14 @@ enum Command {
     },
 }
 
+/// Whether the command line accepts these arguments (the first is the program name): the
+/// chart's test checks the arguments it gives `mercato` this way.
+pub fn accepts(args: &[String]) -> Result<(), String> {
+    Cli::try_parse_from(args)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -225,7 +233,7 @@ pub fn main() -> ExitCode {
                 target,
             } => admin::dlq(&target, inventory, generation, all).await,
             Command::Reindex { target } => admin::reindex(&target).await,
-            Command::Operator { command } => crate::operator::run(command),
+            Command::Operator { command } => crate::operator::run(command).await,
         }
     });
     match result {

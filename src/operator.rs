@@ -4,15 +4,37 @@ use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
 
-use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use mercato_operator::cluster::{self, Metrics};
 use mercato_operator::workloads::WorkerSettings;
+use warp::Filter;
 
 #[derive(Subcommand)]
 pub enum OperatorCommand {
+    /// Run the operator in a cluster: one controller per kind, leader-elected so that
+    /// several replicas can run, with Prometheus metrics on `--metrics-listen`.
+    Run {
+        #[command(flatten)]
+        engines: crate::cli::EngineFlags,
+        #[command(flatten)]
+        workers: Box<WorkerFlags>,
+        /// Where `/metrics`, `/healthz` and `/readyz` are served.
+        #[arg(long, env = "MERCATO_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
+        metrics_listen: SocketAddr,
+        /// The namespace of the leader-election Lease [default: the pod's own].
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        /// Run without leader election (one replica only).
+        #[arg(long)]
+        no_leader_election: bool,
+    },
     /// Print every topic and Kubernetes object the operator would create for the manifests
     /// of a file, as YAML (nothing is contacted).
     Render {
@@ -97,8 +119,23 @@ impl WorkerFlags {
     }
 }
 
-pub fn run(command: OperatorCommand) -> anyhow::Result<()> {
+pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
     match command {
+        OperatorCommand::Run {
+            engines,
+            workers,
+            metrics_listen,
+            lease_namespace,
+            no_leader_election,
+        } => {
+            run_controllers(
+                engines,
+                workers.settings(),
+                metrics_listen,
+                (!no_leader_election).then_some(lease_namespace),
+            )
+            .await?
+        }
         OperatorCommand::Render {
             file,
             namespace,
@@ -133,4 +170,108 @@ pub fn run(command: OperatorCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The name of the leader-election Lease.
+const LEASE: &str = "mercato-operator";
+
+async fn run_controllers(
+    engines: crate::cli::EngineFlags,
+    settings: WorkerSettings,
+    metrics_listen: SocketAddr,
+    lease_namespace: Option<String>,
+) -> anyhow::Result<()> {
+    let engines = engines.parse()?;
+    engines.require_shared("mercato operator")?;
+    let ports = engines
+        .connect(None)
+        .await
+        .context("cannot reach the engines")?;
+    // kube's error already carries its causes; printing the chain would repeat them.
+    let client = kube::Client::try_default().await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot reach the Kubernetes API (in a pod, its ServiceAccount; outside, the kubeconfig): {e}"
+        )
+    })?;
+    let metrics = Arc::new(Metrics::new());
+    let served = Arc::clone(&metrics);
+    let routes = warp::path("metrics")
+        .map(move || served.render())
+        .or(warp::path("healthz")
+            .or(warp::path("readyz"))
+            .unify()
+            .map(|| "ok"));
+    let listener = tokio::net::TcpListener::bind(metrics_listen)
+        .await
+        .with_context(|| format!("cannot listen on {metrics_listen}"))?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(warp::serve(routes).incoming(listener).run());
+    println!("mercato operator: metrics on http://{addr}/metrics ({engines})");
+
+    let Some(namespace) = lease_namespace else {
+        let stopped = when_done(async {
+            crate::serve::shutdown_signal().await;
+            false
+        });
+        cluster::run(client, ports, settings, metrics, async move {
+            let _ = stopped.await;
+        })
+        .await;
+        return Ok(());
+    };
+    let identity = std::env::var("POD_NAME")
+        .unwrap_or_else(|_| format!("mercato-operator-{}", std::process::id()));
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), LEASE)
+        .with_namespace(namespace.clone())
+        .with_identity(identity.clone())
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .context("cannot set up leader election")?;
+    let (mut leading, _renewing) = manager.watch().await;
+    println!("{identity}: waiting for the Lease {namespace}/{LEASE}");
+    tokio::select! {
+        _ = crate::serve::shutdown_signal() => return Ok(()),
+        waited = leading.wait_for(|lead| *lead) => {
+            waited.context("leader election stopped")?;
+        }
+    }
+    println!("{identity}: leading");
+    let stopped = when_done(async move {
+        tokio::select! {
+            _ = crate::serve::shutdown_signal() => false,
+            // The lease was lost (or its renewal stopped).
+            _ = leading.wait_for(|lead| !*lead) => true,
+        }
+    });
+    let (why_tx, why_rx) = tokio::sync::watch::channel(None::<bool>);
+    tokio::spawn(async move {
+        let lost_lease = stopped.await.unwrap_or(false);
+        let _ = why_tx.send(Some(lost_lease));
+    });
+    let mut until = why_rx.clone();
+    cluster::run(client, ports, settings, metrics, async move {
+        let _ = until.wait_for(Option::is_some).await;
+    })
+    .await;
+    let lost_lease = why_rx.borrow().unwrap_or(false);
+    if lost_lease {
+        // Another replica may be leading already: stop at once rather than race it.
+        bail!("lost the leader Lease {namespace}/{LEASE}; exiting so that the restart waits for it again");
+    }
+    Ok(())
+}
+
+/// Runs `done` on its own task and hands back its answer: the controllers' shutdown future
+/// must be `Sync`, which a signal listener is not.
+fn when_done<F>(done: F) -> tokio::sync::oneshot::Receiver<bool>
+where
+    F: std::future::Future<Output = bool> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let _ = tx.send(done.await);
+    });
+    rx
 }

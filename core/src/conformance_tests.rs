@@ -126,3 +126,27 @@ async fn check_all(bus: &EmbeddedBus, count: u32) {
         }
     }
 }
+
+#[tokio::test]
+async fn embedded_bus_remembers_a_deleted_topic_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let bus = EmbeddedBus::open(dir.path()).unwrap();
+        bus.ensure_topic("wh-gone", 2).await.unwrap();
+        let (p, _) = bus.send("wh-gone", b"k", b"v".to_vec()).await.unwrap();
+        bus.commit("reader", "wh-gone", p, 1).await.unwrap();
+        assert!(bus.delete_topic("wh-gone").await.unwrap());
+        bus.ensure_topic("kept", 1).await.unwrap();
+    }
+    let bus = EmbeddedBus::open(dir.path()).unwrap();
+    assert!(matches!(
+        bus.partitions("wh-gone").await,
+        Err(crate::bus::BusError::UnknownTopic(_))
+    ));
+    assert_eq!(bus.partitions("kept").await.unwrap(), 1);
+    bus.ensure_topic("wh-gone", 2).await.unwrap();
+    for p in 0..2 {
+        assert_eq!(bus.end_offset("wh-gone", p).await.unwrap(), 0);
+        assert_eq!(bus.committed("reader", "wh-gone", p).await.unwrap(), None);
+    }
+}

@@ -12,6 +12,7 @@ use crate::bus::BusError;
 use crate::codec::{decode, encode, CodecError};
 use crate::domain::events::EventRecord;
 use crate::domain::holds::{self, Hold};
+use crate::domain::seats::{Claim, SeatStatus};
 use crate::names::tables;
 use crate::store::{Row, Store, StoreError};
 
@@ -200,4 +201,65 @@ pub async fn shared_secret(store: &dyn Store, name: &str) -> RepoResult<Vec<u8>>
     r.current
         .map(|row| row.value)
         .ok_or_else(|| RepoError::Store(StoreError::Io(format!("secret {name} vanished"))))
+}
+
+/// The claimed seats of one section, in seat order, held or sold: what a seat map shows and
+/// what the operator counts for an Event's status.
+pub async fn section_claims(
+    store: &dyn Store,
+    event_id: &str,
+    section: &str,
+) -> RepoResult<Vec<(String, SeatStatus)>> {
+    let partition = crate::domain::seats::claims_partition(event_id, section);
+    let mut out = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = store
+            .scan(tables::SEAT_CLAIMS, &partition, after.as_deref(), 1000)
+            .await?;
+        for row in page.rows {
+            if row.clustering.starts_with(holds::ROW_PREFIX) {
+                return Ok(out); // hold rows sort after every seat
+            }
+            // A claim row of a newer release still means the seat is taken.
+            let status = match decode::<Claim>(&row.value) {
+                Ok(Claim::Sold { .. }) => SeatStatus::Sold,
+                _ => SeatStatus::Held,
+            };
+            out.push((row.clustering, status));
+        }
+        match page.next {
+            Some(n) => after = Some(n),
+            None => return Ok(out),
+        }
+    }
+}
+
+/// An inventory's latest declaration and how its ingest stands, or `None` if it is unknown.
+pub async fn inventory_status(
+    store: &dyn Store,
+    name: &str,
+) -> RepoResult<Option<crate::domain::catalog::InventoryStatus>> {
+    use crate::domain::catalog::{InventoryRecord, InventoryStatus};
+    let Some(record) = get::<InventoryRecord>(store, tables::INVENTORIES, "all", name).await?
+    else {
+        return Ok(None);
+    };
+    let counts = ingest_counts(store, name).await?;
+    Ok(Some(InventoryStatus::new(&record.value, &counts)))
+}
+
+/// What each ingest partition did with an inventory's records.
+pub async fn ingest_counts(
+    store: &dyn Store,
+    inventory: &str,
+) -> RepoResult<Vec<crate::domain::catalog::IngestCounts>> {
+    // One row per ingest partition: far fewer than a page.
+    let page = store
+        .scan(tables::INGEST_COUNTS, inventory, None, 1024)
+        .await?;
+    page.rows
+        .into_iter()
+        .map(|row| Ok(decode_row(tables::INGEST_COUNTS, row)?.value))
+        .collect()
 }

@@ -472,6 +472,50 @@ impl Bus for FluvioBus {
         Ok(n)
     }
 
+    async fn delete_topic(&self, topic: &str) -> BusResult<bool> {
+        if self.topic_spec(topic).await?.is_none() {
+            return Ok(false);
+        }
+        let (fluvio, admin) = self.clients().await?;
+        // Offsets first: Fluvio keeps consumer offsets apart from the topic, and a topic
+        // created again under the name must not resume from them.
+        let offsets = match fluvio.consumer_offsets().await {
+            Ok(o) => o,
+            Err(e) => return Err(self.fail("read consumer offsets", e).await),
+        };
+        for o in offsets.into_iter().filter(|o| o.topic == topic) {
+            let replica = (topic.to_owned(), o.partition);
+            if let Err(e) = fluvio
+                .delete_consumer_offset(o.consumer_id.clone(), replica)
+                .await
+            {
+                if !format!("{e:#}").to_lowercase().contains("not found") {
+                    return Err(self.fail("delete a consumer offset", e).await);
+                }
+            }
+        }
+        match admin.delete::<TopicSpec>(topic.to_owned()).await {
+            Ok(()) => {}
+            Err(e) if format!("{e:#}").to_lowercase().contains("not found") => return Ok(false),
+            Err(e) => return Err(self.fail("delete the topic", e).await),
+        }
+        self.producers.lock().remove(topic);
+        self.readers.lock().retain(|(t, _), _| t != topic);
+        self.known.forget(topic);
+        // Deletion is asynchronous on the SC: wait until the topic is gone, so that a create
+        // right after does not meet the old one.
+        let deadline = Instant::now() + PROVISION_TIMEOUT;
+        while self.topic_spec(topic).await?.is_some() {
+            if Instant::now() >= deadline {
+                return Err(BusError::Unavailable(format!(
+                    "topic {topic} is still being deleted after {PROVISION_TIMEOUT:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(true)
+    }
+
     async fn send_batch(
         &self,
         topic: &str,

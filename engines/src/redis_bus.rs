@@ -277,6 +277,54 @@ impl Bus for RedisBus {
         Ok(partitions)
     }
 
+    async fn delete_topic(&self, topic: &str) -> BusResult<bool> {
+        let partitions = match self.partitions(topic).await {
+            Ok(n) => n,
+            Err(BusError::UnknownTopic(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let mut conn = self.conn();
+        // The topic goes from the directory first, so producers stop finding it; then its
+        // streams, then every consumer's offsets on it.
+        redis::cmd("HDEL")
+            .arg(topics_key())
+            .arg(topic)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err)?;
+        self.known.forget(topic);
+        let mut del = redis::cmd("DEL");
+        for p in 0..partitions {
+            del.arg(stream_key(topic, p)).arg(counter_key(topic, p));
+        }
+        del.query_async::<()>(&mut conn).await.map_err(redis_err)?;
+        let fields: Vec<String> = (0..partitions).map(|p| format!("{topic}/{p}")).collect();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(offsets_key("*"))
+                .arg("COUNT")
+                .arg(500)
+                .query_async(&mut conn)
+                .await
+                .map_err(redis_err)?;
+            for key in keys {
+                redis::cmd("HDEL")
+                    .arg(&key)
+                    .arg(&fields)
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .map_err(redis_err)?;
+            }
+            if next == 0 {
+                return Ok(true);
+            }
+            cursor = next;
+        }
+    }
+
     async fn send_batch(
         &self,
         topic: &str,

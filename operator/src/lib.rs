@@ -1,6 +1,7 @@
 //! Reconcilers. A declaration becomes its desired state by a pure function ([`desired`]); only
 //! the apply step differs between the local runtime of `mercato up` ([`local`]) and Kubernetes.
 
+pub mod cluster;
 pub mod conditions;
 pub mod desired;
 pub mod inventory;

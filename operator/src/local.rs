@@ -158,6 +158,12 @@ impl LocalReconciler {
         Ok(applied)
     }
 
+    /// Applies one validated declaration's content: what `mercato up` does for each manifest,
+    /// and what the operator does before it sizes the workers.
+    pub async fn apply_manifest(&self, manifest: &Manifest) -> Result<Applied, ApplyError> {
+        self.apply(desired(manifest), None).await
+    }
+
     async fn apply(
         &self,
         state: DesiredState,

@@ -19,6 +19,8 @@ pub trait TopicAdmin: Send + Sync {
     async fn partitions(&self, topic: &str) -> Result<Option<u32>, BusError>;
     /// Creates the topic, or grows it to `partitions`.
     async fn create_or_grow(&self, topic: &str, partitions: u32) -> Result<TopicChange, BusError>;
+    /// Deletes the topic and everything in it; `false` when there was none.
+    async fn delete(&self, topic: &str) -> Result<bool, BusError>;
 }
 
 #[async_trait]
@@ -33,6 +35,10 @@ impl TopicAdmin for Arc<dyn Bus> {
 
     async fn create_or_grow(&self, topic: &str, partitions: u32) -> Result<TopicChange, BusError> {
         self.ensure_topic(topic, partitions).await
+    }
+
+    async fn delete(&self, topic: &str) -> Result<bool, BusError> {
+        self.delete_topic(topic).await
     }
 }
 

@@ -71,15 +71,19 @@ fn every_rendered_object_parses_as_its_kubernetes_type() {
         for doc in docs {
             let value = serde_yaml::Value::deserialize(doc).expect("yaml");
             let kind = value["kind"].as_str().expect("a kind").to_owned();
+            let original = serde_json::to_value(&value).expect("json");
             match kind.as_str() {
                 "StatefulSet" => {
                     let set: StatefulSet = serde_yaml::from_value(value).expect("a StatefulSet");
+                    // Nothing is lost on the way: a misplaced field parses but does not return.
+                    assert_eq!(serde_json::to_value(&set).expect("json"), original);
                     let spec = set.spec.expect("spec");
                     assert!(spec.replicas.is_some_and(|r| r >= 1));
                     assert!(spec.template.spec.is_some());
                 }
                 "Service" => {
-                    let _: Service = serde_yaml::from_value(value).expect("a Service");
+                    let service: Service = serde_yaml::from_value(value).expect("a Service");
+                    assert_eq!(serde_json::to_value(&service).expect("json"), original);
                 }
                 other => panic!("unexpected kind {other}"),
             }

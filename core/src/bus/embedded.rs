@@ -28,6 +28,7 @@ use crate::clock::now_ms;
 
 const FRAME_TOPIC: u8 = 1;
 const FRAME_COMMIT: u8 = 3;
+const FRAME_TOPIC_DELETE: u8 = 4;
 
 type OffsetKey = (String, String, u32);
 
@@ -106,6 +107,11 @@ impl EmbeddedBus {
                     let offset = record.offset;
                     stored.push(Arc::new(record), Some(*position));
                     stored.trim(offset);
+                }
+                Some(FRAME_TOPIC_DELETE) => {
+                    let name = r.str16().ok_or_else(bad)?;
+                    topics.remove(&name);
+                    committed.retain(|(_, topic, _): &OffsetKey, _| *topic != name);
                 }
                 Some(FRAME_COMMIT) => {
                     let key = (
@@ -316,6 +322,27 @@ impl Bus for EmbeddedBus {
 
     async fn partitions(&self, topic: &str) -> BusResult<u32> {
         Ok(self.partitions_of(topic)?.len() as u32)
+    }
+
+    async fn delete_topic(&self, topic: &str) -> BusResult<bool> {
+        let _admin = self.admin.lock().await;
+        if !self.topics.read().contains_key(topic) {
+            return Ok(false);
+        }
+        let seq = {
+            let mut p = self.wal.pending.lock();
+            let mut body = vec![FRAME_TOPIC_DELETE];
+            put_str16(topic, &mut body);
+            push_frame(&body, &mut p.buf);
+            p.seq += 1;
+            p.seq
+        };
+        self.wal.flush_to(seq).await?;
+        self.topics.write().remove(topic);
+        self.committed
+            .lock()
+            .retain(|(_, t, _): &OffsetKey, _| t != topic);
+        Ok(true)
     }
 
     async fn send_batch(

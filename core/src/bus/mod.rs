@@ -73,6 +73,9 @@ pub trait Bus: Send + Sync + 'static {
     async fn ensure_topic(&self, topic: &str, partitions: u32) -> BusResult<TopicChange>;
 
     async fn partitions(&self, topic: &str) -> BusResult<u32>;
+    /// Deletes the topic, its records and the offsets committed on it; `false` when there was
+    /// no such topic. A topic created again under the name starts empty.
+    async fn delete_topic(&self, topic: &str) -> BusResult<bool>;
 
     /// Appends records, each to the partition its key hashes to; returns (partition, offset) of
     /// each once it is durable.
@@ -123,6 +126,11 @@ pub struct KnownPartitions(parking_lot::Mutex<std::collections::HashMap<String, 
 impl KnownPartitions {
     pub fn record(&self, topic: &str, partitions: u32) {
         self.0.lock().insert(topic.to_owned(), partitions);
+    }
+
+    /// Forgets a deleted topic: one created again under its name may have fewer partitions.
+    pub fn forget(&self, topic: &str) {
+        self.0.lock().remove(topic);
     }
 
     pub fn knows(&self, topic: &str) -> bool {

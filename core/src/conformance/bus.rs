@@ -47,6 +47,7 @@ pub async fn topic_admin(bus: &dyn Bus) {
         bus.ensure_topic("Bad_Name", 1).await,
         Err(BusError::InvalidName(_))
     ));
+    topic_deletion(bus).await;
     assert!(matches!(
         bus.partitions(&unique("missing")).await,
         Err(BusError::UnknownTopic(_))
@@ -55,6 +56,31 @@ pub async fn topic_admin(bus: &dyn Bus) {
         bus.fetch(&t, 9, 0, 10, Duration::ZERO).await,
         Err(BusError::UnknownPartition { .. })
     ));
+}
+
+/// A deleted topic is gone with its records and offsets; created again, it starts empty.
+pub async fn topic_deletion(bus: &dyn Bus) {
+    let t = unique("gone");
+    bus.ensure_topic(&t, 2).await.unwrap();
+    let (p, _) = bus.send(&t, b"k", b"v".to_vec()).await.unwrap();
+    bus.commit("conf-reader", &t, p, 1).await.unwrap();
+    assert!(bus.delete_topic(&t).await.unwrap(), "it existed");
+    assert!(matches!(
+        bus.partitions(&t).await,
+        Err(BusError::UnknownTopic(_))
+    ));
+    assert!(
+        !bus.delete_topic(&t).await.unwrap(),
+        "deleting twice is no error"
+    );
+    assert_eq!(bus.ensure_topic(&t, 2).await.unwrap(), TopicChange::Created);
+    assert_eq!(bus.partitions(&t).await.unwrap(), 2);
+    assert_eq!(bus.end_offset(&t, p).await.unwrap(), 0, "no old records");
+    assert_eq!(
+        bus.committed("conf-reader", &t, p).await.unwrap(),
+        None,
+        "no old offsets"
+    );
 }
 
 /// Concurrent producers; every key's records come back in the order it sent them, on the

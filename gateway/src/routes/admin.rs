@@ -5,7 +5,7 @@ use mercato_core::bus::Bus;
 use mercato_core::clock::to_rfc3339;
 use mercato_core::codec::decode;
 use mercato_core::domain::catalog::{
-    excerpt, rejected_prefix, IngestCounts, InventoryRecord, InventoryStatus, RejectedRecord,
+    excerpt, rejected_prefix, InventoryRecord, InventoryStatus, RejectedRecord,
 };
 use mercato_core::domain::dead_letters::DeadLetter;
 use mercato_core::domain::users::Role;
@@ -29,15 +29,7 @@ async fn inventory_status(
     state: &AppState,
     record: &InventoryRecord,
 ) -> Result<InventoryStatus, ApiError> {
-    let page = state
-        .ports
-        .store
-        .scan(tables::INGEST_COUNTS, &record.name, None, 1024)
-        .await?;
-    let mut counts = Vec::with_capacity(page.rows.len());
-    for row in page.rows {
-        counts.push(decode_row::<IngestCounts>(tables::INGEST_COUNTS, row)?.value);
-    }
+    let counts = repo::ingest_counts(&*state.ports.store, &record.name).await?;
     Ok(InventoryStatus::new(record, &counts))
 }
 

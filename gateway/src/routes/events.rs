@@ -3,9 +3,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use mercato_core::codec::decode;
-use mercato_core::domain::holds::ROW_PREFIX;
-use mercato_core::domain::seats::{all_seats, claims_partition, Claim, SeatStatus};
+use mercato_core::domain::seats::{all_seats, SeatStatus};
 use mercato_core::names::tables;
 use mercato_crds::EventSpec;
 use serde_json::{json, Value};
@@ -13,8 +11,6 @@ use serde_json::{json, Value};
 use super::{decode_cursor, encode_cursor, limit, Query};
 use crate::error::{ApiError, ApiReply, ApiResult};
 use crate::state::{AppState, Availability};
-
-const PAGE: usize = 1000;
 
 pub(crate) async fn load(
     state: &AppState,
@@ -33,30 +29,12 @@ async fn section_claims(
     event_id: &str,
     section: &str,
 ) -> Result<HashMap<String, SeatStatus>, ApiError> {
-    let partition = claims_partition(event_id, section);
-    let mut out = HashMap::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = state
-            .ports
-            .store
-            .scan(tables::SEAT_CLAIMS, &partition, after.as_deref(), PAGE)
-            .await?;
-        for row in page.rows {
-            if row.clustering.starts_with(ROW_PREFIX) {
-                return Ok(out); // hold rows sort after every seat
-            }
-            let status = match decode::<Claim>(&row.value) {
-                Ok(Claim::Sold { .. }) => SeatStatus::Sold,
-                _ => SeatStatus::Held,
-            };
-            out.insert(row.clustering, status);
-        }
-        match page.next {
-            Some(n) => after = Some(n),
-            None => return Ok(out),
-        }
-    }
+    Ok(
+        mercato_core::repo::section_claims(&*state.ports.store, event_id, section)
+            .await?
+            .into_iter()
+            .collect(),
+    )
 }
 
 async fn availability(

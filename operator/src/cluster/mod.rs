@@ -1,0 +1,166 @@
+//! The operator on Kubernetes: one controller per kind, sharing a context.
+//!
+//! Each reconcile validates the declaration, applies its content to the engines (the same code
+//! `mercato up` runs), ensures the namespace's topics, server-side applies the shared worker
+//! workloads sized for every declaration of the namespace, and writes the status. Nothing is
+//! written when nothing changed.
+
+mod apply;
+mod declarations;
+mod error;
+pub mod metrics;
+mod reconcile;
+mod status;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Api, Client};
+use mercato_core::Ports;
+use mercato_crds::{Event, Inventory, Warehouse};
+use parking_lot::Mutex;
+
+pub use apply::FIELD_MANAGER;
+pub use declarations::{Declared, Stores};
+pub use error::Error;
+pub use metrics::Metrics;
+pub use reconcile::{reconcile, CLEANUP_PATIENCE, FINALIZER, RESYNC};
+
+use crate::local::LocalReconciler;
+use crate::topics::TopicAdmin;
+use crate::workloads::WorkerSettings;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub recorder: Recorder,
+    pub ports: Ports,
+    /// Applies a declaration's content (event rows, products, stock) to the engines.
+    pub content: LocalReconciler,
+    pub topics: Arc<dyn TopicAdmin>,
+    pub settings: WorkerSettings,
+    pub stores: Stores,
+    pub metrics: Arc<Metrics>,
+    /// Failed reconciles in a row, per object: the retry waits longer each time.
+    pub backoff: Mutex<HashMap<String, u32>>,
+    /// The clock deciding surges (a test sets its own).
+    pub now: fn() -> DateTime<Utc>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        ports: Ports,
+        settings: WorkerSettings,
+        stores: Stores,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: std::env::var("POD_NAME").ok(),
+            },
+        );
+        Self {
+            client,
+            recorder,
+            content: LocalReconciler::new(ports.clone()),
+            topics: Arc::new(Arc::clone(&ports.bus)),
+            ports,
+            settings,
+            stores,
+            metrics,
+            backoff: Mutex::new(HashMap::new()),
+            now: Utc::now,
+        }
+    }
+}
+
+/// Retries a failed reconcile after 5 s, doubling up to 5 minutes while it keeps failing.
+pub fn error_policy<K: Declared>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let attempts = {
+        let mut backoff = ctx.backoff.lock();
+        let n = backoff.entry(reconcile::backoff_key(&*obj)).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    let wait = retry_after(attempts);
+    tracing::warn!(kind = K::KIND, %error, attempts, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
+}
+
+pub fn retry_after(attempts: u32) -> Duration {
+    let secs = 5u64.saturating_mul(1 << attempts.saturating_sub(1).min(6));
+    Duration::from_secs(secs.min(300))
+}
+
+/// Runs the three controllers until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    ports: Ports,
+    settings: WorkerSettings,
+    metrics: Arc<Metrics>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let config = watcher::Config::default().any_semantic();
+    let events = Controller::new(Api::<Event>::all(client.clone()), config.clone());
+    let inventories = Controller::new(Api::<Inventory>::all(client.clone()), config.clone());
+    let warehouses = Controller::new(Api::<Warehouse>::all(client.clone()), config);
+    let stores = Stores {
+        events: events.store(),
+        inventories: inventories.store(),
+        warehouses: warehouses.store(),
+    };
+    let ctx = Arc::new(Context::new(client, ports, settings, stores, metrics));
+    // An inventory whose publishing a previous leader left unfinished is published again.
+    match ctx.content.resume().await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(inventories = n, "resumed interrupted publishing"),
+        Err(error) => tracing::warn!(%error, "cannot resume interrupted publishing"),
+    }
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    let events = events
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile::<Event>, error_policy::<Event>, Arc::clone(&ctx))
+        .for_each(log_result::<Event, _>);
+    let inventories = inventories
+        .graceful_shutdown_on(shutdown.clone())
+        .run(
+            reconcile::<Inventory>,
+            error_policy::<Inventory>,
+            Arc::clone(&ctx),
+        )
+        .for_each(log_result::<Inventory, _>);
+    let warehouses = warehouses
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::<Warehouse>, error_policy::<Warehouse>, ctx)
+        .for_each(log_result::<Warehouse, _>);
+    futures::join!(events, inventories, warehouses);
+}
+
+async fn log_result<K: Declared, E: std::fmt::Display>(
+    result: Result<(kube::runtime::reflector::ObjectRef<K>, Action), E>,
+) {
+    match result {
+        Ok((object, _)) => tracing::debug!(kind = K::KIND, name = object.name, "reconciled"),
+        Err(error) => tracing::debug!(kind = K::KIND, %error, "reconcile failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::retry_after;
+
+    #[test]
+    fn retries_back_off_to_five_minutes() {
+        let waits: Vec<u64> = (1..=9).map(|n| retry_after(n).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+    }
+}

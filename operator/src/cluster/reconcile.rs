@@ -1,0 +1,312 @@
+//! One reconcile: validate -> content to the engines -> topics -> workloads -> status, or, on
+//! deletion, the cleanup the finalizer guards.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as K8sEvent, EventType};
+use kube::runtime::finalizer::{finalizer, Event as Finalizing};
+use kube::{Api, ResourceExt};
+use mercato_crds::status::conditions as types;
+use mercato_crds::{DeletionPolicy, Manifest};
+use serde_json::{json, Value};
+
+use super::apply::{apply_objects, remove_orphans, FIELD_MANAGER};
+use super::declarations::{owner_reference, Declared};
+use super::metrics::{FailureLabels, KindLabel};
+use super::status::{self, Observation};
+use super::{Context, Error};
+use crate::topics::{bus_topic_name, ensure_all};
+use crate::topology::{next_change, topology};
+use crate::workloads::{object_name, workloads};
+
+/// Guards what deleting a declaration must do first (a Warehouse's topic under `Delete`, the
+/// shared workloads resized or removed).
+pub const FINALIZER: &str = "mercato.dev/cleanup";
+/// How often an unchanged declaration is looked at again, to refresh its counts and repair
+/// drift in the objects it relies on.
+pub const RESYNC: Duration = Duration::from_secs(300);
+/// A cleanup that keeps failing stops holding the declaration back after this long, so that a
+/// namespace (or a cluster without its engines) can always be deleted.
+pub const CLEANUP_PATIENCE: Duration = Duration::from_secs(600);
+
+pub async fn reconcile<K: Declared>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let kind = KindLabel { kind: K::KIND };
+    ctx.metrics.reconciles.get_or_create(&kind).inc();
+    ctx.stores.wait_until_ready().await;
+    let namespace = obj
+        .namespace()
+        .ok_or_else(|| Error::NoNamespace(obj.name_any()))?;
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let (ns, context) = (&namespace, &ctx);
+    let result = finalizer(&api, FINALIZER, Arc::clone(&obj), |event| async move {
+        match event {
+            Finalizing::Apply(obj) => apply(&*obj, ns, context).await,
+            Finalizing::Cleanup(obj) => cleanup(&*obj, ns, context).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics
+        .duration
+        .get_or_create(&kind)
+        .observe(started.elapsed().as_secs_f64());
+    match result {
+        Ok(action) => {
+            ctx.backoff.lock().remove(&backoff_key(&*obj));
+            Ok(action)
+        }
+        Err(error) => {
+            ctx.metrics
+                .failures
+                .get_or_create(&FailureLabels {
+                    kind: K::KIND,
+                    reason: error.metric_label(),
+                })
+                .inc();
+            if obj.meta().deletion_timestamp.is_none() {
+                report_failure(&*obj, &api, &error, &ctx).await;
+            }
+            Err(error)
+        }
+    }
+}
+
+pub fn backoff_key<K: Declared>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::KIND,
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+async fn apply<K: Declared>(obj: &K, namespace: &str, ctx: &Context) -> Result<Action, Error> {
+    let generation = obj.meta().generation;
+    let now = (ctx.now)();
+    let manifest = match obj.manifest() {
+        Ok(m) => m,
+        Err(problem) => {
+            let status = status::invalid(
+                generation,
+                problem.to_string(),
+                obj.common_status(),
+                timestamp(now),
+            );
+            write_status(obj, ctx, status).await?;
+            // Nothing to retry: the next change of the spec brings the next reconcile.
+            return Ok(Action::await_change());
+        }
+    };
+    ctx.content.apply_manifest(&manifest).await?;
+    let snapshot = ctx.stores.snapshot(
+        namespace,
+        None,
+        Some((&manifest, owner_reference(obj).unwrap_or_default())),
+    );
+    let topology = topology(&snapshot.manifests, now);
+    let topics = ensure_all(&*ctx.topics, &topology.topics).await?;
+    let objects = workloads(namespace, &topology, &snapshot.owners, &ctx.settings)?;
+    let applied = apply_objects(&ctx.client, namespace, &objects).await?;
+    ctx.metrics
+        .writes
+        .get_or_create(&KindLabel { kind: K::KIND })
+        .inc_by(applied.writes as u64);
+    let content = status::content(&*ctx.ports.store, &manifest, now).await?;
+    let status = status::observed(
+        Observation {
+            generation,
+            manifest: &manifest,
+            topology: &topology,
+            topics: &topics,
+            applied: &applied,
+            content,
+            now: timestamp(now),
+        },
+        obj.common_status(),
+    );
+    let settling = status["conditions"].as_array().is_some_and(|c| {
+        c.iter()
+            .any(|c| c["type"] == types::PROGRESSING && c["status"] == "True")
+    });
+    write_status(obj, ctx, status).await?;
+    // Look again soon while something is settling, at the next surge boundary, and otherwise
+    // now and then to refresh the counts.
+    let mut wait = if settling {
+        Duration::from_secs(10)
+    } else {
+        RESYNC
+    };
+    if let Some(at) = next_change(&snapshot.manifests, now) {
+        let until = (at - now).to_std().unwrap_or_default() + Duration::from_secs(1);
+        wait = wait.min(until);
+    }
+    Ok(Action::requeue(wait))
+}
+
+async fn cleanup<K: Declared>(obj: &K, namespace: &str, ctx: &Context) -> Result<Action, Error> {
+    match cleanup_steps(obj, namespace, ctx).await {
+        Ok(()) => Ok(Action::await_change()),
+        Err(error) => {
+            let waited = obj
+                .meta()
+                .deletion_timestamp
+                .as_ref()
+                .and_then(|t| {
+                    let since = k8s_openapi::jiff::Timestamp::now().duration_since(t.0);
+                    Duration::try_from(since).ok()
+                })
+                .unwrap_or_default();
+            if waited < CLEANUP_PATIENCE {
+                return Err(error);
+            }
+            tracing::warn!(kind = K::KIND, namespace, name = obj.name_any(), %error, "cleanup keeps failing; letting the deletion go ahead");
+            publish(
+                ctx,
+                obj,
+                EventType::Warning,
+                "CleanupAbandoned",
+                format!(
+                    "cleanup failed for {}s ({error}); the declaration is deleted without it",
+                    waited.as_secs()
+                ),
+            )
+            .await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+async fn cleanup_steps<K: Declared>(obj: &K, namespace: &str, ctx: &Context) -> Result<(), Error> {
+    let name = obj.name_any();
+    // The shared workloads shrink to what the remaining declarations need; roles none of them
+    // needs go (their owner references would also let Kubernetes collect them).
+    let snapshot = ctx.stores.snapshot(namespace, Some((K::KIND, &name)), None);
+    let topology = topology(&snapshot.manifests, (ctx.now)());
+    let objects = workloads(namespace, &topology, &snapshot.owners, &ctx.settings)?;
+    apply_objects(&ctx.client, namespace, &objects).await?;
+    let keep: BTreeSet<String> = topology.roles.iter().map(|r| object_name(r.role)).collect();
+    remove_orphans(&ctx.client, namespace, &keep).await?;
+    if let Ok(Manifest::Warehouse { metadata, spec }) = obj.manifest() {
+        let topic = bus_topic_name(&mercato_core::domain::commerce::warehouse_topic(
+            &metadata.name,
+        ));
+        match spec.deletion_policy.unwrap_or_default() {
+            DeletionPolicy::Retain => {
+                tracing::info!(warehouse = name, topic, "deleted; its topic is retained")
+            }
+            DeletionPolicy::Delete => {
+                let existed = ctx.topics.delete(&topic).await?;
+                tracing::info!(warehouse = name, topic, existed, "deleted with its topic");
+            }
+        }
+    }
+    publish(
+        ctx,
+        obj,
+        EventType::Normal,
+        "Deleted",
+        format!("{} {name} cleaned up", K::KIND),
+    )
+    .await;
+    Ok(())
+}
+
+fn timestamp(now: chrono::DateTime<chrono::Utc>) -> k8s_openapi::jiff::Timestamp {
+    k8s_openapi::jiff::Timestamp::from_millisecond(now.timestamp_millis())
+        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+}
+
+/// Writes the status unless it is what the object already shows, and publishes an Event for
+/// each condition that changed.
+async fn write_status<K: Declared>(obj: &K, ctx: &Context, status: Value) -> Result<(), Error> {
+    if status == obj.status_json() {
+        return Ok(());
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    let patch = json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(
+        &obj.name_any(),
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    ctx.metrics
+        .writes
+        .get_or_create(&KindLabel { kind: K::KIND })
+        .inc();
+    for change in status::transitions(obj.common_status(), &status) {
+        let warning = (change.type_ == types::DEGRADED) == (change.status == "True");
+        let kind = if warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        };
+        let reason = if change.type_ == types::READY && change.status == "True" {
+            "Ready".to_owned()
+        } else {
+            change.reason.clone()
+        };
+        publish(
+            ctx,
+            obj,
+            kind,
+            &reason,
+            format!("{}={}: {}", change.type_, change.status, change.message),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Shows a failed reconcile as `Degraded` (best effort: the API may be what failed).
+async fn report_failure<K: Declared>(obj: &K, api: &Api<K>, error: &Error, ctx: &Context) {
+    let status = status::failed(
+        obj.status_json(),
+        obj.common_status(),
+        error,
+        timestamp((ctx.now)()),
+    );
+    if status == obj.status_json() {
+        return;
+    }
+    let patch =
+        json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
+    if let Err(e) = api
+        .patch_status(
+            &obj.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        tracing::debug!(error = %e, "could not show the failure in status");
+    }
+}
+
+async fn publish<K: Declared>(
+    ctx: &Context,
+    obj: &K,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = K8sEvent {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(note),
+        action: "Reconcile".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
+        tracing::debug!(error = %e, "could not publish an event");
+    }
+}

@@ -1,0 +1,340 @@
+//! A declaration's status: conditions from what the reconcile found, and the counts the
+//! printer columns show. Built as JSON so one builder serves the three kinds.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use k8s_openapi::jiff::Timestamp;
+use mercato_core::domain::seats::SeatStatus;
+use mercato_core::repo;
+use mercato_core::store::Store;
+use mercato_crds::status::{conditions as types, CommonStatus, Condition, TopicStatus};
+use mercato_crds::Manifest;
+use serde_json::{json, Map, Value};
+
+use super::apply::Applied;
+use super::Error;
+use crate::conditions::{set, Observed};
+use crate::topics::{TopicOutcome, TopicReport};
+use crate::topology::Topology;
+use crate::workloads::object_name;
+
+/// What the engines say about a declaration's content: its counts, and whether it is done.
+#[derive(Debug, Default)]
+pub struct Content {
+    pub fields: Map<String, Value>,
+    /// Still going (an inventory publishing or ingesting): why.
+    pub pending: Option<String>,
+    /// Stopped short (an unreadable product source): why.
+    pub failed: Option<String>,
+}
+
+pub async fn content(
+    store: &dyn Store,
+    manifest: &Manifest,
+    now: DateTime<Utc>,
+) -> Result<Content, Error> {
+    let mut out = Content::default();
+    match manifest {
+        Manifest::Event { metadata, spec } => {
+            let (mut held, mut sold) = (0u64, 0u64);
+            for section in &spec.sections {
+                for (_, status) in repo::section_claims(store, &metadata.name, &section.id).await? {
+                    match status {
+                        SeatStatus::Sold => sold += 1,
+                        _ => held += 1,
+                    }
+                }
+            }
+            let capacity = spec.capacity();
+            out.fields.insert("capacity".into(), json!(capacity));
+            out.fields.insert("held".into(), json!(held));
+            out.fields.insert("sold".into(), json!(sold));
+            out.fields.insert(
+                "available".into(),
+                json!(capacity.saturating_sub(held + sold)),
+            );
+            if let Some(surge) = spec.workers.as_ref().and_then(|w| w.surge.as_ref()) {
+                let (from, until) = surge.window(spec.on_sale_at);
+                let at = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
+                let text = if now < from {
+                    format!("from {} until {}", at(from), at(until))
+                } else if now < until {
+                    format!("on until {}", at(until))
+                } else {
+                    format!("ended {}", at(until))
+                };
+                out.fields.insert("surge".into(), json!(text));
+            }
+        }
+        Manifest::Inventory { metadata, .. } => {
+            if let Some(status) = repo::inventory_status(store, &metadata.name).await? {
+                out.fields
+                    .insert("generation".into(), json!(status.generation));
+                out.fields.insert("products".into(), json!(status.accepted));
+                out.fields.insert("rejected".into(), json!(status.rejected));
+                match status.state {
+                    "ready" => {}
+                    "failed" => {
+                        out.failed = status.error.clone().or(Some("publishing failed".into()))
+                    }
+                    state => {
+                        out.pending = Some(format!(
+                            "{state}: {} records published, {} accepted, {} rejected",
+                            status.published, status.accepted, status.rejected
+                        ))
+                    }
+                }
+            } else {
+                out.pending = Some("publishing has not started".into());
+            }
+        }
+        Manifest::Warehouse { spec, .. } => {
+            out.fields.insert("skus".into(), json!(spec.stock.len()));
+            out.fields.insert("units".into(), json!(spec.units()));
+        }
+    }
+    Ok(out)
+}
+
+/// Everything a successful reconcile learned about one declaration.
+pub struct Observation<'a> {
+    pub generation: Option<i64>,
+    pub manifest: &'a Manifest,
+    pub topology: &'a Topology,
+    pub topics: &'a [TopicReport],
+    pub applied: &'a Applied,
+    pub content: Content,
+    pub now: Timestamp,
+}
+
+/// The status a reconcile arrives at, as JSON, starting from the current conditions.
+pub fn observed(obs: Observation<'_>, current: Option<&CommonStatus>) -> Value {
+    let by = format!("{}/{}", obs.manifest.kind(), obs.manifest.name());
+    let roles: Vec<_> = obs
+        .topology
+        .roles
+        .iter()
+        .filter(|r| r.needed_by.contains(&by))
+        .collect();
+    let mut own_topics: Vec<&str> = roles.iter().map(|r| r.topic).collect();
+    let warehouse_topic;
+    if let Manifest::Warehouse { metadata, .. } = obs.manifest {
+        warehouse_topic = mercato_core::domain::commerce::warehouse_topic(&metadata.name);
+        own_topics.push(&warehouse_topic);
+    }
+    let topics: Vec<&TopicReport> = obs
+        .topics
+        .iter()
+        .filter(|t| own_topics.contains(&t.name.as_str()))
+        .collect();
+
+    let mut problems = Vec::new();
+    for t in &topics {
+        if let TopicOutcome::Refused { reason, .. } = &t.outcome {
+            problems.push(("TopicCannotShrink", reason.clone()));
+        }
+    }
+    for r in &roles {
+        if let Some(asked) = r.capped_from {
+            problems.push((
+                "ReplicasCapped",
+                format!(
+                    "{asked} {} replicas asked for, but topic {} has {} partitions: running {}",
+                    r.role, r.topic, r.replicas, r.replicas
+                ),
+            ));
+        }
+    }
+    if let Some(why) = &obs.content.failed {
+        problems.push(("PublishFailed", why.clone()));
+    }
+    let starting: Vec<String> = roles
+        .iter()
+        .filter_map(|r| {
+            let ready = obs.applied.readiness.get(&object_name(r.role))?;
+            (ready.ready < ready.desired)
+                .then(|| format!("{} {}/{}", r.role, ready.ready, ready.desired))
+        })
+        .collect();
+
+    let mut conditions = current.map(|c| c.conditions.clone()).unwrap_or_default();
+    let generation = obs.generation;
+    let mut put = |kind, status, reason, message: String| {
+        set(
+            &mut conditions,
+            Observed {
+                kind,
+                status,
+                reason,
+                message,
+            },
+            generation,
+            obs.now,
+        )
+    };
+    match problems.first() {
+        Some((reason, _)) => put(
+            types::DEGRADED,
+            true,
+            reason,
+            problems
+                .iter()
+                .map(|(_, m)| m.as_str())
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        None => put(
+            types::DEGRADED,
+            false,
+            "AsExpected",
+            "nothing is wrong".into(),
+        ),
+    }
+    // Applying workloads is not progress in itself: what takes time is pods becoming ready,
+    // which the StatefulSets' status shows (so a reconcile that applied and found them ready
+    // is settled, and the next one writes nothing).
+    let (progressing, reason, message) = if let Some(why) = &obs.content.pending {
+        (true, "Publishing", why.clone())
+    } else if !starting.is_empty() {
+        (
+            true,
+            "WorkersStarting",
+            format!("workers ready: {}", starting.join(", ")),
+        )
+    } else {
+        (
+            false,
+            "Reconciled",
+            "the declaration is in effect".to_owned(),
+        )
+    };
+    put(types::PROGRESSING, progressing, reason, message);
+    let ready =
+        obs.content.failed.is_none() && obs.content.pending.is_none() && starting.is_empty();
+    let (reason, message) = if let Some(why) = &obs.content.failed {
+        ("PublishFailed", why.clone())
+    } else if let Some(why) = &obs.content.pending {
+        ("Publishing", why.clone())
+    } else if !starting.is_empty() {
+        (
+            "WorkersStarting",
+            format!("workers ready: {}", starting.join(", ")),
+        )
+    } else {
+        (
+            "Ready",
+            "content published and its workers ready".to_owned(),
+        )
+    };
+    put(types::READY, ready, reason, message);
+
+    let common = CommonStatus {
+        observed_generation: obs.generation,
+        conditions,
+        topics: topics
+            .iter()
+            .map(|t| TopicStatus {
+                name: t.name.clone(),
+                partitions: t.partitions,
+            })
+            .collect(),
+        workers: roles
+            .iter()
+            .map(|r| {
+                (
+                    r.role.to_owned(),
+                    i32::try_from(r.replicas).unwrap_or(i32::MAX),
+                )
+            })
+            .collect::<BTreeMap<_, _>>(),
+    };
+    let mut value = serde_json::to_value(&common).unwrap_or_else(|_| json!({}));
+    if let Value::Object(map) = &mut value {
+        map.extend(obs.content.fields);
+    }
+    value
+}
+
+/// The status of a declaration that cannot be acted on: what is wrong with it, and nothing else.
+pub fn invalid(
+    generation: Option<i64>,
+    message: String,
+    current: Option<&CommonStatus>,
+    now: Timestamp,
+) -> Value {
+    let mut conditions = current.map(|c| c.conditions.clone()).unwrap_or_default();
+    let mut put = |kind, status, reason, message: String| {
+        set(
+            &mut conditions,
+            Observed {
+                kind,
+                status,
+                reason,
+                message,
+            },
+            generation,
+            now,
+        )
+    };
+    put(types::DEGRADED, true, "SpecInvalid", message.clone());
+    put(
+        types::PROGRESSING,
+        false,
+        "SpecInvalid",
+        "waiting for a corrected spec".into(),
+    );
+    put(types::READY, false, "SpecInvalid", message);
+    serde_json::to_value(CommonStatus {
+        observed_generation: generation,
+        conditions,
+        ..CommonStatus::default()
+    })
+    .unwrap_or_else(|_| json!({}))
+}
+
+/// The current status with `Degraded` set by a failed reconcile (it is retried with backoff).
+pub fn failed(
+    mut current: Value,
+    common: Option<&CommonStatus>,
+    error: &Error,
+    now: Timestamp,
+) -> Value {
+    let mut conditions = common.map(|c| c.conditions.clone()).unwrap_or_default();
+    let generation = common.and_then(|c| c.observed_generation);
+    set(
+        &mut conditions,
+        Observed {
+            kind: types::DEGRADED,
+            status: true,
+            reason: error.reason(),
+            message: format!("{error}; retrying"),
+        },
+        generation,
+        now,
+    );
+    if !current.is_object() {
+        current = json!({});
+    }
+    current["conditions"] = serde_json::to_value(&conditions).unwrap_or_default();
+    current
+}
+
+/// The conditions whose status differs between two statuses: the transitions worth an Event.
+pub fn transitions(before: Option<&CommonStatus>, after: &Value) -> Vec<Condition> {
+    let after: Vec<Condition> =
+        serde_json::from_value(after["conditions"].clone()).unwrap_or_default();
+    after
+        .into_iter()
+        .filter(|c| {
+            let old = before.and_then(|b| b.conditions.iter().find(|o| o.type_ == c.type_));
+            match old {
+                Some(old) => {
+                    old.status != c.status || (c.status == "True" && old.reason != c.reason)
+                }
+                // A first Degraded=False or Progressing=False is no news.
+                None => c.status == "True" || c.type_ == types::READY,
+            }
+        })
+        .collect()
+}

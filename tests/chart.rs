@@ -1,0 +1,267 @@
+//! The Helm chart renders with its default values (and with the other branches of its values),
+//! without a cluster or a helm binary: the templates are Go templates, rendered here by gtmpl
+//! with the few Helm functions they use. Every rendered document must parse as its Kubernetes
+//! type, and the arguments the chart gives `mercato` must be ones the binary accepts.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use gtmpl::{Context, Func, FuncError, Template, Value};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use serde::Deserialize;
+
+fn chart() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/charts/mercato"))
+}
+
+fn to_gtmpl(v: &serde_json::Value) -> Value {
+    match v {
+        serde_json::Value::Null => Value::Nil,
+        serde_json::Value::Bool(b) => Value::from(*b),
+        serde_json::Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => Value::from(i),
+            (None, Some(f)) => Value::from(f),
+            _ => Value::Nil,
+        },
+        serde_json::Value::String(s) => Value::from(s.clone()),
+        serde_json::Value::Array(a) => Value::Array(a.iter().map(to_gtmpl).collect()),
+        serde_json::Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), to_gtmpl(v))).collect())
+        }
+    }
+}
+
+fn to_json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Bool(b) => serde_json::json!(b),
+        Value::String(s) => serde_json::json!(s),
+        Value::Number(n) => match (n.as_i64(), n.as_f64()) {
+            (Some(i), _) => serde_json::json!(i),
+            (None, Some(f)) => serde_json::json!(f),
+            _ => serde_json::Value::Null,
+        },
+        Value::Array(a) => serde_json::Value::Array(a.iter().map(to_json).collect()),
+        Value::Object(o) | Value::Map(o) => {
+            serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), to_json(v))).collect())
+        }
+        _ => serde_json::Value::Null,
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => to_json(other).to_string(),
+    }
+}
+
+/// Helm's `toYaml`.
+fn to_yaml(args: &[Value]) -> Result<Value, FuncError> {
+    let [value] = args else {
+        return Err(FuncError::ExactlyXArgs("toYaml".into(), 1));
+    };
+    let yaml =
+        serde_yaml::to_string(&to_json(value)).map_err(|e| FuncError::Generic(e.to_string()))?;
+    Ok(Value::from(yaml.trim_end().to_owned()))
+}
+
+/// Helm's `nindent N TEXT`: a newline, then TEXT with every line indented by N spaces.
+fn nindent(args: &[Value]) -> Result<Value, FuncError> {
+    let [Value::Number(n), value] = args else {
+        return Err(FuncError::ExactlyXArgs("nindent".into(), 2));
+    };
+    let pad = " ".repeat(n.as_u64().unwrap_or(0) as usize);
+    let lines: Vec<String> = text(value).lines().map(|l| format!("{pad}{l}")).collect();
+    Ok(Value::from(format!("\n{}", lines.join("\n"))))
+}
+
+/// Helm's `quote`.
+fn quote(args: &[Value]) -> Result<Value, FuncError> {
+    let [value] = args else {
+        return Err(FuncError::ExactlyXArgs("quote".into(), 1));
+    };
+    Ok(Value::from(serde_json::json!(text(value)).to_string()))
+}
+
+/// Renders every template of the chart with `values` merged over values.yaml.
+fn render(overrides: serde_json::Value) -> Vec<serde_yaml::Value> {
+    let defaults: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart().join("values.yaml")).expect("values.yaml"),
+    )
+    .expect("values.yaml parses");
+    let mut values = defaults;
+    merge(&mut values, overrides);
+    let chart_meta: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart().join("Chart.yaml")).expect("Chart.yaml"),
+    )
+    .expect("Chart.yaml parses");
+    let root = serde_json::json!({
+        "Values": values,
+        "Release": {"Name": "shop", "Namespace": "mercato", "Service": "Helm"},
+        "Chart": {"Name": chart_meta["name"], "Version": chart_meta["version"], "AppVersion": chart_meta["appVersion"]},
+    });
+    let mut files: Vec<_> = std::fs::read_dir(chart().join("templates"))
+        .expect("templates/")
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let mut docs = Vec::new();
+    for file in files {
+        let mut template = Template::default();
+        let funcs: [(&str, Func); 3] =
+            [("toYaml", to_yaml), ("nindent", nindent), ("quote", quote)];
+        template.add_funcs(&funcs);
+        template
+            .parse(std::fs::read_to_string(&file).expect("template"))
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let out = template
+            .render(&Context::from(to_gtmpl(&root)))
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        for doc in serde_yaml::Deserializer::from_str(&out) {
+            let value = serde_yaml::Value::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{} renders invalid YAML: {e}\n{out}", file.display()));
+            if !value.is_null() {
+                docs.push(value);
+            }
+        }
+    }
+    docs
+}
+
+fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
+    match (base, over) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(o)) => {
+            for (k, v) in o {
+                merge(b.entry(k).or_insert(serde_json::Value::Null), v);
+            }
+        }
+        (b, o) => *b = o,
+    }
+}
+
+/// Parses every document as its Kubernetes type; returns them by kind and name.
+fn typed(docs: &[serde_yaml::Value]) -> HashMap<(String, String), serde_yaml::Value> {
+    let mut by_kind = HashMap::new();
+    for doc in docs {
+        let kind = doc["kind"].as_str().expect("a kind").to_owned();
+        let name = doc["metadata"]["name"].as_str().expect("a name").to_owned();
+        let parsed = match kind.as_str() {
+            "Deployment" => same_after_parsing::<Deployment>(doc),
+            "Service" => same_after_parsing::<Service>(doc),
+            "Secret" => same_after_parsing::<Secret>(doc),
+            "ServiceAccount" => same_after_parsing::<ServiceAccount>(doc),
+            "ClusterRole" => same_after_parsing::<ClusterRole>(doc),
+            "ClusterRoleBinding" => same_after_parsing::<ClusterRoleBinding>(doc),
+            "Role" => same_after_parsing::<Role>(doc),
+            "RoleBinding" => same_after_parsing::<RoleBinding>(doc),
+            other => panic!("the chart renders an unexpected kind {other}"),
+        };
+        parsed.unwrap_or_else(|e| panic!("{kind} {name} does not parse: {e}"));
+        by_kind.insert((kind, name), doc.clone());
+    }
+    by_kind
+}
+
+/// Parses a document as `T` and checks that nothing was lost on the way: a misspelt or
+/// misplaced field parses (serde ignores unknown fields) but does not come back.
+fn same_after_parsing<T: serde::de::DeserializeOwned + serde::Serialize>(
+    doc: &serde_yaml::Value,
+) -> Result<(), String> {
+    let parsed: T = serde_yaml::from_value(doc.clone()).map_err(|e| e.to_string())?;
+    let original = serde_json::to_value(doc).map_err(|e| e.to_string())?;
+    let back = serde_json::to_value(&parsed).map_err(|e| e.to_string())?;
+    if original == back {
+        Ok(())
+    } else {
+        Err(format!(
+            "fields were lost or changed:\n  rendered: {original}\n  parsed:   {back}"
+        ))
+    }
+}
+
+fn args(doc: &serde_yaml::Value) -> Vec<String> {
+    let container = &doc["spec"]["template"]["spec"]["containers"][0];
+    let mut out = vec!["mercato".to_owned()];
+    out.extend(
+        container["args"]
+            .as_sequence()
+            .expect("args")
+            .iter()
+            .map(|a| a.as_str().expect("a string").to_owned()),
+    );
+    out
+}
+
+#[test]
+fn the_chart_renders_with_its_default_values() {
+    let objects = typed(&render(serde_json::json!({})));
+    let get = |kind: &str, name: &str| {
+        objects
+            .get(&(kind.to_owned(), name.to_owned()))
+            .unwrap_or_else(|| panic!("no {kind} {name} among {:?}", objects.keys()))
+    };
+    let operator = get("Deployment", "shop-operator");
+    assert_eq!(operator["spec"]["replicas"], serde_yaml::Value::from(2));
+    mercato::cli::accepts(&args(operator)).expect("the operator's arguments");
+    let env = serde_yaml::to_string(&operator["spec"]["template"]["spec"]["containers"][0]["env"])
+        .expect("env");
+    assert!(
+        env.contains("http://shop-gateway.mercato.svc:8080/api/v1/payments/webhook"),
+        "{env}"
+    );
+    assert!(env.contains("shop-engines"), "{env}");
+    let gateway = get("Deployment", "shop-gateway");
+    mercato::cli::accepts(&args(gateway)).expect("the gateway's arguments");
+    get("Service", "shop-gateway");
+    let secret = get("Secret", "shop-engines");
+    assert!(secret["stringData"]["MERCATO_BUS"]
+        .as_str()
+        .is_some_and(|b| b.starts_with("fluvio://")));
+    get("ServiceAccount", "shop-operator");
+    get("ClusterRoleBinding", "shop-operator");
+    get("RoleBinding", "shop-operator-lease");
+    // Least privilege: the operator may not read Secrets or touch Deployments.
+    let rules =
+        serde_yaml::to_string(&get("ClusterRole", "shop-operator")["rules"]).expect("rules");
+    assert!(
+        !rules.contains("secrets") && !rules.contains("deployments") && !rules.contains('*'),
+        "{rules}"
+    );
+    for needed in [
+        "statefulsets",
+        "services",
+        "events/status",
+        "warehouses/finalizers",
+    ] {
+        assert!(rules.contains(needed), "{needed} missing from {rules}");
+    }
+    let lease = serde_yaml::to_string(&get("Role", "shop-operator-lease")["rules"]).expect("rules");
+    assert!(lease.contains("leases"), "{lease}");
+}
+
+#[test]
+fn the_chart_renders_its_other_branches() {
+    let objects = typed(&render(serde_json::json!({
+        "engines": {"existingSecret": "our-engines"},
+        "gateway": {"holdTtl": "60s", "replicas": 3},
+    })));
+    assert!(
+        !objects.contains_key(&("Secret".to_owned(), "shop-engines".to_owned())),
+        "an existing Secret replaces the chart's"
+    );
+    let gateway = &objects[&("Deployment".to_owned(), "shop-gateway".to_owned())];
+    let args = args(gateway);
+    assert!(args.contains(&"--hold-ttl=60s".to_owned()), "{args:?}");
+    mercato::cli::accepts(&args).expect("the gateway's arguments");
+    let operator =
+        serde_yaml::to_string(&objects[&("Deployment".to_owned(), "shop-operator".to_owned())])
+            .expect("yaml");
+    assert!(
+        operator.contains("our-engines") && !operator.contains("shop-engines"),
+        "{operator}"
+    );
+}
