@@ -28,9 +28,11 @@ pub enum OperatorCommand {
         /// Where `/metrics`, `/healthz` and `/readyz` are served.
         #[arg(long, env = "MERCATO_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
         metrics_listen: SocketAddr,
-        /// The namespace of the leader-election Lease [default: the pod's own].
-        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-        lease_namespace: String,
+        /// The namespace whose declarations the operator serves, and where its leader-election
+        /// Lease is [default: the pod's own]. The declarations of one namespace share the
+        /// operator's engines, their topics and their workers.
+        #[arg(short = 'n', long, env = "POD_NAMESPACE", default_value = "default")]
+        namespace: String,
         /// Run without leader election (one replica only).
         #[arg(long)]
         no_leader_election: bool,
@@ -125,14 +127,15 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
             engines,
             workers,
             metrics_listen,
-            lease_namespace,
+            namespace,
             no_leader_election,
         } => {
             run_controllers(
                 engines,
                 workers.settings(),
                 metrics_listen,
-                (!no_leader_election).then_some(lease_namespace),
+                namespace,
+                !no_leader_election,
             )
             .await?
         }
@@ -179,7 +182,8 @@ async fn run_controllers(
     engines: crate::cli::EngineFlags,
     settings: WorkerSettings,
     metrics_listen: SocketAddr,
-    lease_namespace: Option<String>,
+    namespace: String,
+    elect_leader: bool,
 ) -> anyhow::Result<()> {
     let engines = engines.parse()?;
     engines.require_shared("mercato operator")?;
@@ -206,19 +210,19 @@ async fn run_controllers(
         .with_context(|| format!("cannot listen on {metrics_listen}"))?;
     let addr = listener.local_addr()?;
     tokio::spawn(warp::serve(routes).incoming(listener).run());
-    println!("mercato operator: metrics on http://{addr}/metrics ({engines})");
+    println!("mercato operator: serving namespace {namespace}, metrics on http://{addr}/metrics ({engines})");
 
-    let Some(namespace) = lease_namespace else {
+    if !elect_leader {
         let stopped = when_done(async {
             crate::serve::shutdown_signal().await;
             false
         });
-        cluster::run(client, ports, settings, metrics, async move {
+        cluster::run(client, &namespace, ports, settings, metrics, async move {
             let _ = stopped.await;
         })
         .await;
         return Ok(());
-    };
+    }
     let identity = std::env::var("POD_NAME")
         .unwrap_or_else(|_| format!("mercato-operator-{}", std::process::id()));
     let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), LEASE)
@@ -251,7 +255,7 @@ async fn run_controllers(
         let _ = why_tx.send(Some(lost_lease));
     });
     let mut until = why_rx.clone();
-    cluster::run(client, ports, settings, metrics, async move {
+    cluster::run(client, &namespace, ports, settings, metrics, async move {
         let _ = until.wait_for(Option::is_some).await;
     })
     .await;

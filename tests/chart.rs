@@ -9,7 +9,7 @@ use std::path::Path;
 use gtmpl::{Context, Func, FuncError, Template, Value};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use serde::Deserialize;
 
 fn chart() -> &'static Path {
@@ -154,8 +154,6 @@ fn typed(docs: &[serde_yaml::Value]) -> HashMap<(String, String), serde_yaml::Va
             "Service" => same_after_parsing::<Service>(doc),
             "Secret" => same_after_parsing::<Secret>(doc),
             "ServiceAccount" => same_after_parsing::<ServiceAccount>(doc),
-            "ClusterRole" => same_after_parsing::<ClusterRole>(doc),
-            "ClusterRoleBinding" => same_after_parsing::<ClusterRoleBinding>(doc),
             "Role" => same_after_parsing::<Role>(doc),
             "RoleBinding" => same_after_parsing::<RoleBinding>(doc),
             other => panic!("the chart renders an unexpected kind {other}"),
@@ -222,11 +220,14 @@ fn the_chart_renders_with_its_default_values() {
         .as_str()
         .is_some_and(|b| b.starts_with("fluvio://")));
     get("ServiceAccount", "shop-operator");
-    get("ClusterRoleBinding", "shop-operator");
-    get("RoleBinding", "shop-operator-lease");
-    // Least privilege: the operator may not read Secrets or touch Deployments.
-    let rules =
-        serde_yaml::to_string(&get("ClusterRole", "shop-operator")["rules"]).expect("rules");
+    get("RoleBinding", "shop-operator");
+    // Least privilege: nothing cluster-wide, no Secrets, no Deployments.
+    assert!(
+        !objects.keys().any(|(kind, _)| kind.starts_with("Cluster")),
+        "{:?}",
+        objects.keys()
+    );
+    let rules = serde_yaml::to_string(&get("Role", "shop-operator")["rules"]).expect("rules");
     assert!(
         !rules.contains("secrets") && !rules.contains("deployments") && !rules.contains('*'),
         "{rules}"
@@ -236,11 +237,10 @@ fn the_chart_renders_with_its_default_values() {
         "services",
         "events/status",
         "warehouses/finalizers",
+        "leases",
     ] {
         assert!(rules.contains(needed), "{needed} missing from {rules}");
     }
-    let lease = serde_yaml::to_string(&get("Role", "shop-operator-lease")["rules"]).expect("rules");
-    assert!(lease.contains("leases"), "{lease}");
 }
 
 #[test]

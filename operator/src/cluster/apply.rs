@@ -72,6 +72,18 @@ fn digest<T: Resource>(obj: &T) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// Whether a live object moved away from what was applied without its digest changing: a
+/// StatefulSet scaled by hand (the digest cannot see that, and the API server fills in so many
+/// defaults that comparing whole specs would always differ).
+fn drifted<T: Serialize>(live: &T, desired: &T) -> bool {
+    let replicas = |o: &T| {
+        serde_json::to_value(o)
+            .ok()
+            .map(|v| v["spec"]["replicas"].clone())
+    };
+    replicas(live) != replicas(desired)
+}
+
 /// Applies one object unless the live one carries the same digest. Returns the live object
 /// and whether it was written.
 async fn apply_one<T>(client: &Client, namespace: &str, desired: &T) -> Result<(T, bool), Error>
@@ -85,7 +97,7 @@ where
     let api: Api<T> = Api::namespaced(client.clone(), namespace);
     let name = desired.name_any();
     if let Some(live) = api.get_opt(&name).await? {
-        if digest(&live).is_some() && digest(&live) == digest(desired) {
+        if digest(&live).is_some() && digest(&live) == digest(desired) && !drifted(&live, desired) {
             return Ok((live, false));
         }
     }

@@ -18,8 +18,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client};
 use mercato_core::Ports;
@@ -34,7 +36,7 @@ pub use reconcile::{reconcile, CLEANUP_PATIENCE, FINALIZER, RESYNC};
 
 use crate::local::LocalReconciler;
 use crate::topics::TopicAdmin;
-use crate::workloads::WorkerSettings;
+use crate::workloads::{WorkerSettings, MANAGED_BY};
 
 /// What every reconcile shares.
 pub struct Context {
@@ -102,17 +104,39 @@ pub fn retry_after(attempts: u32) -> Duration {
 }
 
 /// Runs the three controllers until `shutdown` resolves.
+///
+/// The operator serves one namespace: it holds one set of engines, and the declarations that
+/// share those engines share their topics and workers, so they belong together.
 pub async fn run(
     client: Client,
+    namespace: &str,
     ports: Ports,
     settings: WorkerSettings,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
     let config = watcher::Config::default().any_semantic();
-    let events = Controller::new(Api::<Event>::all(client.clone()), config.clone());
-    let inventories = Controller::new(Api::<Inventory>::all(client.clone()), config.clone());
-    let warehouses = Controller::new(Api::<Warehouse>::all(client.clone()), config);
+    // A worker StatefulSet changing (pods becoming ready, someone scaling it by hand) brings
+    // a reconcile of every declaration that owns it.
+    let workloads = Api::<StatefulSet>::namespaced(client.clone(), namespace);
+    let managed = watcher::Config::default()
+        .any_semantic()
+        .labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let events = Controller::new(
+        Api::<Event>::namespaced(client.clone(), namespace),
+        config.clone(),
+    )
+    .watches(workloads.clone(), managed.clone(), owners::<Event>);
+    let inventories = Controller::new(
+        Api::<Inventory>::namespaced(client.clone(), namespace),
+        config.clone(),
+    )
+    .watches(workloads.clone(), managed.clone(), owners::<Inventory>);
+    let warehouses = Controller::new(
+        Api::<Warehouse>::namespaced(client.clone(), namespace),
+        config,
+    )
+    .watches(workloads, managed, owners::<Warehouse>);
     let stores = Stores {
         events: events.store(),
         inventories: inventories.store(),
@@ -145,9 +169,19 @@ pub async fn run(
     futures::join!(events, inventories, warehouses);
 }
 
-async fn log_result<K: Declared, E: std::fmt::Display>(
-    result: Result<(kube::runtime::reflector::ObjectRef<K>, Action), E>,
-) {
+/// The declarations of kind `K` among a workload's owners.
+fn owners<K: Declared>(set: StatefulSet) -> Vec<ObjectRef<K>> {
+    let namespace = set.metadata.namespace.unwrap_or_default();
+    set.metadata
+        .owner_references
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|o| o.kind == K::KIND && o.api_version == K::api_version(&()))
+        .map(|o| ObjectRef::new(&o.name).within(&namespace))
+        .collect()
+}
+
+async fn log_result<K: Declared, E: std::fmt::Display>(result: Result<(ObjectRef<K>, Action), E>) {
     match result {
         Ok((object, _)) => tracing::debug!(kind = K::KIND, name = object.name, "reconciled"),
         Err(error) => tracing::debug!(kind = K::KIND, %error, "reconcile failed"),
