@@ -314,8 +314,25 @@ impl Platform {
         tasks.push(tokio::spawn(
             Arc::clone(&sandbox).run_delivery(stop.clone()),
         ));
+        // The same topology the operator builds: a role runs the replicas the declarations
+        // ask for (as tasks instead of pods), and at least one, since `mercato apply` may bring
+        // declarations that need it later.
+        let declared = match &config.manifests {
+            Some(dir) => mercato_operator::local::read_manifests(dir)?,
+            None => Vec::new(),
+        };
+        let topology = mercato_operator::topology::topology(&declared, chrono::Utc::now());
         for role in ROLES {
-            tasks.push(start_worker(&ports, role, 0, 1, &sandbox, &stop)?);
+            let replicas = topology
+                .roles
+                .iter()
+                .find(|r| r.role == role)
+                .map_or(1, |r| r.replicas.max(1));
+            for replica in 0..replicas {
+                tasks.push(start_worker(
+                    &ports, role, replica, replicas, &sandbox, &stop,
+                )?);
+            }
         }
         let admin_token = admin_token(&state)?;
         if let Some(dir) = &config.data_dir {

@@ -136,23 +136,8 @@ impl LocalReconciler {
 
     /// Applies every `*.yaml` / `*.yml` file of a folder, in name order.
     pub async fn apply_dir(&self, dir: &Path) -> Result<Vec<Applied>, ApplyError> {
-        let read_err = |cause| ApplyError::Read {
-            path: dir.display().to_string(),
-            cause,
-        };
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .map_err(read_err)?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
-            .collect();
-        files.sort();
         let mut applied = Vec::new();
-        for file in files {
-            let text = std::fs::read_to_string(&file).map_err(|cause| ApplyError::Read {
-                path: file.display().to_string(),
-                cause,
-            })?;
+        for (_, text) in manifest_files(dir)? {
             applied.extend(self.apply_stream(&text, Some(dir)).await?);
         }
         Ok(applied)
@@ -232,6 +217,40 @@ impl LocalReconciler {
             action,
         })
     }
+}
+
+/// The `*.yaml` / `*.yml` files of a folder, in name order, with their text.
+pub fn manifest_files(dir: &Path) -> Result<Vec<(std::path::PathBuf, String)>, ApplyError> {
+    let read_err = |cause| ApplyError::Read {
+        path: dir.display().to_string(),
+        cause,
+    };
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map_err(read_err)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|file| {
+            let text = std::fs::read_to_string(&file).map_err(|cause| ApplyError::Read {
+                path: file.display().to_string(),
+                cause,
+            })?;
+            Ok((file, text))
+        })
+        .collect()
+}
+
+/// The declarations of a folder (every file valid, or an error).
+pub fn read_manifests(dir: &Path) -> Result<Vec<Manifest>, ApplyError> {
+    let mut manifests = Vec::new();
+    for (_, text) in manifest_files(dir)? {
+        manifests.extend(Manifest::parse_stream(&text)?);
+    }
+    Ok(manifests)
 }
 
 impl LocalReconciler {
