@@ -1,17 +1,14 @@
-//! `mercato operator`: what the operator would create (`render`), and its CRDs (`crds`).
+//! `mercato operator`: the operator itself (`run`), what it would create (`render`), and its
+//! CRDs (`crds`).
 
-use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
-
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use k8s_openapi::api::core::v1::ResourceRequirements;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use mercato_operator::cluster::{self, Metrics};
 use mercato_operator::workloads::WorkerSettings;
 use warp::Filter;
@@ -98,25 +95,20 @@ pub struct WorkerFlags {
 
 impl WorkerFlags {
     pub fn settings(&self) -> WorkerSettings {
-        let defaults = WorkerSettings::default();
-        let quantity = |q: &str| Quantity(q.to_owned());
         WorkerSettings {
-            image: self.worker_image.clone().unwrap_or(defaults.image),
+            image: self
+                .worker_image
+                .clone()
+                .unwrap_or_else(|| WorkerSettings::default().image),
             image_pull_policy: self.worker_image_pull_policy.clone(),
             engines_secret: self.engines_secret.clone(),
             webhook_url: self.webhook_url.clone(),
             service_account: self.worker_service_account.clone(),
-            resources: ResourceRequirements {
-                requests: Some(BTreeMap::from([
-                    ("cpu".to_owned(), quantity(&self.worker_cpu)),
-                    ("memory".to_owned(), quantity(&self.worker_memory)),
-                ])),
-                limits: Some(BTreeMap::from([(
-                    "memory".to_owned(),
-                    quantity(&self.worker_memory_limit),
-                )])),
-                ..ResourceRequirements::default()
-            },
+            resources: mercato_operator::workloads::resources(
+                &self.worker_cpu,
+                &self.worker_memory,
+                &self.worker_memory_limit,
+            ),
         }
     }
 }

@@ -102,21 +102,17 @@ fn render(overrides: serde_json::Value) -> Vec<serde_yaml::Value> {
         "Release": {"Name": "shop", "Namespace": "mercato", "Service": "Helm"},
         "Chart": {"Name": chart_meta["name"], "Version": chart_meta["version"], "AppVersion": chart_meta["appVersion"]},
     });
-    let mut files: Vec<_> = std::fs::read_dir(chart().join("templates"))
-        .expect("templates/")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
+    // The templates are YAML files read in name order, like a folder of manifests.
+    let files =
+        mercato_operator::local::manifest_files(&chart().join("templates")).expect("templates/");
     let mut docs = Vec::new();
-    for file in files {
+    for (file, text) in files {
         let mut template = Template::default();
         let funcs: [(&str, Func); 3] =
             [("toYaml", to_yaml), ("nindent", nindent), ("quote", quote)];
         template.add_funcs(&funcs);
         template
-            .parse(std::fs::read_to_string(&file).expect("template"))
+            .parse(text)
             .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let out = template
             .render(&Context::from(to_gtmpl(&root)))

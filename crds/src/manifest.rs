@@ -140,75 +140,71 @@ impl Manifest {
                 found: envelope.api_version,
             });
         }
-        let invalid = |problems| ManifestError::Invalid {
-            kind: envelope.kind.clone(),
-            name: envelope.metadata.name.clone(),
-            problems,
-        };
-        let checked =
-            |problems: Vec<Problem>| Self::checked(&envelope.kind, &envelope.metadata, problems);
-        match envelope.kind.as_str() {
-            "Event" => {
-                let spec: EventSpec = serde_yaml::from_value(envelope.spec.clone())
-                    .map_err(|e| invalid(vec![Problem::new("spec", e.to_string())]))?;
-                checked(spec.validate())?;
-                Ok(Manifest::Event {
-                    metadata: envelope.metadata,
-                    spec,
-                })
-            }
-            "Inventory" => {
-                let spec: InventorySpec = serde_yaml::from_value(envelope.spec.clone())
-                    .map_err(|e| invalid(vec![Problem::new("spec", e.to_string())]))?;
-                checked(spec.validate())?;
-                Ok(Manifest::Inventory {
-                    metadata: envelope.metadata,
-                    spec,
-                })
-            }
-            "Warehouse" => {
-                let spec: WarehouseSpec = serde_yaml::from_value(envelope.spec.clone())
-                    .map_err(|e| invalid(vec![Problem::new("spec", e.to_string())]))?;
-                checked(spec.validate())?;
-                Ok(Manifest::Warehouse {
-                    metadata: envelope.metadata,
-                    spec,
-                })
-            }
-            _ => Err(ManifestError::UnknownKind {
-                document,
-                kind: envelope.kind,
-            }),
+        // A spec of the wrong shape is reported alone; a well-formed one is then validated.
+        fn spec<T: serde::de::DeserializeOwned>(envelope: &Envelope) -> Result<T, ManifestError> {
+            serde_yaml::from_value(envelope.spec.clone()).map_err(|e| ManifestError::Invalid {
+                kind: envelope.kind.clone(),
+                name: envelope.metadata.name.clone(),
+                problems: vec![Problem::new("spec", e.to_string())],
+            })
         }
+        let manifest = match envelope.kind.as_str() {
+            "Event" => Manifest::Event {
+                spec: spec(&envelope)?,
+                metadata: envelope.metadata,
+            },
+            "Inventory" => Manifest::Inventory {
+                spec: spec(&envelope)?,
+                metadata: envelope.metadata,
+            },
+            "Warehouse" => Manifest::Warehouse {
+                spec: spec(&envelope)?,
+                metadata: envelope.metadata,
+            },
+            _ => {
+                return Err(ManifestError::UnknownKind {
+                    document,
+                    kind: envelope.kind,
+                })
+            }
+        };
+        manifest.validated()
     }
 
     /// A declaration read from the cluster, validated as `mercato apply` validates it (the
     /// API server checks the schema; the rules across fields are checked here).
     pub fn from_event(event: &crate::Event) -> Result<Manifest, ManifestError> {
-        let metadata = ObjectMeta::from_cluster(&event.metadata);
-        Self::checked("Event", &metadata, event.spec.validate())?;
-        Ok(Manifest::Event {
-            metadata,
+        Manifest::Event {
+            metadata: ObjectMeta::from_cluster(&event.metadata),
             spec: event.spec.clone(),
-        })
+        }
+        .validated()
     }
 
     pub fn from_inventory(inventory: &crate::Inventory) -> Result<Manifest, ManifestError> {
-        let metadata = ObjectMeta::from_cluster(&inventory.metadata);
-        Self::checked("Inventory", &metadata, inventory.spec.validate())?;
-        Ok(Manifest::Inventory {
-            metadata,
+        Manifest::Inventory {
+            metadata: ObjectMeta::from_cluster(&inventory.metadata),
             spec: inventory.spec.clone(),
-        })
+        }
+        .validated()
     }
 
     pub fn from_warehouse(warehouse: &crate::Warehouse) -> Result<Manifest, ManifestError> {
-        let metadata = ObjectMeta::from_cluster(&warehouse.metadata);
-        Self::checked("Warehouse", &metadata, warehouse.spec.validate())?;
-        Ok(Manifest::Warehouse {
-            metadata,
+        Manifest::Warehouse {
+            metadata: ObjectMeta::from_cluster(&warehouse.metadata),
             spec: warehouse.spec.clone(),
-        })
+        }
+        .validated()
+    }
+
+    fn validated(self) -> Result<Manifest, ManifestError> {
+        let problems = match &self {
+            Manifest::Event { spec, .. } => spec.validate(),
+            Manifest::Inventory { spec, .. } => spec.validate(),
+            Manifest::Warehouse { spec, .. } => spec.validate(),
+        };
+        Self::checked(self.kind(), self.metadata(), problems)?;
+        Ok(self)
     }
 
     fn checked(

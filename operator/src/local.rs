@@ -48,6 +48,8 @@ pub struct LocalReconciler {
     ports: Ports,
     /// The publisher of each inventory still sending its records: a newer apply replaces it.
     publishers: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
+    /// The catalog entry of each event as this process last sent it to the ingest topic.
+    catalogued: Mutex<HashMap<String, Vec<u8>>>,
 }
 
 impl LocalReconciler {
@@ -55,6 +57,7 @@ impl LocalReconciler {
         Self {
             ports,
             publishers: Arc::new(Mutex::new(HashMap::new())),
+            catalogued: Mutex::new(HashMap::new()),
         }
     }
 
@@ -143,10 +146,10 @@ impl LocalReconciler {
         Ok(applied)
     }
 
-    /// Applies one validated declaration's content: what `mercato up` does for each manifest,
-    /// and what the operator does before it sizes the workers.
+    /// Applies one validated declaration's content (rows, products, stock), leaving topics to
+    /// the caller: the operator ensures the whole namespace's topics itself.
     pub async fn apply_manifest(&self, manifest: &Manifest) -> Result<Applied, ApplyError> {
-        self.apply(desired(manifest), None).await
+        self.apply_content(desired(manifest), None).await
     }
 
     async fn apply(
@@ -157,6 +160,14 @@ impl LocalReconciler {
         for t in &state.topics {
             self.ensure_topic(&t.name, t.partitions).await?;
         }
+        self.apply_content(state, base_dir).await
+    }
+
+    async fn apply_content(
+        &self,
+        state: DesiredState,
+        base_dir: Option<&Path>,
+    ) -> Result<Applied, ApplyError> {
         let mut action = "unchanged";
         if let Some(spec) = state.inventory.clone() {
             action = self.apply_inventory(&state.name, spec, base_dir).await?;
@@ -165,8 +176,9 @@ impl LocalReconciler {
             action = crate::warehouse::apply(&self.ports, record.clone(), spec).await?;
         }
         if let Some(doc) = state.catalog.clone() {
-            // Sent on every apply, changed or not: an upsert is idempotent, and a catalog that
-            // predates this event's release learns of it this way.
+            // Sent once per process even when unchanged (a catalog that predates this event's
+            // release learns of it this way), then only when it changes: the operator applies
+            // at every reconcile, and each upsert costs the index a commit.
             self.catalogue(doc).await?;
         }
         if let Some((mut record, index_key)) = state.event {
@@ -255,15 +267,20 @@ pub fn read_manifests(dir: &Path) -> Result<Vec<Manifest>, ApplyError> {
 
 impl LocalReconciler {
     async fn catalogue(&self, doc: CatalogDoc) -> Result<(), ApplyError> {
-        let key = doc.id.clone().into_bytes();
+        let id = doc.id.clone();
+        let record = encode(&IngestRecord::Event(Box::new(doc)));
+        if self.catalogued.lock().get(&id) == Some(&record) {
+            return Ok(());
+        }
         self.ports
             .bus
             .send_batch(
                 topics::INGEST,
-                vec![(key, encode(&IngestRecord::Event(Box::new(doc))))],
+                vec![(id.clone().into_bytes(), record.clone())],
             )
             .await
             .map_err(RepoError::from)?;
+        self.catalogued.lock().insert(id, record);
         Ok(())
     }
 
@@ -371,5 +388,71 @@ impl LocalReconciler {
         });
         publishers.lock().insert(name, task);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mercato_core::bus::{Bus, EmbeddedBus};
+    use mercato_core::coord::EmbeddedCoord;
+    use mercato_core::store::EmbeddedStore;
+
+    use super::*;
+
+    const EVENT: &str = r#"
+apiVersion: mercato.dev/v1alpha1
+kind: Event
+metadata: {name: final}
+spec:
+  title: Final
+  venue: {name: Ground, city: Leeds, lat: 53.8, lon: -1.5}
+  startsAt: 2027-05-29T19:00:00Z
+  onSaleAt: 2026-01-10T10:00:00Z
+  tiers: [{id: a, name: A, price: {amount: 100, currency: GBP}}]
+  sections: [{id: s1, tier: a, rows: 1, seatsPerRow: 2}]
+"#;
+
+    async fn ingest_records(bus: &dyn Bus) -> u64 {
+        let mut total = 0;
+        for p in 0..bus.partitions(topics::INGEST).await.expect("topic") {
+            total += bus.end_offset(topics::INGEST, p).await.expect("offset");
+        }
+        total
+    }
+
+    /// The operator applies at every reconcile: an unchanged event must not be sent to the
+    /// catalog each time (every upsert costs the index a commit), a changed one must.
+    #[tokio::test]
+    async fn an_event_is_catalogued_once_per_process_and_again_when_it_changes() {
+        let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::in_memory());
+        let ports = Ports {
+            bus: Arc::clone(&bus),
+            store: Arc::new(EmbeddedStore::in_memory().expect("store")),
+            coord: Arc::new(EmbeddedCoord::new()),
+        };
+        let local = LocalReconciler::new(ports.clone());
+        local.ensure_platform().await.expect("topics");
+        let [event] = Manifest::parse_stream(EVENT)
+            .expect("valid")
+            .try_into()
+            .expect("one");
+        local.apply_manifest(&event).await.expect("first");
+        assert_eq!(ingest_records(&*bus).await, 1);
+        local.apply_manifest(&event).await.expect("again");
+        assert_eq!(ingest_records(&*bus).await, 1, "unchanged: not sent again");
+        let [changed] = Manifest::parse_stream(&EVENT.replace("title: Final", "title: Cup Final"))
+            .expect("valid")
+            .try_into()
+            .expect("one");
+        local.apply_manifest(&changed).await.expect("changed");
+        assert_eq!(ingest_records(&*bus).await, 2, "changed: sent");
+        // A new process (a restart, another operator replica) sends it once more.
+        LocalReconciler::new(ports)
+            .apply_manifest(&changed)
+            .await
+            .expect("new process");
+        assert_eq!(ingest_records(&*bus).await, 3);
     }
 }

@@ -108,9 +108,9 @@ fn needs(manifest: &Manifest, now: DateTime<Utc>) -> Vec<Need<'_>> {
 
 /// The topology of a namespace's declarations at `now`.
 pub fn topology(declarations: &[Manifest], now: DateTime<Utc>) -> Topology {
-    let mut partitions: BTreeMap<String, u32> = topics::PLATFORM
-        .iter()
-        .map(|(name, p)| ((*name).to_owned(), *p))
+    let mut partitions: BTreeMap<String, u32> = crate::desired::platform_topics()
+        .into_iter()
+        .map(|t| (t.name, t.partitions))
         .collect();
     let mut roles: BTreeMap<&'static str, RolePlan> = BTreeMap::new();
     for manifest in declarations {

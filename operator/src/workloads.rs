@@ -40,22 +40,30 @@ pub struct WorkerSettings {
 
 impl Default for WorkerSettings {
     fn default() -> Self {
-        let quantity = |q: &str| k8s_openapi::apimachinery::pkg::api::resource::Quantity(q.into());
         Self {
             image: format!("ghcr.io/mercato-dev/mercato:{}", env!("CARGO_PKG_VERSION")),
             image_pull_policy: "IfNotPresent".into(),
             engines_secret: "mercato-engines".into(),
             webhook_url: "http://mercato-gateway:8080/api/v1/payments/webhook".into(),
             service_account: None,
-            resources: ResourceRequirements {
-                requests: Some(BTreeMap::from([
-                    ("cpu".to_owned(), quantity("250m")),
-                    ("memory".to_owned(), quantity("256Mi")),
-                ])),
-                limits: Some(BTreeMap::from([("memory".to_owned(), quantity("1Gi"))])),
-                ..ResourceRequirements::default()
-            },
+            resources: resources("250m", "256Mi", "1Gi"),
         }
+    }
+}
+
+/// What a worker pod requests (CPU, memory) and may use at most (memory).
+pub fn resources(cpu: &str, memory: &str, memory_limit: &str) -> ResourceRequirements {
+    let quantity = |q: &str| k8s_openapi::apimachinery::pkg::api::resource::Quantity(q.into());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), quantity(cpu)),
+            ("memory".to_owned(), quantity(memory)),
+        ])),
+        limits: Some(BTreeMap::from([(
+            "memory".to_owned(),
+            quantity(memory_limit),
+        )])),
+        ..ResourceRequirements::default()
     }
 }
 
@@ -81,17 +89,6 @@ impl Object {
             Object::Service(o) => &o.metadata,
         };
         meta.name.as_deref().unwrap_or_default()
-    }
-
-    pub fn digest(&self) -> Option<&str> {
-        let meta = match self {
-            Object::StatefulSet(o) => &o.metadata,
-            Object::Service(o) => &o.metadata,
-        };
-        meta.annotations
-            .as_ref()
-            .and_then(|a| a.get(APPLIED_DIGEST))
-            .map(String::as_str)
     }
 }
 
@@ -174,12 +171,7 @@ fn service(
             "publishNotReadyAddresses": true,
         }
     });
-    let mut service: Service =
-        serde_json::from_value(value).map_err(|cause| BuildError::Shape {
-            kind: "Service",
-            role: plan.role,
-            cause,
-        })?;
+    let mut service: Service = typed(value, "Service", plan.role)?;
     stamp(&mut service.metadata, &service.spec);
     Ok(Object::Service(Box::new(service)))
 }
@@ -246,14 +238,17 @@ fn stateful_set(
             },
         }
     });
-    let mut set: StatefulSet =
-        serde_json::from_value(value).map_err(|cause| BuildError::Shape {
-            kind: "StatefulSet",
-            role: plan.role,
-            cause,
-        })?;
+    let mut set: StatefulSet = typed(value, "StatefulSet", plan.role)?;
     stamp(&mut set.metadata, &set.spec);
     Ok(Object::StatefulSet(Box::new(set)))
+}
+
+fn typed<T: serde::de::DeserializeOwned>(
+    value: serde_json::Value,
+    kind: &'static str,
+    role: &'static str,
+) -> Result<T, BuildError> {
+    serde_json::from_value(value).map_err(|cause| BuildError::Shape { kind, role, cause })
 }
 
 /// Records the digest of what is applied (labels, owners and spec) in an annotation.

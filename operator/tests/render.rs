@@ -13,23 +13,17 @@ use serde::Deserialize;
 /// A fixed instant, so the golden files do not depend on the day they are checked.
 const AT: &str = "2026-06-01T00:00:00Z";
 
-fn examples() -> Vec<PathBuf> {
+/// The examples, as `mercato up` reads them: the folder's YAML files in name order.
+fn examples() -> Vec<(PathBuf, String)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("examples/")
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
-        .collect();
-    files.sort();
+    let files = mercato_operator::local::manifest_files(&dir).expect("examples/");
     assert!(!files.is_empty());
     files
 }
 
-fn rendered(example: &Path) -> String {
-    let text = std::fs::read_to_string(example).expect("example");
+fn rendered(text: &str) -> String {
     render(
-        &text,
+        text,
         "shop",
         AT.parse().expect("time"),
         &WorkerSettings::default(),
@@ -42,15 +36,15 @@ fn rendering_every_example_matches_its_golden_file() {
     let bless = std::env::var_os("MERCATO_BLESS").is_some();
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
     let mut drifted = Vec::new();
-    for example in examples() {
-        let out = rendered(&example);
+    for (example, text) in examples() {
+        let out = rendered(&text);
         let file = golden.join(example.file_name().expect("a file"));
         if bless {
             std::fs::write(&file, &out).expect("write golden");
         } else if std::fs::read_to_string(&file).unwrap_or_default() != out {
             drifted.push(file.display().to_string());
         }
-        assert_eq!(out, rendered(&example), "rendering is deterministic");
+        assert_eq!(out, rendered(&text), "rendering is deterministic");
     }
     assert!(
         drifted.is_empty(),
@@ -62,8 +56,8 @@ fn rendering_every_example_matches_its_golden_file() {
 #[test]
 fn every_rendered_object_parses_as_its_kubernetes_type() {
     let mut kinds = Vec::new();
-    for example in examples() {
-        let out = rendered(&example);
+    for (_, text) in examples() {
+        let out = rendered(&text);
         let mut docs = serde_yaml::Deserializer::from_str(&out);
         let plan =
             serde_yaml::Value::deserialize(docs.next().expect("the bus plan")).expect("yaml");

@@ -31,44 +31,27 @@ pub trait Declared:
     fn common_status(&self) -> Option<&CommonStatus>;
 }
 
-impl Declared for Event {
-    const KIND: &'static str = "Event";
-    fn manifest(&self) -> Result<Manifest, ManifestError> {
-        Manifest::from_event(self)
-    }
-    fn status_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.status).unwrap_or_default()
-    }
-    fn common_status(&self) -> Option<&CommonStatus> {
-        self.status.as_ref().map(|s| &s.common)
-    }
+/// The three kinds differ only in their name and how a manifest is made of them.
+macro_rules! declared {
+    ($kind:ident, $from:ident) => {
+        impl Declared for $kind {
+            const KIND: &'static str = stringify!($kind);
+            fn manifest(&self) -> Result<Manifest, ManifestError> {
+                Manifest::$from(self)
+            }
+            fn status_json(&self) -> serde_json::Value {
+                serde_json::to_value(&self.status).unwrap_or_default()
+            }
+            fn common_status(&self) -> Option<&CommonStatus> {
+                self.status.as_ref().map(|s| &s.common)
+            }
+        }
+    };
 }
 
-impl Declared for Inventory {
-    const KIND: &'static str = "Inventory";
-    fn manifest(&self) -> Result<Manifest, ManifestError> {
-        Manifest::from_inventory(self)
-    }
-    fn status_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.status).unwrap_or_default()
-    }
-    fn common_status(&self) -> Option<&CommonStatus> {
-        self.status.as_ref().map(|s| &s.common)
-    }
-}
-
-impl Declared for Warehouse {
-    const KIND: &'static str = "Warehouse";
-    fn manifest(&self) -> Result<Manifest, ManifestError> {
-        Manifest::from_warehouse(self)
-    }
-    fn status_json(&self) -> serde_json::Value {
-        serde_json::to_value(&self.status).unwrap_or_default()
-    }
-    fn common_status(&self) -> Option<&CommonStatus> {
-        self.status.as_ref().map(|s| &s.common)
-    }
-}
+declared!(Event, from_event);
+declared!(Inventory, from_inventory);
+declared!(Warehouse, from_warehouse);
 
 /// The caches of every declaration the controllers watch.
 #[derive(Clone)]

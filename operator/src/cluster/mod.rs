@@ -1,7 +1,7 @@
 //! The operator on Kubernetes: one controller per kind, sharing a context.
 //!
-//! Each reconcile validates the declaration, applies its content to the engines (the same code
-//! `mercato up` runs), ensures the namespace's topics, server-side applies the shared worker
+//! Each reconcile validates the declaration, ensures the namespace's topics, applies its content
+//! to the engines (the same code `mercato up` runs), server-side applies the shared worker
 //! workloads sized for every declaration of the namespace, and writes the status. Nothing is
 //! written when nothing changed.
 

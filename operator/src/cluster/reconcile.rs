@@ -1,4 +1,4 @@
-//! One reconcile: validate -> content to the engines -> topics -> workloads -> status, or, on
+//! One reconcile: validate -> topics -> content to the engines -> workloads -> status, or, on
 //! deletion, the cleanup the finalizer guards.
 
 use std::collections::BTreeSet;
@@ -102,14 +102,15 @@ async fn apply<K: Declared>(obj: &K, namespace: &str, ctx: &Context) -> Result<A
             return Ok(Action::await_change());
         }
     };
-    ctx.content.apply_manifest(&manifest).await?;
     let snapshot = ctx.stores.snapshot(
         namespace,
         None,
         Some((&manifest, owner_reference(obj).unwrap_or_default())),
     );
     let topology = topology(&snapshot.manifests, now);
+    // Topics first: the content goes onto them (catalog entries, products).
     let topics = ensure_all(&*ctx.topics, &topology.topics).await?;
+    ctx.content.apply_manifest(&manifest).await?;
     let objects = workloads(namespace, &topology, &snapshot.owners, &ctx.settings)?;
     let applied = apply_objects(&ctx.client, namespace, &objects).await?;
     ctx.metrics

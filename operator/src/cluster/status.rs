@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::apply::Applied;
 use super::Error;
-use crate::conditions::{set, Observed};
+use crate::conditions::Conditions;
 use crate::topics::{TopicOutcome, TopicReport};
 use crate::topology::Topology;
 use crate::workloads::object_name;
@@ -158,23 +158,13 @@ pub fn observed(obs: Observation<'_>, current: Option<&CommonStatus>) -> Value {
         })
         .collect();
 
-    let mut conditions = current.map(|c| c.conditions.clone()).unwrap_or_default();
-    let generation = obs.generation;
-    let mut put = |kind, status, reason, message: String| {
-        set(
-            &mut conditions,
-            Observed {
-                kind,
-                status,
-                reason,
-                message,
-            },
-            generation,
-            obs.now,
-        )
-    };
+    let mut conditions = Conditions::new(
+        current.map_or(&[], |c| &c.conditions),
+        obs.generation,
+        obs.now,
+    );
     match problems.first() {
-        Some((reason, _)) => put(
+        Some((reason, _)) => conditions.set(
             types::DEGRADED,
             true,
             reason,
@@ -184,7 +174,7 @@ pub fn observed(obs: Observation<'_>, current: Option<&CommonStatus>) -> Value {
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
-        None => put(
+        None => conditions.set(
             types::DEGRADED,
             false,
             "AsExpected",
@@ -209,7 +199,7 @@ pub fn observed(obs: Observation<'_>, current: Option<&CommonStatus>) -> Value {
             "the declaration is in effect".to_owned(),
         )
     };
-    put(types::PROGRESSING, progressing, reason, message);
+    conditions.set(types::PROGRESSING, progressing, reason, message);
     let ready =
         obs.content.failed.is_none() && obs.content.pending.is_none() && starting.is_empty();
     let (reason, message) = if let Some(why) = &obs.content.failed {
@@ -227,11 +217,11 @@ pub fn observed(obs: Observation<'_>, current: Option<&CommonStatus>) -> Value {
             "content published and its workers ready".to_owned(),
         )
     };
-    put(types::READY, ready, reason, message);
+    conditions.set(types::READY, ready, reason, message);
 
     let common = CommonStatus {
         observed_generation: obs.generation,
-        conditions,
+        conditions: conditions.into_vec(),
         topics: topics
             .iter()
             .map(|t| TopicStatus {
@@ -263,31 +253,18 @@ pub fn invalid(
     current: Option<&CommonStatus>,
     now: Timestamp,
 ) -> Value {
-    let mut conditions = current.map(|c| c.conditions.clone()).unwrap_or_default();
-    let mut put = |kind, status, reason, message: String| {
-        set(
-            &mut conditions,
-            Observed {
-                kind,
-                status,
-                reason,
-                message,
-            },
-            generation,
-            now,
-        )
-    };
-    put(types::DEGRADED, true, "SpecInvalid", message.clone());
-    put(
+    let mut conditions = Conditions::new(current.map_or(&[], |c| &c.conditions), generation, now);
+    conditions.set(types::DEGRADED, true, "SpecInvalid", message.clone());
+    conditions.set(
         types::PROGRESSING,
         false,
         "SpecInvalid",
         "waiting for a corrected spec".into(),
     );
-    put(types::READY, false, "SpecInvalid", message);
+    conditions.set(types::READY, false, "SpecInvalid", message);
     serde_json::to_value(CommonStatus {
         observed_generation: generation,
-        conditions,
+        conditions: conditions.into_vec(),
         ..CommonStatus::default()
     })
     .unwrap_or_else(|_| json!({}))
@@ -300,23 +277,21 @@ pub fn failed(
     error: &Error,
     now: Timestamp,
 ) -> Value {
-    let mut conditions = common.map(|c| c.conditions.clone()).unwrap_or_default();
-    let generation = common.and_then(|c| c.observed_generation);
-    set(
-        &mut conditions,
-        Observed {
-            kind: types::DEGRADED,
-            status: true,
-            reason: error.reason(),
-            message: format!("{error}; retrying"),
-        },
-        generation,
+    let mut conditions = Conditions::new(
+        common.map_or(&[], |c| &c.conditions),
+        common.and_then(|c| c.observed_generation),
         now,
+    );
+    conditions.set(
+        types::DEGRADED,
+        true,
+        error.reason(),
+        format!("{error}; retrying"),
     );
     if !current.is_object() {
         current = json!({});
     }
-    current["conditions"] = serde_json::to_value(&conditions).unwrap_or_default();
+    current["conditions"] = serde_json::to_value(conditions.into_vec()).unwrap_or_default();
     current
 }
 
