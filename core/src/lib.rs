@@ -16,6 +16,7 @@ pub mod conformance;
 pub mod coord;
 pub mod domain;
 pub mod geo;
+mod log_file;
 pub mod names;
 pub mod store;
 

@@ -435,6 +435,12 @@ pub mod child {
         });
     }
 
+    /// Bytes in the store's journal of a platform on `dir`: after a kill mid-flight, the
+    /// writes acknowledged since the last checkpoint, which the restart must apply again.
+    pub fn journal_bytes(dir: &std::path::Path) -> u64 {
+        std::fs::metadata(dir.join("store").join("store.journal")).map_or(0, |m| m.len())
+    }
+
     /// Runs the ignored test `child_test` of this test binary as the child, on `dir`.
     pub fn spawn(child_test: &str, dir: &std::path::Path) -> ChildPlatform {
         let mut child = Command::new(std::env::current_exe().expect("the test binary"))

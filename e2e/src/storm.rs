@@ -59,6 +59,16 @@ impl<T: Default + Send + 'static> Storm<T> {
         f(&self.seen.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// Waits until what was recorded satisfies `enough` (or `patience` runs out): a crash test
+    /// kills then, while writes are in flight, rather than after a fixed time by which the
+    /// storm may have sold out and only reads.
+    pub async fn until(&self, enough: impl Fn(&T) -> bool, patience: std::time::Duration) {
+        let deadline = tokio::time::Instant::now() + patience;
+        while !self.seen(&enough) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// Tells every loop to stop, waits for them, and hands over what they recorded.
     pub async fn stop(self) -> T {
         self.stop.store(true, Ordering::Relaxed);

@@ -16,16 +16,16 @@ use mercato_core::domain::commerce::stock::Conversion;
 use mercato_core::domain::commerce::{
     self as goods, Address, Checkout, CheckoutState, CheckoutStatus, Goods, Refund, RefundState,
 };
-use mercato_core::domain::orders::{user_order_key, Order, OrderStatus};
+use mercato_core::domain::orders::{Order, OrderStatus};
 use mercato_core::domain::payments::{
     PaymentMethod, PaymentProvider, ProviderEvent, ProviderEventKind,
 };
 use mercato_core::domain::Money;
 use mercato_core::names::{tables, topics};
-use mercato_core::repo::{self, RepoResult, Versioned};
+use mercato_core::repo::{self, RepoError, RepoResult, Versioned};
 use mercato_core::store::{Store, Write};
 
-use crate::payments::{provider_down, refused};
+use crate::payments::{index_order, provider_down, refused};
 use crate::runtime::Emit;
 
 pub struct GoodsOrders {
@@ -70,6 +70,8 @@ impl GoodsOrders {
         shipping: Option<Address>,
     ) -> RepoResult<Outcome> {
         if let Some(order) = commerce::load_order(&*self.store, order_id).await? {
+            // A replay: redo what may not have happened after the order row was written.
+            self.after_placing(&order.value).await?;
             return Ok(Outcome::OrderAccepted(order.value));
         }
         let checkout = loop {
@@ -148,25 +150,30 @@ impl GoodsOrders {
             })),
         };
         repo::put(&*self.store, tables::ORDERS, order_id, "", &order, None).await?;
-        self.store
-            .put(
-                tables::USER_ORDERS,
-                user_id,
-                &user_order_key(order.created_ms, order_id),
-                order_id.as_bytes().to_vec(),
-                None,
-            )
-            .await?;
-        // What was bought leaves the cart (one partition: one batch).
-        let bought = checkout
+        self.after_placing(&order).await?;
+        Ok(Outcome::OrderAccepted(order))
+    }
+
+    /// The order in its user's history, and what it bought out of the cart (one partition:
+    /// one batch). Both are idempotent, so a replayed placement does them again.
+    async fn after_placing(&self, order: &Order) -> RepoResult<()> {
+        let Some(g) = order.goods.as_deref() else {
+            return Ok(());
+        };
+        let bought = g
             .lines
             .iter()
             .map(|l| Write::Delete {
                 clustering: l.sku.clone(),
             })
             .collect();
-        self.store.batch(tables::CARTS, user_id, bought).await?;
-        Ok(Outcome::OrderAccepted(order))
+        tokio::try_join!(index_order(&*self.store, order), async {
+            self.store
+                .batch(tables::CARTS, &order.user_id, bought)
+                .await
+                .map_err(RepoError::from)
+        },)?;
+        Ok(())
     }
 
     /// A provider event about a product order.

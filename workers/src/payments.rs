@@ -55,6 +55,22 @@ fn result(command_id: String, outcome: Outcome) -> Emit {
     Emit::new(topics::RESULTS, command_id, &result)
 }
 
+/// Puts an order in its user's history. Idempotent (the entry's key comes from the order), so
+/// a replayed placement calls it again: a crash after the order row was written but before
+/// this would otherwise leave a charged order that its shopper can never list.
+pub(crate) async fn index_order(store: &dyn Store, order: &Order) -> RepoResult<()> {
+    store
+        .put(
+            tables::USER_ORDERS,
+            &order.user_id,
+            &user_order_key(order.created_ms, &order.id),
+            order.id.as_bytes().to_vec(),
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
 pub(crate) fn refused(status: u16, code: &str, message: &str) -> Outcome {
     Outcome::Refused {
         status,
@@ -149,6 +165,8 @@ impl PaymentsWorker {
         method: &PaymentMethod,
     ) -> RepoResult<Outcome> {
         if let Some(order) = self.order(order_id).await? {
+            // A replay: the crash may have come between the order row and its history entry.
+            index_order(&*self.store, &order.value).await?;
             return Ok(Outcome::OrderAccepted(order.value));
         }
         let hold = loop {
@@ -246,15 +264,7 @@ impl PaymentsWorker {
         };
         // The order row first: the user's index pointing at a missing order would be a lie.
         repo::put(&*self.store, tables::ORDERS, order_id, "", &order, None).await?;
-        self.store
-            .put(
-                tables::USER_ORDERS,
-                user_id,
-                &user_order_key(order.created_ms, order_id),
-                order_id.as_bytes().to_vec(),
-                None,
-            )
-            .await?;
+        index_order(&*self.store, &order).await?;
         Ok(Outcome::OrderAccepted(order))
     }
 

@@ -21,10 +21,10 @@ use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-use super::log_file::{open_frames, push_frame, put_str16, Reader};
 use super::partition::{parse_record, read_back, Partition, RecordFrame, Stored, FRAME_RECORD};
 use super::{partition_for, validate_topic, Bus, BusError, BusResult, Record, TopicChange};
 use crate::clock::now_ms;
+use crate::log_file::{open_frames, push_frame, put_str16, Reader};
 
 const FRAME_TOPIC: u8 = 1;
 const FRAME_COMMIT: u8 = 3;

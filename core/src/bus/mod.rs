@@ -7,7 +7,6 @@
 //! partitions p with p % n == i.
 
 mod embedded;
-mod log_file;
 mod partition;
 
 use std::time::Duration;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
-use super::log_file::Reader;
 use super::Record;
+use crate::log_file::Reader;
 
 /// How many of a partition's newest records stay in memory (few in unit tests, so that they
 /// exercise reading back from the log).
