@@ -166,6 +166,9 @@ impl AllocatorWorker {
             }
         }
         let now = now_ms();
+        if !short.is_empty() {
+            self.flag_row(order_id).await?;
+        }
         let recorded = update_order(&*self.store, order_id, |o| {
             if o.status != OrderStatus::Paid {
                 return Ok::<bool, ()>(false);
@@ -192,9 +195,7 @@ impl AllocatorWorker {
         .await?;
         match recorded {
             Some(Ok(o)) if o.status == OrderStatus::Allocated => {
-                if !short.is_empty() {
-                    self.flag_row(order_id).await?;
-                } else if !g.shortfall.is_empty() {
+                if short.is_empty() && !g.shortfall.is_empty() {
                     // Flagged by an earlier attempt; supplied in full now.
                     self.store
                         .delete(tables::FLAGGED_ORDERS, "all", order_id)
@@ -257,6 +258,7 @@ impl AllocatorWorker {
             ?shortfall,
             "no warehouse can supply the order; flagged"
         );
+        self.flag_row(&order.id).await?;
         update_order(&*self.store, &order.id, |o| {
             let Some(g) = o.goods.as_deref_mut() else {
                 return Ok::<bool, ()>(false);
@@ -268,10 +270,13 @@ impl AllocatorWorker {
             Ok(true)
         })
         .await?;
-        self.flag_row(&order.id).await?;
         Ok(Vec::new())
     }
 
+    /// The admins' index of flagged orders. The order's own shortfall is what counts (the
+    /// listing shows an indexed order only while its shortfall is not empty), so the index
+    /// row goes in before the order changes and comes out after: a reader never misses a
+    /// flagged order, and a row left behind by a crash shows nothing.
     async fn flag_row(&self, order_id: &str) -> RepoResult<()> {
         self.store
             .put(

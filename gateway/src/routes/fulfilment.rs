@@ -339,10 +339,18 @@ pub async fn flagged_orders(state: &AppState, auth: Option<&str>, q: &Query) -> 
         .await?;
     let mut orders = Vec::new();
     for row in &page.rows {
+        // The index may run ahead of an order being flagged or lag behind one no longer
+        // flagged; the order's own shortfall decides.
         if let Some(o) =
             mercato_core::commerce::load_order(&*state.ports.store, &row.clustering).await?
         {
-            orders.push(order_view(&o.value));
+            if o.value
+                .goods
+                .as_deref()
+                .is_some_and(|g| !g.shortfall.is_empty())
+            {
+                orders.push(order_view(&o.value));
+            }
         }
     }
     let next = page

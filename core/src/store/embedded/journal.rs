@@ -172,10 +172,11 @@ impl Journal {
     /// Empties the journal once what it holds is durable elsewhere.
     pub fn clear(&mut self) -> io::Result<()> {
         self.file.set_len(0)?;
-        self.file.sync_data()?;
+        // Empty now, even if the sync below fails: a later cut-back must not re-extend the
+        // file to a stale length (zeros would read as a frame).
         self.len = 0;
         self.broken = false;
-        Ok(())
+        self.file.sync_data()
     }
 }
 
