@@ -58,16 +58,39 @@ impl warp::reject::Reject for BodyUnreadable {}
 /// its length (a chunked body is counted as it arrives, never buffered past the limit).
 fn body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
     warp::header::optional::<u64>("content-length")
-        .and_then(move |announced: Option<u64>| async move {
-            if announced.is_some_and(|n| n > limit) {
-                Err(warp::reject::custom(TooLarge))
-            } else {
-                Ok(())
+        .and(warp::body::stream())
+        .and_then(move |announced: Option<u64>, stream| async move {
+            match announced {
+                Some(n) if n > limit => {
+                    if n <= DRAIN_LIMIT {
+                        drain(stream).await;
+                    }
+                    Err(warp::reject::custom(TooLarge))
+                }
+                _ => collect_limited(stream, limit).await,
             }
         })
-        .untuple_one()
-        .and(warp::body::stream())
-        .and_then(move |stream| collect_limited(stream, limit))
+}
+
+/// A refused body up to this size is read and dropped before the 413 goes out: a reply sent
+/// while the client is still writing is often lost to the connection's reset, and the client
+/// sees a broken pipe instead of the error. Beyond it, the connection is simply cut.
+const DRAIN_LIMIT: u64 = 4 * 1024 * 1024;
+
+async fn drain<S, B>(stream: S)
+where
+    S: futures::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    use futures::StreamExt;
+    let mut stream = std::pin::pin!(stream);
+    let mut read = 0u64;
+    while let Some(Ok(chunk)) = stream.next().await {
+        read += chunk.remaining() as u64;
+        if read > DRAIN_LIMIT {
+            return;
+        }
+    }
 }
 
 async fn collect_limited<S, B>(stream: S, limit: u64) -> Result<Bytes, Rejection>
@@ -81,6 +104,7 @@ where
     while let Some(chunk) = stream.next().await {
         let mut chunk = chunk.map_err(|_| warp::reject::custom(BodyUnreadable))?;
         if out.len() as u64 + chunk.remaining() as u64 > limit {
+            drain(stream).await;
             return Err(warp::reject::custom(TooLarge));
         }
         while chunk.has_remaining() {
