@@ -149,6 +149,15 @@ enum Command {
         #[command(subcommand)]
         command: crate::operator::OperatorCommand,
     },
+    /// Check the embedded engines' logs in a data dir and cut damage that keeps them from
+    /// opening, keeping a copy of every byte cut beside the file. Stop `mercato up` first.
+    Repair {
+        #[arg(long, default_value = "./mercato-data")]
+        data_dir: PathBuf,
+        /// Only report; exit non-zero if a log is damaged.
+        #[arg(long)]
+        check: bool,
+    },
     /// Rebuild the search index from offset 0 of the catalog topic; searches are served from
     /// the old index until the new one is complete.
     Reindex {
@@ -233,6 +242,7 @@ pub fn main() -> ExitCode {
                 target,
             } => admin::dlq(&target, inventory, generation, all).await,
             Command::Reindex { target } => admin::reindex(&target).await,
+            Command::Repair { data_dir, check } => crate::repair::run(&data_dir, check),
             Command::Operator { command } => crate::operator::run(command).await,
         }
     });

@@ -6,4 +6,5 @@ pub mod cli;
 pub mod engines;
 pub mod operator;
 pub mod platform;
+pub mod repair;
 pub mod serve;

@@ -16,7 +16,7 @@ pub mod conformance;
 pub mod coord;
 pub mod domain;
 pub mod geo;
-mod log_file;
+pub mod log_file;
 pub mod names;
 pub mod store;
 

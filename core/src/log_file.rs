@@ -1,12 +1,23 @@
 //! Append-only files of checksummed frames: `[u32 length][u32 crc32][body]`.
 //!
-//! A crash can leave a torn frame at the end; reading stops at the first frame that is short or
-//! fails its checksum, and the file is cut back to the last whole frame so appends continue from
-//! a clean end. Nothing before that point is ever lost or reordered.
+//! Opening a file reads it frame by frame (never whole into memory) and tells a torn tail from
+//! corruption:
+//! - A **torn tail** is what a crash mid-append leaves: fewer than 8 bytes of header, a frame
+//!   whose declared length reaches the end of the file or past it, or nothing but zeros from
+//!   the frame on (space allocated, never written). That write was never acknowledged, so it is
+//!   cut off, with a warning naming the file and what was cut, and appends continue from a
+//!   clean end.
+//! - Anything else that is not a whole frame (a checksum that fails, or a zero length, with
+//!   more bytes after it) is **corruption** in the middle of acknowledged data. Nothing is cut:
+//!   opening fails with an error naming the file and the offset, and `mercato repair` (see
+//!   [`repair`]) keeps what precedes the offset and moves the rest to a copy beside the file.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read};
-use std::path::Path;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+
+/// A frame never holds more than this; a larger declared length is itself corruption.
+pub const MAX_FRAME: u64 = 1 << 30;
 
 pub fn push_frame(body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&(body.len() as u32).to_le_bytes());
@@ -14,44 +25,278 @@ pub fn push_frame(body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(body);
 }
 
-/// A frame's position in its file, and its body.
-pub type Frame = (u64, Vec<u8>);
+/// Why a frame file cannot be opened as it stands.
+#[derive(Debug, thiserror::Error)]
+pub enum LogFileError {
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{}: the frame at byte {offset} is corrupt ({reason}) and {following} bytes of the file \
+         follow it; nothing was cut. `mercato repair` keeps the {offset} bytes before it and \
+         moves the rest to a copy beside the file",
+        path.display()
+    )]
+    Corrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: &'static str,
+        following: u64,
+    },
+    #[error("{}: the frame at byte {offset} passes its checksum but does not decode: {reason}", path.display())]
+    Undecodable {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+}
 
-/// Opens (creating if needed) a frame file for appending and returns the position and body of
-/// each of its whole frames, after cutting off any torn tail.
-pub fn open_frames(path: &Path) -> io::Result<(File, Vec<Frame>)> {
+fn io_error(path: &Path) -> impl Fn(io::Error) -> LogFileError + Copy + '_ {
+    move |source| LogFileError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Where reading a frame file stopped.
+enum End {
+    /// Every byte is a whole frame.
+    Clean,
+    /// A torn tail starts here.
+    Torn { offset: u64 },
+    /// Corruption starts here.
+    Corrupt { offset: u64, reason: &'static str },
+}
+
+/// Reads every whole frame of `file` in order, handing each with its position to `visit`, and
+/// says where reading stopped. Bodies are read one at a time into one reused buffer.
+fn scan(
+    path: &Path,
+    file: &mut File,
+    mut visit: impl FnMut(u64, &[u8]) -> Result<(), String>,
+) -> Result<(u64, End), LogFileError> {
+    let io = io_error(path);
+    let file_len = file.metadata().map_err(io)?.len();
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut reader = BufReader::with_capacity(1 << 20, &mut *file);
+    let mut body = Vec::new();
+    let mut pos = 0u64;
+    let damage = loop {
+        let left = file_len - pos;
+        if left == 0 {
+            break None;
+        }
+        if left < 8 {
+            break Some((pos, "a header cut short"));
+        }
+        let mut header = [0u8; 8];
+        reader.read_exact(&mut header).map_err(io)?;
+        let len = u64::from(u32::from_le_bytes([
+            header[0], header[1], header[2], header[3],
+        ]));
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        if len == 0 {
+            break Some((pos, "a zero length"));
+        }
+        if len > MAX_FRAME || len > left - 8 {
+            break Some((pos, "a length past the end of the file"));
+        }
+        body.resize(len as usize, 0);
+        reader.read_exact(&mut body).map_err(io)?;
+        if crc32fast::hash(&body) != crc {
+            break Some((pos, "a checksum mismatch"));
+        }
+        visit(pos, &body).map_err(|reason| LogFileError::Undecodable {
+            path: path.to_owned(),
+            offset: pos,
+            reason,
+        })?;
+        pos += 8 + len;
+    };
+    drop(reader);
+    let end = match damage {
+        None => End::Clean,
+        // Damage after which no whole frame follows is the last append, cut short by a crash
+        // (or space allocated and never written). A whole frame after it means acknowledged
+        // data lies beyond the damage.
+        Some((offset, reason)) => {
+            if whole_frame_after(file, offset, file_len).map_err(io)? {
+                End::Corrupt { offset, reason }
+            } else {
+                End::Torn { offset }
+            }
+        }
+    };
+    Ok((file_len, end))
+}
+
+/// Whether a whole frame (a length that fits, a body that passes its checksum) starts anywhere
+/// after `offset`. Looked for only on damage; bodies are checked at the positions whose header
+/// could be a frame's, read in windows.
+fn whole_frame_after(file: &File, offset: u64, file_len: u64) -> io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    const WINDOW: usize = 1 << 20;
+    let mut window = vec![0u8; WINDOW + 8];
+    let mut body = Vec::new();
+    let mut start = offset + 1;
+    while start + 8 < file_len {
+        let n = (file_len - start).min(window.len() as u64) as usize;
+        file.read_exact_at(&mut window[..n], start)?;
+        let candidates = n.saturating_sub(7).min(WINDOW);
+        for i in 0..candidates {
+            let h = &window[i..i + 8];
+            let len = u64::from(u32::from_le_bytes([h[0], h[1], h[2], h[3]]));
+            let at = start + i as u64;
+            if len == 0 || len > MAX_FRAME || at + 8 + len > file_len {
+                continue;
+            }
+            let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+            body.resize(len as usize, 0);
+            file.read_exact_at(&mut body, at + 8)?;
+            if crc32fast::hash(&body) == crc {
+                return Ok(true);
+            }
+        }
+        start += candidates.max(1) as u64;
+    }
+    Ok(false)
+}
+
+/// Opens (creating if needed) a frame file for appending, hands each whole frame to `visit` in
+/// order with its position, cuts a torn tail, and returns the file and its length. Corruption
+/// is an error that cuts nothing; so is a frame `visit` refuses (its error names why).
+pub fn open_frames(
+    path: &Path,
+    visit: impl FnMut(u64, &[u8]) -> Result<(), String>,
+) -> Result<(File, u64), LogFileError> {
+    let created = !path.exists();
     let mut file = OpenOptions::new()
         .read(true)
         .append(true)
         .create(true)
-        .open(path)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    let mut bodies = Vec::new();
-    let mut pos = 0usize;
-    while let Some(header) = bytes.get(pos..pos + 8) {
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let Some(body) = bytes.get(pos + 8..pos + 8 + len) else {
-            break;
-        };
-        if crc32fast::hash(body) != crc {
-            break;
+        .open(path)
+        .map_err(io_error(path))?;
+    if created {
+        sync_parent(path).map_err(io_error(path))?;
+    }
+    let (file_len, end) = scan(path, &mut file, visit)?;
+    match end {
+        End::Clean => Ok((file, file_len)),
+        End::Torn { offset } => {
+            tracing::warn!(
+                path = %path.display(),
+                kept = offset,
+                cut = file_len - offset,
+                "cutting a torn tail (an append a crash cut short, never acknowledged) off a log file"
+            );
+            file.set_len(offset)
+                .and_then(|()| file.sync_data())
+                .map_err(io_error(path))?;
+            Ok((file, offset))
         }
-        bodies.push((pos as u64, body.to_vec()));
-        pos += 8 + len;
+        End::Corrupt { offset, reason } => Err(LogFileError::Corrupt {
+            path: path.to_owned(),
+            offset,
+            reason,
+            following: file_len - offset,
+        }),
     }
-    if pos < bytes.len() {
-        tracing::warn!(
-            path = %path.display(),
-            kept = pos,
-            dropped = bytes.len() - pos,
-            "cutting a torn tail off a log file"
-        );
-        file.set_len(pos as u64)?;
-        file.sync_data()?;
+}
+
+/// Damage found in a frame file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// Where the first frame that is not whole starts: every byte before it is whole frames.
+    pub offset: u64,
+    /// Bytes from there to the end of the file.
+    pub following: u64,
+    /// A torn tail (opening cuts it by itself) rather than corruption (opening refuses).
+    pub torn: bool,
+    pub reason: &'static str,
+}
+
+/// Reads a frame file without changing it and says where it is damaged, if it is.
+pub fn inspect(path: &Path) -> Result<Option<Damage>, LogFileError> {
+    let mut file = File::open(path).map_err(io_error(path))?;
+    let (file_len, end) = scan(path, &mut file, |_, _| Ok(()))?;
+    Ok(match end {
+        End::Clean => None,
+        End::Torn { offset } => Some(Damage {
+            offset,
+            following: file_len - offset,
+            torn: true,
+            reason: "a torn tail",
+        }),
+        End::Corrupt { offset, reason } => Some(Damage {
+            offset,
+            following: file_len - offset,
+            torn: false,
+            reason,
+        }),
+    })
+}
+
+/// Makes a frame file openable again: everything from the first frame that is not whole (a
+/// torn tail or corruption) to the end is first copied, synced, to `<file>.cut-<unix ms>`
+/// beside it, and only then cut from the file. Returns the damage and the copy, or `None` when
+/// the file is whole. Frames after the damage are cut too: both logs are replayed in order,
+/// and a gap inside either would apply later records without the ones before them.
+pub fn repair(path: &Path) -> Result<Option<(Damage, PathBuf)>, LogFileError> {
+    let Some(damage) = inspect(path)? else {
+        return Ok(None);
+    };
+    let copy = path.with_file_name(format!(
+        "{}.cut-{}",
+        path.file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        crate::clock::now_ms()
+    ));
+    (|| {
+        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&copy)?;
+        file.seek(SeekFrom::Start(damage.offset))?;
+        let copied = io::copy(&mut (&mut file).take(damage.following), &mut out)?;
+        if copied != damage.following {
+            return Err(io::Error::other(
+                "the file changed while it was being repaired",
+            ));
+        }
+        out.flush()?;
+        out.sync_all()?;
+        sync_parent(&copy)?;
+        file.set_len(damage.offset)?;
+        file.sync_all()
+    })()
+    .map_err(io_error(path))?;
+    Ok(Some((damage, copy)))
+}
+
+/// Creates `dir` (and its missing parents) and makes each new entry durable in its parent.
+pub fn create_dir_durable(dir: &Path) -> io::Result<()> {
+    let missing: Vec<&Path> = dir
+        .ancestors()
+        .take_while(|d| !d.as_os_str().is_empty() && !d.exists())
+        .collect();
+    std::fs::create_dir_all(dir)?;
+    for created in missing.iter().rev() {
+        sync_parent(created)?;
     }
-    Ok((file, bodies))
+    Ok(())
+}
+
+/// Makes a new entry in `path`'s directory durable: a file created and synced is not found
+/// after a crash unless its directory was synced too.
+pub fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => File::open(".")?.sync_all(),
+    }
 }
 
 pub struct Reader<'a> {
@@ -101,4 +346,111 @@ impl<'a> Reader<'a> {
 pub fn put_str16(s: &str, out: &mut Vec<u8>) {
     out.extend_from_slice(&(s.len().min(usize::from(u16::MAX)) as u16).to_le_bytes());
     out.extend_from_slice(&s.as_bytes()[..s.len().min(usize::from(u16::MAX))]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(bodies: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for b in bodies {
+            push_frame(b, &mut out);
+        }
+        out
+    }
+
+    fn read(path: &Path) -> Result<Vec<Vec<u8>>, LogFileError> {
+        let mut got = Vec::new();
+        open_frames(path, |_, body| {
+            got.push(body.to_vec());
+            Ok(())
+        })?;
+        Ok(got)
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_appends_go_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let whole = frames(&[b"one", b"two"]);
+        for tail in [
+            &[7u8, 0, 0][..],                   // a header cut short
+            &[200, 0, 0, 0, 1, 2, 3, 4, 5][..], // a body cut short
+            &[0u8; 4096][..],                   // space allocated, never written
+        ] {
+            let mut bytes = whole.clone();
+            bytes.extend_from_slice(tail);
+            std::fs::write(&path, &bytes).unwrap();
+            assert_eq!(read(&path).unwrap(), [b"one".to_vec(), b"two".to_vec()]);
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), whole.len() as u64);
+        }
+        // The last frame whole in length but failing its checksum: nothing follows it.
+        let mut bytes = whole.clone();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read(&path).unwrap(), [b"one".to_vec()]);
+    }
+
+    #[test]
+    fn a_corrupt_middle_frame_is_refused_with_file_and_offset_and_cuts_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let mut bytes = frames(&[b"one", b"two", b"three"]);
+        let second = 8 + 3;
+        bytes[second + 8] ^= 0x01; // a flipped bit in "two"
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read(&path).unwrap_err();
+        match &err {
+            LogFileError::Corrupt {
+                offset, following, ..
+            } => {
+                assert_eq!(*offset, second as u64);
+                assert_eq!(*following, (bytes.len() - second) as u64);
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+        let message = err.to_string();
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        assert!(message.contains("byte 11"), "{message}");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "nothing was cut");
+
+        // A length flipped so the frame seems to run past the end is corruption too: a whole
+        // frame follows it.
+        let mut long = frames(&[b"one", b"two", b"three"]);
+        long[second + 3] = 0x40;
+        std::fs::write(&path, &long).unwrap();
+        assert!(matches!(
+            read(&path),
+            Err(LogFileError::Corrupt { offset: 11, .. })
+        ));
+
+        // Repair keeps what precedes the damage and a copy of everything it cuts.
+        std::fs::write(&path, &bytes).unwrap();
+        let (damage, copy) = repair(&path).unwrap().unwrap();
+        assert!(!damage.torn);
+        assert_eq!(std::fs::read(&copy).unwrap(), bytes[second..]);
+        assert_eq!(read(&path).unwrap(), [b"one".to_vec()]);
+        assert_eq!(repair(&path).unwrap(), None, "whole after repair");
+    }
+
+    #[test]
+    fn a_frame_the_reader_refuses_names_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, frames(&[b"one", b"bad"])).unwrap();
+        let err = open_frames(&path, |_, body| {
+            if body == b"bad" {
+                Err("not a frame of this log".into())
+            } else {
+                Ok(())
+            }
+        })
+        .unwrap_err();
+        assert!(
+            matches!(err, LogFileError::Undecodable { offset: 11, .. }),
+            "{err}"
+        );
+    }
 }

@@ -15,7 +15,8 @@ pub const MIN_HOLD: Duration = Duration::from_secs(1);
 pub const MAX_HOLD: Duration = Duration::from_secs(3600);
 const MAX_SEATS_PER_ROW: u32 = 500;
 const MAX_ROWS: u32 = 500;
-const MAX_SEATS_PER_HOLD: u32 = 100;
+/// The most seats any event lets one hold take (`maxSeatsPerHold` is at most this).
+pub const MAX_SEATS_PER_HOLD: u32 = 100;
 
 /// An integer number of minor units plus an ISO 4217 currency code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -269,8 +270,9 @@ impl EventSpec {
     }
 }
 
-/// Ids that appear inside seat ids and topic keys: no '-' (the seat id separator).
-fn is_id(s: &str) -> bool {
+/// Ids that appear inside seat ids and topic keys (tiers and sections): lowercase letters,
+/// digits and '_', no '-' (the seat id separator) and no '.' (the hold id separator).
+pub fn is_id(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
         && s.bytes()

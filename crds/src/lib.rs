@@ -15,13 +15,16 @@ pub mod workers;
 
 pub use definitions::{definitions, definitions_yaml, DEFINITION_FILES};
 pub use event::{
-    Event, EventSpec, Money, PriceTier, Section, Venue, DEFAULT_HOLD, MAX_HOLD, MIN_HOLD,
+    is_id, Event, EventSpec, Money, PriceTier, Section, Venue, DEFAULT_HOLD, MAX_HOLD,
+    MAX_SEATS_PER_HOLD, MIN_HOLD,
 };
 pub use inventory::{
     Inventory, InventorySpec, ProductSource, Seller, SourceFormat, DEFAULT_LOW_STOCK_THRESHOLD,
     MAX_INLINE_PRODUCTS,
 };
-pub use manifest::{Manifest, ManifestError, ObjectMeta, Problem, API_VERSION, GROUP};
+pub use manifest::{
+    validate_name, Manifest, ManifestError, ObjectMeta, Problem, API_VERSION, GROUP,
+};
 pub use warehouse::{
     DeletionPolicy, Location, StockEntry, Warehouse, WarehouseSpec, MAX_WAREHOUSE_SKUS,
 };

@@ -138,6 +138,41 @@ async fn bad_requests_get_clear_errors() {
             "duplicate_seats",
         ),
         (
+            // Once accepted, priced three times and ticketed three times for one seat.
+            "one seat in three spellings",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                &json!({"event_id": "gig", "seat_ids": ["pit-1-1", "pit-01-1", "pit-1-01"]})
+                    .to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_seat_id",
+        ),
+        (
+            "a seat in capitals",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                &json!({"event_id": "gig", "seat_ids": ["PIT-1-2"]}).to_string(),
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_seat_id",
+        ),
+        (
+            "a signed seat number",
+            ada.clone(),
+            raw(
+                Method::POST,
+                "/api/v1/holds",
+                &json!({"event_id": "gig", "seat_ids": ["pit-+1-1"]}).to_string(),
+            ),
+            StatusCode::NOT_FOUND,
+            "seat_not_found",
+        ),
+        (
             "too many seats",
             ada.clone(),
             raw(
@@ -373,6 +408,20 @@ async fn bad_requests_get_clear_errors() {
         (name == "long idempotency key").then(|| "k".repeat(300))
     })
     .await;
+    // A seat in another spelling is refused with the spelling to use.
+    let spelled = ada
+        .post(
+            "/api/v1/holds",
+            &json!({"event_id": "gig", "seat_ids": ["pit-1-1", "pit-01-1"]}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        spelled.body["error"]["details"]["invalid"],
+        json!([{"seat_id": "pit-01-1", "canonical": "pit-1-1"}]),
+        "{}",
+        spelled.body
+    );
     // After all that, the platform still serves and nothing was held by the bad requests.
     let seats = ada.seat_statuses("gig", "pit").await.unwrap();
     assert!(seats.iter().all(|(_, s)| s == "available"));

@@ -19,8 +19,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use mercato_core::store::{
-    check_unconditional, BatchOutcome, Page, PartitionWrite, Row, Store, StoreError, StoreResult,
-    Write,
+    check_batch, check_unconditional, BatchOutcome, Page, PartitionWrite, Row, Store, StoreError,
+    StoreResult, Write,
 };
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
@@ -484,6 +484,7 @@ impl Store for PostgresStore {
         partition: &str,
         writes: Vec<Write>,
     ) -> StoreResult<BatchOutcome> {
+        check_batch(&writes)?;
         if writes.is_empty() {
             return Ok(BatchOutcome::nothing());
         }

@@ -37,8 +37,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use async_trait::async_trait;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use mercato_core::store::{
-    check_unconditional, BatchOutcome, Page, PartitionWrite, Row, Store, StoreError, StoreResult,
-    Version, Write,
+    check_batch, check_unconditional, BatchOutcome, Page, PartitionWrite, Row, Store, StoreError,
+    StoreResult, Version, Write,
 };
 use rand::Rng;
 use scylla::client::session::Session;
@@ -688,6 +688,7 @@ impl Store for ScyllaStore {
         partition: &str,
         writes: Vec<Write>,
     ) -> StoreResult<BatchOutcome> {
+        check_batch(&writes)?;
         if writes.is_empty() {
             return Ok(BatchOutcome::nothing());
         }

@@ -169,6 +169,13 @@ impl GoodsOrders {
             if !matches!(status, OrderStatus::Delivered | OrderStatus::Shipped) || !g.shipments.iter().any(|s| s.status == ShipmentStatus::Delivered) {
                 return Err(Refusal(409, "not_delivered", "items can be returned once they are delivered".into()));
             }
+            // Each SKU once: two lines of one SKU would each be checked against what is left
+            // before the other and refund it twice. The gateway merges them; a command from
+            // anywhere else is refused.
+            let mut skus = std::collections::HashSet::new();
+            if let Some((sku, _)) = items.iter().find(|(sku, _)| !skus.insert(sku.as_str())) {
+                return Err(Refusal(422, "invalid_return", format!("{sku} is listed twice")));
+            }
             let mut placed = Vec::new();
             for (sku, quantity) in items {
                 let left = g.returnable(sku);

@@ -101,12 +101,15 @@ impl HoldsWorker {
         seat_ids: &[String],
         ttl: Duration,
     ) -> RepoResult<(Outcome, Option<SeatChange>)> {
-        let seats: Vec<SeatId> = seat_ids.iter().filter_map(|s| SeatId::parse(s)).collect();
+        // The gateway checked the list against the event; a command from anywhere else is
+        // checked here again, so no seat is claimed (or later priced and ticketed) twice.
+        let seats =
+            holds::requested_seats(seat_ids, holds::MAX_SEATS, |_| true).unwrap_or_default();
         let located = holds::locate(hold_id);
         let primary = seats.first().map(|s| s.section.clone()).unwrap_or_default();
-        let Some((primary_partition, hold_key)) = located.filter(|(p, _)| {
-            seats.len() == seat_ids.len() && *p == claims_partition(event_id, &primary)
-        }) else {
+        let Some((primary_partition, hold_key)) = located
+            .filter(|(p, _)| !seats.is_empty() && *p == claims_partition(event_id, &primary))
+        else {
             return Ok((
                 refused(400, "invalid_seat_ids", "seat ids or hold id are malformed"),
                 None,
@@ -337,12 +340,7 @@ impl HoldsWorker {
     /// Deletes the claims that still belong to this hold; seats that lapsed and were claimed by
     /// someone else are left alone.
     async fn delete_own_claims(&self, hold: &Hold) -> RepoResult<()> {
-        let seats: Vec<SeatId> = hold
-            .seat_ids
-            .iter()
-            .filter_map(|s| SeatId::parse(s))
-            .collect();
-        for (section, group) in by_section(&seats) {
+        for (section, group) in by_section(&hold.seats()) {
             let partition = claims_partition(&hold.event_id, &section);
             for seat in group {
                 let key = seat.to_string();
@@ -380,5 +378,80 @@ impl BatchHandler for HoldsWorker {
             emits.extend(d?);
         }
         Ok(emits)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mercato_core::store::EmbeddedStore;
+
+    use super::*;
+
+    fn place(hold_id: &str, seat_ids: &[&str]) -> Record {
+        let command = HoldCommand::Place {
+            command_id: format!("cmd-{hold_id}"),
+            hold_id: hold_id.to_owned(),
+            user_id: "ada".into(),
+            event_id: "gig".into(),
+            seat_ids: seat_ids.iter().map(|s| s.to_string()).collect(),
+            ttl_ms: 60_000,
+        };
+        Record {
+            partition: 0,
+            offset: 0,
+            timestamp_ms: 0,
+            key: b"gig/pit".to_vec(),
+            value: encode(&command),
+        }
+    }
+
+    fn outcome(emits: &[Emit]) -> Outcome {
+        let result = emits
+            .iter()
+            .find(|e| e.topic == topics::RESULTS)
+            .expect("every command gets a result");
+        decode::<CommandResult>(&result.value).unwrap().outcome
+    }
+
+    /// A command that reaches the worker without the gateway's check (an old gateway, a replay
+    /// of an old record) and names one seat in several spellings claims nothing.
+    #[tokio::test]
+    async fn one_seat_in_two_spellings_is_refused_by_the_worker() {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory().unwrap());
+        let worker = HoldsWorker::new(Arc::clone(&store));
+        for seats in [
+            &["pit-1-1", "pit-01-1", "pit-1-01"][..],
+            &["pit-1-1", "pit-1-1"][..],
+        ] {
+            let emits = worker
+                .handle(topics::HOLDS, &[place("hold-gig.pit.abc", seats)])
+                .await
+                .unwrap();
+            assert!(
+                matches!(&outcome(&emits), Outcome::Refused { status: 400, .. }),
+                "{seats:?}: {:?}",
+                outcome(&emits)
+            );
+            let claims = store
+                .scan(tables::SEAT_CLAIMS, "gig/pit", None, 10)
+                .await
+                .unwrap();
+            assert!(
+                claims.rows.is_empty(),
+                "{seats:?} claimed {:?}",
+                claims.rows
+            );
+        }
+        let emits = worker
+            .handle(
+                topics::HOLDS,
+                &[place("hold-gig.pit.abd", &["pit-1-1", "pit-1-2"])],
+            )
+            .await
+            .unwrap();
+        match outcome(&emits) {
+            Outcome::HoldPlaced(hold) => assert_eq!(hold.seat_ids, ["pit-1-1", "pit-1-2"]),
+            other => panic!("a canonical hold is placed: {other:?}"),
+        }
     }
 }

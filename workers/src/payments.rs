@@ -26,7 +26,7 @@ use mercato_core::domain::orders::{
 use mercato_core::domain::payments::{
     PaymentError, PaymentMethod, PaymentProvider, ProviderEvent, ProviderEventKind,
 };
-use mercato_core::domain::seats::{by_section, claims_partition, Claim, SeatId};
+use mercato_core::domain::seats::{by_section, claims_partition, Claim};
 use mercato_core::domain::Money;
 use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, EventCache, RepoError, RepoResult, Versioned};
@@ -219,7 +219,8 @@ impl PaymentsWorker {
                 "the event no longer exists",
             ));
         };
-        let mut items = Vec::with_capacity(hold.seat_ids.len());
+        let seats = hold.seats();
+        let mut items = Vec::with_capacity(seats.len());
         let mut total = Money {
             amount: 0,
             currency: spec
@@ -228,15 +229,14 @@ impl PaymentsWorker {
                 .map(|t| t.price.currency.clone())
                 .unwrap_or_default(),
         };
-        for seat in &hold.seat_ids {
-            let section = SeatId::parse(seat).map(|s| s.section).unwrap_or_default();
-            let price = seat_price(&spec, &section).unwrap_or(Money {
+        for seat in seats {
+            let price = seat_price(&spec, &seat.section).unwrap_or(Money {
                 amount: 0,
                 currency: total.currency.clone(),
             });
             total.amount += price.amount;
             items.push(OrderItem {
-                seat_id: seat.clone(),
+                seat_id: seat.to_string(),
                 price,
             });
         }
@@ -371,11 +371,7 @@ impl PaymentsWorker {
     /// Turns every seat claimed by `hold` into a sale for `order_id`, all or none. Returns false
     /// (with nothing sold) if any seat is no longer held by that hold.
     async fn convert_seats(&self, hold: &Hold, order_id: &str) -> RepoResult<bool> {
-        let seats: Vec<SeatId> = hold
-            .seat_ids
-            .iter()
-            .filter_map(|s| SeatId::parse(s))
-            .collect();
+        let seats = hold.seats();
         let sold = encode(&Claim::Sold {
             order_id: order_id.to_owned(),
             hold_id: hold.id.clone(),

@@ -77,53 +77,16 @@ impl EmbeddedBus {
 
     /// Opens the bus kept in `dir`, recovering every topic, record and committed offset.
     pub fn open(dir: &Path) -> BusResult<Self> {
-        std::fs::create_dir_all(dir).map_err(io)?;
+        crate::log_file::create_dir_durable(dir).map_err(io)?;
         let path = dir.join("bus.log");
-        let (file, frames) = open_frames(&path).map_err(io)?;
-        let log_reader = File::open(&path).map_err(io)?;
         let mut topics: HashMap<String, Vec<Stored>> = HashMap::new();
         let mut committed = HashMap::new();
-        let mut log_len = 0;
-        for (n, (position, frame)) in frames.iter().enumerate() {
-            let bad = || BusError::Io(format!("bus.log frame {n} is malformed"));
-            log_len = position + 8 + frame.len() as u64;
-            let mut r = Reader::new(frame);
-            match r.take(1).map(|k| k[0]) {
-                Some(FRAME_TOPIC) => {
-                    let name = r.str16().ok_or_else(bad)?;
-                    let count = r.u32().ok_or_else(bad)? as usize;
-                    let parts = topics.entry(name).or_default();
-                    if parts.len() < count {
-                        parts.resize_with(count, || Stored::new(false));
-                    }
-                }
-                Some(FRAME_RECORD) => {
-                    let RecordFrame { topic, mut record } = parse_record(frame).ok_or_else(bad)?;
-                    let stored = topics
-                        .get_mut(&topic)
-                        .and_then(|p| p.get_mut(record.partition as usize))
-                        .ok_or_else(bad)?;
-                    record.offset = stored.len();
-                    let offset = record.offset;
-                    stored.push(Arc::new(record), Some(*position));
-                    stored.trim(offset);
-                }
-                Some(FRAME_TOPIC_DELETE) => {
-                    let name = r.str16().ok_or_else(bad)?;
-                    topics.remove(&name);
-                    committed.retain(|(_, topic, _): &OffsetKey, _| *topic != name);
-                }
-                Some(FRAME_COMMIT) => {
-                    let key = (
-                        r.str16().ok_or_else(bad)?,
-                        r.str16().ok_or_else(bad)?,
-                        r.u32().ok_or_else(bad)?,
-                    );
-                    committed.insert(key, r.u64().ok_or_else(bad)?);
-                }
-                _ => return Err(bad()),
-            }
-        }
+        let (file, log_len) = open_frames(&path, |position, frame| {
+            replay_frame(&mut topics, &mut committed, position, frame)
+                .ok_or_else(|| "not a bus frame".to_owned())
+        })
+        .map_err(|e| BusError::Io(e.to_string()))?;
+        let log_reader = File::open(&path).map_err(io)?;
         let topics = topics
             .into_iter()
             .map(|(name, parts)| (name, parts.into_iter().map(Partition::new).collect()))
@@ -476,6 +439,48 @@ impl Bus for EmbeddedBus {
         self.wal.schedule_flush();
         Ok(())
     }
+}
+
+/// Applies one frame of the log to the state being recovered; `None` if it is not a frame
+/// this bus writes.
+fn replay_frame(
+    topics: &mut HashMap<String, Vec<Stored>>,
+    committed: &mut HashMap<OffsetKey, u64>,
+    position: u64,
+    frame: &[u8],
+) -> Option<()> {
+    let mut r = Reader::new(frame);
+    match r.take(1)?[0] {
+        FRAME_TOPIC => {
+            let name = r.str16()?;
+            let count = r.u32()? as usize;
+            let parts = topics.entry(name).or_default();
+            if parts.len() < count {
+                parts.resize_with(count, || Stored::new(false));
+            }
+        }
+        FRAME_RECORD => {
+            let RecordFrame { topic, mut record } = parse_record(frame)?;
+            let stored = topics
+                .get_mut(&topic)
+                .and_then(|p| p.get_mut(record.partition as usize))?;
+            record.offset = stored.len();
+            let offset = record.offset;
+            stored.push(Arc::new(record), Some(position));
+            stored.trim(offset);
+        }
+        FRAME_TOPIC_DELETE => {
+            let name = r.str16()?;
+            topics.remove(&name);
+            committed.retain(|(_, topic, _): &OffsetKey, _| *topic != name);
+        }
+        FRAME_COMMIT => {
+            let key = (r.str16()?, r.str16()?, r.u32()?);
+            committed.insert(key, r.u64()?);
+        }
+        _ => return None,
+    }
+    Some(())
 }
 
 fn io(e: std::io::Error) -> BusError {

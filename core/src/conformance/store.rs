@@ -12,6 +12,7 @@ pub async fn run_all(store: Arc<dyn Store>) {
     insert_if_absent_and_conditions(&*store).await;
     insert_if_absent_race(Arc::clone(&store)).await;
     batch_race_is_all_or_nothing(Arc::clone(&store)).await;
+    a_batch_names_each_row_once(&*store).await;
     ttl_expiry(&*store).await;
     scan_pages_in_order(&*store).await;
     write_many_across_partitions(&*store).await;
@@ -196,6 +197,44 @@ pub async fn insert_if_absent_race(store: Arc<dyn Store>) {
 
 /// Tasks race to claim overlapping sets of rows in one partition with conditional batches:
 /// the sets that won are disjoint, and every claimed row belongs to exactly one winner.
+/// Two writes to one row in one batch are refused as invalid, and nothing of the batch is
+/// written: checked against the row before the batch, two claims of one seat would both apply.
+pub async fn a_batch_names_each_row_once(store: &dyn Store) {
+    let t = unique("t");
+    let claim = |seat: &str| Write::InsertIfAbsent {
+        clustering: seat.into(),
+        value: b"hold".to_vec(),
+        ttl: None,
+    };
+    let twice = vec![claim("s1-1-1"), claim("s1-1-2"), claim("s1-1-1")];
+    let refused = store.batch(&t, "event", twice).await;
+    assert!(
+        matches!(refused, Err(crate::store::StoreError::Invalid(_))),
+        "a batch claiming one seat twice is refused: {refused:?}"
+    );
+    let mixed = vec![
+        Write::Put {
+            clustering: "s1-1-3".into(),
+            value: b"a".to_vec(),
+            ttl: None,
+        },
+        Write::Delete {
+            clustering: "s1-1-3".into(),
+        },
+    ];
+    assert!(matches!(
+        store.batch(&t, "event", mixed).await,
+        Err(crate::store::StoreError::Invalid(_))
+    ));
+    let page = store.scan(&t, "event", None, 10).await.unwrap();
+    assert!(
+        page.rows.is_empty(),
+        "nothing of a refused batch is written"
+    );
+    let once = vec![claim("s1-1-1"), claim("s1-1-2")];
+    assert!(store.batch(&t, "event", once).await.unwrap().applied);
+}
+
 pub async fn batch_race_is_all_or_nothing(store: Arc<dyn Store>) {
     let t = unique("t");
     let mut tasks = Vec::new();

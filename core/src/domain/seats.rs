@@ -16,14 +16,56 @@ pub struct SeatId {
     pub seat: u32,
 }
 
+/// Why a text is not a seat id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeatIdError {
+    #[error("{0:?} is not a seat id: seat ids are <section>-<row>-<seat>, e.g. stalls-3-7")]
+    Malformed(String),
+    /// Another spelling of a real seat id (`stalls-03-7`, `STALLS-3-7`). Refused rather than
+    /// collapsed: a seat has one spelling everywhere, so no comparison of two spellings can
+    /// ever count one seat twice.
+    #[error("{given:?} is written {canonical:?}: no leading zeros, lowercase section")]
+    NotCanonical { given: String, canonical: String },
+}
+
 impl SeatId {
-    pub fn parse(text: &str) -> Option<SeatId> {
+    /// Reads a seat id in its one canonical spelling: `<section>-<row>-<seat>`, the section a
+    /// declared section id (lowercase letters, digits, '_'), row and seat decimal numbers from 1
+    /// without sign or leading zeros. A text that names a seat in another spelling is
+    /// `NotCanonical`, with the spelling to use.
+    pub fn read(text: &str) -> Result<SeatId, SeatIdError> {
+        let malformed = || SeatIdError::Malformed(text.to_owned());
         let mut parts = text.rsplitn(3, '-');
-        let seat = parts.next()?.parse().ok()?;
-        let row = parts.next()?.parse().ok()?;
-        let section = parts.next()?.to_owned();
-        Some(SeatId { section, row, seat })
+        let seat = parts.next().and_then(number).ok_or_else(malformed)?;
+        let row = parts.next().and_then(number).ok_or_else(malformed)?;
+        let section = parts.next().ok_or_else(malformed)?.to_ascii_lowercase();
+        if !mercato_crds::is_id(&section) {
+            return Err(malformed());
+        }
+        let id = SeatId { section, row, seat };
+        let canonical = id.to_string();
+        if canonical != text {
+            return Err(SeatIdError::NotCanonical {
+                given: text.to_owned(),
+                canonical,
+            });
+        }
+        Ok(id)
     }
+
+    /// The seat a canonical seat id names; `None` for anything else, other spellings included.
+    pub fn parse(text: &str) -> Option<SeatId> {
+        Self::read(text).ok()
+    }
+}
+
+/// A row or seat number: ASCII digits only (no sign, no spaces), at least 1. Leading zeros are
+/// read here and refused by the canonical check, so the caller can say how to write it.
+fn number(text: &str) -> Option<u32> {
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse().ok().filter(|n| *n > 0)
 }
 
 impl std::fmt::Display for SeatId {
@@ -103,8 +145,50 @@ mod tests {
         let s = SeatId::parse("upper_2-12-7").unwrap();
         assert_eq!((s.section.as_str(), s.row, s.seat), ("upper_2", 12, 7));
         assert_eq!(s.to_string(), "upper_2-12-7");
-        for bad in ["", "a", "a-1", "a-x-1", "a-1-", "-1-2x", "a-1--2"] {
+        for bad in [
+            "",
+            "a",
+            "a-1",
+            "a-x-1",
+            "a-1-",
+            "-1-2x",
+            "a-1--2",
+            "a-0-1",
+            "a-1-0",
+            "a-+1-1",
+            "a- 1-1",
+            "a-1-1 ",
+            "a-1-4294967296",
+            "a.b-1-1",
+            "a-b-1-1",
+            "💺-1-1",
+        ] {
             assert_eq!(SeatId::parse(bad), None, "{bad:?}");
+            assert!(
+                matches!(SeatId::read(bad), Err(SeatIdError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_seat_has_one_spelling() {
+        for (given, canonical) in [
+            ("stalls-01-1", "stalls-1-1"),
+            ("stalls-1-01", "stalls-1-1"),
+            ("stalls-001-0007", "stalls-1-7"),
+            ("Stalls-1-1", "stalls-1-1"),
+            ("s01-01-1", "s01-1-1"),
+        ] {
+            assert_eq!(SeatId::parse(given), None, "{given:?}");
+            assert_eq!(
+                SeatId::read(given),
+                Err(SeatIdError::NotCanonical {
+                    given: given.into(),
+                    canonical: canonical.into()
+                })
+            );
+            assert_eq!(SeatId::read(canonical).unwrap().to_string(), canonical);
         }
     }
 }

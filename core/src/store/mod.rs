@@ -287,6 +287,24 @@ pub async fn scan_all(
     }
 }
 
+/// Every engine's `batch` calls this first: a batch names each row at most once. Two writes to
+/// one row in one batch have no single meaning (one engine checks both conditions against the
+/// row as it stood before the batch, another one after the other), so two claims of one seat
+/// could both apply; no engine accepts such a batch, it is refused as `Invalid`.
+pub fn check_batch(writes: &[Write]) -> StoreResult<()> {
+    if writes.len() < 2 {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(writes.len());
+    match writes.iter().find(|w| !seen.insert(w.clustering())) {
+        Some(w) => Err(StoreError::Invalid(format!(
+            "a batch writes row {:?} more than once",
+            w.clustering()
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub fn check_unconditional(writes: &[PartitionWrite]) -> StoreResult<()> {
     match writes.iter().find(|w| w.write.is_conditional()) {
         Some(w) => Err(StoreError::Invalid(format!(

@@ -120,7 +120,14 @@ pub async fn create_return(
         let mut items: Vec<(String, u64)> = Vec::new();
         for i in req.items {
             match items.iter_mut().find(|(s, _)| *s == i.sku) {
-                Some((_, q)) => *q += i.quantity,
+                Some((_, q)) => {
+                    *q = q.checked_add(i.quantity).ok_or_else(|| {
+                        ApiError::bad_request(
+                            "invalid_return",
+                            format!("{:?}: the quantities do not add up to a number", i.sku),
+                        )
+                    })?
+                }
                 None => items.push((i.sku, i.quantity)),
             }
         }

@@ -1,13 +1,11 @@
 //! `POST/GET/DELETE /holds`: validated here, decided by the holds worker.
 
-use std::collections::HashSet;
-
 use chrono::Utc;
 use mercato_core::clock::{now_ms, to_rfc3339};
 use mercato_core::codec::encode;
 use mercato_core::domain::commands::{HoldCommand, Outcome};
-use mercato_core::domain::holds::{self, Hold};
-use mercato_core::domain::seats::{exists, SeatId};
+use mercato_core::domain::holds::{self, Hold, SeatListProblem};
+use mercato_core::domain::seats::exists;
 use mercato_core::names::topics;
 use mercato_core::repo;
 use serde::Deserialize;
@@ -82,44 +80,12 @@ pub async fn create(
 async fn place(state: &AppState, caller: &Caller, keyed: Option<&Keyed>, body: &[u8]) -> ApiResult {
     let req: NewHold = parse_json(body)?;
     if req.seat_ids.is_empty() {
-        return Err(ApiError::bad_request(
-            "empty_seat_list",
-            "a hold needs at least one seat",
-        ));
+        return Err(seat_list_error(SeatListProblem::Empty));
     }
     let spec = load(state, &req.event_id).await?;
     let max = spec.max_seats_per_hold() as usize;
-    if req.seat_ids.len() > max {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_seats",
-            format!("a hold may take at most {max} seats"),
-        )
-        .with_details(json!({"max_seats_per_hold": max, "requested": req.seat_ids.len()})));
-    }
-    let mut seen = HashSet::new();
-    let duplicates: Vec<&String> = req
-        .seat_ids
-        .iter()
-        .filter(|s| !seen.insert(s.as_str()))
-        .collect();
-    if !duplicates.is_empty() {
-        return Err(
-            ApiError::bad_request("duplicate_seats", "a seat appears more than once")
-                .with_details(json!({"duplicates": duplicates})),
-        );
-    }
-    let unknown: Vec<&String> = req
-        .seat_ids
-        .iter()
-        .filter(|s| !SeatId::parse(s).is_some_and(|seat| exists(&spec, &seat)))
-        .collect();
-    if !unknown.is_empty() {
-        return Err(
-            ApiError::not_found("seat_not_found", "some seats do not exist in this event")
-                .with_details(json!({"unknown": unknown})),
-        );
-    }
+    let seats = holds::requested_seats(&req.seat_ids, max, |seat| exists(&spec, seat))
+        .map_err(seat_list_error)?;
     let now = Utc::now();
     if now < spec.on_sale_at {
         return Err(ApiError::new(
@@ -140,9 +106,7 @@ async fn place(state: &AppState, caller: &Caller, keyed: Option<&Keyed>, body: &
         .config
         .hold_ttl_override
         .unwrap_or_else(|| spec.hold_duration());
-    let first_section = SeatId::parse(&req.seat_ids[0])
-        .map(|s| s.section)
-        .unwrap_or_default();
+    let first_section = seats.first().map(|s| s.section.clone()).unwrap_or_default();
     let unique = match keyed {
         Some(k) => k.derived_id("h"),
         None => uuid::Uuid::now_v7().simple().to_string(),
@@ -154,7 +118,7 @@ async fn place(state: &AppState, caller: &Caller, keyed: Option<&Keyed>, body: &
         hold_id,
         user_id: caller.user_id.clone(),
         event_id: req.event_id.clone(),
-        seat_ids: req.seat_ids,
+        seat_ids: seats.iter().map(ToString::to_string).collect(),
         ttl_ms: ttl.as_millis() as u64,
     };
     let key = format!("{}/{first_section}", req.event_id);
@@ -167,6 +131,39 @@ async fn place(state: &AppState, caller: &Caller, keyed: Option<&Keyed>, body: &
         )
         .with_details(json!({"unavailable": seat_ids}))),
         other => Err(other_outcome(other)),
+    }
+}
+
+/// The answer to a hold's seat list that cannot be claimed as asked.
+fn seat_list_error(problem: SeatListProblem) -> ApiError {
+    match problem {
+        SeatListProblem::Empty => {
+            ApiError::bad_request("empty_seat_list", "a hold needs at least one seat")
+        }
+        SeatListProblem::TooMany { max, requested } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too_many_seats",
+            format!("a hold may take at most {max} seats"),
+        )
+        .with_details(json!({"max_seats_per_hold": max, "requested": requested})),
+        SeatListProblem::NotCanonical(spellings) => ApiError::bad_request(
+            "invalid_seat_id",
+            "seat ids are written <section>-<row>-<seat> with no leading zeros, e.g. stalls-3-7",
+        )
+        .with_details(json!({
+            "invalid": spellings
+                .iter()
+                .map(|(given, canonical)| json!({"seat_id": given, "canonical": canonical}))
+                .collect::<Vec<_>>()
+        })),
+        SeatListProblem::Duplicates(duplicates) => {
+            ApiError::bad_request("duplicate_seats", "a seat appears more than once")
+                .with_details(json!({"duplicates": duplicates}))
+        }
+        SeatListProblem::Unknown(unknown) => {
+            ApiError::not_found("seat_not_found", "some seats do not exist in this event")
+                .with_details(json!({"unknown": unknown}))
+        }
     }
 }
 
@@ -208,10 +205,9 @@ pub async fn release(state: &AppState, auth: Option<&str>, id: &str) -> ApiResul
     let hold = owned_hold(state, &caller, id).await?;
     let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
     let first_section = hold
-        .seat_ids
+        .seats()
         .first()
-        .and_then(|s| SeatId::parse(s))
-        .map(|s| s.section)
+        .map(|s| s.section.clone())
         .unwrap_or_default();
     let cmd = HoldCommand::Release {
         command_id: command_id.clone(),

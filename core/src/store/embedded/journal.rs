@@ -14,7 +14,7 @@ use std::fs::File;
 use std::io::{self, Write as _};
 use std::path::Path;
 
-use crate::log_file::{open_frames, push_frame, Reader};
+use crate::log_file::{open_frames, push_frame, LogFileError, Reader};
 
 /// One row's state after a group commit: its stored bytes (header and value), or `None` when
 /// the group deleted it.
@@ -88,9 +88,10 @@ impl Record {
 pub enum JournalError {
     #[error("journal i/o: {0}")]
     Io(#[from] io::Error),
-    /// A checksummed frame that does not decode: written by something else, never torn.
-    #[error("journal {path}: record {index} is malformed")]
-    Malformed { path: String, index: usize },
+    /// Corruption in the middle, or a checksummed frame that does not decode (written by
+    /// something else, never torn): refused with the file and offset, nothing cut.
+    #[error(transparent)]
+    Log(#[from] LogFileError),
 }
 
 pub struct Journal {
@@ -106,15 +107,11 @@ impl Journal {
     /// Opens (or creates) the journal at `path` and returns the records it holds, oldest first.
     /// A torn record at the end (a crash mid-append, never acknowledged) is cut off.
     pub fn open(path: &Path) -> Result<(Journal, Vec<Record>), JournalError> {
-        let (file, frames) = open_frames(path)?;
-        let mut records = Vec::with_capacity(frames.len());
-        for (index, (_, body)) in frames.iter().enumerate() {
-            records.push(Record::decode(body).ok_or_else(|| JournalError::Malformed {
-                path: path.display().to_string(),
-                index,
-            })?);
-        }
-        let len = file.metadata()?.len();
+        let mut records = Vec::new();
+        let (file, len) = open_frames(path, |_, body| {
+            records.push(Record::decode(body).ok_or("not a journal record")?);
+            Ok(())
+        })?;
         Ok((
             Journal {
                 file,
@@ -242,7 +239,10 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         assert!(matches!(
             Journal::open(&path),
-            Err(JournalError::Malformed { index: 0, .. })
+            Err(JournalError::Log(LogFileError::Undecodable {
+                offset: 0,
+                ..
+            }))
         ));
     }
 }

@@ -55,8 +55,9 @@ impl EmbeddedStore {
     /// `checkpoint_every: None` checkpoints only when the journal is full or the store closes:
     /// for tests that need the journal to hold what they wrote.
     fn open_with(dir: &Path, checkpoint_every: Option<Duration>) -> StoreResult<Self> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
+        crate::log_file::create_dir_durable(dir).map_err(|e| StoreError::Io(e.to_string()))?;
         let path = dir.join("store.redb");
+        let created = !path.exists();
         // A store dropped a moment ago may still be closing its writer thread.
         let deadline = Instant::now() + Duration::from_secs(2);
         let db = loop {
@@ -70,6 +71,9 @@ impl EmbeddedStore {
                 other => break other.map_err(io)?,
             }
         };
+        if created {
+            crate::log_file::sync_parent(&path).map_err(|e| StoreError::Io(e.to_string()))?;
+        }
         Self::create_tables(&db)?;
         let (mut journal, records) =
             Journal::open(&dir.join("store.journal")).map_err(|e| StoreError::Io(e.to_string()))?;
@@ -182,6 +186,7 @@ impl Store for EmbeddedStore {
         partition: &str,
         writes: Vec<Write>,
     ) -> StoreResult<BatchOutcome> {
+        super::check_batch(&writes)?;
         let keys = writes
             .iter()
             .map(|w| row_key(table, partition, w.clustering()))
