@@ -55,6 +55,9 @@ pub mod tables {
     pub const IDEMPOTENCY: &str = "idempotency";
     pub const SETTINGS: &str = "settings";
     pub const SANDBOX_CHARGES: &str = "sandbox_charges";
+    /// Provider event ids the gateway has queued (partition: the event id), kept a week, so a
+    /// webhook delivered again is answered without being queued again.
+    pub const WEBHOOK_EVENTS: &str = "webhook_events";
     pub const SANDBOX_OUTBOX: &str = "sandbox_outbox";
     /// Partition SKU: the product as normalized by the ingest worker.
     pub const PRODUCTS: &str = "products";

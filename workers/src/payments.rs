@@ -24,7 +24,7 @@ use mercato_core::domain::orders::{
     user_order_key, Order, OrderItem, OrderStatus, RefundStatus, Ticket,
 };
 use mercato_core::domain::payments::{
-    PaymentError, PaymentMethod, PaymentProvider, ProviderEvent, ProviderEventKind,
+    self, PaymentError, PaymentMethod, PaymentProvider, ProviderEvent, ProviderEventKind,
 };
 use mercato_core::domain::seats::{by_section, claims_partition, Claim};
 use mercato_core::domain::Money;
@@ -281,6 +281,16 @@ impl PaymentsWorker {
             );
             return Ok(Vec::new());
         };
+        let o = &order.value;
+        if let Err(mismatch) = payments::check_event(event, o.payment_id.as_deref(), &o.total) {
+            tracing::warn!(
+                order = event.order_id,
+                event = event.id,
+                %mismatch,
+                "a signed webhook that does not match its order; ignored"
+            );
+            return Ok(Vec::new());
+        }
         if order.value.goods.is_some() {
             return self.goods.settle(&order.value, event).await;
         }

@@ -152,7 +152,10 @@ pub fn verify(
     let mut given = None;
     for part in header.split(',') {
         match part.trim().split_once('=') {
-            Some(("t", v)) => timestamp = v.parse::<i64>().ok(),
+            // Digits only: `+5` or ` 5` would verify a MAC made over another spelling.
+            Some(("t", v)) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                timestamp = v.parse::<i64>().ok()
+            }
             Some(("v1", v)) => given = hex::decode(v).ok(),
             _ => {}
         }
@@ -160,7 +163,9 @@ pub fn verify(
     let (Some(t), Some(given)) = (timestamp, given) else {
         return Err(SignatureError::Malformed);
     };
-    if (now_secs - t).abs() > SIGNATURE_TOLERANCE_SECS {
+    // Any timestamp, however far off, is answered Stale, never an overflow.
+    let skew = now_secs.checked_sub(t).and_then(i64::checked_abs);
+    if skew.is_none_or(|s| s > SIGNATURE_TOLERANCE_SECS) {
         return Err(SignatureError::Stale);
     }
     let mut m =
@@ -169,6 +174,50 @@ pub fn verify(
     m.update(b".");
     m.update(body);
     m.verify_slice(&given).map_err(|_| SignatureError::Mismatch)
+}
+
+/// Why a provider event is not about the order it names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EventMismatch {
+    #[error("the event is about payment {event:?}, the order's payment is {order:?}")]
+    Payment {
+        event: String,
+        order: Option<String>,
+    },
+    #[error("the event is for {event:?}, the order was charged {order:?}")]
+    Amount { event: Money, order: Money },
+}
+
+/// Whether a verified provider event may settle the order it names: it is about the payment
+/// the order made, a charge for exactly what the order costs, a refund for no more and in the
+/// same currency. A signed event that fails this (a provider's bug, or an event for another
+/// order's payment) changes nothing.
+pub fn check_event(
+    event: &ProviderEvent,
+    order_payment_id: Option<&str>,
+    order_total: &Money,
+) -> Result<(), EventMismatch> {
+    if order_payment_id != Some(event.payment_id.as_str()) {
+        return Err(EventMismatch::Payment {
+            event: event.payment_id.clone(),
+            order: order_payment_id.map(str::to_owned),
+        });
+    }
+    let amount_ok = match event.kind {
+        ProviderEventKind::ChargeSucceeded => event.amount == *order_total,
+        ProviderEventKind::ChargeFailed => true,
+        ProviderEventKind::RefundSucceeded => {
+            event.amount.currency == order_total.currency
+                && (0..=order_total.amount).contains(&event.amount.amount)
+        }
+    };
+    if !amount_ok {
+        return Err(EventMismatch::Amount {
+            event: event.amount.clone(),
+            order: order_total.clone(),
+        });
+    }
+    Ok(())
 }
 
 /// How the sandbox treats a card, by number, like well-known providers' test cards.
@@ -236,6 +285,92 @@ fn luhn(digits: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_timestamp_far_off_is_stale_not_an_overflow() {
+        let body = b"{}";
+        for t in [i64::MIN, i64::MAX, -1] {
+            let header = format!("t={t},v1={}", hex::encode(mac(b"k", t, body)));
+            let got = verify(b"k", &header, body, 1_700_000_000);
+            assert!(
+                matches!(got, Err(SignatureError::Stale | SignatureError::Malformed)),
+                "{t}: {got:?}"
+            );
+        }
+        let signed = sign(b"k", 100, body).replace("t=100", "t=+100");
+        assert_eq!(
+            verify(b"k", &signed, body, 100),
+            Err(SignatureError::Malformed)
+        );
+    }
+
+    #[test]
+    fn an_event_settles_only_its_own_payment_for_its_amount() {
+        let usd = |amount| Money {
+            amount,
+            currency: "USD".into(),
+        };
+        let event = |kind, payment: &str, amount| ProviderEvent {
+            id: "evt_1".into(),
+            kind,
+            order_id: "ord_1".into(),
+            payment_id: payment.into(),
+            amount,
+            reason: None,
+            refund_id: None,
+        };
+        use ProviderEventKind::*;
+        let total = usd(9000);
+        assert_eq!(
+            check_event(
+                &event(ChargeSucceeded, "pay_1", usd(9000)),
+                Some("pay_1"),
+                &total
+            ),
+            Ok(())
+        );
+        assert!(matches!(
+            check_event(
+                &event(ChargeSucceeded, "pay_2", usd(9000)),
+                Some("pay_1"),
+                &total
+            ),
+            Err(EventMismatch::Payment { .. })
+        ));
+        assert!(matches!(
+            check_event(
+                &event(ChargeSucceeded, "pay_1", usd(1)),
+                Some("pay_1"),
+                &total
+            ),
+            Err(EventMismatch::Amount { .. })
+        ));
+        assert!(check_event(&event(ChargeSucceeded, "pay_1", usd(9000)), None, &total).is_err());
+        assert_eq!(
+            check_event(
+                &event(RefundSucceeded, "pay_1", usd(4500)),
+                Some("pay_1"),
+                &total
+            ),
+            Ok(())
+        );
+        assert!(check_event(
+            &event(RefundSucceeded, "pay_1", usd(9001)),
+            Some("pay_1"),
+            &total
+        )
+        .is_err());
+        let euros = Money {
+            amount: 10,
+            currency: "EUR".into(),
+        };
+        assert!(check_event(
+            &event(RefundSucceeded, "pay_1", euros),
+            Some("pay_1"),
+            &total
+        )
+        .is_err());
+    }
 
     #[test]
     fn signatures_verify_and_refuse_tampering() {

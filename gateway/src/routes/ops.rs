@@ -22,6 +22,11 @@ pub async fn ready(state: &AppState) -> ApiResult {
     Ok(ApiReply::ok(json!({"status": "ready"})))
 }
 
+/// The longest provider event id accepted.
+const MAX_EVENT_ID: usize = 200;
+/// How long a queued event id is remembered: longer than any provider retries a delivery.
+const WEBHOOK_EVENT_TTL: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// The provider's callback: verified, then queued for the payments worker, which settles the
 /// order idempotently (a webhook delivered twice is recorded once).
 pub async fn webhook(state: &AppState, signature: Option<&str>, body: &[u8]) -> ApiResult {
@@ -40,12 +45,38 @@ pub async fn webhook(state: &AppState, signature: Option<&str>, body: &[u8]) -> 
     )
     .map_err(|e| ApiError::new(StatusCode::UNAUTHORIZED, "invalid_signature", e.to_string()))?;
     let event: ProviderEvent = parse_json(body)?;
-    let key = event.order_id.clone();
+    if event.id.is_empty() || event.id.len() > MAX_EVENT_ID {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("an event id has 1 to {MAX_EVENT_ID} bytes"),
+        ));
+    }
+    // Deduplicated by event id: recorded only after the event is queued, so a crash between
+    // the two queues a redelivery again (the payments worker's transitions are idempotent)
+    // and never drops one.
+    let store = &*state.ports.store;
+    if store
+        .get(tables::WEBHOOK_EVENTS, &event.id, "")
+        .await?
+        .is_some()
+    {
+        return Ok(ApiReply::ok(json!({"received": true, "duplicate": true})));
+    }
+    let (id, key) = (event.id.clone(), event.order_id.clone());
     let cmd = PaymentCommand::Provider(event);
     state
         .ports
         .bus
         .send(topics::PAYMENTS, key.as_bytes(), encode(&cmd))
+        .await?;
+    store
+        .put(
+            tables::WEBHOOK_EVENTS,
+            &id,
+            "",
+            Vec::new(),
+            Some(WEBHOOK_EVENT_TTL),
+        )
         .await?;
     Ok(ApiReply::ok(json!({"received": true})))
 }
