@@ -64,6 +64,11 @@ impl Client {
             .await
     }
 
+    async fn post_json(&self, path: &str, body: &Value) -> anyhow::Result<Value> {
+        self.send(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
     async fn post(
         &self,
         path: &str,
@@ -273,8 +278,12 @@ pub async fn dlq(
                         .collect::<String>(),
                 );
             } else {
+                let replayed = l["replayed_at"]
+                    .as_str()
+                    .map(|at| format!("\t(replayed {at})"))
+                    .unwrap_or_default();
                 println!(
-                    "#{}\t{}/{}@{}\t{}",
+                    "#{}\t{}/{}@{}\t{}{replayed}",
                     count(&l["offset"]),
                     l["topic"].as_str().unwrap_or(""),
                     count(&l["partition"]),
@@ -291,6 +300,77 @@ pub async fn dlq(
                 return Ok(());
             }
             Some(_) => {}
+        }
+    }
+}
+
+/// `mercato dlq replay`: sends dead letters back to their topics, in chunks the gateway takes.
+pub async fn dlq_replay(
+    target: &Target,
+    offsets: Vec<u64>,
+    all: bool,
+    again: bool,
+) -> anyhow::Result<()> {
+    let client = Client::new(target)?;
+    let offsets = if all {
+        not_replayed(&client).await?
+    } else {
+        offsets
+    };
+    if offsets.is_empty() {
+        println!("no dead letters to replay");
+        return Ok(());
+    }
+    let (mut replayed, mut skipped) = (0usize, 0usize);
+    for chunk in offsets.chunks(1000) {
+        let answer = client
+            .post_json(
+                "/api/v1/admin/dead-letters/replay",
+                &serde_json::json!({"offsets": chunk, "again": again}),
+            )
+            .await?;
+        for r in answer["replayed"].as_array().into_iter().flatten() {
+            replayed += 1;
+            println!(
+                "#{}	replayed to {}/{}@{}",
+                count(&r["offset"]),
+                r["topic"].as_str().unwrap_or(""),
+                count(&r["partition"]),
+                count(&r["new_offset"]),
+            );
+        }
+        for s in answer["skipped"].as_array().into_iter().flatten() {
+            skipped += 1;
+            println!(
+                "#{}	skipped ({}): {}",
+                count(&s["offset"]),
+                s["code"].as_str().unwrap_or(""),
+                s["message"].as_str().unwrap_or(""),
+            );
+        }
+    }
+    println!("{replayed} replayed, {skipped} skipped");
+    Ok(())
+}
+
+/// Offsets of every dead letter on the topic not replayed yet.
+async fn not_replayed(client: &Client) -> anyhow::Result<Vec<u64>> {
+    let mut offsets = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut query = vec![("limit", "100".to_owned())];
+        if let Some(c) = &cursor {
+            query.push(("cursor", c.clone()));
+        }
+        let page = client.get("/api/v1/admin/dead-letters", &query).await?;
+        for l in page["dead_letters"].as_array().into_iter().flatten() {
+            if l["topic"].is_string() && l["replayed_at"].is_null() {
+                offsets.extend(l["offset"].as_u64());
+            }
+        }
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        if cursor.is_none() {
+            return Ok(offsets);
         }
     }
 }

@@ -35,6 +35,23 @@ pub struct Tuning {
     /// Search answers kept per index generation (0 turns the cache off).
     #[arg(long, default_value_t = mercato_search::DEFAULT_CACHE_ENTRIES)]
     pub search_cache: usize,
+    #[command(flatten)]
+    pub poison: Poison,
+}
+
+/// When a record is given up on.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Poison {
+    /// How many times one record may fail in a way a retry cannot fix (an unreadable row, an
+    /// event spec that no longer parses) before it goes to the dead letters and its partition
+    /// moves on.
+    #[arg(
+        long = "poison-attempts",
+        env = "MERCATO_POISON_ATTEMPTS",
+        default_value_t = mercato_workers::runtime::DEFAULT_POISON_ATTEMPTS,
+        value_parser = clap::value_parser!(u32).range(1..=1000)
+    )]
+    pub attempts: u32,
 }
 
 /// The engines behind the ports.
@@ -58,6 +75,23 @@ impl EngineFlags {
     pub fn parse(&self) -> anyhow::Result<Engines> {
         Ok(Engines::parse(&self.bus, &self.store, &self.coord)?)
     }
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Send dead letters back to the topic they came from, once what made them fail is fixed:
+    /// the offsets `mercato dlq` lists (`#N`), or --all for every one not replayed yet.
+    Replay {
+        #[arg(required_unless_present = "all")]
+        offsets: Vec<u64>,
+        #[arg(long, conflicts_with = "offsets")]
+        all: bool,
+        /// Replay letters that were replayed before, too.
+        #[arg(long)]
+        again: bool,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 #[derive(Subcommand)]
@@ -114,6 +148,8 @@ enum Command {
         #[arg(long, default_value = "http://127.0.0.1:8080/api/v1/payments/webhook")]
         webhook_url: String,
         #[command(flatten)]
+        poison: Poison,
+        #[command(flatten)]
         engines: EngineFlags,
     },
     /// Apply manifests to a running `mercato up`, like `kubectl apply -f`; follows each
@@ -130,8 +166,12 @@ enum Command {
         target: Target,
     },
     /// List dead letters: an inventory's rejected records with their reason and position, or
-    /// (without --inventory) every record on the dead-letter topic.
+    /// (without --inventory) every record on the dead-letter topic; `dlq replay` sends them
+    /// back.
+    #[command(args_conflicts_with_subcommands = true)]
     Dlq {
+        #[command(subcommand)]
+        action: Option<DlqAction>,
         #[arg(long)]
         inventory: Option<String>,
         /// A generation of the inventory other than its latest.
@@ -228,19 +268,42 @@ pub fn main() -> ExitCode {
                 replica,
                 replicas,
                 webhook_url,
+                poison,
                 engines,
-            } => serve::worker(&role, replica, replicas, webhook_url, engines.parse()?).await,
+            } => {
+                let engines = engines.parse()?;
+                serve::worker(
+                    &role,
+                    replica,
+                    replicas,
+                    poison.attempts,
+                    webhook_url,
+                    engines,
+                )
+                .await
+            }
             Command::Apply {
                 file,
                 no_wait,
                 target,
             } => admin::apply(&target, &file, !no_wait).await,
             Command::Dlq {
+                action: None,
                 inventory,
                 generation,
                 all,
                 target,
             } => admin::dlq(&target, inventory, generation, all).await,
+            Command::Dlq {
+                action:
+                    Some(DlqAction::Replay {
+                        offsets,
+                        all,
+                        again,
+                        target,
+                    }),
+                ..
+            } => admin::dlq_replay(&target, offsets, all, again).await,
             Command::Reindex { target } => admin::reindex(&target).await,
             Command::Repair { data_dir, check } => crate::repair::run(&data_dir, check),
             Command::Operator { command } => crate::operator::run(command).await,

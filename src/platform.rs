@@ -23,6 +23,7 @@ use mercato_workers::checkout::CheckoutWorker;
 use mercato_workers::holds::HoldsWorker;
 use mercato_workers::ingest::IngestWorker;
 use mercato_workers::payments::PaymentsWorker;
+pub use mercato_workers::runtime::DEFAULT_POISON_ATTEMPTS;
 use mercato_workers::sandbox::SandboxProvider;
 use mercato_workers::{run_worker, BatchHandler, WorkerSpec};
 use serde_json::json;
@@ -46,6 +47,8 @@ pub struct PlatformConfig {
     pub search_cache: usize,
     /// The engines behind the ports: embedded unless flags name real ones.
     pub engines: Engines,
+    /// How often one record may fail permanently before it goes to the dead letters.
+    pub poison_attempts: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +234,7 @@ pub fn start_worker(
     role: &str,
     replica: u32,
     replicas: u32,
+    poison_attempts: u32,
     sandbox: &Arc<SandboxProvider>,
     stop: &watch::Receiver<bool>,
 ) -> Result<JoinHandle<()>, PlatformError> {
@@ -275,6 +279,7 @@ pub fn start_worker(
         replica,
         replicas,
         max_batch,
+        poison_attempts,
     };
     let ports = ports.clone();
     let stop = stop.clone();
@@ -330,7 +335,13 @@ impl Platform {
                 .map_or(1, |r| r.replicas.max(1));
             for replica in 0..replicas {
                 tasks.push(start_worker(
-                    &ports, role, replica, replicas, &sandbox, &stop,
+                    &ports,
+                    role,
+                    replica,
+                    replicas,
+                    config.poison_attempts,
+                    &sandbox,
+                    &stop,
                 )?);
             }
         }

@@ -43,6 +43,7 @@ pub async fn up(
         checkout_ttl: tuning.checkout_ttl,
         search_cache: tuning.search_cache,
         engines,
+        poison_attempts: tuning.poison.attempts,
     })
     .await
     .context("mercato up failed to start")?;
@@ -124,6 +125,7 @@ pub async fn worker(
     role: &str,
     replica: u32,
     replicas: u32,
+    poison_attempts: u32,
     webhook_url: String,
     engines: Engines,
 ) -> anyhow::Result<()> {
@@ -149,7 +151,13 @@ pub async fn worker(
         ));
     }
     tasks.push(platform::start_worker(
-        &ports, role, replica, replicas, &sandbox, &stop,
+        &ports,
+        role,
+        replica,
+        replicas,
+        poison_attempts,
+        &sandbox,
+        &stop,
     )?);
     println!(
         "mercato worker {role} replica {replica} of {replicas} running ({})",

@@ -15,7 +15,7 @@ use crate::domain::commerce::{crosses_threshold, LowStockAlert};
 use crate::domain::orders::Order;
 use crate::names::{tables, topics};
 use crate::repo::{self, RepoError, RepoResult, Versioned};
-use crate::store::{Store, StoreError, Write};
+use crate::store::{Store, Write};
 
 /// Clustering key of the stock row in its SKU's partition.
 const LEVEL: &str = "level";
@@ -124,9 +124,9 @@ pub async fn change_stock<T: Serialize + DeserializeOwned>(
         }
         tokio::task::yield_now().await;
     }
-    Err(RepoError::Store(StoreError::Unavailable(format!(
-        "stock of {sku} is too contended to change"
-    ))))
+    Err(RepoError::Contended {
+        what: format!("stock of {sku}"),
+    })
 }
 
 pub async fn load_order(store: &dyn Store, id: &str) -> RepoResult<Option<Versioned<Order>>> {
@@ -168,9 +168,9 @@ pub async fn update_order<E>(
             return Ok(Some(Ok(next)));
         }
     }
-    Err(RepoError::Store(StoreError::Unavailable(format!(
-        "order {id} is too contended to change"
-    ))))
+    Err(RepoError::Contended {
+        what: format!("order {id}"),
+    })
 }
 
 /// Records a low-stock alert when a change took `sku` to its inventory's threshold or below,

@@ -85,4 +85,6 @@ pub mod tables {
     pub const SELLER_ALERTS: &str = "seller_alerts";
     /// Partition "all", clustering order id: paid orders no warehouse could fully supply.
     pub const FLAGGED_ORDERS: &str = "flagged_orders";
+    /// Partition "", clustering a dead letter's offset (20 digits): when it was replayed.
+    pub const DEAD_LETTER_REPLAYS: &str = "dead_letter_replays";
 }

@@ -29,6 +29,17 @@ pub enum RepoError {
     },
     #[error("stored event {id} is unreadable: {message}")]
     BadEvent { id: String, message: String },
+    /// A compare-and-set lost to other writers every time it was tried; later it may win.
+    #[error("{what} is too contended to change")]
+    Contended { what: String },
+    /// A service the decision needs (a payment provider) failed; its calls are idempotent, so
+    /// the work is retried as a whole.
+    #[error("{service} failed")]
+    Upstream {
+        service: &'static str,
+        #[source]
+        cause: crate::store::Cause,
+    },
 }
 
 impl RepoError {
@@ -37,6 +48,19 @@ impl RepoError {
             RepoError::Store(e) => e.label(),
             RepoError::Bus(_) => "bus",
             RepoError::Codec { .. } | RepoError::BadEvent { .. } => "codec",
+            RepoError::Contended { .. } => "contended",
+            RepoError::Upstream { .. } => "upstream",
+        }
+    }
+
+    /// True when handling the same record again can only fail the same way (an unreadable row,
+    /// an event spec that no longer parses, a request the store refuses): the record is poison.
+    /// An outage, contention or a bus error is not: the record waits for the fault to pass.
+    pub fn is_permanent(&self) -> bool {
+        match self {
+            RepoError::Store(e) => e.is_permanent(),
+            RepoError::Codec { .. } | RepoError::BadEvent { .. } => true,
+            RepoError::Bus(_) | RepoError::Contended { .. } | RepoError::Upstream { .. } => false,
         }
     }
 }
@@ -198,9 +222,12 @@ pub async fn shared_secret(store: &dyn Store, name: &str) -> RepoResult<Vec<u8>>
     let r = store
         .insert_if_absent(tables::SETTINGS, name, "", fresh, None)
         .await?;
-    r.current
-        .map(|row| row.value)
-        .ok_or_else(|| RepoError::Store(StoreError::Io(format!("secret {name} vanished"))))
+    r.current.map(|row| row.value).ok_or_else(|| {
+        RepoError::Store(StoreError::io_because(
+            "store",
+            format!("reading secret {name}, which an insert found present and then absent"),
+        ))
+    })
 }
 
 /// The claimed seats of one section, in seat order, held or sold: what a seat map shows and

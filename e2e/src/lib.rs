@@ -348,6 +348,7 @@ pub mod harness {
             hold_ttl,
             checkout_ttl: None,
             engines: Default::default(),
+            poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
             search_cache: mercato_search::DEFAULT_CACHE_ENTRIES,
         })
         .await

@@ -25,6 +25,7 @@ async fn start(checkout_ttl: Duration) -> Running {
         hold_ttl: None,
         checkout_ttl: Some(checkout_ttl),
         engines: Default::default(),
+        poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
         search_cache: 0,
     })
     .await

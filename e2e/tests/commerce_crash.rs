@@ -30,6 +30,7 @@ fn commerce_child() {
         hold_ttl: None,
         checkout_ttl: Some(CHECKOUT_TTL),
         engines: Default::default(),
+        poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
         search_cache: 0,
     });
 }

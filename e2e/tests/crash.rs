@@ -28,6 +28,7 @@ fn platform_child() {
         hold_ttl: Some(HOLD_TTL),
         checkout_ttl: None,
         engines: Default::default(),
+        poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
         search_cache: 0,
     });
 }

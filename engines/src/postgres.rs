@@ -196,7 +196,7 @@ impl PostgresStore {
     pub async fn connect(url: &str, options: PostgresOptions) -> StoreResult<Self> {
         let config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
+            .map_err(|e| StoreError::invalid(format!("bad PostgreSQL URL: {e}")))?;
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -211,7 +211,7 @@ impl PostgresStore {
             .create_timeout(Some(options.wait))
             .recycle_timeout(Some(options.wait))
             .build()
-            .map_err(|e| StoreError::Invalid(format!("cannot build the connection pool: {e}")))?;
+            .map_err(|e| StoreError::invalid(format!("cannot build the connection pool: {e}")))?;
         migrate(&pool).await?;
         let janitor = tokio::spawn(janitor(pool.clone()));
         Ok(Self { pool, janitor })
@@ -221,7 +221,7 @@ impl PostgresStore {
         self.pool
             .get()
             .await
-            .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))
+            .map_err(|e| StoreError::unavailable(ENGINE, "taking a pooled connection", e))
     }
 
     async fn try_batch(
@@ -547,16 +547,19 @@ impl Store for PostgresStore {
     }
 }
 
+/// The name errors give this engine.
+const ENGINE: &str = "PostgreSQL";
+
 fn pg(e: tokio_postgres::Error) -> StoreError {
     match e.code().map(SqlState::code) {
         Some(code)
             if code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") =>
         {
-            StoreError::Unavailable(format!("PostgreSQL: {e}"))
+            StoreError::unavailable(ENGINE, "running a statement", e)
         }
-        Some(_) => StoreError::Io(format!("PostgreSQL: {e}")),
+        Some(_) => StoreError::io(ENGINE, "running a statement", e),
         // No SQLSTATE: the connection itself failed.
-        None => StoreError::Unavailable(format!("PostgreSQL: {e}")),
+        None => StoreError::unavailable(ENGINE, "running a statement", e),
     }
 }
 
@@ -564,7 +567,7 @@ async fn migrate(pool: &Pool) -> StoreResult<()> {
     let mut client = pool
         .get()
         .await
-        .map_err(|e| StoreError::Unavailable(format!("PostgreSQL: {e}")))?;
+        .map_err(|e| StoreError::unavailable(ENGINE, "taking a connection to migrate", e))?;
     let tx = client.transaction().await.map_err(pg)?;
     // "already exists, skipping" notices are expected here, not news.
     tx.batch_execute("SET LOCAL client_min_messages = warning")
@@ -586,7 +589,7 @@ async fn migrate(pool: &Pool) -> StoreResult<()> {
         .get(0);
     let at = usize::try_from(at).unwrap_or(0);
     if at > MIGRATIONS.len() {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::invalid(format!(
             "the database's schema is version {at}, newer than this release knows ({}); \
              run a newer Mercato",
             MIGRATIONS.len()

@@ -51,6 +51,8 @@ use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::CqlValue;
 
 /// `expires_at` of a row that never expires: conditions compare it like any other.
+/// The name errors give this engine.
+const ENGINE: &str = "ScyllaDB";
 const NEVER: i64 = i64::MAX;
 /// Expired rows stay stored this long before ScyllaDB's TTL clears them.
 const GRACE_SECS: i64 = 60;
@@ -79,7 +81,7 @@ pub struct ScyllaOptions {
 
 impl ScyllaOptions {
     pub fn from_url(url: &str) -> StoreResult<Self> {
-        let bad = |why: &str| StoreError::Invalid(format!("bad ScyllaDB URL {url:?}: {why}"));
+        let bad = |why: &str| StoreError::invalid(format!("bad ScyllaDB URL {url:?}: {why}"));
         let rest = url
             .strip_prefix("scylla://")
             .ok_or_else(|| bad("expected scylla://HOST[:PORT][,HOST…]/KEYSPACE"))?;
@@ -181,10 +183,11 @@ impl ScyllaStore {
             builder = builder.user(user, password);
         }
         let session = builder.build().await.map_err(|e| {
-            StoreError::Unavailable(format!(
-                "cannot reach ScyllaDB at {}: {e}",
-                options.nodes.join(",")
-            ))
+            StoreError::unavailable(
+                ENGINE,
+                format!("cannot reach {}", options.nodes.join(",")),
+                e,
+            )
         })?;
         create_schema(&session, &options).await?;
         let statements = prepare_all(&session, &options).await?;
@@ -354,8 +357,9 @@ impl ScyllaStore {
             return Ok(Attempt::Refused(by_key));
         }
         if next_forms == forms {
-            return Err(StoreError::Io(
-                "ScyllaDB refused a conditional batch whose every condition held".into(),
+            return Err(StoreError::io_because(
+                ENGINE,
+                "it refused a conditional batch whose every condition held",
             ));
         }
         Ok(Attempt::Resend(next_forms))
@@ -517,20 +521,22 @@ fn align(conditional: &[&Write], found: Vec<Option<Stored>>) -> Vec<Option<Store
 fn lwt_answer(result: QueryResult) -> StoreResult<(bool, Vec<Option<Stored>>)> {
     let rows = result
         .into_rows_result()
-        .map_err(|e| StoreError::Io(format!("a conditional write answered with no rows: {e}")))?;
+        .map_err(|e| StoreError::io(ENGINE, "a conditional write answered with no rows", e))?;
     let specs = rows.column_specs();
     let applied_at = specs
         .get_by_name("[applied]")
         .map(|(i, _)| i)
-        .ok_or_else(|| StoreError::Io("a conditional write answered without [applied]".into()))?;
+        .ok_or_else(|| {
+            StoreError::io_because(ENGINE, "a conditional write answered without [applied]")
+        })?;
     let columns = Columns::of(&specs);
     let mut applied = true;
     let mut found = Vec::new();
     for row in rows
         .rows::<scylla::value::Row>()
-        .map_err(|e| StoreError::Io(format!("unexpected LWT answer: {e}")))?
+        .map_err(|e| StoreError::io(ENGINE, "reading an LWT answer of unexpected shape", e))?
     {
-        let row = row.map_err(|e| StoreError::Io(format!("unreadable LWT answer: {e}")))?;
+        let row = row.map_err(|e| StoreError::io(ENGINE, "reading an LWT answer", e))?;
         if !matches!(
             row.columns.get(applied_at),
             Some(Some(CqlValue::Boolean(true)))
@@ -566,19 +572,20 @@ impl Columns {
         let cell = |i: Option<usize>| i.and_then(|i| columns.get(i)).and_then(Option::as_ref);
         let version = match cell(self.version) {
             None => return Ok(None),
-            Some(CqlValue::BigInt(v)) => u64::try_from(*v)
-                .map_err(|_| StoreError::Io(format!("negative version {v} in ScyllaDB")))?,
-            Some(other) => return Err(StoreError::Io(format!("version is {other:?}"))),
+            Some(CqlValue::BigInt(v)) => u64::try_from(*v).map_err(|_| {
+                StoreError::corrupt(ENGINE, format!("a row has negative version {v}"))
+            })?,
+            Some(other) => return Err(corrupt_column("version", other)),
         };
         let value = match cell(self.value) {
             Some(CqlValue::Blob(b)) => b.clone(),
             None => Vec::new(),
-            Some(other) => return Err(StoreError::Io(format!("value is {other:?}"))),
+            Some(other) => return Err(corrupt_column("value", other)),
         };
         let expires_at = match cell(self.expires_at) {
             Some(CqlValue::BigInt(e)) => *e,
             None => NEVER,
-            Some(other) => return Err(StoreError::Io(format!("expires_at is {other:?}"))),
+            Some(other) => return Err(corrupt_column("expires_at", other)),
         };
         let clustering = match cell(self.clustering) {
             Some(CqlValue::Text(c)) => Some(c.clone()),
@@ -593,19 +600,23 @@ impl Columns {
     }
 }
 
+fn corrupt_column(column: &str, found: &CqlValue) -> StoreError {
+    StoreError::corrupt(ENGINE, format!("column {column} holds {found:?}"))
+}
+
 /// The rows of a plain read.
 fn stored_rows(result: QueryResult) -> StoreResult<Vec<Stored>> {
     let rows = result
         .into_rows_result()
-        .map_err(|e| StoreError::Io(format!("a read answered with no rows: {e}")))?;
+        .map_err(|e| StoreError::io(ENGINE, "a read answered with no rows", e))?;
     let specs = rows.column_specs();
     let columns = Columns::of(&specs);
     let mut out = Vec::new();
     for row in rows
         .rows::<scylla::value::Row>()
-        .map_err(|e| StoreError::Io(format!("unexpected read answer: {e}")))?
+        .map_err(|e| StoreError::io(ENGINE, "reading an answer of unexpected shape", e))?
     {
-        let row = row.map_err(|e| StoreError::Io(format!("unreadable row: {e}")))?;
+        let row = row.map_err(|e| StoreError::io(ENGINE, "reading a row", e))?;
         if let Some(stored) = columns.stored(&row.columns)? {
             out.push(stored);
         }
@@ -738,9 +749,10 @@ impl Store for ScyllaStore {
                 }
             }
         }
-        Err(StoreError::Unavailable(format!(
-            "rows of {table}/{partition} kept expiring under a conditional batch; try again"
-        )))
+        Err(StoreError::unavailable_because(
+            ENGINE,
+            format!("rows of {table}/{partition} kept expiring under a conditional batch"),
+        ))
     }
 
     async fn write_many(&self, table: &str, writes: Vec<PartitionWrite>) -> StoreResult<()> {
@@ -863,9 +875,9 @@ fn execution(e: ExecutionError) -> StoreError {
         _ => false,
     };
     if unavailable {
-        StoreError::Unavailable(format!("ScyllaDB: {e}"))
+        StoreError::unavailable(ENGINE, "running a statement", e)
     } else {
-        StoreError::Io(format!("ScyllaDB: {e}"))
+        StoreError::io(ENGINE, "running a statement", e)
     }
 }
 
@@ -888,7 +900,7 @@ async fn create_schema(session: &Session, options: &ScyllaOptions) -> StoreResul
         session
             .query_unpaged(plain, ())
             .await
-            .map_err(|e| StoreError::Io(format!("cannot create keyspace {ks}: {e}")))?;
+            .map_err(|e| StoreError::io(ENGINE, format!("creating keyspace {ks}"), e))?;
     }
     let table = format!(
         "CREATE TABLE IF NOT EXISTS {ks}.rows (tbl text, part text, clust text, value blob, \
@@ -898,7 +910,7 @@ async fn create_schema(session: &Session, options: &ScyllaOptions) -> StoreResul
     session
         .query_unpaged(table, ())
         .await
-        .map_err(|e| StoreError::Io(format!("cannot create table {ks}.rows: {e}")))?;
+        .map_err(|e| StoreError::io(ENGINE, format!("creating table {ks}.rows"), e))?;
     if rf == 1 {
         tracing::info!(keyspace = %ks, "keyspace replication_factor is 1; give ?replication_factor=3 for a cluster that survives a node");
     }
@@ -916,7 +928,7 @@ async fn prepare_all(session: &Session, options: &ScyllaOptions) -> StoreResult<
         let mut statement = session
             .prepare(cql.clone())
             .await
-            .map_err(|e| StoreError::Io(format!("cannot prepare {cql:?}: {e}")))?;
+            .map_err(|e| StoreError::io(ENGINE, format!("preparing {cql:?}"), e))?;
         statement.set_consistency(Consistency::LocalQuorum);
         statement.set_serial_consistency(Some(options.serial));
         statement.set_is_idempotent(idempotent);

@@ -37,7 +37,9 @@ async fn scylla_unreachable_is_unavailable() {
     options.connect_timeout = std::time::Duration::from_millis(500);
     let started = std::time::Instant::now();
     match ScyllaStore::connect(options).await {
-        Err(StoreError::Unavailable(why)) => assert!(why.contains("127.0.0.1:1"), "{why}"),
+        Err(StoreError::Unavailable { context, .. }) => {
+            assert!(context.contains("127.0.0.1:1"), "{context}")
+        }
         Err(other) => panic!("expected Unavailable, got {other}"),
         Ok(_) => panic!("nothing listens on port 1"),
     }

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use mercato_core::domain::refusal::Refusal;
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 use warp::reply::Response;
@@ -68,13 +69,69 @@ impl ApiError {
     }
 }
 
+impl From<Refusal> for ApiError {
+    /// The one place a worker's refusal becomes an HTTP status: the match is exhaustive, so a
+    /// new refusal cannot reach a client without a status chosen for it.
+    fn from(refusal: Refusal) -> Self {
+        let status = match &refusal {
+            Refusal::InvalidSeatIds => StatusCode::BAD_REQUEST,
+            Refusal::HoldNotFound
+            | Refusal::EventNotFound
+            | Refusal::CheckoutNotFound
+            | Refusal::OrderNotFound => StatusCode::NOT_FOUND,
+            Refusal::HoldExpired | Refusal::CheckoutExpired => StatusCode::GONE,
+            Refusal::HoldReleased
+            | Refusal::HoldPurchased
+            | Refusal::HoldBeingPurchased
+            | Refusal::HoldContended
+            | Refusal::CheckoutCancelled
+            | Refusal::CheckoutPurchased
+            | Refusal::CheckoutBeingPurchased
+            | Refusal::AlreadyShipped { .. }
+            | Refusal::NotCancellable
+            | Refusal::NotDelivered => StatusCode::CONFLICT,
+            Refusal::ReturnListsSkuTwice { .. } | Refusal::ReturnExceedsDelivered { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+        };
+        ApiError::new(status, refusal.code(), refusal.to_string())
+    }
+}
+
 impl From<mercato_core::repo::RepoError> for ApiError {
+    /// An outage is a 503 to retry; a record that cannot be read is a 500, since retrying
+    /// reads it the same way.
     fn from(e: mercato_core::repo::RepoError) -> Self {
-        tracing::warn!(error = %e, "storage error while serving a request");
-        ApiError::unavailable(
-            "store_unavailable",
-            "the store is unavailable; try again shortly",
-        )
+        use mercato_core::repo::RepoError;
+        use mercato_core::store::StoreError;
+        let report = mercato_core::store::report(&e);
+        match &e {
+            RepoError::Codec { .. }
+            | RepoError::BadEvent { .. }
+            | RepoError::Store(StoreError::Corrupt { .. }) => {
+                tracing::error!(error = %report, "an unreadable record while serving a request");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "unreadable_record",
+                    "a stored record this request needs cannot be read; operators have it in the logs",
+                )
+            }
+            RepoError::Store(StoreError::Invalid { .. }) => {
+                tracing::error!(error = %report, "the store refused a request the gateway made");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "store_refused",
+                    "the store refused this request",
+                )
+            }
+            _ => {
+                tracing::warn!(error = %report, "storage error while serving a request");
+                ApiError::unavailable(
+                    "store_unavailable",
+                    "the store is unavailable; try again shortly",
+                )
+            }
+        }
     }
 }
 
@@ -203,4 +260,39 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiE
         };
         ApiError::bad_request(code, e.to_string())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_becomes_its_status_and_code_here_only() {
+        let cases = [
+            (Refusal::InvalidSeatIds, 400, "invalid_seat_ids"),
+            (Refusal::HoldNotFound, 404, "hold_not_found"),
+            (Refusal::HoldExpired, 410, "hold_expired"),
+            (Refusal::HoldContended, 409, "hold_contended"),
+            (
+                Refusal::AlreadyShipped { partly: true },
+                409,
+                "already_shipped",
+            ),
+            (
+                Refusal::ReturnExceedsDelivered {
+                    sku: "mug".into(),
+                    asked: 3,
+                    returnable: 1,
+                },
+                422,
+                "invalid_return",
+            ),
+        ];
+        for (refusal, status, code) in cases {
+            let message = refusal.to_string();
+            let e = ApiError::from(refusal);
+            assert_eq!((e.status.as_u16(), e.code.as_ref()), (status, code));
+            assert_eq!(e.message, message);
+        }
+    }
 }

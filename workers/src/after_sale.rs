@@ -15,9 +15,9 @@ use mercato_core::domain::orders::OrderStatus;
 use mercato_core::names::tables;
 use mercato_core::repo::RepoResult;
 
-use crate::goods::{return_amount, GoodsOrders, Refusal};
-use crate::payments::refused;
+use crate::goods::{return_amount, GoodsOrders};
 use crate::runtime::Emit;
+use mercato_core::domain::refusal::Refusal;
 
 impl GoodsOrders {
     /// Cancels before shipment: stock goes back where it was (the reservation released, the
@@ -26,29 +26,17 @@ impl GoodsOrders {
     pub async fn cancel(&self, order_id: &str, user_id: &str) -> RepoResult<(Outcome, Vec<Emit>)> {
         let decided = update_order(&*self.store, order_id, |o| {
             if o.user_id != user_id || o.goods.is_none() {
-                return Err(Refusal(
-                    404,
-                    "order_not_found",
-                    format!("no product order {order_id:?}"),
-                ));
+                return Err(Refusal::OrderNotFound);
             }
             let paid = match o.status {
                 OrderStatus::Cancelled | OrderStatus::Refunded => return Ok(false),
                 OrderStatus::PendingPayment => false,
                 OrderStatus::Paid | OrderStatus::Allocated => true,
                 OrderStatus::Shipped | OrderStatus::Delivered | OrderStatus::Returned => {
-                    return Err(Refusal(
-                        409,
-                        "already_shipped",
-                        "the order has shipped; return it after delivery instead".into(),
-                    ))
+                    return Err(Refusal::AlreadyShipped { partly: false })
                 }
                 OrderStatus::PaymentFailed | OrderStatus::Expired => {
-                    return Err(Refusal(
-                        409,
-                        "not_cancellable",
-                        "the order was never paid; there is nothing to cancel".into(),
-                    ))
+                    return Err(Refusal::NotCancellable)
                 }
             };
             let (payment_id, total) = (o.payment_id.clone(), o.total.clone());
@@ -61,11 +49,7 @@ impl GoodsOrders {
                     ShipmentStatus::Shipped | ShipmentStatus::Delivered
                 )
             }) {
-                return Err(Refusal(
-                    409,
-                    "already_shipped",
-                    "part of the order has shipped; return it after delivery instead".into(),
-                ));
+                return Err(Refusal::AlreadyShipped { partly: true });
             }
             let now = now_ms();
             for s in &mut g.shipments {
@@ -87,7 +71,7 @@ impl GoodsOrders {
         })
         .await?;
         let order = match decided {
-            None => return Ok((refused(404, "order_not_found", "no such order"), Vec::new())),
+            None => return Ok((Outcome::Refused(Refusal::OrderNotFound), Vec::new())),
             Some(Err(r)) => return Ok((r.into(), Vec::new())),
             Some(Ok(o)) => o,
         };
@@ -158,34 +142,41 @@ impl GoodsOrders {
     ) -> RepoResult<Outcome> {
         let decided = update_order(&*self.store, order_id, |o| {
             if o.user_id != user_id || o.goods.is_none() {
-                return Err(Refusal(404, "order_not_found", format!("no product order {order_id:?}")));
+                return Err(Refusal::OrderNotFound);
             }
             let currency = o.total.currency.clone();
             let status = o.status;
-            let Some(g) = o.goods.as_deref_mut() else { return Ok(false) };
+            let Some(g) = o.goods.as_deref_mut() else {
+                return Ok(false);
+            };
             if g.returns.iter().any(|r| r.id == return_id) {
                 return Ok(false);
             }
-            if !matches!(status, OrderStatus::Delivered | OrderStatus::Shipped) || !g.shipments.iter().any(|s| s.status == ShipmentStatus::Delivered) {
-                return Err(Refusal(409, "not_delivered", "items can be returned once they are delivered".into()));
+            if !matches!(status, OrderStatus::Delivered | OrderStatus::Shipped)
+                || !g
+                    .shipments
+                    .iter()
+                    .any(|s| s.status == ShipmentStatus::Delivered)
+            {
+                return Err(Refusal::NotDelivered);
             }
             // Each SKU once: two lines of one SKU would each be checked against what is left
             // before the other and refund it twice. The gateway merges them; a command from
             // anywhere else is refused.
             let mut skus = std::collections::HashSet::new();
             if let Some((sku, _)) = items.iter().find(|(sku, _)| !skus.insert(sku.as_str())) {
-                return Err(Refusal(422, "invalid_return", format!("{sku} is listed twice")));
+                return Err(Refusal::ReturnListsSkuTwice { sku: sku.clone() });
             }
             let mut placed = Vec::new();
             for (sku, quantity) in items {
                 let left = g.returnable(sku);
                 let total: u64 = left.values().sum();
                 if *quantity == 0 || *quantity > total {
-                    return Err(Refusal(
-                        422,
-                        "invalid_return",
-                        format!("{sku}: {quantity} to return, but {total} delivered and not yet returned"),
-                    ));
+                    return Err(Refusal::ReturnExceedsDelivered {
+                        sku: sku.clone(),
+                        asked: *quantity,
+                        returnable: total,
+                    });
                 }
                 let mut need = *quantity;
                 for (warehouse, q) in left {
@@ -219,7 +210,7 @@ impl GoodsOrders {
         })
         .await?;
         let order = match decided {
-            None => return Ok(refused(404, "order_not_found", "no such order")),
+            None => return Ok(Outcome::Refused(Refusal::OrderNotFound)),
             Some(Err(r)) => return Ok(r.into()),
             Some(Ok(o)) => o,
         };

@@ -16,12 +16,12 @@ use mercato_core::commerce::{alert_if_low, change_stock};
 use mercato_core::domain::commands::{CheckoutCommand, CommandResult, Outcome};
 use mercato_core::domain::commerce::{self as goods, Checkout, CheckoutState, CheckoutStatus};
 use mercato_core::names::{tables, topics};
-use mercato_core::repo::{self, RepoResult};
+use mercato_core::repo::{self, RepoError, RepoResult};
 use mercato_core::store::Store;
 
 use crate::goods::{cas_checkout, load_checkout};
-use crate::payments::refused;
 use crate::runtime::{BatchHandler, Emit};
+use mercato_core::domain::refusal::Refusal;
 
 pub struct CheckoutWorker {
     store: Arc<dyn Store>,
@@ -113,25 +113,17 @@ impl CheckoutWorker {
     async fn release(&self, checkout_id: &str, user_id: &str) -> RepoResult<Outcome> {
         loop {
             let Some(c) = load_checkout(&*self.store, checkout_id).await? else {
-                return Ok(refused(404, "checkout_not_found", "no such checkout"));
+                return Ok(Outcome::Refused(Refusal::CheckoutNotFound));
             };
             if c.value.user_id != user_id {
-                return Ok(refused(404, "checkout_not_found", "no such checkout"));
+                return Ok(Outcome::Refused(Refusal::CheckoutNotFound));
             }
             match c.value.status(now_ms()) {
                 CheckoutStatus::Purchasing => {
-                    return Ok(refused(
-                        409,
-                        "checkout_being_purchased",
-                        "an order is paying for this checkout; cancel the order instead",
-                    ))
+                    return Ok(Outcome::Refused(Refusal::CheckoutBeingPurchased))
                 }
                 CheckoutStatus::Purchased => {
-                    return Ok(refused(
-                        409,
-                        "checkout_purchased",
-                        "the checkout was paid for; cancel the order instead",
-                    ))
+                    return Ok(Outcome::Refused(Refusal::CheckoutPurchased))
                 }
                 CheckoutStatus::Active | CheckoutStatus::Expired | CheckoutStatus::Cancelled => {}
             }
@@ -160,5 +152,13 @@ impl BatchHandler for CheckoutWorker {
         // One shopper's commands in order; shoppers concurrently (the stock rows' compare-and-set
         // settles who gets the last units).
         crate::runtime::per_key(records, |r| self.decide(r)).await
+    }
+    fn poisoned(&self, record: &Record, error: &RepoError) -> Vec<Emit> {
+        decode::<CheckoutCommand>(&record.value)
+            .ok()
+            .map(|c| c.command_id().to_owned())
+            .map(|id| crate::runtime::poisoned_result(&id, error))
+            .into_iter()
+            .collect()
     }
 }

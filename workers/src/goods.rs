@@ -25,8 +25,9 @@ use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, RepoError, RepoResult, Versioned};
 use mercato_core::store::{Store, Write};
 
-use crate::payments::{index_order, provider_down, refused};
+use crate::payments::{index_order, provider_down};
 use crate::runtime::Emit;
+use mercato_core::domain::refusal::Refusal;
 
 pub struct GoodsOrders {
     pub store: Arc<dyn Store>,
@@ -51,15 +52,6 @@ pub async fn cas_checkout(store: &dyn Store, next: &Checkout, expected: u64) -> 
     .is_some())
 }
 
-/// A refusal the shopper sees, for a decision closure.
-pub(crate) struct Refusal(pub(crate) u16, pub(crate) &'static str, pub(crate) String);
-
-impl From<Refusal> for Outcome {
-    fn from(r: Refusal) -> Outcome {
-        refused(r.0, r.1, &r.2)
-    }
-}
-
 impl GoodsOrders {
     pub async fn place(
         &self,
@@ -76,40 +68,24 @@ impl GoodsOrders {
         }
         let checkout = loop {
             let Some(c) = load_checkout(&*self.store, checkout_id).await? else {
-                return Ok(refused(404, "checkout_not_found", "no such checkout"));
+                return Ok(Outcome::Refused(Refusal::CheckoutNotFound));
             };
             if c.value.user_id != user_id {
-                return Ok(refused(404, "checkout_not_found", "no such checkout"));
+                return Ok(Outcome::Refused(Refusal::CheckoutNotFound));
             }
             match (&c.value.state, c.value.status(now_ms())) {
                 (CheckoutState::Purchasing { order_id: o }, _) if o == order_id => break c.value,
                 (_, CheckoutStatus::Expired) => {
-                    return Ok(refused(
-                        410,
-                        "checkout_expired",
-                        "the checkout has expired; its stock was released",
-                    ))
+                    return Ok(Outcome::Refused(Refusal::CheckoutExpired))
                 }
                 (_, CheckoutStatus::Cancelled) => {
-                    return Ok(refused(
-                        409,
-                        "checkout_cancelled",
-                        "the checkout was cancelled",
-                    ))
+                    return Ok(Outcome::Refused(Refusal::CheckoutCancelled))
                 }
                 (_, CheckoutStatus::Purchased) => {
-                    return Ok(refused(
-                        409,
-                        "checkout_purchased",
-                        "the checkout was already paid for",
-                    ))
+                    return Ok(Outcome::Refused(Refusal::CheckoutPurchased))
                 }
                 (_, CheckoutStatus::Purchasing) => {
-                    return Ok(refused(
-                        409,
-                        "checkout_being_purchased",
-                        "another order is paying for this checkout",
-                    ))
+                    return Ok(Outcome::Refused(Refusal::CheckoutBeingPurchased))
                 }
                 (_, CheckoutStatus::Active) => {
                     let mut next = c.value.clone();

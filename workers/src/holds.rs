@@ -18,9 +18,10 @@ use mercato_core::domain::commands::{
     CommandResult, HoldCommand, Outcome, SeatChange, SeatChangeKind,
 };
 use mercato_core::domain::holds::{self, Hold, HoldState, HoldStatus};
+use mercato_core::domain::refusal::Refusal;
 use mercato_core::domain::seats::{by_section, claims_partition, Claim, SeatId};
 use mercato_core::names::{tables, topics};
-use mercato_core::repo::{self, RepoResult};
+use mercato_core::repo::{self, RepoError, RepoResult};
 use mercato_core::store::{Store, Write};
 
 use crate::runtime::{BatchHandler, Emit};
@@ -110,10 +111,7 @@ impl HoldsWorker {
         let Some((primary_partition, hold_key)) = located
             .filter(|(p, _)| !seats.is_empty() && *p == claims_partition(event_id, &primary))
         else {
-            return Ok((
-                refused(400, "invalid_seat_ids", "seat ids or hold id are malformed"),
-                None,
-            ));
+            return Ok((Outcome::Refused(Refusal::InvalidSeatIds), None));
         };
         let claim = encode(&Claim::Held {
             hold_id: hold_id.to_owned(),
@@ -292,28 +290,18 @@ impl HoldsWorker {
     ) -> RepoResult<(Outcome, Option<SeatChange>)> {
         for _attempt in 0..5 {
             let Some(hold) = repo::load_hold(&*self.store, hold_id).await? else {
-                return Ok((refused(404, "hold_not_found", "no such hold"), None));
+                return Ok((Outcome::Refused(Refusal::HoldNotFound), None));
             };
             if hold.value.user_id != user_id {
-                return Ok((refused(404, "hold_not_found", "no such hold"), None));
+                return Ok((Outcome::Refused(Refusal::HoldNotFound), None));
             }
             match hold.value.status(now_ms()) {
                 HoldStatus::Released => return Ok((Outcome::HoldReleased, None)),
                 HoldStatus::Purchased => {
-                    return Ok((
-                        refused(409, "hold_purchased", "this hold was purchased"),
-                        None,
-                    ))
+                    return Ok((Outcome::Refused(Refusal::HoldPurchased), None))
                 }
                 HoldStatus::Purchasing => {
-                    return Ok((
-                        refused(
-                            409,
-                            "hold_being_purchased",
-                            "an order is paying for this hold",
-                        ),
-                        None,
-                    ))
+                    return Ok((Outcome::Refused(Refusal::HoldBeingPurchased), None))
                 }
                 HoldStatus::Active | HoldStatus::Expired => {}
             }
@@ -331,10 +319,7 @@ impl HoldsWorker {
             };
             return Ok((Outcome::HoldReleased, Some(change)));
         }
-        Ok((
-            refused(409, "hold_contended", "the hold kept changing; try again"),
-            None,
-        ))
+        Ok((Outcome::Refused(Refusal::HoldContended), None))
     }
 
     /// Deletes the claims that still belong to this hold; seats that lapsed and were claimed by
@@ -359,14 +344,6 @@ impl HoldsWorker {
     }
 }
 
-fn refused(status: u16, code: &str, message: &str) -> Outcome {
-    Outcome::Refused {
-        status,
-        code: code.to_owned(),
-        message: message.to_owned(),
-    }
-}
-
 #[async_trait]
 impl BatchHandler for HoldsWorker {
     async fn handle(&self, _topic: &str, records: &[Record]) -> RepoResult<Vec<Emit>> {
@@ -378,6 +355,14 @@ impl BatchHandler for HoldsWorker {
             emits.extend(d?);
         }
         Ok(emits)
+    }
+    fn poisoned(&self, record: &Record, error: &RepoError) -> Vec<Emit> {
+        decode::<HoldCommand>(&record.value)
+            .ok()
+            .map(|c| c.command_id().to_owned())
+            .map(|id| crate::runtime::poisoned_result(&id, error))
+            .into_iter()
+            .collect()
     }
 }
 
@@ -428,7 +413,7 @@ mod tests {
                 .await
                 .unwrap();
             assert!(
-                matches!(&outcome(&emits), Outcome::Refused { status: 400, .. }),
+                matches!(&outcome(&emits), Outcome::Refused(Refusal::InvalidSeatIds)),
                 "{seats:?}: {:?}",
                 outcome(&emits)
             );

@@ -26,11 +26,12 @@ use mercato_core::domain::orders::{
 use mercato_core::domain::payments::{
     self, PaymentError, PaymentMethod, PaymentProvider, ProviderEvent, ProviderEventKind,
 };
+use mercato_core::domain::refusal::Refusal;
 use mercato_core::domain::seats::{by_section, claims_partition, Claim};
 use mercato_core::domain::Money;
 use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, EventCache, RepoError, RepoResult, Versioned};
-use mercato_core::store::{Store, StoreError, Write};
+use mercato_core::store::{Store, Write};
 
 use crate::goods::GoodsOrders;
 use crate::runtime::{BatchHandler, Emit};
@@ -44,7 +45,10 @@ pub struct PaymentsWorker {
 
 pub(crate) fn provider_down(e: PaymentError) -> RepoError {
     // Retried with the whole batch: charges and refunds are idempotent per order.
-    RepoError::Store(StoreError::Unavailable(format!("payment provider: {e}")))
+    RepoError::Upstream {
+        service: "payment provider",
+        cause: std::sync::Arc::new(e),
+    }
 }
 
 fn result(command_id: String, outcome: Outcome) -> Emit {
@@ -69,14 +73,6 @@ pub(crate) async fn index_order(store: &dyn Store, order: &Order) -> RepoResult<
         )
         .await?;
     Ok(())
-}
-
-pub(crate) fn refused(status: u16, code: &str, message: &str) -> Outcome {
-    Outcome::Refused {
-        status,
-        code: code.to_owned(),
-        message: message.to_owned(),
-    }
 }
 
 impl PaymentsWorker {
@@ -171,32 +167,18 @@ impl PaymentsWorker {
         }
         let hold = loop {
             let Some(hold) = repo::load_hold(&*self.store, hold_id).await? else {
-                return Ok(refused(404, "hold_not_found", "no such hold"));
+                return Ok(Outcome::Refused(Refusal::HoldNotFound));
             };
             if hold.value.user_id != user_id {
-                return Ok(refused(404, "hold_not_found", "no such hold"));
+                return Ok(Outcome::Refused(Refusal::HoldNotFound));
             }
             match (&hold.value.state, hold.value.status(now_ms())) {
                 (HoldState::Purchasing { order_id: o }, _) if o == order_id => break hold.value,
-                (_, HoldStatus::Expired) => {
-                    return Ok(refused(410, "hold_expired", "the hold has expired"))
-                }
-                (_, HoldStatus::Released) => {
-                    return Ok(refused(409, "hold_released", "the hold was released"))
-                }
-                (_, HoldStatus::Purchased) => {
-                    return Ok(refused(
-                        409,
-                        "hold_purchased",
-                        "the hold was already purchased",
-                    ))
-                }
+                (_, HoldStatus::Expired) => return Ok(Outcome::Refused(Refusal::HoldExpired)),
+                (_, HoldStatus::Released) => return Ok(Outcome::Refused(Refusal::HoldReleased)),
+                (_, HoldStatus::Purchased) => return Ok(Outcome::Refused(Refusal::HoldPurchased)),
                 (_, HoldStatus::Purchasing) => {
-                    return Ok(refused(
-                        409,
-                        "hold_being_purchased",
-                        "another order is paying for this hold",
-                    ))
+                    return Ok(Outcome::Refused(Refusal::HoldBeingPurchased))
                 }
                 (_, HoldStatus::Active) => {
                     let mut next = hold.value.clone();
@@ -213,11 +195,7 @@ impl PaymentsWorker {
             }
         };
         let Some(spec) = self.events.get(&hold.event_id).await? else {
-            return Ok(refused(
-                404,
-                "event_not_found",
-                "the event no longer exists",
-            ));
+            return Ok(Outcome::Refused(Refusal::EventNotFound));
         };
         let seats = hold.seats();
         let mut items = Vec::with_capacity(seats.len());
@@ -370,10 +348,9 @@ impl PaymentsWorker {
         if written.is_none() {
             // Only this partition's worker writes an order after it is placed, so this means a
             // second replica owns the partition too: fail the batch and let it be replayed.
-            return Err(RepoError::Store(StoreError::Unavailable(format!(
-                "order {} changed while it was being settled",
-                next.id
-            ))));
+            return Err(RepoError::Contended {
+                what: format!("order {} (changed while it was being settled)", next.id),
+            });
         }
         Ok(emits)
     }
@@ -473,5 +450,13 @@ impl BatchHandler for PaymentsWorker {
         // In order per order id (its webhook must find the order it settles); different
         // orders concurrently.
         crate::runtime::per_key(records, |r| self.decide(r)).await
+    }
+    fn poisoned(&self, record: &Record, error: &RepoError) -> Vec<Emit> {
+        PaymentCommand::decode(&record.value)
+            .ok()
+            .and_then(|c| c.command_id().map(str::to_owned))
+            .map(|id| crate::runtime::poisoned_result(&id, error))
+            .into_iter()
+            .collect()
     }
 }

@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mercato_core::bus::{owned_partitions, Bus, BusError, KeyedRecords, Record};
+use mercato_core::domain::commands::{CommandResult, Outcome};
 pub use mercato_core::domain::dead_letters::DeadLetter;
 use mercato_core::names::topics;
 use mercato_core::repo::RepoError;
+use mercato_core::store::report;
 use mercato_core::Ports;
 use serde::Serialize;
 use tokio::sync::{watch, Mutex, OwnedMutexGuard};
@@ -54,11 +56,26 @@ impl Emit {
     }
 }
 
+/// The failed result that answers command `command_id` when it is set aside as poison.
+pub fn poisoned_result(command_id: &str, error: &RepoError) -> Emit {
+    let result = CommandResult {
+        command_id: command_id.to_owned(),
+        outcome: Outcome::poisoned(error.label()),
+    };
+    Emit::new(topics::RESULTS, command_id.to_owned(), &result)
+}
+
 #[async_trait]
 pub trait BatchHandler: Send + Sync + 'static {
     /// Decides a batch and writes its effects. An error means nothing may be committed: the
     /// same batch is offered again after a backoff, so handlers must be idempotent.
     async fn handle(&self, topic: &str, records: &[Record]) -> Result<Vec<Emit>, RepoError>;
+
+    /// What answers a record given up on as poison, besides its dead letter: a failed result
+    /// for the caller waiting on a command. Nothing by default.
+    fn poisoned(&self, _record: &Record, _error: &RepoError) -> Vec<Emit> {
+        Vec::new()
+    }
 }
 
 /// Decides a batch with one task per key: records with the same key are decided one after
@@ -101,7 +118,13 @@ pub struct WorkerSpec {
     pub replica: u32,
     pub replicas: u32,
     pub max_batch: usize,
+    /// How many times one record may fail in a way retrying cannot fix (an unreadable row, an
+    /// event spec that no longer parses) before it goes to the dead letters.
+    pub poison_attempts: u32,
 }
+
+/// The default of `WorkerSpec::poison_attempts`.
+pub const DEFAULT_POISON_ATTEMPTS: u32 = 3;
 
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -183,8 +206,15 @@ async fn partition_loop(
         let next = records.last().map_or(position, |r| r.offset + 1);
         let emits = match handler.handle(spec.topic, &records).await {
             Ok(emits) => emits,
+            Err(e) if e.is_permanent() => {
+                tracing::warn!(role = spec.role, partition, error = %report(&e), reason = e.label(), "batch failed in a way a retry cannot fix; deciding its records one by one");
+                match isolate(&*handler, &spec, partition, &records, &mut shutdown).await {
+                    Some(emits) => emits,
+                    None => break,
+                }
+            }
             Err(e) => {
-                tracing::warn!(role = spec.role, partition, error = %e, reason = e.label(), "batch failed; it will be retried");
+                tracing::warn!(role = spec.role, partition, error = %report(&e), reason = e.label(), "batch failed; it will be retried");
                 if sleep_or_shutdown(&mut shutdown, &mut backoff).await {
                     break;
                 }
@@ -208,6 +238,52 @@ async fn partition_loop(
     // Let the last batch finish (or give up at shutdown) before the loop ends.
     let _last = finishing.lock().await;
     Ok(())
+}
+
+/// Decides a batch that failed permanently one record at a time, in offset order (so each
+/// key's order holds), to find the poison in it: a record that fails permanently
+/// `poison_attempts` times goes to the dead letters with its error, its caller is answered,
+/// and the rest of the batch is done. A transient failure is waited out, as for a batch.
+/// `None` at shutdown.
+async fn isolate(
+    handler: &dyn BatchHandler,
+    spec: &WorkerSpec,
+    partition: u32,
+    records: &[Record],
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<Vec<Emit>> {
+    let mut emits = Vec::new();
+    for record in records {
+        let mut failures = 0;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let error = match handler
+                .handle(spec.topic, std::slice::from_ref(record))
+                .await
+            {
+                Ok(decided) => {
+                    emits.extend(decided);
+                    break;
+                }
+                Err(e) => e,
+            };
+            let reason = report(&error);
+            if error.is_permanent() {
+                failures += 1;
+                if failures >= spec.poison_attempts.max(1) {
+                    tracing::error!(role = spec.role, partition, offset = record.offset, error = %reason, attempts = failures, "record set aside as poison: sent to the dead letters");
+                    emits.push(Emit::dead_letter(record, spec.topic, &reason));
+                    emits.extend(handler.poisoned(record, &error));
+                    break;
+                }
+            }
+            tracing::warn!(role = spec.role, partition, offset = record.offset, error = %reason, "record failed; retrying it alone");
+            if sleep_or_shutdown(shutdown, &mut backoff).await {
+                return None;
+            }
+        }
+    }
+    Some(emits)
 }
 
 /// Emits a decided batch's records, then commits its offset; retried until done or shutdown.

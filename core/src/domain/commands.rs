@@ -6,6 +6,7 @@ use super::commerce::{Address, Checkout, Shipment};
 use super::holds::Hold;
 use super::orders::Order;
 use super::payments::{PaymentMethod, ProviderEvent, ProviderEventV1};
+use super::refusal::Refusal;
 use crate::codec::{decode, CodecError};
 
 /// On the `holds` topic, keyed by `<event>/<section of the first seat>`.
@@ -75,6 +76,17 @@ pub enum PaymentCommand {
 }
 
 impl PaymentCommand {
+    /// The id a caller waits on; a provider's event has none.
+    pub fn command_id(&self) -> Option<&str> {
+        match self {
+            PaymentCommand::PlaceOrder { command_id, .. }
+            | PaymentCommand::PlaceGoodsOrder { command_id, .. }
+            | PaymentCommand::Cancel { command_id, .. }
+            | PaymentCommand::Return { command_id, .. } => Some(command_id),
+            PaymentCommand::Provider(_) => None,
+        }
+    }
+
     /// Decodes a command, including those queued before refunds had ids.
     pub fn decode(bytes: &[u8]) -> Result<PaymentCommand, CodecError> {
         match decode::<PaymentCommand>(bytes) {
@@ -127,12 +139,10 @@ pub enum Outcome {
     },
     HoldReleased,
     OrderAccepted(Order),
-    /// A refusal the shopper can act on: an HTTP status and a machine-readable code.
-    Refused {
-        status: u16,
-        code: String,
-        message: String,
-    },
+    /// A refusal the shopper can act on; the gateway maps it to HTTP.
+    Refused(Refusal),
+    /// The command kept failing in a way retrying cannot fix and was set aside in the dead
+    /// letters; what it did before failing may be incomplete.
     Failed {
         message: String,
     },
@@ -144,6 +154,24 @@ pub enum Outcome {
     CheckoutReleased,
     /// A cancellation or a return was accepted.
     OrderUpdated(Order),
+}
+
+impl Outcome {
+    /// The answer to a command set aside as poison after failing with `error`.
+    pub fn poisoned(error_kind: &str) -> Self {
+        Outcome::Failed {
+            message: format!(
+                "the command failed repeatedly (a {error_kind} error) and was set aside for an \
+                 operator; anything it did before failing may be incomplete"
+            ),
+        }
+    }
+}
+
+impl From<Refusal> for Outcome {
+    fn from(refusal: Refusal) -> Self {
+        Outcome::Refused(refusal)
+    }
 }
 
 /// On the `checkouts` topic, keyed by user id.

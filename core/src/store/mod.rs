@@ -8,12 +8,14 @@
 //! the current row. A batch is atomic only inside one partition. There is no query but by key.
 
 mod embedded;
+mod error;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 pub use embedded::EmbeddedStore;
+pub use error::{report, Cause, StoreError};
 
 pub type Version = u64;
 
@@ -133,27 +135,6 @@ impl BatchOutcome {
     }
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum StoreError {
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    #[error("store I/O failed: {0}")]
-    Io(String),
-    #[error("invalid request to the store: {0}")]
-    Invalid(String),
-}
-
-impl StoreError {
-    /// A label for metrics and logs.
-    pub fn label(&self) -> &'static str {
-        match self {
-            StoreError::Unavailable(_) => "unavailable",
-            StoreError::Io(_) => "io",
-            StoreError::Invalid(_) => "invalid",
-        }
-    }
-}
-
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
@@ -208,7 +189,7 @@ pub trait Store: Send + Sync + 'static {
         let outcome = self.batch(table, partition, vec![write]).await?;
         single_row(outcome)
             .current
-            .ok_or_else(|| StoreError::Io("put returned no row".into()))
+            .ok_or_else(|| StoreError::io_because("store", "a put answered with no row"))
     }
 
     async fn insert_if_absent(
@@ -297,7 +278,7 @@ pub fn check_batch(writes: &[Write]) -> StoreResult<()> {
     }
     let mut seen = std::collections::HashSet::with_capacity(writes.len());
     match writes.iter().find(|w| !seen.insert(w.clustering())) {
-        Some(w) => Err(StoreError::Invalid(format!(
+        Some(w) => Err(StoreError::invalid(format!(
             "a batch writes row {:?} more than once",
             w.clustering()
         ))),
@@ -307,7 +288,7 @@ pub fn check_batch(writes: &[Write]) -> StoreResult<()> {
 
 pub fn check_unconditional(writes: &[PartitionWrite]) -> StoreResult<()> {
     match writes.iter().find(|w| w.write.is_conditional()) {
-        Some(w) => Err(StoreError::Invalid(format!(
+        Some(w) => Err(StoreError::invalid(format!(
             "write_many takes puts and deletes only; {:?} in partition {} is conditional",
             w.write.clustering(),
             w.partition

@@ -3,21 +3,19 @@
 
 use mercato_core::bus::Bus;
 use mercato_core::clock::to_rfc3339;
-use mercato_core::codec::decode;
 use mercato_core::domain::catalog::{
-    excerpt, rejected_prefix, InventoryRecord, InventoryStatus, RejectedRecord,
+    rejected_prefix, InventoryRecord, InventoryStatus, RejectedRecord,
 };
-use mercato_core::domain::dead_letters::DeadLetter;
 use mercato_core::domain::users::Role;
 use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, decode_row};
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::{decode_cursor, encode_cursor, limit, Query};
 use crate::error::{ApiError, ApiReply, ApiResult};
 use crate::state::AppState;
 
-fn admin(state: &AppState, auth: Option<&str>) -> Result<(), ApiError> {
+pub(super) fn admin(state: &AppState, auth: Option<&str>) -> Result<(), ApiError> {
     if state.keys.caller(auth)?.role == Role::Admin {
         Ok(())
     } else {
@@ -78,7 +76,7 @@ pub async fn dead_letters(state: &AppState, auth: Option<&str>, q: &Query) -> Ap
     admin(state, auth)?;
     match q.get("inventory") {
         Some(name) => rejected(state, name, q).await,
-        None => topic_letters(state, q).await,
+        None => super::dead_letters::list(state, q).await,
     }
 }
 
@@ -129,53 +127,6 @@ async fn rejected(state: &AppState, name: &str, q: &Query) -> ApiResult {
         "generation": generation,
         "rejected": (generation == record.generation).then_some(status.rejected),
         "next_cursor": next,
-    })))
-}
-
-async fn topic_letters(state: &AppState, q: &Query) -> ApiResult {
-    let from = match q.get("cursor") {
-        Some(c) => c.parse::<u64>().map_err(|_| {
-            ApiError::bad_request("invalid_cursor", "the cursor is not one this API issued")
-        })?,
-        None => 0,
-    };
-    let limit = limit(q)?;
-    let bus: &dyn Bus = &*state.ports.bus;
-    let end = bus.end_offset(topics::DEAD_LETTERS, 0).await?;
-    let records = if from < end {
-        bus.fetch(
-            topics::DEAD_LETTERS,
-            0,
-            from,
-            limit,
-            std::time::Duration::ZERO,
-        )
-        .await?
-    } else {
-        Vec::new()
-    };
-    let letters: Vec<Value> = records
-        .iter()
-        .map(|r| match decode::<DeadLetter>(&r.value) {
-            Ok(d) => json!({
-                "offset": r.offset,
-                "topic": d.topic,
-                "partition": d.partition,
-                "origin_offset": d.offset,
-                "reason": d.reason,
-                "key": String::from_utf8_lossy(&d.key),
-                "record": excerpt(&d.value, 1024),
-            }),
-            Err(e) => {
-                json!({"offset": r.offset, "reason": format!("undecodable dead letter: {e}")})
-            }
-        })
-        .collect();
-    let next = records.last().map(|r| r.offset + 1).filter(|n| *n < end);
-    Ok(ApiReply::ok(json!({
-        "dead_letters": letters,
-        "total": end,
-        "next_cursor": next.map(|n| n.to_string()),
     })))
 }
 

@@ -52,14 +52,6 @@ pub(crate) async fn command(
 }
 
 /// Maps a worker's refusal to the API's error shape.
-fn refusal(status: u16, code: String, message: String) -> ApiError {
-    ApiError::new(
-        StatusCode::from_u16(status).unwrap_or(StatusCode::CONFLICT),
-        code,
-        message,
-    )
-}
-
 pub async fn create(
     state: &AppState,
     auth: Option<&str>,
@@ -171,11 +163,13 @@ fn seat_list_error(problem: SeatListProblem) -> ApiError {
 /// API's error shape; anything else is a bug, logged and answered 503.
 pub(crate) fn other_outcome(outcome: Outcome) -> ApiError {
     match outcome {
-        Outcome::Refused {
-            status,
-            code,
+        Outcome::Refused(refusal) => refusal.into(),
+        // The worker set the command aside as poison; an operator has it in the dead letters.
+        Outcome::Failed { message } => ApiError::new(
+            warp::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "command_failed",
             message,
-        } => refusal(status, code, message),
+        ),
         other => {
             tracing::error!(outcome = ?other, "a worker answered with an outcome this route does not expect");
             ApiError::unavailable("internal", "unexpected answer from a worker")

@@ -4,6 +4,7 @@
 mod accounts;
 mod admin;
 mod catalog;
+mod dead_letters;
 mod events;
 mod fulfilment;
 mod holds;
@@ -350,6 +351,19 @@ pub fn routes(
                 admin::dead_letters(&s, a.as_deref(), &q)
             )
         });
+    let admin_replay = api
+        .and(warp::path!("admin" / "dead-letters" / "replay"))
+        .and(warp::post())
+        .and(st.clone())
+        .and(authorization())
+        .and(body(64 * 1024))
+        .then(|s: Arc<AppState>, a: Option<String>, b: Bytes| async move {
+            handle!(
+                s,
+                "admin_dead_letters_replay",
+                dead_letters::replay(&s, a.as_deref(), &b)
+            )
+        });
     let admin_search = api
         .and(warp::path!("admin" / "search"))
         .and(warp::get())
@@ -410,6 +424,8 @@ pub fn routes(
         .or(admin_inventory)
         .unify()
         .or(admin_dead_letters)
+        .unify()
+        .or(admin_replay)
         .unify()
         .or(admin_search)
         .unify()

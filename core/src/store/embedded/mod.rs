@@ -55,7 +55,8 @@ impl EmbeddedStore {
     /// `checkpoint_every: None` checkpoints only when the journal is full or the store closes:
     /// for tests that need the journal to hold what they wrote.
     fn open_with(dir: &Path, checkpoint_every: Option<Duration>) -> StoreResult<Self> {
-        crate::log_file::create_dir_durable(dir).map_err(|e| StoreError::Io(e.to_string()))?;
+        crate::log_file::create_dir_durable(dir)
+            .map_err(|e| StoreError::io(ENGINE, format!("creating {}", dir.display()), e))?;
         let path = dir.join("store.redb");
         let created = !path.exists();
         // A store dropped a moment ago may still be closing its writer thread.
@@ -72,17 +73,18 @@ impl EmbeddedStore {
             }
         };
         if created {
-            crate::log_file::sync_parent(&path).map_err(|e| StoreError::Io(e.to_string()))?;
+            crate::log_file::sync_parent(&path)
+                .map_err(|e| StoreError::io(ENGINE, "syncing the store directory", e))?;
         }
         Self::create_tables(&db)?;
-        let (mut journal, records) =
-            Journal::open(&dir.join("store.journal")).map_err(|e| StoreError::Io(e.to_string()))?;
+        let (mut journal, records) = Journal::open(&dir.join("store.journal"))
+            .map_err(|e| StoreError::io(ENGINE, "opening the journal", e))?;
         if !records.is_empty() {
             let changes: usize = records.iter().map(|r| r.changes.len()).sum();
             replay(&db, &records).map_err(io)?;
             journal
                 .clear()
-                .map_err(|e| StoreError::Io(format!("emptying the journal: {e}")))?;
+                .map_err(|e| StoreError::io(ENGINE, "emptying the journal", e))?;
             tracing::info!(
                 records = records.len(),
                 rows = changes,
@@ -120,7 +122,7 @@ impl EmbeddedStore {
         thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(&rx))
-            .map_err(|e| StoreError::Io(e.to_string()))?;
+            .map_err(|e| StoreError::io(ENGINE, "starting the writer thread", e))?;
         Ok(Self { db, jobs })
     }
 
@@ -197,12 +199,8 @@ impl Store for EmbeddedStore {
             keys,
             reply,
         };
-        self.jobs
-            .send(job)
-            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
+        self.jobs.send(job).map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?
     }
 
     /// One job for the writer thread: a bulk load costs one group commit per batch, not one
@@ -225,16 +223,13 @@ impl Store for EmbeddedStore {
                 keys,
                 reply,
             })
-            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Unavailable("store writer has stopped".into()))?
-            .map(|_| ())
+            .map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| writer_stopped())?.map(|_| ())
     }
 }
 
 fn row_key(table: &str, partition: &str, clustering: &str) -> StoreResult<Vec<u8>> {
-    let too_long = |what: &str| StoreError::Invalid(format!("{what} is longer than 65535 bytes"));
+    let too_long = |what: &str| StoreError::invalid(format!("{what} is longer than 65535 bytes"));
     let tl = u16::try_from(table.len()).map_err(|_| too_long("table name"))?;
     let pl = u16::try_from(partition.len()).map_err(|_| too_long("partition key"))?;
     if clustering.len() > usize::from(u16::MAX) {
@@ -275,8 +270,15 @@ fn decode_live(clustering: &str, stored: &[u8], now: u64) -> Option<Row> {
     })
 }
 
+/// The name errors give this engine.
+const ENGINE: &str = "embedded store";
+
 fn io(e: impl Into<redb::Error>) -> StoreError {
-    StoreError::Io(e.into().to_string())
+    StoreError::io(ENGINE, "reading or writing redb", e.into())
+}
+
+fn writer_stopped() -> StoreError {
+    StoreError::unavailable_because(ENGINE, "its writer thread has stopped")
 }
 
 #[cfg(test)]

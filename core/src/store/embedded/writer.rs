@@ -8,7 +8,7 @@ use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
 
 use super::journal::{Change, Journal, Record};
-use super::{decode_header, decode_live, expiry_key, io, EXPIRY, META, ROWS, VERSION_SEQ};
+use super::{decode_header, decode_live, expiry_key, io, ENGINE, EXPIRY, META, ROWS, VERSION_SEQ};
 use crate::clock::now_ms;
 use crate::store::{BatchOutcome, Row, StoreError, StoreResult, Write};
 
@@ -62,7 +62,7 @@ pub(super) struct Writer {
     /// Why writes are refused: a commit failed after its journal record was written, so what
     /// redb holds and what the journal promises may differ until the store is opened again
     /// (which applies the journal).
-    failed: Option<String>,
+    failed: Option<StoreError>,
     last_checkpoint: Instant,
     /// How old the journal's records may get, idle or busy; `None`: until it is full.
     checkpoint_every: Option<Duration>,
@@ -147,7 +147,7 @@ impl Writer {
     /// disk before the transaction commits, so no reader ever sees a write a crash could undo.
     fn commit_group(&mut self, jobs: &[Job]) -> StoreResult<Vec<BatchOutcome>> {
         if let Some(why) = &self.failed {
-            return Err(StoreError::Unavailable(why.clone()));
+            return Err(why.clone());
         }
         let mut txn = self.db.begin_write().map_err(io)?;
         let mut changes = self.journal.as_ref().map(|_| Vec::new());
@@ -189,15 +189,22 @@ impl Writer {
                 // to its last whole record: the group did not happen.
                 journal
                     .append(&record)
-                    .map_err(|e| StoreError::Io(format!("writing the journal: {e}")))?;
+                    .map_err(|e| StoreError::io(ENGINE, "writing the journal", e))?;
             }
         }
         if let Err(e) = txn.commit() {
-            let why = format!("a commit failed after its journal record was written ({e}); reopen the store to recover");
+            let why = StoreError::io(
+                ENGINE,
+                "committing a group whose journal record is written; reopen the store to recover",
+                e,
+            );
             if self.journal.is_some() {
-                self.failed = Some(why.clone());
+                self.failed = Some(StoreError::unavailable_because(
+                    ENGINE,
+                    "a commit failed after its journal record was written; reopen the store to recover",
+                ));
             }
-            return Err(StoreError::Io(why));
+            return Err(why);
         }
         Ok(outcomes)
     }

@@ -290,6 +290,7 @@ pub async fn run(opts: Catalog, server: &tokio::runtime::Runtime) -> anyhow::Res
         hold_ttl: None,
         checkout_ttl: None,
         engines: Default::default(),
+        poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
         search_cache: if opts.no_cache {
             0
         } else {
