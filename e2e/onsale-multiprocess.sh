@@ -27,7 +27,7 @@ export MERCATO_STORE=${STORE:-$MERCATO_TEST_POSTGRES}
 export RUST_LOG=${RUST_LOG:-warn}
 
 bin=target/release/mercato
-$bin gateway --listen 127.0.0.1:18080 --admin-token-file "$work/token" >"$work/gateway.log" 2>&1 &
+$bin gateway --listen 127.0.0.1:18080 --accept-manifests --admin-token-file "$work/token" >"$work/gateway.log" 2>&1 &
 pids+=($!)
 until grep -q "listening on" "$work/gateway.log"; do
     kill -0 "${pids[0]}" 2>/dev/null || { cat "$work/gateway.log" >&2; exit 1; }

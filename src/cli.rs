@@ -54,6 +54,43 @@ pub struct Poison {
     pub attempts: u32,
 }
 
+/// Which files an Inventory's `source.file` may name: anyone who may apply a manifest may
+/// name a path, so only regular files under these folders, up to a cap, are read.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SourceFlags {
+    /// A folder product sources may be read from; repeat it, or separate folders with ':' in
+    /// the variable [default for up and gateway: the current folder and --manifests; for the
+    /// operator: none].
+    #[arg(
+        long = "sources-dir",
+        env = "MERCATO_SOURCES_DIRS",
+        value_delimiter = ':'
+    )]
+    pub dirs: Vec<PathBuf>,
+    /// The largest product source read, in bytes.
+    #[arg(
+        long,
+        env = "MERCATO_MAX_SOURCE_BYTES",
+        default_value_t = mercato_operator::DEFAULT_MAX_SOURCE_BYTES
+    )]
+    pub max_source_bytes: u64,
+}
+
+impl SourceFlags {
+    /// The policy these flags name, or the `defaults` folders when none is named.
+    pub fn policy(&self, defaults: &[PathBuf]) -> anyhow::Result<mercato_operator::SourcePolicy> {
+        let dirs = if self.dirs.is_empty() {
+            defaults.to_vec()
+        } else {
+            self.dirs.clone()
+        };
+        Ok(mercato_operator::SourcePolicy::new(
+            dirs,
+            self.max_source_bytes,
+        )?)
+    }
+}
+
 /// The engines behind the ports.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EngineFlags {
@@ -111,10 +148,12 @@ enum Command {
         #[command(flatten)]
         tuning: Tuning,
         #[command(flatten)]
+        sources: SourceFlags,
+        #[command(flatten)]
         engines: EngineFlags,
     },
-    /// Run the gateway alone (HTTP API, search index, `mercato apply`), sharing its engines
-    /// with the workers' processes. Run as many as you like behind a load balancer.
+    /// Run the gateway alone (HTTP API, search index), sharing its engines with the workers'
+    /// processes. Run as many as you like behind a load balancer.
     Gateway {
         /// Address the gateway listens on (port 0 picks a free one).
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -128,8 +167,15 @@ enum Command {
         /// Write an admin token (for `mercato apply`) to this file, readable by you alone.
         #[arg(long)]
         admin_token_file: Option<PathBuf>,
+        /// Serve `POST /api/v1/admin/manifests` (`mercato apply`), applying manifests with this
+        /// gateway's own reconciler. Off, the route does not exist: on a cluster, declarations
+        /// go through the Kubernetes API and the operator.
+        #[arg(long)]
+        accept_manifests: bool,
         #[command(flatten)]
         tuning: Tuning,
+        #[command(flatten)]
+        sources: SourceFlags,
         #[command(flatten)]
         engines: EngineFlags,
     },
@@ -241,14 +287,27 @@ pub fn main() -> ExitCode {
                 data_dir,
                 manifests,
                 tuning,
+                sources,
                 engines,
-            } => serve::up(listen, data_dir, manifests, tuning, engines.parse()?).await,
+            } => {
+                serve::up(
+                    listen,
+                    data_dir,
+                    manifests,
+                    tuning,
+                    sources,
+                    engines.parse()?,
+                )
+                .await
+            }
             Command::Gateway {
                 listen,
                 search_dir,
                 manifests,
                 admin_token_file,
+                accept_manifests,
                 tuning,
+                sources,
                 engines,
             } => {
                 serve::gateway(
@@ -257,7 +316,9 @@ pub fn main() -> ExitCode {
                         search_dir,
                         manifests,
                         admin_token_file,
+                        accept_manifests,
                         tuning,
+                        sources,
                     },
                     engines.parse()?,
                 )

@@ -22,6 +22,8 @@ pub enum OperatorCommand {
         engines: crate::cli::EngineFlags,
         #[command(flatten)]
         workers: Box<WorkerFlags>,
+        #[command(flatten)]
+        sources: crate::cli::SourceFlags,
         /// Where `/metrics`, `/healthz` and `/readyz` are served.
         #[arg(long, env = "MERCATO_METRICS_LISTEN", default_value = "0.0.0.0:9090")]
         metrics_listen: SocketAddr,
@@ -118,13 +120,17 @@ pub async fn run(command: OperatorCommand) -> anyhow::Result<()> {
         OperatorCommand::Run {
             engines,
             workers,
+            sources,
             metrics_listen,
             namespace,
             no_leader_election,
         } => {
+            // A declaration names its source by absolute path, a file mounted in this pod.
+            let sources = sources.policy(&[]).context("--sources-dir")?;
             run_controllers(
                 engines,
                 workers.settings(),
+                sources,
                 metrics_listen,
                 namespace,
                 !no_leader_election,
@@ -173,6 +179,7 @@ const LEASE: &str = "mercato-operator";
 async fn run_controllers(
     engines: crate::cli::EngineFlags,
     settings: WorkerSettings,
+    sources: mercato_operator::SourcePolicy,
     metrics_listen: SocketAddr,
     namespace: String,
     elect_leader: bool,
@@ -209,9 +216,17 @@ async fn run_controllers(
             crate::serve::shutdown_signal().await;
             false
         });
-        cluster::run(client, &namespace, ports, settings, metrics, async move {
-            let _ = stopped.await;
-        })
+        cluster::run(
+            client,
+            &namespace,
+            ports,
+            settings,
+            sources,
+            metrics,
+            async move {
+                let _ = stopped.await;
+            },
+        )
         .await;
         return Ok(());
     }
@@ -247,9 +262,17 @@ async fn run_controllers(
         let _ = why_tx.send(Some(lost_lease));
     });
     let mut until = why_rx.clone();
-    cluster::run(client, &namespace, ports, settings, metrics, async move {
-        let _ = until.wait_for(Option::is_some).await;
-    })
+    cluster::run(
+        client,
+        &namespace,
+        ports,
+        settings,
+        sources,
+        metrics,
+        async move {
+            let _ = until.wait_for(Option::is_some).await;
+        },
+    )
     .await;
     let lost_lease = why_rx.borrow().unwrap_or(false);
     if lost_lease {

@@ -17,6 +17,7 @@ use mercato_gateway::error::ApiError;
 use mercato_gateway::{AppState, GatewayConfig, ManifestSink};
 use mercato_operator::local::ApplyError;
 use mercato_operator::{Applied, LocalReconciler};
+pub use mercato_operator::{SourcePolicy, DEFAULT_MAX_SOURCE_BYTES};
 use mercato_search::{Search, SearchError};
 use mercato_workers::allocator::AllocatorWorker;
 use mercato_workers::checkout::CheckoutWorker;
@@ -49,6 +50,8 @@ pub struct PlatformConfig {
     pub engines: Engines,
     /// How often one record may fail permanently before it goes to the dead letters.
     pub poison_attempts: u32,
+    /// Which files an Inventory's `source.file` may name.
+    pub sources: SourcePolicy,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -112,10 +115,10 @@ impl ManifestSink for LocalSink {
                 };
                 Err(ApiError::new(status, e.code(), e.to_string()).with_details(details))
             }
-            Err(e @ ApplyError::Source { .. }) => Err(ApiError::new(
+            Err(ApplyError::Source { name, cause }) => Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "source_unreadable",
-                e.to_string(),
+                cause.code(),
+                format!("Inventory {name}: {cause}"),
             )),
             Err(e) => Err(ApiError::unavailable("apply_failed", e.to_string())),
         }
@@ -134,6 +137,10 @@ pub struct GatewayRole {
     pub hold_ttl: Option<Duration>,
     pub checkout_ttl: Option<Duration>,
     pub manifests: Option<PathBuf>,
+    /// Serve `POST /api/v1/admin/manifests` (applied by this process's local reconciler);
+    /// off, the route does not exist and declarations go through the cluster.
+    pub accept_manifests: bool,
+    pub sources: SourcePolicy,
 }
 
 /// A running gateway.
@@ -186,7 +193,7 @@ pub async fn start_gateway(
     role: GatewayRole,
     stop: &watch::Receiver<bool>,
 ) -> Result<Gateway, PlatformError> {
-    let reconciler = LocalReconciler::new(ports.clone());
+    let reconciler = LocalReconciler::new(ports.clone()).with_sources(role.sources.clone());
     let applied = prepare(&reconciler, role.manifests.as_deref()).await?;
     let mut tasks = Vec::new();
     let (search, indexer) = Search::start(
@@ -210,7 +217,8 @@ pub async fn start_gateway(
             ports.clone(),
             gateway_config,
             sandbox.clone(),
-            Some(Arc::new(LocalSink(reconciler))),
+            role.accept_manifests
+                .then(|| Arc::new(LocalSink(reconciler)) as Arc<dyn ManifestSink>),
         )
         .await?
         .with_search(Arc::clone(&search)),
@@ -304,6 +312,8 @@ impl Platform {
                 hold_ttl: config.hold_ttl,
                 checkout_ttl: config.checkout_ttl,
                 manifests: config.manifests.clone(),
+                accept_manifests: true,
+                sources: config.sources.clone(),
             },
             &stop,
         )

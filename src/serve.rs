@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use tokio::sync::watch;
 
-use crate::cli::Tuning;
+use crate::cli::{SourceFlags, Tuning};
 use mercato_operator::Applied;
 
 use crate::engines::Engines;
@@ -23,6 +23,7 @@ pub async fn up(
     data_dir: PathBuf,
     manifests: Option<PathBuf>,
     tuning: Tuning,
+    sources: SourceFlags,
     engines: Engines,
 ) -> anyhow::Result<()> {
     let manifests = match manifests {
@@ -30,6 +31,9 @@ pub async fn up(
         Some(dir) => Some(dir),
         None => Some(PathBuf::from("examples")).filter(|d| d.is_dir()),
     };
+    let sources = sources
+        .policy(&default_source_dirs(manifests.as_deref()))
+        .context("--sources-dir")?;
     println!(
         "Starting Mercato (data in {}; {}) ...",
         data_dir.display(),
@@ -44,6 +48,7 @@ pub async fn up(
         search_cache: tuning.search_cache,
         engines,
         poison_attempts: tuning.poison.attempts,
+        sources,
     })
     .await
     .context("mercato up failed to start")?;
@@ -79,7 +84,17 @@ pub struct GatewayArgs {
     pub search_dir: Option<PathBuf>,
     pub manifests: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
+    pub accept_manifests: bool,
     pub tuning: Tuning,
+    pub sources: SourceFlags,
+}
+
+/// Where product sources are read from unless `--sources-dir` says: the current folder (where
+/// `mercato apply` is usually run) and the manifests folder.
+fn default_source_dirs(manifests: Option<&std::path::Path>) -> Vec<PathBuf> {
+    std::iter::once(PathBuf::from("."))
+        .chain(manifests.map(std::path::Path::to_path_buf))
+        .collect()
 }
 
 pub async fn gateway(args: GatewayArgs, engines: Engines) -> anyhow::Result<()> {
@@ -87,6 +102,10 @@ pub async fn gateway(args: GatewayArgs, engines: Engines) -> anyhow::Result<()> 
     if let Some(dir) = args.manifests.as_ref().filter(|d| !d.is_dir()) {
         bail!("--manifests {}: not a folder", dir.display());
     }
+    let sources = args
+        .sources
+        .policy(&default_source_dirs(args.manifests.as_deref()))
+        .context("--sources-dir")?;
     let ports = engines
         .connect(None)
         .await
@@ -101,6 +120,8 @@ pub async fn gateway(args: GatewayArgs, engines: Engines) -> anyhow::Result<()> 
             hold_ttl: args.tuning.hold_ttl,
             checkout_ttl: args.tuning.checkout_ttl,
             manifests: args.manifests,
+            accept_manifests: args.accept_manifests,
+            sources,
         },
         &stop,
     )

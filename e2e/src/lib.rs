@@ -350,8 +350,18 @@ pub mod harness {
             engines: Default::default(),
             poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
             search_cache: mercato_search::DEFAULT_CACHE_ENTRIES,
+            sources: sources(),
         })
         .await
+    }
+
+    /// Tests write their product sources to temporary folders.
+    pub fn sources() -> mercato::platform::SourcePolicy {
+        mercato::platform::SourcePolicy::new(
+            [std::env::temp_dir()],
+            mercato::platform::DEFAULT_MAX_SOURCE_BYTES,
+        )
+        .expect("the temporary folder exists")
     }
 
     /// A platform configured in full; `listen` should be a port-0 address.

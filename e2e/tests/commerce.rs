@@ -26,6 +26,7 @@ async fn start(checkout_ttl: Duration) -> Running {
         checkout_ttl: Some(checkout_ttl),
         engines: Default::default(),
         poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
+        sources: harness::sources(),
         search_cache: 0,
     })
     .await

@@ -31,6 +31,7 @@ fn commerce_child() {
         checkout_ttl: Some(CHECKOUT_TTL),
         engines: Default::default(),
         poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
+        sources: mercato_e2e::harness::sources(),
         search_cache: 0,
     });
 }

@@ -29,6 +29,7 @@ fn platform_child() {
         checkout_ttl: None,
         engines: Default::default(),
         poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
+        sources: mercato_e2e::harness::sources(),
         search_cache: 0,
     });
 }

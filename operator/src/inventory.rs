@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mercato_core::bus::{Bus, KeyedRecords};
@@ -24,19 +24,13 @@ use mercato_crds::{InventorySpec, SourceFormat};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::sources::{io, Source, SourceError};
+
 const SEND_BATCH: usize = 2_000;
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 const SKU_CHUNK: usize = 10_000;
 /// A JSON-array source is parsed whole; beyond this size, NDJSON is the format to use.
 const MAX_JSON_ARRAY_BYTES: u64 = 512 * 1024 * 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error("{path}: {cause}")]
-    Io { path: String, cause: std::io::Error },
-    #[error("{0}")]
-    Invalid(String),
-}
 
 /// The SKUs one generation of an inventory lists, in sorted chunks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -45,31 +39,13 @@ struct SkuChunk {
     skus: Vec<String>,
 }
 
-/// Makes a source path absolute: relative paths are relative to the manifest's folder.
-pub fn resolve_source(file: &str, base_dir: Option<&Path>) -> Result<PathBuf, SourceError> {
-    let file = file.trim();
-    let path = match file.strip_prefix("file://") {
-        Some(rest) => PathBuf::from(rest),
-        None => PathBuf::from(file),
-    };
-    if path.is_absolute() {
-        return Ok(path);
-    }
-    match base_dir {
-        Some(base) => Ok(base.join(path)),
-        None => Err(SourceError::Invalid(format!(
-            "source {file:?} is relative, and the manifest came without a folder to resolve it \
-             against: use `mercato apply -f`, an absolute path or a file:// URL"
-        ))),
-    }
-}
-
 /// A digest of the declaration and the bytes of its source: equal digests mean nothing to do.
-pub fn digest(spec_json: &str, source: Option<&Path>) -> Result<String, SourceError> {
+pub fn digest(spec_json: &str, source: Option<&Source>) -> Result<String, SourceError> {
     let mut hasher = Sha256::new();
     hasher.update(spec_json.as_bytes());
-    if let Some(path) = source {
-        let mut file = open(path)?;
+    if let Some(source) = source {
+        let path = source.path();
+        let mut file = source.open()?;
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = file.read(&mut buf).map_err(|cause| io(path, cause))?;
@@ -80,17 +56,6 @@ pub fn digest(spec_json: &str, source: Option<&Path>) -> Result<String, SourceEr
         }
     }
     Ok(hex::encode(hasher.finalize()))
-}
-
-fn open(path: &Path) -> Result<std::fs::File, SourceError> {
-    std::fs::File::open(path).map_err(|cause| io(path, cause))
-}
-
-fn io(path: &Path, cause: std::io::Error) -> SourceError {
-    SourceError::Io {
-        path: path.display().to_string(),
-        cause,
-    }
 }
 
 /// One record of a source, as given.
@@ -105,8 +70,8 @@ pub struct Publisher<'a> {
     pub store: &'a dyn Store,
     pub record: InventoryRecord,
     pub spec: InventorySpec,
-    /// The absolute path of the source file, if the declaration names one.
-    pub source: Option<PathBuf>,
+    /// The source file, checked against the policy, if the declaration names one.
+    pub source: Option<Source>,
 }
 
 impl Publisher<'_> {
@@ -165,7 +130,8 @@ impl Publisher<'_> {
         for r in inline {
             self.push(&mut batch, &mut skus, "inline", r).await?;
         }
-        if let Some(path) = self.source.clone() {
+        if let Some(source) = self.source.clone() {
+            let path = source.path();
             let label = self
                 .spec
                 .source
@@ -176,7 +142,7 @@ impl Publisher<'_> {
                 .source
                 .as_ref()
                 .map_or(SourceFormat::Ndjson, |s| s.format());
-            let mut records = read_source(&path, format)?;
+            let mut records = read_source(&source, format)?;
             while let Some(r) = records.next_record()? {
                 self.push(&mut batch, &mut skus, &label, r).await?;
                 if last_progress.elapsed() >= PROGRESS_EVERY {
@@ -318,8 +284,9 @@ enum SourceRecords {
     Items(std::vec::IntoIter<RawRecord>),
 }
 
-fn read_source(path: &Path, format: SourceFormat) -> Result<SourceRecords, SourceError> {
-    let file = open(path)?;
+fn read_source(source: &Source, format: SourceFormat) -> Result<SourceRecords, SourceError> {
+    let path = source.path();
+    let file = source.open()?;
     match format {
         SourceFormat::Ndjson => Ok(SourceRecords::Lines {
             reader: BufReader::with_capacity(1 << 20, file),

@@ -7,6 +7,7 @@ pub mod desired;
 pub mod inventory;
 pub mod local;
 pub mod render;
+pub mod sources;
 pub mod topics;
 pub mod topology;
 pub mod warehouse;
@@ -14,3 +15,4 @@ pub mod workloads;
 
 pub use desired::{desired, DesiredState, TopicSpec};
 pub use local::{Applied, LocalReconciler};
+pub use sources::{Source, SourceError, SourcePolicy, DEFAULT_MAX_SOURCE_BYTES};

@@ -18,7 +18,8 @@ use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use crate::desired::{desired, platform_topics, DesiredState, TopicSpec};
-use crate::inventory::{self, Publisher, SourceError};
+use crate::inventory::{self, Publisher};
+use crate::sources::{Source, SourceError, SourcePolicy};
 use crate::topics::{ensure as ensure_bus_topic, TopicOutcome};
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,8 @@ pub struct LocalReconciler {
     publishers: Arc<Mutex<HashMap<String, JoinHandle<()>>>>,
     /// The catalog entry of each event as this process last sent it to the ingest topic.
     catalogued: Mutex<HashMap<String, Vec<u8>>>,
+    /// Which files a `source.file` may name.
+    sources: SourcePolicy,
 }
 
 impl LocalReconciler {
@@ -58,7 +61,14 @@ impl LocalReconciler {
             ports,
             publishers: Arc::new(Mutex::new(HashMap::new())),
             catalogued: Mutex::new(HashMap::new()),
+            sources: SourcePolicy::default(),
         }
+    }
+
+    /// Reads product sources only as `sources` allows; without this, none is read.
+    pub fn with_sources(mut self, sources: SourcePolicy) -> Self {
+        self.sources = sources;
+        self
     }
 
     /// Publishes again, as a new generation, every inventory whose publishing a stop cut short.
@@ -80,8 +90,30 @@ impl LocalReconciler {
                 let Ok(spec) = serde_json::from_str::<InventorySpec>(&record.spec_json) else {
                     continue;
                 };
+                // The stored path is checked again: the policy may have changed since.
+                let source = match &spec.source {
+                    Some(s) => match self.sources.resolve(&s.file, None) {
+                        Ok(source) => Some(source),
+                        Err(e) => {
+                            tracing::warn!(inventory = record.name, error = %e, "an interrupted publish cannot resume");
+                            let mut record = record;
+                            record.publish.error = Some(e.to_string());
+                            repo::put(
+                                &*self.ports.store,
+                                tables::INVENTORIES,
+                                "all",
+                                &record.name.clone(),
+                                &record,
+                                None,
+                            )
+                            .await?;
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
                 tracing::info!(inventory = record.name, "resuming an interrupted publish");
-                self.publish(record, spec).await?;
+                self.publish(record, spec, source).await?;
                 resumed += 1;
             }
             match page.next {
@@ -297,9 +329,12 @@ impl LocalReconciler {
         };
         let source = match &mut spec.source {
             Some(s) => {
-                let path = inventory::resolve_source(&s.file, base_dir).map_err(source_err)?;
-                s.file = path.display().to_string();
-                Some(path)
+                let source = self
+                    .sources
+                    .resolve(&s.file, base_dir)
+                    .map_err(source_err)?;
+                s.file = source.path().display().to_string();
+                Some(source)
             }
             None => None,
         };
@@ -308,7 +343,7 @@ impl LocalReconciler {
         let digest = {
             let spec_json = spec_json.clone();
             let source = source.clone();
-            tokio::task::spawn_blocking(move || inventory::digest(&spec_json, source.as_deref()))
+            tokio::task::spawn_blocking(move || inventory::digest(&spec_json, source.as_ref()))
                 .await
                 .map_err(|e| source_err(SourceError::Invalid(e.to_string())))?
                 .map_err(source_err)?
@@ -338,7 +373,7 @@ impl LocalReconciler {
             digest,
             publish: PublishState::default(),
         };
-        self.publish(record, spec).await?;
+        self.publish(record, spec, source).await?;
         Ok(action)
     }
 
@@ -348,6 +383,7 @@ impl LocalReconciler {
         &self,
         mut record: InventoryRecord,
         spec: InventorySpec,
+        source: Option<Source>,
     ) -> Result<(), ApplyError> {
         record.generation += 1;
         record.publish = PublishState {
@@ -366,10 +402,6 @@ impl LocalReconciler {
             None,
         )
         .await?;
-        let source = spec
-            .source
-            .as_ref()
-            .map(|s| std::path::PathBuf::from(&s.file));
         let ports = self.ports.clone();
         let name = record.name.clone();
         let publishers = Arc::clone(&self.publishers);

@@ -91,6 +91,7 @@ async fn the_operator_brings_declarations_about_rests_follows_and_cleans_up() {
         "shop",
         ports,
         WorkerSettings::default(),
+        mercato_operator::SourcePolicy::default(),
         Arc::new(Metrics::new()),
         async move {
             let _ = stopped.await;

@@ -47,13 +47,28 @@ fn query() -> impl Filter<Extract = (Query,), Error = Rejection> + Clone {
     warp::query::<Query>()
 }
 
-#[derive(Debug)]
-struct TooLarge;
-impl warp::reject::Reject for TooLarge {}
+/// Why a request body was not taken.
+#[derive(Debug, Clone, Copy)]
+enum BodyRefused {
+    TooLarge,
+    Unreadable,
+}
+impl warp::reject::Reject for BodyRefused {}
 
-#[derive(Debug)]
-struct BodyUnreadable;
-impl warp::reject::Reject for BodyUnreadable {}
+impl From<BodyRefused> for ApiError {
+    fn from(refused: BodyRefused) -> Self {
+        match refused {
+            BodyRefused::TooLarge => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is too large",
+            ),
+            BodyRefused::Unreadable => {
+                ApiError::bad_request("body_unreadable", "the request body could not be read")
+            }
+        }
+    }
+}
 
 /// The request body, refused with 413 past `limit` bytes whether or not the client announced
 /// its length (a chunked body is counted as it arrives, never buffered past the limit).
@@ -61,22 +76,39 @@ fn body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clon
     warp::header::optional::<u64>("content-length")
         .and(warp::body::stream())
         .and_then(move |announced: Option<u64>, stream| async move {
-            match announced {
-                Some(n) if n > limit => {
-                    if n <= DRAIN_LIMIT {
-                        drain(stream).await;
-                    }
-                    Err(warp::reject::custom(TooLarge))
-                }
-                _ => collect_limited(stream, limit).await,
-            }
+            read_limited(announced, stream, limit)
+                .await
+                .map_err(warp::reject::custom)
         })
+}
+
+async fn read_limited<S, B>(
+    announced: Option<u64>,
+    stream: S,
+    limit: u64,
+) -> Result<Bytes, BodyRefused>
+where
+    S: futures::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    match announced {
+        Some(n) if n > limit => {
+            if n <= DRAIN_LIMIT {
+                drain(stream).await;
+            }
+            Err(BodyRefused::TooLarge)
+        }
+        _ => collect_limited(stream, limit).await,
+    }
 }
 
 /// A refused body up to this size is read and dropped before the 413 goes out: a reply sent
 /// while the client is still writing is often lost to the connection's reset, and the client
 /// sees a broken pipe instead of the error. Beyond it, the connection is simply cut.
 const DRAIN_LIMIT: u64 = 4 * 1024 * 1024;
+
+/// The largest manifest stream `mercato apply` may send.
+const MANIFESTS_LIMIT: u64 = 16 * 1024 * 1024;
 
 async fn drain<S, B>(stream: S)
 where
@@ -94,7 +126,7 @@ where
     }
 }
 
-async fn collect_limited<S, B>(stream: S, limit: u64) -> Result<Bytes, Rejection>
+async fn collect_limited<S, B>(stream: S, limit: u64) -> Result<Bytes, BodyRefused>
 where
     S: futures::Stream<Item = Result<B, warp::Error>>,
     B: bytes::Buf,
@@ -103,10 +135,10 @@ where
     let mut stream = std::pin::pin!(stream);
     let mut out = bytes::BytesMut::new();
     while let Some(chunk) = stream.next().await {
-        let mut chunk = chunk.map_err(|_| warp::reject::custom(BodyUnreadable))?;
+        let mut chunk = chunk.map_err(|_| BodyRefused::Unreadable)?;
         if out.len() as u64 + chunk.remaining() as u64 > limit {
             drain(stream).await;
-            return Err(warp::reject::custom(TooLarge));
+            return Err(BodyRefused::TooLarge);
         }
         while chunk.has_remaining() {
             let part = chunk.chunk();
@@ -279,21 +311,36 @@ pub fn routes(
                 handle!(s, "payments_webhook", ops::webhook(&s, sig.as_deref(), &b))
             },
         );
+    // Only where a local reconciler applies manifests does the route exist at all; and the
+    // caller's role is checked before the body is read, so a stranger cannot make the gateway
+    // buffer 16 MiB.
     let manifests = api
         .and(warp::path!("admin" / "manifests"))
         .and(warp::post())
         .and(st.clone())
+        .and_then(|s: Arc<AppState>| async move {
+            match s.manifests {
+                Some(_) => Ok(s),
+                None => Err(warp::reject::not_found()),
+            }
+        })
         .and(authorization())
         .and(query())
-        .and(body(16 * 1024 * 1024))
+        .and(warp::header::optional::<u64>("content-length"))
+        .and(warp::body::stream())
         .then(
-            |s: Arc<AppState>, a: Option<String>, q: Query, b: Bytes| async move {
+            |s: Arc<AppState>, a: Option<String>, q: Query, announced: Option<u64>, stream| async move {
                 let base = q.get("base_dir").cloned();
-                handle!(
-                    s,
-                    "admin_manifests",
-                    ops::apply_manifests(&s, a.as_deref(), base.as_deref(), &b)
-                )
+                handle!(s, "admin_manifests", async {
+                    if let Err(refused) = admin::admin(&s, a.as_deref()) {
+                        if announced.is_none_or(|n| n <= DRAIN_LIMIT) {
+                            drain(stream).await;
+                        }
+                        return Err(refused);
+                    }
+                    let yaml = read_limited(announced, stream, MANIFESTS_LIMIT).await?;
+                    ops::apply_manifests(&s, base.as_deref(), &yaml).await
+                })
             },
         );
     let search =
@@ -464,22 +511,16 @@ async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     use warp::reject;
     let e = if rejection.is_not_found() {
         ApiError::not_found("not_found", "no such route")
-    } else if rejection.find::<reject::PayloadTooLarge>().is_some()
-        || rejection.find::<TooLarge>().is_some()
-    {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            "the request body is too large",
-        )
+    } else if let Some(refused) = rejection.find::<BodyRefused>() {
+        ApiError::from(*refused)
+    } else if rejection.find::<reject::PayloadTooLarge>().is_some() {
+        ApiError::from(BodyRefused::TooLarge)
     } else if rejection.find::<reject::LengthRequired>().is_some() {
         ApiError::new(
             StatusCode::LENGTH_REQUIRED,
             "length_required",
             "a Content-Length header is required",
         )
-    } else if rejection.find::<BodyUnreadable>().is_some() {
-        ApiError::bad_request("body_unreadable", "the request body could not be read")
     } else if rejection.find::<reject::InvalidQuery>().is_some() {
         ApiError::bad_request("invalid_query", "the query string is malformed")
     } else if rejection.find::<reject::MethodNotAllowed>().is_some() {

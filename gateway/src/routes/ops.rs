@@ -4,7 +4,6 @@ use mercato_core::clock::now_ms;
 use mercato_core::codec::encode;
 use mercato_core::domain::commands::PaymentCommand;
 use mercato_core::domain::payments::{verify, ProviderEvent};
-use mercato_core::domain::users::Role;
 use mercato_core::names::{tables, topics};
 use serde_json::json;
 use warp::http::StatusCode;
@@ -81,21 +80,12 @@ pub async fn webhook(state: &AppState, signature: Option<&str>, body: &[u8]) -> 
     Ok(ApiReply::ok(json!({"received": true})))
 }
 
-pub async fn apply_manifests(
-    state: &AppState,
-    auth: Option<&str>,
-    base_dir: Option<&str>,
-    body: &[u8],
-) -> ApiResult {
-    let caller = state.keys.caller(auth)?;
-    if caller.role != Role::Admin {
-        return Err(ApiError::forbidden(
-            "applying manifests needs the admin role",
-        ));
-    }
-    let sink = state.manifests.as_ref().ok_or_else(|| {
-        ApiError::not_found("not_local", "manifests are applied through this API only under `mercato up`; on a cluster use kubectl")
-    })?;
+/// Applies a manifest stream with the local reconciler; the route checked the admin role.
+pub async fn apply_manifests(state: &AppState, base_dir: Option<&str>, body: &[u8]) -> ApiResult {
+    let sink = state
+        .manifests
+        .as_ref()
+        .ok_or_else(|| ApiError::not_found("not_found", "no such route"))?;
     let yaml = std::str::from_utf8(body).map_err(|_| {
         ApiError::bad_request("malformed_manifest", "the manifest stream is not UTF-8")
     })?;

@@ -35,6 +35,7 @@ pub use metrics::Metrics;
 pub use reconcile::{reconcile, CLEANUP_PATIENCE, FINALIZER, RESYNC};
 
 use crate::local::LocalReconciler;
+use crate::sources::SourcePolicy;
 use crate::topics::TopicAdmin;
 use crate::workloads::{WorkerSettings, MANAGED_BY};
 
@@ -112,6 +113,7 @@ pub async fn run(
     namespace: &str,
     ports: Ports,
     settings: WorkerSettings,
+    sources: SourcePolicy,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
@@ -142,7 +144,10 @@ pub async fn run(
         inventories: inventories.store(),
         warehouses: warehouses.store(),
     };
-    let ctx = Arc::new(Context::new(client, ports, settings, stores, metrics));
+    let mut ctx = Context::new(client, ports, settings, stores, metrics);
+    // The same rule as `mercato up`: a declared `source.file` is read only under these folders.
+    ctx.content = ctx.content.with_sources(sources);
+    let ctx = Arc::new(ctx);
     // An inventory whose publishing a previous leader left unfinished is published again.
     match ctx.content.resume().await {
         Ok(0) => {}

@@ -291,6 +291,10 @@ pub async fn run(opts: Catalog, server: &tokio::runtime::Runtime) -> anyhow::Res
         checkout_ttl: None,
         engines: Default::default(),
         poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
+        sources: mercato::platform::SourcePolicy::new(
+            [dir.path().to_path_buf()],
+            mercato::platform::DEFAULT_MAX_SOURCE_BYTES,
+        )?,
         search_cache: if opts.no_cache {
             0
         } else {
