@@ -2,11 +2,11 @@
 FROM rust:1.90-bookworm AS build
 WORKDIR /src
 COPY . .
-RUN cargo build --release --bin mercato
+RUN cargo build --profile dist --bin mercato
 
 FROM debian:bookworm-slim
 RUN useradd --system --uid 10001 mercato && mkdir /data && chown mercato /data
-COPY --from=build /src/target/release/mercato /usr/local/bin/mercato
+COPY --from=build /src/target/dist/mercato /usr/local/bin/mercato
 COPY --from=build /src/examples /examples
 # Numeric, so Kubernetes can check runAsNonRoot without reading /etc/passwd.
 USER 10001

@@ -2,17 +2,17 @@
 
 # Run the whole platform in one process with the examples.
 dev:
-    cargo run --release -- up
+    cargo run -- up
 
 # Every test (the README's test command).
 test:
-    cargo test --release --workspace
+    cargo test --workspace
 
 # The load benchmarks (on-sale, catalog, commerce; in one process) and the criterion benches.
 bench:
-    cargo run --release -p mercato-e2e --bin loadgen -- onsale --buyers 400 --runs 3
-    cargo run --release -p mercato-e2e --bin loadgen -- catalog --products 1000000 --clients 12 --runs 3
-    cargo run --release -p mercato-e2e --bin loadgen -- commerce --clients 200 --orders 20000 --runs 3
+    cargo run --profile dist -p mercato-e2e --bin loadgen -- onsale --buyers 400 --runs 3
+    cargo run --profile dist -p mercato-e2e --bin loadgen -- catalog --products 1000000 --clients 12 --runs 3
+    cargo run --profile dist -p mercato-e2e --bin loadgen -- commerce --clients 200 --orders 20000 --runs 3
     cargo bench -p mercato-core --bench engines
     cargo bench -p mercato-core --bench allocation
     cargo bench -p mercato-search
@@ -29,3 +29,7 @@ crds:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# The development loop's figures (cold build, one-line changes): `just devloop /tmp/empty-dir 3`.
+devloop target_dir="" runs="3":
+    scripts/devloop.sh {{target_dir}} {{runs}}

@@ -9,7 +9,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 holds=${HOLDS:-2}
 work=$(mktemp -d /tmp/mercato-onsale-mp.XXXXXX)
-cargo build --release -p mercato -p mercato-e2e --bins >&2
+# Published figures are taken in the dist profile (PROFILE=dev for a quick look). The binaries
+# are where cargo puts them: its target directory may be a cache folder outside the clone.
+profile=${PROFILE:-dist}
+cargo build --profile "$profile" -p mercato -p mercato-e2e --bins >&2
+target_dir=$(cargo metadata --format-version 1 --no-deps | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+out=$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")
 
 pids=()
 cleanup() {
@@ -26,7 +31,7 @@ export MERCATO_BUS=${BUS:-$MERCATO_TEST_REDIS} MERCATO_COORD=$MERCATO_TEST_REDIS
 export MERCATO_STORE=${STORE:-$MERCATO_TEST_POSTGRES}
 export RUST_LOG=${RUST_LOG:-warn}
 
-bin=target/release/mercato
+bin=$out/mercato
 $bin gateway --listen 127.0.0.1:18080 --accept-manifests --admin-token-file "$work/token" >"$work/gateway.log" 2>&1 &
 pids+=($!)
 until grep -q "listening on" "$work/gateway.log"; do
@@ -42,4 +47,4 @@ $bin worker payments --webhook-url http://127.0.0.1:18080/api/v1/payments/webhoo
 pids+=($!)
 sleep 1
 echo "gateway, $holds holds workers and a payments worker on $MERCATO_STORE and $MERCATO_BUS" >&2
-target/release/loadgen onsale --url http://127.0.0.1:18080 --token "$(cat "$work/token")" "$@"
+"$out/loadgen" onsale --url http://127.0.0.1:18080 --token "$(cat "$work/token")" "$@"

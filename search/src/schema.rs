@@ -11,8 +11,10 @@ use tantivy::tokenizer::{
 };
 use tantivy::TantivyDocument;
 
-/// Bumped when fields change: an index of another version is rebuilt from the catalog topic.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Bumped when fields or their encoding change: an index of another version is rebuilt from
+/// the catalog topic. 2: column dictionaries without zstd (tantivy's `columnar-zstd-compression`
+/// is off, and an index written with it could not be read).
+pub const SCHEMA_VERSION: u32 = 2;
 pub const TOKENIZER: &str = "mercato";
 /// Tokens at least this long are dropped (tantivy's RemoveLongFilter keeps `len < limit`).
 pub const MAX_TOKEN_BYTES: usize = 40;

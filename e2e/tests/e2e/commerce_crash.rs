@@ -37,7 +37,7 @@ fn commerce_child() {
 }
 
 fn spawn(dir: &std::path::Path) -> ChildPlatform {
-    child::spawn("commerce_child", dir)
+    child::spawn("commerce_crash::commerce_child", dir)
 }
 
 /// One shopper's loop: put a random product in the cart, check out, pay (every third order

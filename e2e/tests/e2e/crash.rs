@@ -35,7 +35,7 @@ fn platform_child() {
 }
 
 fn spawn_platform(dir: &std::path::Path) -> ChildPlatform {
-    child::spawn("platform_child", dir)
+    child::spawn("crash::platform_child", dir)
 }
 
 /// One shopper's loop: hold two random seats, pay for them; record every accepted order.

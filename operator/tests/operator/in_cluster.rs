@@ -2,12 +2,10 @@
 //! finalizer, requeues), against an in-memory API server and the embedded engines: declarations
 //! are brought about, the operator then rests, follows an update, and cleans up a deletion.
 
-mod fake_api;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use fake_api::FakeApi;
+use crate::fake_api::FakeApi;
 use kube::Client;
 use mercato_core::bus::{Bus, EmbeddedBus};
 use mercato_core::coord::EmbeddedCoord;

@@ -49,7 +49,7 @@ fn rendering_every_example_matches_its_golden_file() {
     assert!(
         drifted.is_empty(),
         "render changed for {drifted:?}; review the difference, then run \
-         `MERCATO_BLESS=1 cargo test -p mercato-operator --test render`"
+         `MERCATO_BLESS=1 cargo test -p mercato-operator --test operator render`"
     );
 }
 

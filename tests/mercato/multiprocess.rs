@@ -12,16 +12,14 @@
 //! `MERCATO_TEST_FLUVIO` set too, the same scenario runs again with the bus on Fluvio (Redis
 //! then carries coordination only, and is still killed and restarted).
 
-mod processes;
-
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use crate::processes::{Cluster, RedisServer};
 use mercato_e2e::child;
 use mercato_e2e::race::race_for_seats;
 use mercato_e2e::storm::{Shopper, Storm};
 use mercato_e2e::{event_manifest, Answer, Api};
-use processes::{Cluster, RedisServer};
 use rand::seq::SliceRandom;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -57,7 +55,7 @@ async fn separate_processes_on_postgres_fluvio_and_redis() {
 
 /// The scenario, with the bus on `bus` (Fluvio) or, without it, on the test's Redis.
 async fn separate_processes(bus: Option<String>) {
-    let Some(postgres) = processes::postgres_url() else {
+    let Some(postgres) = crate::processes::postgres_url() else {
         return;
     };
     let Some(mut redis) = RedisServer::start() else {
@@ -74,7 +72,7 @@ async fn separate_processes(bus: Option<String>) {
         ),
     )
     .unwrap();
-    let store = processes::fresh_database(&postgres).await;
+    let store = crate::processes::fresh_database(&postgres).await;
     let bus = bus.unwrap_or_else(|| redis.url());
     let mut cluster = Cluster::start(&bus, &redis.url(), &store, manifests.path());
     let gateways = [

@@ -1,0 +1,12 @@
+//! The whole platform over HTTP: one test binary for the crate (one link of the platform
+//! instead of one per file), one module per scenario.
+
+mod bad_input;
+mod catalog;
+mod commerce;
+mod commerce_crash;
+mod crash;
+mod dead_letters;
+mod holds_race;
+mod manifest_sources;
+mod purchase;
