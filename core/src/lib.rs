@@ -24,6 +24,8 @@ pub mod repo;
 
 #[cfg(test)]
 mod conformance_tests;
+#[cfg(test)]
+mod fuzz_tests;
 
 use std::sync::Arc;
 

@@ -7,6 +7,8 @@
 
 mod definitions;
 mod event;
+#[cfg(test)]
+mod fuzz_tests;
 mod inventory;
 mod manifest;
 pub mod status;

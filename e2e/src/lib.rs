@@ -133,7 +133,7 @@ impl Api {
     pub async fn shopper(&self, email: &str) -> anyhow::Result<Api> {
         let password = "correct horse battery";
         let created = self
-            .post(
+            .post_when_not_overloaded(
                 "/api/v1/users",
                 &json!({"email": email, "password": password, "name": email}),
             )
@@ -146,7 +146,7 @@ impl Api {
             ));
         }
         let session = self
-            .post(
+            .post_when_not_overloaded(
                 "/api/v1/sessions",
                 &json!({"email": email, "password": password}),
             )
@@ -155,6 +155,23 @@ impl Api {
             .as_str()
             .ok_or_else(|| anyhow!("sign-in of {email} failed: {}", session.body))?;
         Ok(self.with_token(token))
+    }
+
+    /// A POST retried, as a well-behaved client would, while the gateway answers 503
+    /// `overloaded` (a flood of sign-ups queues behind the password-hashing slots).
+    pub async fn post_when_not_overloaded(
+        &self,
+        path: &str,
+        body: &Value,
+    ) -> anyhow::Result<Answer> {
+        for _ in 0..60 {
+            let a = self.post(path, body).await?;
+            if a.status != StatusCode::SERVICE_UNAVAILABLE || a.code() != "overloaded" {
+                return Ok(a);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        Err(anyhow!("{path}: still overloaded after 30 s"))
     }
 
     pub async fn hold(&self, event_id: &str, seats: &[String]) -> anyhow::Result<Answer> {

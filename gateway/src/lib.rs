@@ -2,6 +2,7 @@
 //! and awaits their results; workers make every decision that could race.
 
 pub mod auth;
+pub mod bulkhead;
 pub mod error;
 pub mod idempotency;
 pub mod metrics;

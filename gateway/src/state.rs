@@ -12,6 +12,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use crate::auth::Keys;
+use crate::bulkhead::{Bulkhead, BulkheadSize};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::results::Waiters;
@@ -35,6 +36,10 @@ pub struct GatewayConfig {
     pub availability_max_age: Duration,
     /// How long a checkout reserves its stock.
     pub checkout_ttl: Duration,
+    /// Password hashing (sign-up, sign-in): argon2 takes tens of milliseconds and 19 MiB.
+    pub password_work: BulkheadSize,
+    /// Searches: a broad query counts every match into its facets.
+    pub search_work: BulkheadSize,
 }
 
 impl Default for GatewayConfig {
@@ -45,6 +50,8 @@ impl Default for GatewayConfig {
             max_body_bytes: 64 * 1024,
             availability_max_age: Duration::from_secs(1),
             checkout_ttl: mercato_core::domain::commerce::DEFAULT_CHECKOUT_TTL,
+            password_work: BulkheadSize::for_machine(),
+            search_work: BulkheadSize::for_machine(),
         }
     }
 }
@@ -69,6 +76,8 @@ pub struct AppState {
     pub availability: Mutex<HashMap<String, (Instant, Availability)>>,
     /// The catalog's search index, if this gateway serves search.
     pub search: Option<Arc<mercato_search::Search>>,
+    pub password_work: Bulkhead,
+    pub search_work: Bulkhead,
 }
 
 impl AppState {
@@ -82,6 +91,8 @@ impl AppState {
         let jwt = repo::shared_secret(&*ports.store, "jwt_secret").await?;
         let webhook_secret = repo::shared_secret(&*ports.store, "webhook_secret").await?;
         Ok(Self {
+            password_work: Bulkhead::new("password", config.password_work),
+            search_work: Bulkhead::new("search", config.search_work),
             events: EventCache::new(Arc::clone(&ports.store), Duration::from_secs(2)),
             ports,
             config,

@@ -396,12 +396,18 @@ impl SearchIndex {
 }
 
 /// Facet counts, largest first (a JSON object keeps this order with serde_json's
-/// `preserve_order`; without it, the keys come sorted by name).
+/// `preserve_order`; without it, the keys come sorted by name), at most
+/// [`MAX_FACET_VALUES`] of them: a catalog with 100,000 cities must not answer every query with
+/// 100,000 counts.
 fn sorted(counts: HashMap<String, u64>) -> Map<String, Value> {
     let mut v: Vec<_> = counts.into_iter().collect();
     v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(MAX_FACET_VALUES);
     v.into_iter().map(|(k, n)| (k, json!(n))).collect()
 }
+
+/// The most values a facet lists in one answer, largest counts first.
+pub const MAX_FACET_VALUES: usize = 100;
 
 /// Small doc-store blocks: a hit costs decompressing its block, and hits are few and scattered.
 fn builder(schema: &tantivy::schema::Schema) -> tantivy::IndexBuilder {

@@ -10,6 +10,11 @@ pub const MAX_LIMIT: usize = 100;
 pub const DEFAULT_RADIUS_KM: f64 = 25.0;
 pub const MAX_RADIUS_KM: f64 = 20_000.0;
 pub const MAX_QUERY_CHARS: usize = 256;
+/// A category path or a city: longer than any the catalog accepts, short enough that a filter
+/// costs nothing to clean and compare.
+pub const MAX_FILTER_CHARS: usize = 200;
+/// Longer than any cursor this API issues (they are a few dozen characters).
+pub const MAX_CURSOR_CHARS: usize = 512;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sort {
@@ -160,6 +165,12 @@ impl SearchRequest {
                 Some(DocKind::parse(t).ok_or_else(|| bad("type", "must be event or product"))?);
         }
         if let Some(c) = get("category") {
+            if c.chars().count() > MAX_FILTER_CHARS {
+                return Err(bad(
+                    "category",
+                    format!("at most {MAX_FILTER_CHARS} characters"),
+                ));
+            }
             let path: Vec<String> = c
                 .split(['/', '>'])
                 .map(|s| clean_text(s).to_lowercase())
@@ -170,6 +181,12 @@ impl SearchRequest {
             r.category = Some(path.join("/"));
         }
         if let Some(c) = get("city") {
+            if c.chars().count() > MAX_FILTER_CHARS {
+                return Err(bad(
+                    "city",
+                    format!("at most {MAX_FILTER_CHARS} characters"),
+                ));
+            }
             r.city = Some(clean_text(c).to_lowercase());
         }
         let radius = match get("radius_km") {
@@ -247,6 +264,9 @@ impl SearchRequest {
             r.limit = limit;
         }
         if let Some(c) = get("cursor") {
+            if c.len() > MAX_CURSOR_CHARS {
+                return Err(bad("cursor", "not a cursor this API gave"));
+            }
             let cursor =
                 Cursor::decode(c).ok_or_else(|| bad("cursor", "not a cursor this API gave"))?;
             if cursor.sort != r.sort.id() {
@@ -348,6 +368,20 @@ mod tests {
         assert_eq!(param(&[("catgory", "x")]), "query");
         let long = "x".repeat(300);
         assert_eq!(param(&[("q", long.as_str())]), "q");
+    }
+
+    #[test]
+    fn filters_and_cursors_are_bounded() {
+        let param = |pairs: &[(&str, &str)]| parse(pairs).unwrap_err().param;
+        let long = "x".repeat(MAX_FILTER_CHARS + 1);
+        assert_eq!(param(&[("category", long.as_str())]), "category");
+        assert_eq!(param(&[("city", long.as_str())]), "city");
+        let deep = "a/".repeat(MAX_FILTER_CHARS) + "a";
+        assert_eq!(param(&[("category", deep.as_str())]), "category");
+        let cursor = "A".repeat(MAX_CURSOR_CHARS + 1);
+        assert_eq!(param(&[("cursor", cursor.as_str())]), "cursor");
+        let fits = "x".repeat(MAX_FILTER_CHARS);
+        assert!(parse(&[("category", fits.as_str()), ("city", fits.as_str())]).is_ok());
     }
 
     #[test]

@@ -13,6 +13,7 @@ use mercato_core::domain::Money;
 use mercato_core::names::topics;
 use mercato_search::{
     haversine_km, uid_key, Cursor, Near, Search, SearchRequest, Sort, FUZZY_MIN_CHARS,
+    MAX_FACET_VALUES,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -421,4 +422,120 @@ async fn updates_and_removals_are_reflected_and_a_rebuild_gives_the_same_index()
     assert_eq!(search.index().num_docs(), 1);
     assert_eq!(ids(search.index().search(&q("electric")).unwrap()), ["a"]);
     assert!(search.status().rebuilding_to.is_none());
+}
+
+/// A facet with more values than an answer lists keeps the largest counts, and the total still
+/// counts every match.
+#[tokio::test]
+async fn a_facet_lists_its_largest_values_only() {
+    let cities = MAX_FACET_VALUES + 50;
+    let doc = |i: usize, city: usize| CatalogDoc {
+        kind: DocKind::Product,
+        id: format!("p{i}"),
+        name: "vintage guitar".into(),
+        body: String::new(),
+        category: vec!["music".into()],
+        city: Some(format!("city{city:03}")),
+        geo: None,
+        price: None,
+        price_max: None,
+        starts_at_ms: None,
+        seller: None,
+        venue: None,
+    };
+    // city000 has 3 products, city001 2, every other city 1.
+    let mut docs: Vec<CatalogDoc> = (0..cities).map(|c| doc(c, c)).collect();
+    docs.extend([doc(cities, 0), doc(cities + 1, 0), doc(cities + 2, 1)]);
+    let (search, _bus, _stop) = indexed(&docs, 0).await;
+    let answer: Value = serde_json::from_str(
+        &search
+            .index()
+            .search(&SearchRequest {
+                q: "guitar".into(),
+                ..SearchRequest::default()
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(answer["total"], docs.len());
+    let listed = answer["facets"]["city"].as_object().unwrap();
+    assert_eq!(listed.len(), MAX_FACET_VALUES);
+    let counts = facet_map(&answer["facets"]["city"]);
+    assert_eq!(counts["city000"], 3);
+    assert_eq!(counts["city001"], 2);
+    assert_eq!(
+        counts.values().sum::<u64>(),
+        3 + 2 + (MAX_FACET_VALUES as u64 - 2)
+    );
+}
+
+/// A parameter value: arbitrary text, or something close to what the parameter expects.
+fn param_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "\\PC{0,40}",
+        "[a-z]{1,12}( [a-z]{1,12}){0,3}",
+        "-?[0-9]{1,25}(\\.[0-9]{0,6})?",
+        "20[0-9]{2}-[0-9]{2}-[0-9]{2}(T[0-9]{2}:[0-9]{2}:[0-9]{2}Z)?",
+        "-?[0-9]{1,3}\\.[0-9]{1,8},-?[0-9]{1,3}\\.[0-9]{1,8}",
+        prop::sample::select(WORDS.to_vec()).prop_map(|w| format!("{w}*")),
+        "[\"()*:+\\-^~ ]{1,12}",
+    ]
+}
+
+fn search_params() -> impl Strategy<Value = HashMap<String, String>> {
+    const KEYS: [&str; 14] = [
+        "q",
+        "type",
+        "category",
+        "city",
+        "near",
+        "radius_km",
+        "from",
+        "to",
+        "price_min",
+        "price_max",
+        "sort",
+        "limit",
+        "cursor",
+        "x",
+    ];
+    prop::collection::hash_map(prop::sample::select(KEYS.to_vec()), param_value(), 0..5)
+        .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(6),
+        ..ProptestConfig::default()
+    })]
+
+    /// Property-based fuzzing of the query path (hardening 8): any parameters are either
+    /// refused with the parameter named, or answered; the index never fails or panics on a
+    /// request that parsed, whatever its text (operators, quotes, unicode, huge numbers).
+    #[test]
+    fn any_search_parameters_are_refused_by_name_or_answered(
+        mut docs in prop::collection::vec(doc_strategy(), 1..30),
+        requests in prop::collection::vec(search_params(), 100..200),
+    ) {
+        for (i, d) in docs.iter_mut().enumerate() {
+            d.id = format!("d{i}");
+        }
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (search, _bus, _stop) = indexed(&docs, 16).await;
+            for params in &requests {
+                match SearchRequest::from_params(params) {
+                    Ok(req) => {
+                        let answer = search.index().search(&req);
+                        prop_assert!(answer.is_ok(), "{:?}: {:?}", params, answer.err());
+                    }
+                    Err(bad) => prop_assert!(
+                        bad.param == "query" || params.contains_key(bad.param),
+                        "{:?} named {:?}", params, bad.param
+                    ),
+                }
+            }
+            Ok(())
+        })?;
+    }
 }

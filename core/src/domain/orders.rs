@@ -122,6 +122,13 @@ pub fn user_order_key(created_ms: u64, order_id: &str) -> String {
     format!("{:020}/{order_id}", u64::MAX - created_ms)
 }
 
+/// Where a newest-first scan of a user's orders starts for orders created at or before
+/// `to_ms`: every key of a newer order sorts before it, every key of an older or equal one
+/// after it. A listing with `to` seeks here instead of reading past every newer order.
+pub fn user_orders_at_or_before(to_ms: u64) -> String {
+    format!("{:020}", u64::MAX - to_ms)
+}
+
 /// Created time back from a user-order key.
 pub fn created_from_key(key: &str) -> Option<u64> {
     key.split('/')
@@ -129,4 +136,31 @@ pub fn created_from_key(key: &str) -> Option<u64> {
         .parse::<u64>()
         .ok()
         .map(|inv| u64::MAX - inv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listing_up_to_a_time_starts_at_its_first_order() {
+        let mut keys: Vec<String> = (0..200u64)
+            .flat_map(|t| [user_order_key(t * 10, "a"), user_order_key(t * 10, "b")])
+            .collect();
+        keys.sort();
+        for to in [0, 5, 10, 995, 1_990, 5_000] {
+            let start = user_orders_at_or_before(to);
+            let listed: Vec<u64> = keys
+                .iter()
+                .filter(|k| k.as_str() > start.as_str())
+                .map(|k| created_from_key(k).unwrap())
+                .collect();
+            let expected: Vec<u64> = keys
+                .iter()
+                .map(|k| created_from_key(k).unwrap())
+                .filter(|&c| c <= to)
+                .collect();
+            assert_eq!(listed, expected, "to = {to}");
+        }
+    }
 }

@@ -224,6 +224,50 @@ async fn bad_requests_get_clear_errors() {
             "unauthorized",
         ),
         (
+            "a category longer than any (bounded work per request)",
+            anon.clone(),
+            (
+                Method::GET,
+                format!("/api/v1/search?category={}", "a/".repeat(2_000)),
+                None,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "a city longer than any",
+            anon.clone(),
+            (
+                Method::GET,
+                format!("/api/v1/search?city={}", "x".repeat(5_000)),
+                None,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "a search cursor longer than any",
+            anon.clone(),
+            (
+                Method::GET,
+                format!("/api/v1/search?q=gig&cursor={}", "A".repeat(5_000)),
+                None,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "an orders cursor longer than any",
+            ada.clone(),
+            (
+                Method::GET,
+                format!("/api/v1/orders?cursor={}", "61".repeat(5_000)),
+                None,
+            ),
+            StatusCode::BAD_REQUEST,
+            "invalid_cursor",
+        ),
+        (
             "unknown hold",
             ada.clone(),
             (Method::GET, "/api/v1/holds/hold_nope".into(), None),

@@ -136,9 +136,16 @@ async fn a_poison_command_is_set_aside_listed_and_replayed_once_fixed() {
         h.body["status"] == "released"
     })
     .await;
-    let seats = ada.seat_statuses("gig", "pit").await.unwrap();
-    let first = seats.iter().find(|(id, _)| id == "pit-1-1").unwrap();
-    assert_eq!(first.1, "available", "the released seat is free again");
+    // The worker marks the hold released before it deletes the seat's claim (so no purchase
+    // can start in between), and the replay answers before the worker acts: the seat is free
+    // once the release is done, not at the instant the hold reads released.
+    wait_for("the released seat free again", async || {
+        let seats = ada.seat_statuses("gig", "pit").await.unwrap();
+        seats
+            .iter()
+            .any(|(id, status)| id == "pit-1-1" && status == "available")
+    })
+    .await;
 
     let again = run
         .admin

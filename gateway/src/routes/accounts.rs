@@ -53,15 +53,6 @@ fn normalize_email(email: &str) -> Result<String, ApiError> {
     }
 }
 
-/// Argon2 is deliberately slow: keep it off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::unavailable("internal", format!("worker thread failed: {e}")))
-}
-
 pub async fn create_user(state: &AppState, body: &[u8]) -> ApiResult {
     let req: NewUser = parse_json(body)?;
     let email = normalize_email(&req.email)?;
@@ -87,7 +78,10 @@ pub async fn create_user(state: &AppState, body: &[u8]) -> ApiResult {
         return Err(email_taken());
     }
     let password = req.password;
-    let password_hash = blocking(move || hash_password(&password)).await??;
+    let password_hash = state
+        .password_work
+        .run(move || hash_password(&password))
+        .await??;
     let user = User {
         id: format!("usr_{}", uuid::Uuid::now_v7().simple()),
         email: email.clone(),
@@ -160,7 +154,11 @@ pub async fn create_session(state: &AppState, body: &[u8]) -> ApiResult {
     };
     let password = req.password;
     let phc = user.password_hash.clone();
-    if !blocking(move || verify_password(&password, &phc)).await? {
+    if !state
+        .password_work
+        .run(move || verify_password(&password, &phc))
+        .await?
+    {
         return Err(bad());
     }
     let _ = state.ports.coord.delete(&format!("signin/{email}")).await;

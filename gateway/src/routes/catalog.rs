@@ -20,10 +20,12 @@ pub async fn search(state: &AppState, q: &Query) -> ApiResult {
     let search = state.search.as_ref().map(Arc::clone).ok_or_else(|| {
         ApiError::unavailable("search_unavailable", "this gateway serves no search index")
     })?;
-    // Searching is CPU work: off the request threads, so one broad query never stalls others.
-    let answer = tokio::task::spawn_blocking(move || search.index().search(&request))
-        .await
-        .map_err(|e| ApiError::unavailable("search_failed", e.to_string()))?
+    // Searching is CPU work: off the request threads, so one broad query never stalls others,
+    // and bounded, so a flood of them queues or is refused instead of taking every thread.
+    let answer = state
+        .search_work
+        .run(move || search.index().search(&request))
+        .await?
         .map_err(|e| ApiError::unavailable("search_failed", e.to_string()))?;
     Ok(ApiReply::raw(answer))
 }

@@ -245,6 +245,13 @@ pub async fn list(state: &AppState, auth: Option<&str>, q: &Query) -> ApiResult 
     let from = time_filter(q, "from")?;
     let to = time_filter(q, "to")?;
     let mut after = decode_cursor(q)?;
+    // Newest first: orders after `to` sort before this key, so the scan starts past them
+    // instead of reading every newer order to skip it.
+    if let Some(start) = to.map(mercato_core::domain::orders::user_orders_at_or_before) {
+        if after.as_deref().is_none_or(|a| a < start.as_str()) {
+            after = Some(start);
+        }
+    }
     let mut orders = Vec::new();
     let mut next_cursor = None;
     'pages: loop {

@@ -3,4 +3,5 @@
 //! filters are the slowest code in the workspace to compile) a second time.
 
 mod auth;
+mod bulkhead;
 mod error;
