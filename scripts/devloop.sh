@@ -50,7 +50,7 @@ timed() {
     awk -v a="$start" -v b="$end" 'BEGIN {printf "%.1f", b - a}'
 }
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-fmt() { awk -v s="$1" 'BEGIN {m = int(s / 60); printf (m > 0 ? "%d min %.0f s" : "%.1f s"), m, s - 60 * m}'; }
+fmt() { awk -v s="$1" 'BEGIN {m = int(s / 60); if (m > 0) printf "%d min %.0f s", m, s - 60 * m; else printf "%.1f s", s}'; }
 row() { rows+=("| $1 | $(fmt "$2") |"); echo "$1: $(fmt "$2")" >&2; }
 
 probe=0
