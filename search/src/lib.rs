@@ -13,7 +13,7 @@ mod typos;
 
 pub use index::{CacheStats, Progress, SearchIndex, FUZZY_MIN_CHARS, MAX_FACET_VALUES};
 pub use indexer::{IndexerStatus, Search, DEFAULT_CACHE_ENTRIES};
-pub use request::{haversine_km, BadParam, Cursor, Near, SearchRequest, Sort};
+pub use request::{haversine_km, BadParam, Cursor, Near, SearchRequest, Sort, PARAMS};
 pub use schema::{analyzer, uid_key, MAX_TOKEN_BYTES};
 
 #[derive(Debug, thiserror::Error)]

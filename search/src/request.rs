@@ -16,6 +16,23 @@ pub const MAX_FILTER_CHARS: usize = 200;
 /// Longer than any cursor this API issues (they are a few dozen characters).
 pub const MAX_CURSOR_CHARS: usize = 512;
 
+/// Every parameter a search takes; any other is refused, so a misspelt filter never widens it.
+pub const PARAMS: [&str; 13] = [
+    "q",
+    "type",
+    "category",
+    "city",
+    "near",
+    "radius_km",
+    "from",
+    "to",
+    "price_min",
+    "price_max",
+    "sort",
+    "limit",
+    "cursor",
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sort {
     /// Best match first (BM25).
@@ -131,25 +148,13 @@ impl SearchRequest {
     /// Parses the query string of `GET /api/v1/search`. Unknown parameters are refused, so a
     /// typo (`catgory=`) is an error rather than a silently unfiltered answer.
     pub fn from_params(params: &HashMap<String, String>) -> Result<SearchRequest, BadParam> {
-        const KNOWN: [&str; 13] = [
-            "q",
-            "type",
-            "category",
-            "city",
-            "near",
-            "radius_km",
-            "from",
-            "to",
-            "price_min",
-            "price_max",
-            "sort",
-            "limit",
-            "cursor",
-        ];
-        if let Some(unknown) = params.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        if let Some(unknown) = params.keys().find(|k| !PARAMS.contains(&k.as_str())) {
             return Err(bad(
                 "query",
-                format!("unknown parameter {unknown:?}; known: {}", KNOWN.join(", ")),
+                format!(
+                    "unknown parameter {unknown:?}; known: {}",
+                    PARAMS.join(", ")
+                ),
             ));
         }
         let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());

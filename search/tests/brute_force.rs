@@ -13,7 +13,7 @@ use mercato_core::domain::Money;
 use mercato_core::names::topics;
 use mercato_search::{
     haversine_km, uid_key, Cursor, Near, Search, SearchRequest, Sort, FUZZY_MIN_CHARS,
-    MAX_FACET_VALUES,
+    MAX_FACET_VALUES, PARAMS,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -483,23 +483,9 @@ fn param_value() -> impl Strategy<Value = String> {
 }
 
 fn search_params() -> impl Strategy<Value = HashMap<String, String>> {
-    const KEYS: [&str; 14] = [
-        "q",
-        "type",
-        "category",
-        "city",
-        "near",
-        "radius_km",
-        "from",
-        "to",
-        "price_min",
-        "price_max",
-        "sort",
-        "limit",
-        "cursor",
-        "x",
-    ];
-    prop::collection::hash_map(prop::sample::select(KEYS.to_vec()), param_value(), 0..5)
+    // Every parameter a search takes, and one it does not.
+    let keys: Vec<&str> = PARAMS.iter().copied().chain(["x"]).collect();
+    prop::collection::hash_map(prop::sample::select(keys), param_value(), 0..5)
         .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
 

@@ -323,3 +323,48 @@ async fn a_retried_hold_under_the_same_key_is_the_same_hold() {
     assert_eq!(seats.iter().filter(|(_, s)| s == "held").count(), 2);
     run.platform.stop().await;
 }
+
+/// `GET /orders?to=` lists exactly the orders created at or before `to`, newest first, paged
+/// by its cursor: the listing starts its scan at `to` rather than skipping newer orders.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_up_to_a_time_are_listed_newest_first_and_paged() {
+    let run = harness::start(None, None).await.unwrap();
+    run.apply(&event_manifest("gig", "pit", 20)).await.unwrap();
+    let ada = run.api.shopper("ada@example.com").await.unwrap();
+    let mut placed = Vec::new(); // (created_at, id), oldest first
+    for n in 1..=6 {
+        let hold = ada.hold("gig", &[format!("pit-1-{n}")]).await.unwrap();
+        assert_eq!(hold.status, StatusCode::CREATED, "{}", hold.body);
+        let order = ada
+            .post(
+                "/api/v1/orders",
+                &json!({"hold_id": hold.body["id"], "payment": {"card_number": SUCCEEDS}}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(order.status, StatusCode::ACCEPTED, "{}", order.body);
+        placed.push((
+            order.body["created_at"].as_str().unwrap().to_owned(),
+            order.body["id"].as_str().unwrap().to_owned(),
+        ));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Up to the third order: the first three, newest first, two to a page.
+    let to = &placed[2].0;
+    let mut listed = Vec::new();
+    let mut path = format!("/api/v1/orders?to={to}&limit=2");
+    loop {
+        let page = ada.get(&path).await.unwrap();
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        for o in page.body["orders"].as_array().unwrap() {
+            listed.push(o["id"].as_str().unwrap().to_owned());
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(c) => path = format!("/api/v1/orders?to={to}&limit=2&cursor={c}"),
+            None => break,
+        }
+    }
+    let expected: Vec<String> = placed[..3].iter().rev().map(|(_, id)| id.clone()).collect();
+    assert_eq!(listed, expected);
+    run.platform.stop().await;
+}

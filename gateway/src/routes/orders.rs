@@ -270,9 +270,6 @@ pub async fn list(state: &AppState, auth: Option<&str>, q: &Query) -> ApiResult 
             if from.is_some_and(|f| created < f) {
                 break 'pages; // newest first: everything further is older still
             }
-            if to.is_some_and(|t| created > t) {
-                continue;
-            }
             let id = String::from_utf8_lossy(&row.value);
             if let Some(o) = load_order(&*state.ports.store, &id).await? {
                 orders.push(order_view(&o.value));
