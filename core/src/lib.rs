@@ -25,6 +25,8 @@ pub mod repo;
 #[cfg(test)]
 mod conformance_tests;
 #[cfg(test)]
+mod disk_full_tests;
+#[cfg(test)]
 mod fuzz_tests;
 
 use std::sync::Arc;

@@ -25,6 +25,15 @@ pub fn push_frame(body: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(body);
 }
 
+/// Whether a failed write ran out of room (a full disk or quota, a file-size limit): nothing
+/// is wrong with what is already written, and the same write can succeed once space returns.
+pub fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
+    )
+}
+
 /// Why a frame file cannot be opened as it stands.
 #[derive(Debug, thiserror::Error)]
 pub enum LogFileError {

@@ -8,6 +8,12 @@
 //! a consumer's committed offset is never durable before the records it emitted ahead of it.
 //! Offset commits do not wait for their fsync: losing the last ones only replays a few records,
 //! which at-least-once delivery allows. Without a data dir everything stays in memory.
+//!
+//! A full disk is an outage, not a failure: a flush that runs out of space cuts the log back to
+//! its last durable byte and forgets every frame not yet written, so each producer waiting on
+//! them is refused and none of their records exists (a refusal means "not written", and a
+//! retry cannot duplicate). For a moment after, appends are refused at once; then the next one
+//! tries the disk again, and writes resume as soon as space returns.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -15,7 +21,7 @@ use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use parking_lot::{Mutex, RwLock};
@@ -24,11 +30,14 @@ use tokio::sync::watch;
 use super::partition::{parse_record, read_back, Partition, RecordFrame, Stored, FRAME_RECORD};
 use super::{partition_for, validate_topic, Bus, BusError, BusResult, Record, TopicChange};
 use crate::clock::now_ms;
-use crate::log_file::{open_frames, push_frame, put_str16, Reader};
+use crate::log_file::{is_out_of_space, open_frames, push_frame, put_str16, Reader};
 
 const FRAME_TOPIC: u8 = 1;
 const FRAME_COMMIT: u8 = 3;
 const FRAME_TOPIC_DELETE: u8 = 4;
+/// How long appends are refused without trying after the disk was found full: a storm of
+/// producers then costs one failed write per interval, not one each.
+const REFUSE_WHEN_FULL: Duration = Duration::from_millis(250);
 
 type OffsetKey = (String, String, u32);
 
@@ -42,6 +51,28 @@ struct Pending {
     seq: u64,
     /// Partitions that got records since the last flush, with their length then.
     touched: Touched,
+    /// Frames forgotten because the disk was full, as ranges of sequence numbers
+    /// `(after, through]`: their producers are refused, even once later frames are durable.
+    /// One range per full-disk episode (consecutive failures extend it).
+    discarded: Vec<(u64, u64)>,
+    /// Until when appends are refused without trying, after the disk was found full.
+    refuse_until: Option<Instant>,
+}
+
+impl Pending {
+    fn was_discarded(&self, seq: u64) -> bool {
+        self.discarded
+            .iter()
+            .any(|&(after, through)| seq > after && seq <= through)
+    }
+
+    /// Refuses an append while the disk was found full a moment ago.
+    fn refuse_if_full(&self) -> BusResult<()> {
+        match self.refuse_until {
+            Some(until) if Instant::now() < until => Err(out_of_space()),
+            _ => Ok(()),
+        }
+    }
 }
 
 struct Wal {
@@ -52,12 +83,29 @@ struct Wal {
     /// Serializes flushes: the holder writes and fsyncs for everyone waiting.
     sync_lock: tokio::sync::Mutex<()>,
     flush_scheduled: AtomicBool,
-    /// Set when a write to the log failed: nothing more is accepted until a restart.
+    /// Set when a write to the log failed other than for space: nothing more is accepted
+    /// until a restart.
     failed: AtomicBool,
 }
 
 fn failed_log() -> BusError {
     BusError::Unavailable("the bus log could not be written; restart to recover from it".into())
+}
+
+fn out_of_space() -> BusError {
+    BusError::Unavailable(
+        "the disk holding the bus log is full: nothing was written; retry once space is freed"
+            .into(),
+    )
+}
+
+/// Why a flush wrote nothing.
+enum FlushFailure {
+    /// Out of space: the log is back at its last durable byte and every unwritten frame is
+    /// forgotten; writing can resume.
+    OutOfSpace(std::io::Error),
+    /// Anything else: what reached the file is unknown.
+    Fatal(std::io::Error),
 }
 
 pub struct EmbeddedBus {
@@ -140,13 +188,22 @@ impl EmbeddedBus {
 }
 
 impl Wal {
+    /// Whether the frame numbered `seq` is durable; refused if it was forgotten for want of
+    /// space (checked first: later frames may be durable by now).
+    fn is_durable(&self, seq: u64) -> BusResult<bool> {
+        if self.pending.lock().was_discarded(seq) {
+            return Err(out_of_space());
+        }
+        Ok(*self.durable_seq.borrow() >= seq)
+    }
+
     /// Waits until every frame up to `seq` is durable, flushing if nobody else is.
     async fn flush_to(&self, seq: u64) -> BusResult<()> {
-        if *self.durable_seq.borrow() >= seq {
+        if self.is_durable(seq)? {
             return Ok(());
         }
         let _leader = self.sync_lock.lock().await;
-        if *self.durable_seq.borrow() >= seq {
+        if self.is_durable(seq)? {
             return Ok(());
         }
         if self.failed.load(Ordering::Acquire) {
@@ -158,25 +215,42 @@ impl Wal {
             Some(file) => {
                 let file = Arc::clone(file);
                 let wal_pending = Arc::clone(&self.pending);
-                tokio::task::spawn_blocking(move || -> std::io::Result<_> {
+                let durable = *self.durable_seq.borrow();
+                let written = tokio::task::spawn_blocking(move || {
                     let mut f = file.lock();
-                    let (buf, upto, touched) = take_pending(&wal_pending);
-                    f.write_all(&buf)?;
-                    f.sync_data()?;
-                    Ok((upto, touched))
+                    let (buf, upto, touched, at) = take_pending(&wal_pending);
+                    match f.write_all(&buf).and_then(|()| f.sync_data()) {
+                        Ok(()) => Ok((upto, touched)),
+                        Err(e) if is_out_of_space(&e) => {
+                            match forget_unwritten(&f, &wal_pending, at, touched, durable) {
+                                Ok(()) => Err(FlushFailure::OutOfSpace(e)),
+                                Err(cut) => Err(FlushFailure::Fatal(cut)),
+                            }
+                        }
+                        Err(e) => Err(FlushFailure::Fatal(e)),
+                    }
                 })
                 .await
-                .map_err(|e| BusError::Io(e.to_string()))
-                .and_then(|r| r.map_err(io))
-                .inspect_err(|e| {
-                    // What reached the file is unknown now: refuse to go on rather than risk
-                    // acknowledging records that are not there. A restart recovers from the log.
-                    tracing::error!(error = %e, "writing the bus log failed; the bus stops accepting records");
-                    self.failed.store(true, Ordering::Release);
-                })?
+                .map_err(|e| FlushFailure::Fatal(std::io::Error::other(e.to_string())))
+                .and_then(|r| r);
+                match written {
+                    Ok(written) => written,
+                    Err(FlushFailure::OutOfSpace(e)) => {
+                        tracing::warn!(error = %e, "the bus log's disk is full; records are refused until space returns");
+                        return Err(out_of_space());
+                    }
+                    Err(FlushFailure::Fatal(e)) => {
+                        // What reached the file is unknown now: refuse to go on rather than
+                        // risk acknowledging records that are not there. A restart recovers
+                        // from the log.
+                        tracing::error!(error = %e, "writing the bus log failed; the bus stops accepting records");
+                        self.failed.store(true, Ordering::Release);
+                        return Err(io(e));
+                    }
+                }
             }
             None => {
-                let (_, upto, touched) = take_pending(&self.pending);
+                let (_, upto, touched, _) = take_pending(&self.pending);
                 (upto, touched)
             }
         };
@@ -216,7 +290,7 @@ impl Wal {
     fn flush_now(&self) {
         if let Some(file) = &self.file {
             let mut f = file.lock();
-            let (buf, _, _) = take_pending(&self.pending);
+            let (buf, _, _, _) = take_pending(&self.pending);
             if f.write_all(&buf).and_then(|_| f.sync_data()).is_err() {
                 tracing::warn!("flushing the bus log on close failed");
             }
@@ -232,15 +306,48 @@ impl Drop for EmbeddedBus {
 
 type Touched = HashMap<(String, u32), (Arc<Partition>, u64)>;
 
-fn take_pending(pending: &Mutex<Pending>) -> (Vec<u8>, u64, Touched) {
+/// The buffered frames, the number of the last, the partitions they touched, and where in the
+/// log they go.
+fn take_pending(pending: &Mutex<Pending>) -> (Vec<u8>, u64, Touched, u64) {
     let mut p = pending.lock();
+    let at = p.base;
     // The buffer goes to the log now (its caller holds the file lock): later frames start after it.
     p.base += p.buf.len() as u64;
     (
         std::mem::take(&mut p.buf),
         p.seq,
         std::mem::take(&mut p.touched),
+        at,
     )
+}
+
+/// After a flush ran out of space: cuts the log back to `at` (its last durable byte), and
+/// forgets every frame not yet durable, those the flush took (`taken`) and those buffered
+/// since, so that every producer waiting on one is refused. Runs under the file lock.
+fn forget_unwritten(
+    file: &File,
+    pending: &Mutex<Pending>,
+    at: u64,
+    taken: Touched,
+    durable_seq: u64,
+) -> std::io::Result<()> {
+    file.set_len(at)?;
+    file.sync_data()?;
+    let mut p = pending.lock();
+    let through = p.seq;
+    p.buf.clear();
+    p.base = at;
+    let buffered = std::mem::take(&mut p.touched);
+    for (part, _) in taken.into_values().chain(buffered.into_values()) {
+        let durable = *part.durable.borrow();
+        part.state.lock().forget_from(durable);
+    }
+    match p.discarded.last_mut() {
+        Some(range) if range.0 == durable_seq => range.1 = through,
+        _ => p.discarded.push((durable_seq, through)),
+    }
+    p.refuse_until = Some(Instant::now() + REFUSE_WHEN_FULL);
+    Ok(())
 }
 
 fn topic_frame(topic: &str, partitions: u32, out: &mut Vec<u8>) {
@@ -270,6 +377,7 @@ impl Bus for EmbeddedBus {
         };
         let seq = {
             let mut p = self.wal.pending.lock();
+            p.refuse_if_full()?;
             topic_frame(topic, partitions, &mut p.buf);
             p.seq += 1;
             p.seq
@@ -294,6 +402,7 @@ impl Bus for EmbeddedBus {
         }
         let seq = {
             let mut p = self.wal.pending.lock();
+            p.refuse_if_full()?;
             let mut body = vec![FRAME_TOPIC_DELETE];
             put_str16(topic, &mut body);
             push_frame(&body, &mut p.buf);
@@ -319,6 +428,7 @@ impl Bus for EmbeddedBus {
         let mut placed = Vec::with_capacity(records.len());
         let seq = {
             let mut pending = self.wal.pending.lock();
+            pending.refuse_if_full()?;
             for (key, value) in records {
                 let p = partition_for(&key, count);
                 let part = &parts[p as usize];

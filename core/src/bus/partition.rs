@@ -77,6 +77,20 @@ impl Stored {
         }
     }
 
+    /// Forgets the records from offset `len` on: appended, never made durable, and refused to
+    /// their producers. Only records past the durable watermark are ever forgotten, and those
+    /// are always still in memory (trimming keeps everything not yet durable).
+    pub(super) fn forget_from(&mut self, len: u64) {
+        if len >= self.len() {
+            return;
+        }
+        let keep = len.saturating_sub(self.tail_start) as usize;
+        self.tail.truncate(keep);
+        if !self.positions.is_empty() {
+            self.positions.truncate(len as usize);
+        }
+    }
+
     /// Records `from..to`: the log positions of those no longer in memory, and the others.
     pub(super) fn slice(&self, from: u64, to: u64) -> (Vec<u64>, Vec<Record>) {
         let on_disk = if from < self.tail_start {

@@ -5,6 +5,7 @@
 
 pub mod bus;
 pub mod coord;
+pub mod small_disk;
 pub mod store;
 
 /// The address of a real engine the suites should run against, from `var` (such as

@@ -7,6 +7,7 @@ mod commerce;
 mod commerce_crash;
 mod crash;
 mod dead_letters;
+mod disk_full;
 mod holds_race;
 mod manifest_sources;
 mod purchase;

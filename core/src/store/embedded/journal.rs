@@ -157,6 +157,28 @@ impl Journal {
         }
     }
 
+    /// Cuts the journal back to `len` bytes (a length it had after a whole record): undoes
+    /// the records appended since, whose group did not commit.
+    pub fn cut_back(&mut self, len: u64) -> io::Result<()> {
+        let cut = self.file.set_len(len).and_then(|()| self.file.sync_data());
+        match cut {
+            Ok(()) => {
+                self.len = len;
+                Ok(())
+            }
+            Err(e) => {
+                self.broken = true;
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether an append failed and could not be undone: nothing more is appended until the
+    /// journal is opened again (which cuts the partial record as a torn tail).
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
     /// Bytes held: what recovery would read.
     pub fn len(&self) -> u64 {
         self.len

@@ -11,17 +11,24 @@
 //! append and sync), and redb commits without syncing; a checkpoint every few seconds, or when
 //! the journal has grown, makes redb durable and empties the journal. Opening after a crash
 //! applies the journal again.
+//!
+//! A full disk is an outage the store comes back from by itself: a group whose journal record
+//! cannot be written is refused and nothing of it stays; checkpoints and purges wait until the
+//! journal takes records again, so redb is not written while there is no room. Should redb
+//! fail all the same (it then refuses every later operation), the writer refuses writes and,
+//! every second, closes and reopens the database and applies the journal, as a restart would.
 
 mod journal;
 mod writer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use parking_lot::RwLock;
 use redb::{Database, ReadableDatabase, TableDefinition};
 use tokio::sync::oneshot;
 
@@ -41,8 +48,18 @@ const VERSION_SEQ: &str = "version_seq";
 /// rest is read through the OS page cache.
 const CACHE_BYTES: usize = 256 * 1024 * 1024;
 
+/// The open database, shared by readers and the writer; empty while the writer reopens it.
+type DbSlot = Arc<RwLock<Option<Arc<Database>>>>;
+
+/// Where a store on disk keeps its files.
+#[derive(Debug, Clone)]
+struct StoreFiles {
+    db: PathBuf,
+    journal: PathBuf,
+}
+
 pub struct EmbeddedStore {
-    db: Arc<Database>,
+    db: DbSlot,
     jobs: mpsc::Sender<Job>,
 }
 
@@ -57,41 +74,19 @@ impl EmbeddedStore {
     fn open_with(dir: &Path, checkpoint_every: Option<Duration>) -> StoreResult<Self> {
         crate::log_file::create_dir_durable(dir)
             .map_err(|e| StoreError::io(ENGINE, format!("creating {}", dir.display()), e))?;
-        let path = dir.join("store.redb");
-        let created = !path.exists();
-        // A store dropped a moment ago may still be closing its writer thread.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        let db = loop {
-            match Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .create(&path)
-            {
-                Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
-                    thread::sleep(Duration::from_millis(20));
-                }
-                other => break other.map_err(io)?,
-            }
+        let files = StoreFiles {
+            db: dir.join("store.redb"),
+            journal: dir.join("store.journal"),
         };
+        let created = !files.db.exists();
+        let db = open_database(&files.db)?;
         if created {
-            crate::log_file::sync_parent(&path)
+            crate::log_file::sync_parent(&files.db)
                 .map_err(|e| StoreError::io(ENGINE, "syncing the store directory", e))?;
         }
         Self::create_tables(&db)?;
-        let (mut journal, records) = Journal::open(&dir.join("store.journal"))
-            .map_err(|e| StoreError::io(ENGINE, "opening the journal", e))?;
-        if !records.is_empty() {
-            let changes: usize = records.iter().map(|r| r.changes.len()).sum();
-            replay(&db, &records).map_err(io)?;
-            journal
-                .clear()
-                .map_err(|e| StoreError::io(ENGINE, "emptying the journal", e))?;
-            tracing::info!(
-                records = records.len(),
-                rows = changes,
-                "store recovered its journal"
-            );
-        }
-        Self::start(db, Some(journal), checkpoint_every)
+        let journal = recover_journal(&db, &files.journal)?;
+        Self::start(db, Some((files, journal)), checkpoint_every)
     }
 
     /// A store that lives in memory only: for tests.
@@ -113,12 +108,12 @@ impl EmbeddedStore {
 
     fn start(
         db: Database,
-        journal: Option<Journal>,
+        on_disk: Option<(StoreFiles, Journal)>,
         checkpoint_every: Option<Duration>,
     ) -> StoreResult<Self> {
-        let db = Arc::new(db);
+        let db: DbSlot = Arc::new(RwLock::new(Some(Arc::new(db))));
         let (jobs, rx) = mpsc::channel();
-        let mut writer = Writer::new(Arc::clone(&db), journal, checkpoint_every);
+        let mut writer = Writer::new(Arc::clone(&db), on_disk, checkpoint_every);
         thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer.run(&rx))
@@ -126,8 +121,19 @@ impl EmbeddedStore {
         Ok(Self { db, jobs })
     }
 
+    /// The database to read, unless the writer is reopening it.
+    fn database(&self) -> StoreResult<Arc<Database>> {
+        self.db.read().clone().ok_or_else(|| {
+            StoreError::unavailable_because(
+                ENGINE,
+                "reopening after a failed write (is the disk full?)",
+            )
+        })
+    }
+
     fn read_row(&self, key: &[u8], clustering: &str, now: u64) -> StoreResult<Option<Row>> {
-        let txn = self.db.begin_read().map_err(io)?;
+        let db = self.database()?;
+        let txn = db.begin_read().map_err(io)?;
         let table = txn.open_table(ROWS).map_err(io)?;
         let found = table.get(key).map_err(io)?;
         Ok(found.and_then(|v| decode_live(clustering, v.value(), now)))
@@ -158,7 +164,8 @@ impl Store for EmbeddedStore {
         start.extend_from_slice(after.unwrap_or("").as_bytes());
         let now = now_ms();
         let limit = limit.max(1);
-        let txn = self.db.begin_read().map_err(io)?;
+        let db = self.database()?;
+        let txn = db.begin_read().map_err(io)?;
         let rows = txn.open_table(ROWS).map_err(io)?;
         let mut page = Page::default();
         for entry in rows.range(start.as_slice()..).map_err(io)? {
@@ -226,6 +233,39 @@ impl Store for EmbeddedStore {
             .map_err(|_| writer_stopped())?;
         answer.await.map_err(|_| writer_stopped())?.map(|_| ())
     }
+}
+
+/// Opens (or creates) the database file, waiting a moment for a store dropped a moment ago to
+/// finish closing it.
+fn open_database(path: &Path) -> StoreResult<Database> {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        match Database::builder().set_cache_size(CACHE_BYTES).create(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) if Instant::now() < deadline => {
+                thread::sleep(Duration::from_millis(20));
+            }
+            other => return other.map_err(io),
+        }
+    }
+}
+
+/// Opens the journal, applies what it holds to `db`, and empties it.
+fn recover_journal(db: &Database, path: &Path) -> StoreResult<Journal> {
+    let (mut journal, records) =
+        Journal::open(path).map_err(|e| StoreError::io(ENGINE, "opening the journal", e))?;
+    if !records.is_empty() {
+        let changes: usize = records.iter().map(|r| r.changes.len()).sum();
+        replay(db, &records).map_err(io)?;
+        journal
+            .clear()
+            .map_err(|e| StoreError::io(ENGINE, "emptying the journal", e))?;
+        tracing::info!(
+            records = records.len(),
+            rows = changes,
+            "store recovered its journal"
+        );
+    }
+    Ok(journal)
 }
 
 fn row_key(table: &str, partition: &str, clustering: &str) -> StoreResult<Vec<u8>> {

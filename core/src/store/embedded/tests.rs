@@ -126,3 +126,139 @@ async fn a_closed_store_leaves_an_empty_journal() {
     let reopened = EmbeddedStore::open(dir.path()).unwrap();
     assert!(reopened.get("t", "p", "c").await.unwrap().is_some());
 }
+
+/// A full disk mid-storm (hardening 2): writes are refused while it is full, reads go on, none
+/// of the refused writes exists, every acknowledged one survives a restart, and writing resumes
+/// once space returns, with no restart. Here the journal meets the full disk first, so redb is
+/// never written while there is no room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_and_writing_resumes_when_space_returns() {
+    let Some(disk) = crate::conformance::small_disk::SmallDisk::mount(16 << 20) else {
+        return;
+    };
+    storm_on_a_filling_disk(&disk, None).await;
+}
+
+/// The same with the journal on another disk that keeps room: a checkpoint meets the full disk
+/// and redb fails (it refuses everything after an I/O error), so the writer reopens it once
+/// space returns, applying the journal as a restart would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_failed_by_a_full_disk_is_reopened_when_space_returns() {
+    let Some(disk) = crate::conformance::small_disk::SmallDisk::mount(16 << 20) else {
+        return;
+    };
+    let roomy = tempfile::tempdir().unwrap();
+    storm_on_a_filling_disk(&disk, Some(roomy.path())).await;
+}
+
+async fn storm_on_a_filling_disk(
+    disk: &crate::conformance::small_disk::SmallDisk,
+    journal_elsewhere: Option<&Path>,
+) {
+    use parking_lot::Mutex;
+    const WRITERS: usize = 8;
+
+    let dir = disk.path().join("store");
+    if let Some(elsewhere) = journal_elsewhere {
+        std::fs::create_dir(&dir).unwrap();
+        let journal = elsewhere.join("store.journal");
+        std::fs::File::create(&journal).unwrap();
+        std::os::unix::fs::symlink(&journal, dir.join("store.journal")).unwrap();
+    }
+    // Checkpoints every 100 ms, so that they come during the storm.
+    let store = Arc::new(EmbeddedStore::open_with(&dir, Some(Duration::from_millis(100))).unwrap());
+    disk.fill_leaving(512 * 1024).unwrap();
+
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let refused = Arc::new(Mutex::new(Vec::new()));
+    let first_refusal = Arc::new(Mutex::new(None::<Instant>));
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (store, acked, refused) = (store.clone(), acked.clone(), refused.clone());
+            let first_refusal = first_refusal.clone();
+            tokio::spawn(async move {
+                for i in 0.. {
+                    let key = format!("w{w}-{i:05}");
+                    match store
+                        .insert_if_absent("t", "p", &key, vec![w as u8; 2048], None)
+                        .await
+                    {
+                        Ok(outcome) => {
+                            assert!(outcome.applied);
+                            acked.lock().push(key);
+                        }
+                        Err(e @ (StoreError::Unavailable { .. } | StoreError::Io { .. })) => {
+                            refused.lock().push(key);
+                            let since = *first_refusal.lock().get_or_insert_with(Instant::now);
+                            // Long enough for checkpoints, and reopening a failed
+                            // database, to meet the full disk.
+                            if since.elapsed() > Duration::from_millis(2500) {
+                                break;
+                            }
+                            let _ = e;
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        Err(e) => panic!("a full disk must refuse as an outage, not {e}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let mut acked = std::mem::take(&mut *acked.lock());
+    let refused = std::mem::take(&mut *refused.lock());
+    assert!(
+        acked.len() > 50,
+        "only {} writes fit before the disk filled",
+        acked.len()
+    );
+    assert!(refused.len() >= WRITERS, "the disk never filled");
+
+    disk.free().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for attempt in 0.. {
+        let key = format!("after-{attempt}");
+        match store
+            .insert_if_absent("t", "p", &key, vec![1; 2048], None)
+            .await
+        {
+            Ok(_) => {
+                acked.push(key);
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("writing did not resume within 10 s of freeing space: {e}"),
+        }
+    }
+    for i in 0..20 {
+        let key = format!("later-{i}");
+        store
+            .insert_if_absent("t", "p", &key, vec![2; 2048], None)
+            .await
+            .unwrap();
+        acked.push(key);
+    }
+
+    let check = |store: Arc<EmbeddedStore>, when: &'static str| {
+        let (acked, refused) = (acked.clone(), refused.clone());
+        async move {
+            for key in &acked {
+                let row = store.get("t", "p", key).await.unwrap();
+                assert!(row.is_some(), "{when}: acknowledged {key} is lost");
+            }
+            for key in &refused {
+                let row = store.get("t", "p", key).await.unwrap();
+                assert!(row.is_none(), "{when}: refused {key} was written");
+            }
+        }
+    };
+    check(store.clone(), "running").await;
+    drop(store);
+    let reopened = Arc::new(EmbeddedStore::open(&dir).unwrap());
+    check(reopened, "reopened").await;
+}

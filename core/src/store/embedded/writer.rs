@@ -8,8 +8,12 @@ use redb::{Database, ReadableTable};
 use tokio::sync::oneshot;
 
 use super::journal::{Change, Journal, Record};
-use super::{decode_header, decode_live, expiry_key, io, ENGINE, EXPIRY, META, ROWS, VERSION_SEQ};
+use super::{
+    decode_header, decode_live, expiry_key, open_database, recover_journal, DbSlot, StoreFiles,
+    ENGINE, EXPIRY, META, ROWS, VERSION_SEQ,
+};
 use crate::clock::now_ms;
+use crate::log_file::is_out_of_space;
 use crate::store::{BatchOutcome, Row, StoreError, StoreResult, Write};
 
 const MAX_JOBS_PER_COMMIT: usize = 4096;
@@ -54,15 +58,28 @@ impl CommitStats {
     }
 }
 
+/// How often a failed writer tries to reopen the database.
+const REOPEN_EVERY: Duration = Duration::from_secs(1);
+
+/// Why writes are refused, and when to try reopening the database.
+struct Failure {
+    why: StoreError,
+    retry_at: Instant,
+}
+
 /// The writer thread's state.
 pub(super) struct Writer {
-    db: Arc<Database>,
-    /// `None` for a store in memory, which has nothing to make durable.
+    slot: DbSlot,
+    /// `None` for a store in memory, which has nothing to make durable or reopen.
+    files: Option<StoreFiles>,
+    /// `None` in memory, and while the database is being reopened.
     journal: Option<Journal>,
-    /// Why writes are refused: a commit failed after its journal record was written, so what
-    /// redb holds and what the journal promises may differ until the store is opened again
-    /// (which applies the journal).
-    failed: Option<StoreError>,
+    /// Set when redb failed (it then refuses everything until reopened) or a journal record
+    /// could not be undone: writes are refused until a reopen succeeds.
+    failed: Option<Failure>,
+    /// The last journal append ran out of space: checkpoints and purges, which write redb's
+    /// pages, wait until an append succeeds again, so that a full disk does not fail redb.
+    out_of_space: bool,
     last_checkpoint: Instant,
     /// How old the journal's records may get, idle or busy; `None`: until it is full.
     checkpoint_every: Option<Duration>,
@@ -70,14 +87,17 @@ pub(super) struct Writer {
 
 impl Writer {
     pub(super) fn new(
-        db: Arc<Database>,
-        journal: Option<Journal>,
+        slot: DbSlot,
+        on_disk: Option<(StoreFiles, Journal)>,
         checkpoint_every: Option<Duration>,
     ) -> Self {
+        let (files, journal) = on_disk.unzip();
         Self {
-            db,
+            slot,
+            files,
             journal,
             failed: None,
+            out_of_space: false,
             last_checkpoint: Instant::now(),
             checkpoint_every,
         }
@@ -87,7 +107,8 @@ impl Writer {
         let mut last_purge = Instant::now();
         let mut stats = CommitStats::default();
         loop {
-            let first = match rx.recv_timeout(PURGE_EVERY) {
+            self.reopen_if_due();
+            let first = match rx.recv_timeout(PURGE_EVERY.min(REOPEN_EVERY)) {
                 Ok(job) => job,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.purge_expired();
@@ -120,7 +141,7 @@ impl Writer {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "store group commit failed");
+                    tracing::debug!(error = %e, "store group commit refused");
                     for job in jobs {
                         let _ = job.reply.send(Err(e.clone()));
                     }
@@ -143,90 +164,190 @@ impl Writer {
         }
     }
 
+    /// Refuses writes from now until the database is reopened; the error to answer the group
+    /// that failed with.
+    fn fail(&mut self, context: &'static str, cause: impl Into<redb::Error>) -> StoreError {
+        let cause = cause.into();
+        tracing::error!(error = %cause, context, "the store's database failed; writes are refused until it is reopened, tried every second");
+        self.failed = Some(Failure {
+            why: StoreError::unavailable_because(
+                ENGINE,
+                format!("{context} failed (is the disk full?); writes are refused until the database is reopened, tried every second"),
+            ),
+            retry_at: Instant::now() + REOPEN_EVERY,
+        });
+        StoreError::unavailable(ENGINE, context, cause)
+    }
+
+    /// After a failure, closes and reopens the database and applies the journal, as a restart
+    /// would; until that succeeds, writes stay refused.
+    fn reopen_if_due(&mut self) {
+        if self
+            .failed
+            .as_ref()
+            .is_none_or(|f| Instant::now() < f.retry_at)
+        {
+            return;
+        }
+        let Some(files) = self.files.clone() else {
+            return;
+        };
+        match self.reopen(&files) {
+            Ok(()) => {
+                self.failed = None;
+                self.out_of_space = false;
+                self.last_checkpoint = Instant::now();
+                tracing::warn!("the store's database is reopened; writes resume");
+            }
+            Err(e) => {
+                if let Some(f) = self.failed.as_mut() {
+                    f.retry_at = Instant::now() + REOPEN_EVERY;
+                }
+                tracing::warn!(error = %crate::store::report(&e), "reopening the store's database failed; trying again in a second");
+            }
+        }
+    }
+
+    fn reopen(&mut self, files: &StoreFiles) -> StoreResult<()> {
+        // Readers hold the database only while they read; redb opens a file once per process,
+        // so they must let go of it first. Meanwhile they are told the store is unavailable.
+        let old = self.slot.write().take();
+        if let Some(old) = old {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Arc::strong_count(&old) > 1 {
+                if Instant::now() >= deadline {
+                    *self.slot.write() = Some(old);
+                    return Err(StoreError::unavailable_because(
+                        ENGINE,
+                        "readers did not let go of the database",
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        self.journal = None;
+        let db = open_database(&files.db)?;
+        let journal = recover_journal(&db, &files.journal)?;
+        self.journal = Some(journal);
+        *self.slot.write() = Some(Arc::new(db));
+        Ok(())
+    }
+
     /// Applies a group of jobs in one transaction. With a journal, the group's record is on
     /// disk before the transaction commits, so no reader ever sees a write a crash could undo.
+    /// A group refused for any reason left nothing behind, in redb or the journal.
     fn commit_group(&mut self, jobs: &[Job]) -> StoreResult<Vec<BatchOutcome>> {
-        if let Some(why) = &self.failed {
-            return Err(why.clone());
+        if let Some(failure) = &self.failed {
+            return Err(failure.why.clone());
         }
-        let mut txn = self.db.begin_write().map_err(io)?;
-        let mut changes = self.journal.as_ref().map(|_| Vec::new());
-        if self.journal.is_some() {
-            txn.set_durability(redb::Durability::None).map_err(io)?;
-        }
-        let mut outcomes = Vec::with_capacity(jobs.len());
-        let version_seq;
-        {
-            let mut rows = txn.open_table(ROWS).map_err(io)?;
-            let mut expiry = txn.open_table(EXPIRY).map_err(io)?;
-            let mut meta = txn.open_table(META).map_err(io)?;
-            let mut seq = meta
-                .get(VERSION_SEQ)
-                .map_err(io)?
-                .map(|v| v.value())
-                .unwrap_or(0);
-            let now = now_ms();
-            for job in jobs {
-                let mut ctx = BatchCtx {
-                    rows: &mut rows,
-                    expiry: &mut expiry,
-                    seq: &mut seq,
-                    now,
-                    changes: changes.as_mut(),
-                };
-                outcomes.push(ctx.apply(&job.writes, &job.keys).map_err(io)?);
+        let db = self.slot.read().clone().ok_or_else(|| {
+            StoreError::unavailable_because(ENGINE, "the database is being reopened")
+        })?;
+        let journaled = self.journal.is_some();
+        let staged = (|| -> Result<_, redb::Error> {
+            let mut txn = db.begin_write()?;
+            if journaled {
+                txn.set_durability(redb::Durability::None)?;
             }
-            meta.insert(VERSION_SEQ, seq).map_err(io)?;
-            version_seq = seq;
-        }
-        if let (Some(journal), Some(changes)) = (self.journal.as_mut(), changes) {
-            if !changes.is_empty() {
-                let record = Record {
-                    version_seq,
-                    changes,
-                };
-                // On failure the transaction is dropped (rolled back) and the journal cut back
-                // to its last whole record: the group did not happen.
-                journal
-                    .append(&record)
-                    .map_err(|e| StoreError::io(ENGINE, "writing the journal", e))?;
+            let mut changes = journaled.then(Vec::new);
+            let mut outcomes = Vec::with_capacity(jobs.len());
+            let version_seq;
+            {
+                let mut rows = txn.open_table(ROWS)?;
+                let mut expiry = txn.open_table(EXPIRY)?;
+                let mut meta = txn.open_table(META)?;
+                let mut seq = meta.get(VERSION_SEQ)?.map(|v| v.value()).unwrap_or(0);
+                let now = now_ms();
+                for job in jobs {
+                    let mut ctx = BatchCtx {
+                        rows: &mut rows,
+                        expiry: &mut expiry,
+                        seq: &mut seq,
+                        now,
+                        changes: changes.as_mut(),
+                    };
+                    outcomes.push(ctx.apply(&job.writes, &job.keys)?);
+                }
+                meta.insert(VERSION_SEQ, seq)?;
+                version_seq = seq;
             }
+            let record = changes.filter(|c| !c.is_empty()).map(|changes| Record {
+                version_seq,
+                changes,
+            });
+            Ok((txn, outcomes, record))
+        })();
+        let (txn, outcomes, record) = staged.map_err(|e| self.fail("applying a group", e))?;
+        let mut undo_to = None;
+        if let (Some(journal), Some(record)) = (self.journal.as_mut(), record) {
+            let before = journal.len();
+            // On failure the transaction is dropped (rolled back) and the journal cut back to
+            // its last whole record: the group did not happen.
+            if let Err(e) = journal.append(&record) {
+                self.out_of_space = is_out_of_space(&e);
+                if journal.is_broken() {
+                    return Err(self.fail(
+                        "cutting a failed journal append back",
+                        redb::StorageError::Io(e),
+                    ));
+                }
+                return Err(if self.out_of_space {
+                    StoreError::unavailable(
+                        ENGINE,
+                        "writing the journal: the disk is full, nothing was written",
+                        e,
+                    )
+                } else {
+                    StoreError::io(ENGINE, "writing the journal", e)
+                });
+            }
+            self.out_of_space = false;
+            undo_to = Some(before);
         }
         if let Err(e) = txn.commit() {
-            let why = StoreError::io(
-                ENGINE,
-                "committing a group whose journal record is written; reopen the store to recover",
-                e,
-            );
-            if self.journal.is_some() {
-                self.failed = Some(StoreError::unavailable_because(
+            let refused = self.fail("committing a group", e);
+            let undone = match (self.journal.as_mut(), undo_to) {
+                (Some(journal), Some(before)) => journal.cut_back(before).is_ok(),
+                _ => true,
+            };
+            return Err(if undone {
+                refused
+            } else {
+                StoreError::io_because(
                     ENGINE,
-                    "a commit failed after its journal record was written; reopen the store to recover",
-                ));
-            }
-            return Err(why);
+                    "committing a group whose journal record could not be undone: it is applied when the database is reopened",
+                )
+            });
         }
         Ok(outcomes)
     }
 
-    /// Makes redb durable and empties the journal. A failure only delays it: the journal keeps
-    /// every record until a checkpoint succeeds.
+    /// Makes redb durable and empties the journal. Waits while the disk is full; a failed
+    /// checkpoint fails redb, so it is reopened like after any other failure (the journal
+    /// keeps every record until a checkpoint succeeds).
     fn checkpoint(&mut self) {
+        if self.failed.is_some() || self.out_of_space {
+            return;
+        }
+        let Some(bytes) = self.journal.as_ref().map(Journal::len).filter(|&b| b > 0) else {
+            return;
+        };
+        let Some(db) = self.slot.read().clone() else {
+            return;
+        };
+        let started = Instant::now();
+        let durable = db
+            .begin_write()
+            .map_err(redb::Error::from)
+            .and_then(|txn| txn.commit().map_err(redb::Error::from));
+        if let Err(e) = durable {
+            let _ = self.fail("a checkpoint", e);
+            return;
+        }
         let Some(journal) = self.journal.as_mut() else {
             return;
         };
-        if journal.is_empty() || self.failed.is_some() {
-            return;
-        }
-        let started = Instant::now();
-        let bytes = journal.len();
-        let durable = self
-            .db
-            .begin_write()
-            .map_err(|e| e.to_string())
-            .and_then(|txn| txn.commit().map_err(|e| e.to_string()));
-        let cleared = durable.and_then(|()| journal.clear().map_err(|e| e.to_string()));
-        match cleared {
+        match journal.clear() {
             Ok(()) => {
                 self.last_checkpoint = Instant::now();
                 tracing::debug!(
@@ -236,7 +357,7 @@ impl Writer {
                 );
             }
             Err(e) => {
-                tracing::warn!(error = %e, "store checkpoint failed; the journal keeps its records")
+                tracing::warn!(error = %e, "emptying the journal after a checkpoint failed; it keeps its records")
             }
         }
     }
@@ -244,11 +365,18 @@ impl Writer {
     /// Deletes rows whose TTL has passed. Correctness never depends on this: expired rows
     /// already read as absent. It only keeps the file from growing with dead holds, so with a
     /// journal it is not journaled: after a crash, a purged row comes back still expired.
-    fn purge_expired(&self) {
+    fn purge_expired(&mut self) {
+        if self.failed.is_some() || self.out_of_space {
+            return;
+        }
+        let Some(db) = self.slot.read().clone() else {
+            return;
+        };
+        let journaled = self.journal.is_some();
         let run = || -> Result<usize, redb::Error> {
             let now = now_ms();
-            let mut txn = self.db.begin_write()?;
-            if self.journal.is_some() {
+            let mut txn = db.begin_write()?;
+            if journaled {
                 txn.set_durability(redb::Durability::None)?;
             }
             let mut purged = 0;
@@ -277,13 +405,12 @@ impl Writer {
             txn.commit()?;
             Ok(purged)
         };
-        if self.failed.is_some() {
-            return;
-        }
         match run() {
             Ok(0) => {}
             Ok(n) => tracing::debug!(rows = n, "purged expired rows"),
-            Err(e) => tracing::warn!(error = %e, "purging expired rows failed"),
+            Err(e) => {
+                let _ = self.fail("purging expired rows", e);
+            }
         }
     }
 }
