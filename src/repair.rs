@@ -10,12 +10,27 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use mercato_core::log_file::{self, Damage};
 
-/// The frame files of a data dir, as `mercato up` lays it out.
-fn logs(data_dir: &Path) -> [PathBuf; 2] {
-    [
-        data_dir.join("bus").join("bus.log"),
-        data_dir.join("store").join("store.journal"),
-    ]
+/// The frame files of a data dir, as `mercato up` lays it out: the bus log's segments (and the
+/// single log of buses from before segments) and the store's journal. The bus's snapshot and
+/// index files are not among them: they are rebuilt from the segments when they do not agree.
+fn logs(data_dir: &Path) -> Vec<PathBuf> {
+    let bus = data_dir.join("bus");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&bus)
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("bus") && n.ends_with(".log"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.push(data_dir.join("store").join("store.journal"));
+    found
 }
 
 fn describe(damage: &Damage) -> String {

@@ -43,6 +43,21 @@ async fn embedded_bus_on_disk_resumes_after_restart() {
     .await;
 }
 
+/// The same with segments of 4 KiB: every restart of the suite reads a snapshot, sealed
+/// segments and index files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn embedded_bus_in_small_segments_resumes_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_owned();
+    conformance::bus::run_all(|| {
+        let path = path.clone();
+        async move {
+            Arc::new(EmbeddedBus::open_with_segment_bytes(&path, 4096).unwrap()) as Arc<dyn Bus>
+        }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn embedded_bus_cuts_a_torn_tail() {
     let dir = tempfile::tempdir().unwrap();
@@ -54,7 +69,7 @@ async fn embedded_bus_cuts_a_torn_tail() {
         }
     }
     // A crash in the middle of a write leaves half a frame at the end.
-    let log = dir.path().join("bus.log");
+    let log = dir.path().join("bus-00000000000000000000.log");
     let mut bytes = std::fs::read(&log).unwrap();
     bytes.extend_from_slice(&[42, 0, 0, 0, 1, 2]);
     std::fs::write(&log, bytes).unwrap();

@@ -58,12 +58,24 @@ async fn send_when_space_returns(bus: &EmbeddedBus, topic: &str, within: Duratio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bus_refuses_records_on_a_full_disk_writes_none_of_them_and_resumes() {
+    storm_on_a_filling_disk(crate::bus::DEFAULT_SEGMENT_BYTES).await;
+}
+
+/// The same with segments of 32 KiB: new segments, index files and snapshots meet the full
+/// disk too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bus_in_small_segments_refuses_records_on_a_full_disk_and_resumes() {
+    storm_on_a_filling_disk(32 * 1024).await;
+}
+
+async fn storm_on_a_filling_disk(segment_bytes: u64) {
     let Some(disk) = SmallDisk::mount(4 << 20) else {
         return;
     };
     let dir = disk.path().join("bus");
     let topic = "orders";
-    let bus = Arc::new(EmbeddedBus::open(&dir).unwrap());
+    let open = || EmbeddedBus::open_with_segment_bytes(&dir, segment_bytes).unwrap();
+    let bus = Arc::new(open());
     bus.ensure_topic(topic, 4).await.unwrap();
     disk.fill_leaving(256 * 1024).unwrap();
 
@@ -123,7 +135,7 @@ async fn the_bus_refuses_records_on_a_full_disk_writes_none_of_them_and_resumes(
     let live = read_all(&bus, topic).await;
     drop(bus);
 
-    let reopened = EmbeddedBus::open(&dir).unwrap();
+    let reopened = open();
     let recovered = read_all(&reopened, topic).await;
     let unique: HashSet<&String> = recovered.iter().collect();
     assert_eq!(unique.len(), recovered.len(), "a record was written twice");

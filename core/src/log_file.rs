@@ -215,6 +215,32 @@ pub fn open_frames(
     }
 }
 
+/// Reads every frame of a file that no longer grows (a sealed segment of a log), handing each
+/// whole frame to `visit` with its position; returns its length. Such a file was synced whole
+/// before anything was appended after it, so any damage, even at its end, is corruption.
+pub fn read_sealed(
+    path: &Path,
+    visit: impl FnMut(u64, &[u8]) -> Result<(), String>,
+) -> Result<u64, LogFileError> {
+    let mut file = File::open(path).map_err(io_error(path))?;
+    let (file_len, end) = scan(path, &mut file, visit)?;
+    match end {
+        End::Clean => Ok(file_len),
+        End::Torn { offset } => Err(LogFileError::Corrupt {
+            path: path.to_owned(),
+            offset,
+            reason: "a sealed segment ending short",
+            following: file_len - offset,
+        }),
+        End::Corrupt { offset, reason } => Err(LogFileError::Corrupt {
+            path: path.to_owned(),
+            offset,
+            reason,
+            following: file_len - offset,
+        }),
+    }
+}
+
 /// Damage found in a frame file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Damage {

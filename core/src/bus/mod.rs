@@ -7,13 +7,21 @@
 //! partitions p with p % n == i.
 
 mod embedded;
+mod frames;
 mod partition;
+mod recovery;
+#[cfg(test)]
+mod segment_tests;
+mod segments;
+mod snapshot;
+mod wal;
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 
 pub use embedded::EmbeddedBus;
+pub use segments::DEFAULT_SEGMENT_BYTES;
 
 /// The most partitions a topic may have.
 pub const MAX_PARTITIONS: u32 = 1024;

@@ -1,23 +1,23 @@
 //! One partition of the embedded bus: where each of its records sits in the log, and the newest
 //! records themselves. Older records are read back from the log when a lagging consumer asks
-//! for them, so memory stays bounded however long the log grows.
+//! for them, so memory stays bounded however long the log grows: positions of records in
+//! folded segments are in the partition's index file, only newer ones in memory.
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use super::frames::Frame;
+use super::segments::Segments;
+use super::snapshot::read_index;
 use super::Record;
-use crate::log_file::Reader;
 
 /// How many of a partition's newest records stay in memory (few in unit tests, so that they
 /// exercise reading back from the log).
 pub(super) const TAIL_KEEP: usize = if cfg!(test) { 1_000 } else { 8_192 };
-
-pub(super) const FRAME_RECORD: u8 = 2;
 
 pub(super) struct Partition {
     pub(super) state: Mutex<Stored>,
@@ -26,13 +26,30 @@ pub(super) struct Partition {
 }
 
 pub(super) struct Stored {
-    /// The log position of every record's frame; empty for a bus without a log.
-    positions: Vec<u64>,
+    /// The partition's index file; `None` for a bus without a log.
+    index: Option<PathBuf>,
+    /// Records `0..indexed` have their log positions in the index file.
+    indexed: u64,
+    /// The log positions of records `indexed..`; empty for a bus without a log.
+    positions: VecDeque<u64>,
     tail: VecDeque<Arc<Record>>,
     /// The offset of `tail[0]`.
     tail_start: u64,
-    /// Without a log there is nowhere to read old records back from: keep them all.
-    keep_all: bool,
+}
+
+/// Records no longer in memory: where to read them back from.
+#[derive(Default)]
+pub(super) struct OnDisk {
+    /// The index file and the offsets `from..to` whose positions it holds.
+    pub(super) indexed: Option<(PathBuf, u64, u64)>,
+    /// Positions of the offsets after those.
+    pub(super) positions: Vec<u64>,
+}
+
+impl OnDisk {
+    pub(super) fn is_empty(&self) -> bool {
+        self.indexed.is_none() && self.positions.is_empty()
+    }
 }
 
 impl Partition {
@@ -46,12 +63,23 @@ impl Partition {
 }
 
 impl Stored {
-    pub(super) fn new(keep_all: bool) -> Self {
+    /// A partition of a bus without a log: every record stays in memory.
+    pub(super) fn in_memory() -> Self {
+        Self::logged_from(None, 0)
+    }
+
+    /// A partition whose first `indexed` records are in its index file `index`.
+    pub(super) fn logged(index: PathBuf, indexed: u64) -> Self {
+        Self::logged_from(Some(index), indexed)
+    }
+
+    fn logged_from(index: Option<PathBuf>, indexed: u64) -> Self {
         Self {
-            positions: Vec::new(),
+            index,
+            indexed,
+            positions: VecDeque::new(),
             tail: VecDeque::new(),
-            tail_start: 0,
-            keep_all,
+            tail_start: indexed,
         }
     }
 
@@ -61,14 +89,14 @@ impl Stored {
 
     pub(super) fn push(&mut self, record: Arc<Record>, position: Option<u64>) {
         if let Some(p) = position {
-            self.positions.push(p);
+            self.positions.push_back(p);
         }
         self.tail.push_back(record);
     }
 
     /// Drops the in-memory copies of durable records beyond the newest [`TAIL_KEEP`].
     pub(super) fn trim(&mut self, durable: u64) {
-        if self.keep_all {
+        if self.index.is_none() {
             return;
         }
         while self.tail.len() > TAIL_KEEP && self.tail_start < durable {
@@ -77,28 +105,50 @@ impl Stored {
         }
     }
 
+    /// How many record positions are held in memory.
+    #[cfg(test)]
+    pub(super) fn positions_in_memory(&self) -> usize {
+        self.positions.len()
+    }
+
+    /// The index file now holds the positions of records `0..count`: forgets them here.
+    pub(super) fn indexed_through(&mut self, count: u64) {
+        while self.indexed < count && !self.positions.is_empty() {
+            self.positions.pop_front();
+            self.indexed += 1;
+        }
+    }
+
     /// Forgets the records from offset `len` on: appended, never made durable, and refused to
     /// their producers. Only records past the durable watermark are ever forgotten, and those
-    /// are always still in memory (trimming keeps everything not yet durable).
+    /// are always still in memory (trimming and indexing reach durable records only).
     pub(super) fn forget_from(&mut self, len: u64) {
         if len >= self.len() {
             return;
         }
-        let keep = len.saturating_sub(self.tail_start) as usize;
-        self.tail.truncate(keep);
-        if !self.positions.is_empty() {
-            self.positions.truncate(len as usize);
+        self.tail
+            .truncate(len.saturating_sub(self.tail_start) as usize);
+        if self.index.is_some() {
+            self.positions
+                .truncate(len.saturating_sub(self.indexed) as usize);
         }
     }
 
-    /// Records `from..to`: the log positions of those no longer in memory, and the others.
-    pub(super) fn slice(&self, from: u64, to: u64) -> (Vec<u64>, Vec<Record>) {
-        let on_disk = if from < self.tail_start {
-            let end = to.min(self.tail_start);
-            self.positions[from as usize..end as usize].to_vec()
-        } else {
-            Vec::new()
-        };
+    /// Records `from..to`: where to read those no longer in memory, and the others.
+    pub(super) fn slice(&self, from: u64, to: u64) -> (OnDisk, Vec<Record>) {
+        let mut on_disk = OnDisk::default();
+        let disk_end = to.min(self.tail_start);
+        if from < disk_end {
+            if let Some(index) = &self.index {
+                if from < self.indexed {
+                    on_disk.indexed = Some((index.clone(), from, disk_end.min(self.indexed)));
+                }
+                let start = from.max(self.indexed);
+                on_disk.positions = (start..disk_end)
+                    .filter_map(|o| self.positions.get((o - self.indexed) as usize).copied())
+                    .collect();
+            }
+        }
         let start = from.max(self.tail_start);
         let in_memory = (start..to)
             .filter_map(|o| self.tail.get((o - self.tail_start) as usize))
@@ -108,55 +158,40 @@ impl Stored {
     }
 }
 
-/// A record frame's body, decoded.
-pub(super) struct RecordFrame {
-    pub(super) topic: String,
-    pub(super) record: Record,
-}
-
-/// Decodes a record frame's body; the record's offset is left at 0 for the caller to set.
-pub(super) fn parse_record(body: &[u8]) -> Option<RecordFrame> {
-    let mut r = Reader::new(body);
-    if r.take(1)? != [FRAME_RECORD] {
-        return None;
-    }
-    let topic = r.str16()?;
-    let partition = r.u32()?;
-    let timestamp_ms = r.u64()?;
-    let klen = r.u32()? as usize;
-    let key = r.take(klen)?.to_vec();
-    let record = Record {
-        partition,
-        offset: 0,
-        timestamp_ms,
-        key,
-        value: r.rest().to_vec(),
-    };
-    Some(RecordFrame { topic, record })
-}
-
-/// Reads records back from the log, checking each frame's checksum.
+/// Reads records back from the log, checking each frame's checksum and that it is a record of
+/// this partition; `first_offset` is the offset of the first.
 pub(super) fn read_back(
-    log: &File,
-    positions: &[u64],
+    segments: &Segments,
+    topic: &str,
+    partition: u32,
+    on_disk: OnDisk,
     first_offset: u64,
 ) -> std::io::Result<Vec<Record>> {
-    let corrupt =
-        |at: u64| std::io::Error::other(format!("bus.log: bad record frame at byte {at}"));
+    let mut positions = match &on_disk.indexed {
+        Some((index, from, to)) => read_index(index, *from, *to)?,
+        None => Vec::new(),
+    };
+    positions.extend(on_disk.positions);
     let mut out = Vec::with_capacity(positions.len());
     for (i, &at) in positions.iter().enumerate() {
-        let mut header = [0u8; 8];
-        log.read_exact_at(&mut header, at)?;
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let mut body = vec![0u8; len];
-        log.read_exact_at(&mut body, at + 8)?;
-        if crc32fast::hash(&body) != crc {
-            return Err(corrupt(at));
-        }
-        let mut record = parse_record(&body).ok_or_else(|| corrupt(at))?.record;
-        record.offset = first_offset + i as u64;
-        out.push(record);
+        let body = segments.read_frame(at)?;
+        let record = match Frame::decode(&body) {
+            Some(Frame::Record { topic: t, record })
+                if t == topic && record.partition == partition =>
+            {
+                record
+            }
+            _ => {
+                return Err(std::io::Error::other(format!(
+                    "bus log position {at} does not hold record {} of {topic}/{partition}",
+                    first_offset + i as u64
+                )))
+            }
+        };
+        out.push(Record {
+            offset: first_offset + i as u64,
+            ..record
+        });
     }
     Ok(out)
 }
