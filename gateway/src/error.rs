@@ -90,9 +90,10 @@ impl From<Refusal> for ApiError {
             | Refusal::AlreadyShipped { .. }
             | Refusal::NotCancellable
             | Refusal::NotDelivered => StatusCode::CONFLICT,
-            Refusal::ReturnListsSkuTwice { .. } | Refusal::ReturnExceedsDelivered { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            Refusal::ReturnListsSkuTwice { .. }
+            | Refusal::ReturnExceedsDelivered { .. }
+            | Refusal::NotOnSale
+            | Refusal::SalesClosed => StatusCode::UNPROCESSABLE_ENTITY,
         };
         ApiError::new(status, refusal.code(), refusal.to_string())
     }

@@ -8,7 +8,6 @@ use mercato_core::bus::BusError;
 use mercato_core::clock::now_ms;
 use mercato_core::codec::encode;
 use mercato_core::domain::catalog::{CatalogDoc, IngestRecord, InventoryRecord, PublishState};
-use mercato_core::domain::events::EventRecord;
 use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, RepoError};
 use mercato_core::Ports;
@@ -215,7 +214,7 @@ impl LocalReconciler {
         }
         if let Some((mut record, index_key)) = state.event {
             let store = Arc::clone(&self.ports.store);
-            let current = repo::get::<EventRecord>(&*store, tables::EVENTS, &record.id, "").await?;
+            let current = repo::events::load(&*store, &record.id).await?;
             let previous_key = match &current {
                 Some(c) if c.value.spec_json == record.spec_json => None,
                 Some(c) => {
@@ -235,7 +234,7 @@ impl LocalReconciler {
                 }
             };
             if action != "unchanged" {
-                repo::put(&*store, tables::EVENTS, &record.id, "", &record, None).await?;
+                repo::events::save(&*store, &record).await?;
                 if let Some(old) = previous_key.filter(|k| *k != index_key) {
                     store
                         .delete(tables::EVENT_INDEX, "all", &old)

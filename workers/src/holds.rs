@@ -1,47 +1,48 @@
-//! The holds worker: claims seats for holds and releases them.
-//!
-//! Each seat is one row of `seat_claims`; a hold claims its seats with insert-if-absent carrying
-//! the hold's TTL, one conditional batch per section (atomic inside the partition). If any
-//! section refuses, the sections already claimed are released, so a hold gets all its seats or
-//! none. Commands of a batch are decided concurrently: the store's group commit turns them into
-//! one write transaction, and its conditions decide every race.
+//! The holds worker: places and releases holds. It only loads, asks core what to do, writes
+//! and emits: every decision is in `mercato_core::domain::holds` (placing is a state machine
+//! driven here one conditional batch at a time; releasing is one decision), and every row is
+//! read and written through `mercato_core::repo::holds`. Commands of a batch are decided
+//! concurrently: the store's group commit turns them into one write transaction, and its
+//! conditions decide every race.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use chrono::Utc;
 use futures::future::join_all;
 use mercato_core::bus::Record;
 use mercato_core::clock::now_ms;
-use mercato_core::codec::{decode, encode};
+use mercato_core::codec::decode;
 use mercato_core::domain::commands::{
     CommandResult, HoldCommand, Outcome, SeatChange, SeatChangeKind,
 };
-use mercato_core::domain::holds::{self, Hold, HoldState, HoldStatus};
+use mercato_core::domain::holds::{
+    claims_to_release, decide_release, Hold, Placed, Placement, ReleaseDecision, Step,
+};
 use mercato_core::domain::refusal::Refusal;
-use mercato_core::domain::seats::{by_section, claims_partition, Claim, SeatId};
-use mercato_core::names::{tables, topics};
-use mercato_core::repo::{self, RepoError, RepoResult};
-use mercato_core::store::{Store, Write};
+use mercato_core::domain::seats::by_section;
+use mercato_core::names::topics;
+use mercato_core::repo::holds as rows;
+use mercato_core::repo::{EventCache, RepoError, RepoResult};
+use mercato_core::store::Store;
 
 use crate::runtime::{BatchHandler, Emit};
 
-/// How claiming one section went.
-enum Claimed {
-    All(Vec<(String, u64)>),
-    /// Seats held by others.
-    Taken(Vec<String>),
-    /// The hold already exists: this command is a replay.
-    Replayed(Hold),
-}
+/// Tries of a release whose compare-and-set keeps losing before it is refused as contended.
+const RELEASE_TRIES: usize = 5;
 
 pub struct HoldsWorker {
     store: Arc<dyn Store>,
+    events: EventCache,
 }
 
 impl HoldsWorker {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            events: EventCache::new(Arc::clone(&store), Duration::from_secs(5)),
+            store,
+        }
     }
 
     async fn decide(&self, record: &Record) -> RepoResult<Vec<Emit>> {
@@ -64,14 +65,9 @@ impl HoldsWorker {
                 ttl_ms,
                 ..
             } => {
-                self.place(
-                    hold_id,
-                    user_id,
-                    event_id,
-                    seat_ids,
-                    Duration::from_millis(*ttl_ms),
-                )
-                .await?
+                let ttl = Duration::from_millis(*ttl_ms);
+                self.place(hold_id, user_id, event_id, seat_ids, ttl)
+                    .await?
             }
             HoldCommand::Release {
                 hold_id, user_id, ..
@@ -102,185 +98,46 @@ impl HoldsWorker {
         seat_ids: &[String],
         ttl: Duration,
     ) -> RepoResult<(Outcome, Option<SeatChange>)> {
-        // The gateway checked the list against the event; a command from anywhere else is
-        // checked here again, so no seat is claimed (or later priced and ticketed) twice.
-        let seats =
-            holds::requested_seats(seat_ids, holds::MAX_SEATS, |_| true).unwrap_or_default();
-        let located = holds::locate(hold_id);
-        let primary = seats.first().map(|s| s.section.clone()).unwrap_or_default();
-        let Some((primary_partition, hold_key)) = located
-            .filter(|(p, _)| !seats.is_empty() && *p == claims_partition(event_id, &primary))
-        else {
-            return Ok((Outcome::Refused(Refusal::InvalidSeatIds), None));
+        let Some(spec) = self.events.get(event_id).await? else {
+            return Ok((Outcome::Refused(Refusal::EventNotFound), None));
         };
-        let claim = encode(&Claim::Held {
-            hold_id: hold_id.to_owned(),
-        });
-        let groups = by_section(&seats);
-        let mut claimed: Vec<(String, Vec<(String, u64)>)> = Vec::new();
-        // Other sections first; the hold row is written last, with the first section's seats.
-        for (section, group) in groups.iter().filter(|(s, _)| **s != primary) {
-            let partition = claims_partition(event_id, section);
-            match self
-                .claim_section(&partition, group, &claim, hold_id, ttl, None)
-                .await?
-            {
-                Claimed::All(rows) => claimed.push((partition, rows)),
-                Claimed::Taken(taken) => {
-                    self.release_claims(&claimed).await?;
-                    return Ok((Outcome::SeatsUnavailable { seat_ids: taken }, None));
-                }
-                Claimed::Replayed(hold) => return Ok((Outcome::HoldPlaced(hold), None)),
-            }
-        }
-        let hold = Hold {
-            id: hold_id.to_owned(),
-            user_id: user_id.to_owned(),
-            event_id: event_id.to_owned(),
-            seat_ids: seat_ids.to_vec(),
-            created_ms: now_ms(),
-            // The claims' own expiry (set by the store) is a moment later: the hold never shows
-            // active while its seats are already free.
-            expires_at_ms: now_ms() + ttl.as_millis() as u64,
-            state: HoldState::Active,
+        let started =
+            Placement::start(hold_id, user_id, &spec, event_id, seat_ids, ttl, Utc::now());
+        let (mut placement, mut step) = match started {
+            Ok(started) => started,
+            Err(refusal) => return Ok((Outcome::Refused(refusal), None)),
         };
-        let group = groups.get(&primary).map(Vec::as_slice).unwrap_or_default();
-        let row = (hold_key.as_str(), &hold);
-        match self
-            .claim_section(&primary_partition, group, &claim, hold_id, ttl, Some(row))
-            .await?
-        {
-            Claimed::All(_) => {
-                let change = SeatChange {
-                    event_id: event_id.to_owned(),
-                    seat_ids: seat_ids.to_vec(),
-                    change: SeatChangeKind::Held {
-                        expires_at_ms: hold.expires_at_ms,
-                    },
-                };
-                Ok((Outcome::HoldPlaced(hold), Some(change)))
-            }
-            // A redelivered command finds its hold already written: answer as the first time.
-            Claimed::Replayed(existing) => Ok((Outcome::HoldPlaced(existing), None)),
-            Claimed::Taken(taken) => {
-                self.release_claims(&claimed).await?;
-                Ok((Outcome::SeatsUnavailable { seat_ids: taken }, None))
-            }
-        }
-    }
-
-    /// Claims one section's seats in one conditional batch, with the hold's own row when this is
-    /// its first section. Seats this hold already claimed (a replay after a crash) count as
-    /// claimed.
-    async fn claim_section(
-        &self,
-        partition: &str,
-        seats: &[SeatId],
-        claim: &[u8],
-        hold_id: &str,
-        ttl: Duration,
-        hold_row: Option<(&str, &Hold)>,
-    ) -> RepoResult<Claimed> {
-        let mut wanted: Vec<String> = seats.iter().map(ToString::to_string).collect();
-        let mut rows: Vec<(String, u64)> = Vec::new();
-        for _attempt in 0..3 {
-            let mut writes = Vec::with_capacity(wanted.len() + 1);
-            if let Some((key, hold)) = hold_row {
-                writes.push(Write::InsertIfAbsent {
-                    clustering: key.to_owned(),
-                    value: encode(hold),
-                    ttl: Some(holds::ROW_TTL),
-                });
-            }
-            writes.extend(wanted.iter().map(|s| Write::InsertIfAbsent {
-                clustering: s.clone(),
-                value: claim.to_vec(),
-                ttl: Some(ttl),
-            }));
-            let outcome = self
-                .store
-                .batch(tables::SEAT_CLAIMS, partition, writes)
-                .await?;
-            if outcome.applied {
-                let skip = usize::from(hold_row.is_some());
-                rows.extend(
-                    outcome
-                        .rows
-                        .into_iter()
-                        .skip(skip)
-                        .flatten()
-                        .map(|r| (r.clustering, r.version)),
-                );
-                return Ok(Claimed::All(rows));
-            }
-            let mut current = outcome.rows.into_iter();
-            if hold_row.is_some() {
-                if let Some(existing) = current.next().flatten() {
-                    return Ok(Claimed::Replayed(
-                        repo::decode_row::<Hold>(tables::SEAT_CLAIMS, existing)?.value,
-                    ));
+        loop {
+            match step {
+                Step::Claim {
+                    section,
+                    seats,
+                    with_hold,
+                } => {
+                    let claimed = rows::claim_section(
+                        &*self.store,
+                        event_id,
+                        &section,
+                        hold_id,
+                        &seats,
+                        ttl,
+                        with_hold.as_ref(),
+                    )
+                    .await?;
+                    step = placement.claimed(claimed);
                 }
-            }
-            let mut taken = Vec::new();
-            let mut mine = Vec::new();
-            for row in current.flatten() {
-                let holder = repo::decode_row::<Claim>(tables::SEAT_CLAIMS, row.clone())?;
-                if holder.value.hold_id() == hold_id {
-                    mine.push(row);
-                } else {
-                    taken.push(row.clustering);
-                }
-            }
-            if !taken.is_empty() {
-                // Give back what a replay of this same hold had claimed in this section.
-                for row in &mine {
-                    self.store
-                        .delete_if_version(
-                            tables::SEAT_CLAIMS,
-                            partition,
-                            &row.clustering,
-                            row.version,
-                        )
-                        .await?;
-                }
-                return Ok(Claimed::Taken(taken));
-            }
-            for row in mine {
-                wanted.retain(|s| *s != row.clustering);
-                rows.push((row.clustering, row.version));
-            }
-            if wanted.is_empty() && hold_row.is_none() {
-                return Ok(Claimed::All(rows));
-            }
-        }
-        // Seats kept changing under us (claims expiring mid-replay): report them as taken
-        // rather than loop; the shopper can try again.
-        Ok(Claimed::Taken(wanted))
-    }
-
-    async fn release_claims(&self, claimed: &[(String, Vec<(String, u64)>)]) -> RepoResult<()> {
-        for (partition, rows) in claimed {
-            let writes = rows
-                .iter()
-                .map(|(seat, version)| Write::DeleteIfVersion {
-                    clustering: seat.clone(),
-                    expected: *version,
-                })
-                .collect();
-            let outcome = self
-                .store
-                .batch(tables::SEAT_CLAIMS, partition, writes)
-                .await?;
-            if !outcome.applied {
-                // Some claim changed meanwhile (it expired): delete the others one by one.
-                for (seat, version) in rows {
-                    self.store
-                        .delete_if_version(tables::SEAT_CLAIMS, partition, seat, *version)
-                        .await?;
+                Step::Done(Placed {
+                    outcome,
+                    change,
+                    release,
+                }) => {
+                    for (section, claims) in release {
+                        rows::release_claims(&*self.store, event_id, &section, &claims).await?;
+                    }
+                    return Ok((outcome, change));
                 }
             }
         }
-        Ok(())
     }
 
     async fn release(
@@ -288,30 +145,21 @@ impl HoldsWorker {
         hold_id: &str,
         user_id: &str,
     ) -> RepoResult<(Outcome, Option<SeatChange>)> {
-        for _attempt in 0..5 {
-            let Some(hold) = repo::load_hold(&*self.store, hold_id).await? else {
-                return Ok((Outcome::Refused(Refusal::HoldNotFound), None));
+        for _ in 0..RELEASE_TRIES {
+            let hold = rows::load(&*self.store, hold_id).await?;
+            let current = hold.as_ref().map(|h| (&h.value, h.version));
+            let (released, expected) = match decide_release(current, user_id, now_ms()) {
+                ReleaseDecision::Refuse(refusal) => return Ok((Outcome::Refused(refusal), None)),
+                ReleaseDecision::AlreadyReleased => return Ok((Outcome::HoldReleased, None)),
+                ReleaseDecision::Release { released, expected } => (released, expected),
             };
-            if hold.value.user_id != user_id {
-                return Ok((Outcome::Refused(Refusal::HoldNotFound), None));
-            }
-            match hold.value.status(now_ms()) {
-                HoldStatus::Released => return Ok((Outcome::HoldReleased, None)),
-                HoldStatus::Purchased => {
-                    return Ok((Outcome::Refused(Refusal::HoldPurchased), None))
-                }
-                HoldStatus::Purchasing => {
-                    return Ok((Outcome::Refused(Refusal::HoldBeingPurchased), None))
-                }
-                HoldStatus::Active | HoldStatus::Expired => {}
-            }
-            let mut released = hold.value.clone();
-            released.state = HoldState::Released;
-            let applied = repo::cas_hold(&*self.store, &released, hold.version).await?;
-            if applied.is_none() {
+            if rows::cas(&*self.store, &released, expected)
+                .await?
+                .is_none()
+            {
                 continue;
             }
-            self.delete_own_claims(&released).await?;
+            self.release_claims(&released).await?;
             let change = SeatChange {
                 event_id: released.event_id.clone(),
                 seat_ids: released.seat_ids.clone(),
@@ -322,23 +170,13 @@ impl HoldsWorker {
         Ok((Outcome::Refused(Refusal::HoldContended), None))
     }
 
-    /// Deletes the claims that still belong to this hold; seats that lapsed and were claimed by
-    /// someone else are left alone.
-    async fn delete_own_claims(&self, hold: &Hold) -> RepoResult<()> {
+    /// Deletes the claims that still belong to a released hold.
+    async fn release_claims(&self, hold: &Hold) -> RepoResult<()> {
         for (section, group) in by_section(&hold.seats()) {
-            let partition = claims_partition(&hold.event_id, &section);
-            for seat in group {
-                let key = seat.to_string();
-                let claim =
-                    repo::get::<Claim>(&*self.store, tables::SEAT_CLAIMS, &partition, &key).await?;
-                if let Some(c) = claim {
-                    if matches!(&c.value, Claim::Held { hold_id } if *hold_id == hold.id) {
-                        self.store
-                            .delete_if_version(tables::SEAT_CLAIMS, &partition, &key, c.version)
-                            .await?;
-                    }
-                }
-            }
+            let seats: Vec<String> = group.iter().map(ToString::to_string).collect();
+            let holders = rows::claims_of(&*self.store, &hold.event_id, &section, &seats).await?;
+            let own = claims_to_release(hold, &holders);
+            rows::release_claims(&*self.store, &hold.event_id, &section, &own).await?;
         }
         Ok(())
     }
@@ -368,6 +206,8 @@ impl BatchHandler for HoldsWorker {
 
 #[cfg(test)]
 mod tests {
+    use mercato_core::codec::encode;
+    use mercato_core::names::tables;
     use mercato_core::store::EmbeddedStore;
 
     use super::*;
@@ -403,6 +243,7 @@ mod tests {
     #[tokio::test]
     async fn one_seat_in_two_spellings_is_refused_by_the_worker() {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory().unwrap());
+        mercato_core::conformance::fixtures::gig(&*store).await;
         let worker = HoldsWorker::new(Arc::clone(&store));
         for seats in [
             &["pit-1-1", "pit-01-1", "pit-1-01"][..],

@@ -13,13 +13,12 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mercato_core::bus::Record;
 use mercato_core::clock::now_ms;
-use mercato_core::codec::encode;
 use mercato_core::commerce;
 use mercato_core::domain::commands::{
     CommandResult, Outcome, PaymentCommand, SeatChange, SeatChangeKind,
 };
 use mercato_core::domain::events::seat_price;
-use mercato_core::domain::holds::{Hold, HoldState, HoldStatus};
+use mercato_core::domain::holds::{sale_of, Hold, HoldState, HoldStatus, SectionSale};
 use mercato_core::domain::orders::{
     user_order_key, Order, OrderItem, OrderStatus, RefundStatus, Ticket,
 };
@@ -27,11 +26,11 @@ use mercato_core::domain::payments::{
     self, PaymentError, PaymentMethod, PaymentProvider, ProviderEvent, ProviderEventKind,
 };
 use mercato_core::domain::refusal::Refusal;
-use mercato_core::domain::seats::{by_section, claims_partition, Claim};
+use mercato_core::domain::seats::by_section;
 use mercato_core::domain::Money;
 use mercato_core::names::{tables, topics};
 use mercato_core::repo::{self, EventCache, RepoError, RepoResult, Versioned};
-use mercato_core::store::{Store, Write};
+use mercato_core::store::Store;
 
 use crate::goods::GoodsOrders;
 use crate::runtime::{BatchHandler, Emit};
@@ -166,7 +165,7 @@ impl PaymentsWorker {
             return Ok(Outcome::OrderAccepted(order.value));
         }
         let hold = loop {
-            let Some(hold) = repo::load_hold(&*self.store, hold_id).await? else {
+            let Some(hold) = repo::holds::load(&*self.store, hold_id).await? else {
                 return Ok(Outcome::Refused(Refusal::HoldNotFound));
             };
             if hold.value.user_id != user_id {
@@ -185,7 +184,7 @@ impl PaymentsWorker {
                     next.state = HoldState::Purchasing {
                         order_id: order_id.to_owned(),
                     };
-                    if repo::cas_hold(&*self.store, &next, hold.version)
+                    if repo::holds::cas(&*self.store, &next, hold.version)
                         .await?
                         .is_some()
                     {
@@ -276,7 +275,7 @@ impl PaymentsWorker {
         let mut emits = Vec::new();
         match event.kind {
             ProviderEventKind::ChargeSucceeded if next.status == OrderStatus::PendingPayment => {
-                let hold = repo::load_hold(&*self.store, &next.hold_id).await?;
+                let hold = repo::holds::load(&*self.store, &next.hold_id).await?;
                 let sold = match &hold {
                     Some(h) => self.convert_seats(&h.value, &next.id).await?,
                     None => false,
@@ -298,7 +297,7 @@ impl PaymentsWorker {
                         purchased.state = HoldState::Purchased {
                             order_id: next.id.clone(),
                         };
-                        repo::cas_hold(&*self.store, &purchased, h.version).await?;
+                        repo::holds::cas(&*self.store, &purchased, h.version).await?;
                     }
                     emits.push(Emit::new(
                         topics::SEAT_CHANGES,
@@ -359,66 +358,43 @@ impl PaymentsWorker {
     /// (with nothing sold) if any seat is no longer held by that hold.
     async fn convert_seats(&self, hold: &Hold, order_id: &str) -> RepoResult<bool> {
         let seats = hold.seats();
-        let sold = encode(&Claim::Sold {
-            order_id: order_id.to_owned(),
-            hold_id: hold.id.clone(),
-        });
-        let mut converted: Vec<(String, Vec<(String, u64)>)> = Vec::new();
+        let mut converted = Vec::new();
         let mut ok = true;
         for (section, group) in by_section(&seats) {
-            let partition = claims_partition(&hold.event_id, &section);
-            let mut writes = Vec::new();
-            let mut done = Vec::new();
-            for seat in group {
-                let key = seat.to_string();
-                let claim =
-                    repo::get::<Claim>(&*self.store, tables::SEAT_CLAIMS, &partition, &key).await?;
-                match claim {
-                    Some(c) if matches!(&c.value, Claim::Sold { order_id: o, .. } if o == order_id) =>
+            let ids: Vec<String> = group.iter().map(ToString::to_string).collect();
+            let holders =
+                repo::holds::claims_of(&*self.store, &hold.event_id, &section, &ids).await?;
+            match sale_of(hold, order_id, &holders) {
+                Some(SectionSale {
+                    already_sold: done,
+                    to_sell: changes,
+                }) => {
+                    match repo::holds::replace_claims(
+                        &*self.store,
+                        &hold.event_id,
+                        &section,
+                        &changes,
+                    )
+                    .await?
                     {
-                        done.push((key, c.version)); // a replay: already sold to this order
+                        Some(sold) => converted.push((section, [done, sold].concat())),
+                        None => {
+                            converted.push((section, done));
+                            ok = false;
+                        }
                     }
-                    Some(c) if matches!(&c.value, Claim::Held { hold_id } if *hold_id == hold.id) =>
-                    {
-                        writes.push(Write::CompareAndSet {
-                            clustering: key,
-                            expected: c.version,
-                            value: sold.clone(),
-                            ttl: None,
-                        });
-                    }
-                    _ => ok = false,
                 }
+                None => ok = false,
             }
-            if ok && !writes.is_empty() {
-                let outcome = self
-                    .store
-                    .batch(tables::SEAT_CLAIMS, &partition, writes)
-                    .await?;
-                ok = outcome.applied;
-                if ok {
-                    done.extend(
-                        outcome
-                            .rows
-                            .into_iter()
-                            .flatten()
-                            .map(|r| (r.clustering, r.version)),
-                    );
-                }
-            }
-            converted.push((partition, done));
             if !ok {
                 break;
             }
         }
         if !ok {
             // Undo the part that was sold: those seats belonged to a hold that lapsed elsewhere.
-            for (partition, rows) in converted {
-                for (seat, version) in rows {
-                    self.store
-                        .delete_if_version(tables::SEAT_CLAIMS, &partition, &seat, version)
-                        .await?;
-                }
+            for (section, claims) in converted {
+                repo::holds::release_claims(&*self.store, &hold.event_id, &section, &claims)
+                    .await?;
             }
         }
         Ok(ok)
@@ -426,11 +402,11 @@ impl PaymentsWorker {
 
     /// After a declined payment the shopper may try another card while the hold lives.
     async fn reopen_hold(&self, hold_id: &str, order_id: &str) -> RepoResult<()> {
-        if let Some(h) = repo::load_hold(&*self.store, hold_id).await? {
+        if let Some(h) = repo::holds::load(&*self.store, hold_id).await? {
             if matches!(&h.value.state, HoldState::Purchasing { order_id: o } if o == order_id) {
                 let mut next = h.value.clone();
                 next.state = HoldState::Active;
-                repo::cas_hold(&*self.store, &next, h.version).await?;
+                repo::holds::cas(&*self.store, &next, h.version).await?;
             }
         }
         Ok(())

@@ -5,6 +5,7 @@
 
 pub mod bus;
 pub mod coord;
+pub mod fixtures;
 pub mod small_disk;
 pub mod store;
 

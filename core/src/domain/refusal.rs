@@ -24,6 +24,10 @@ pub enum Refusal {
     InvalidSeatIds,
     #[error("the event no longer exists")]
     EventNotFound,
+    #[error("tickets are not on sale yet")]
+    NotOnSale,
+    #[error("the event has started")]
+    SalesClosed,
     #[error("no such checkout")]
     CheckoutNotFound,
     #[error("the checkout has expired; its stock was released")]
@@ -68,6 +72,8 @@ impl Refusal {
             Refusal::HoldContended => "hold_contended",
             Refusal::InvalidSeatIds => "invalid_seat_ids",
             Refusal::EventNotFound => "event_not_found",
+            Refusal::NotOnSale => "not_on_sale",
+            Refusal::SalesClosed => "sales_closed",
             Refusal::CheckoutNotFound => "checkout_not_found",
             Refusal::CheckoutExpired => "checkout_expired",
             Refusal::CheckoutCancelled => "checkout_cancelled",

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use mercato_core::codec::{decode, encode};
 use mercato_core::domain::commands::HoldCommand;
-use mercato_core::domain::holds::{self, Hold};
+use mercato_core::domain::holds::Hold;
 use mercato_core::names::{tables, topics};
 use mercato_e2e::{event_manifest, harness};
 use reqwest::StatusCode;
@@ -39,7 +39,7 @@ async fn a_poison_command_is_set_aside_listed_and_replayed_once_fixed() {
 
     // The hold's row becomes unreadable (a bad disk, a botched migration).
     let store = &run.platform.ports.store;
-    let (partition, clustering) = holds::locate(&hold_id).unwrap();
+    let (partition, clustering) = mercato_core::repo::holds::hold_key(&hold_id).unwrap();
     let good = store
         .get(tables::SEAT_CLAIMS, &partition, &clustering)
         .await

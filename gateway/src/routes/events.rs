@@ -30,7 +30,7 @@ async fn section_claims(
     section: &str,
 ) -> Result<HashMap<String, SeatStatus>, ApiError> {
     Ok(
-        mercato_core::repo::section_claims(&*state.ports.store, event_id, section)
+        mercato_core::repo::holds::section_claims(&*state.ports.store, event_id, section)
             .await?
             .into_iter()
             .collect(),

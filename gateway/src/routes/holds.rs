@@ -4,8 +4,7 @@ use chrono::Utc;
 use mercato_core::clock::{now_ms, to_rfc3339};
 use mercato_core::codec::encode;
 use mercato_core::domain::commands::{HoldCommand, Outcome};
-use mercato_core::domain::holds::{self, Hold, SeatListProblem};
-use mercato_core::domain::seats::exists;
+use mercato_core::domain::holds::{self, Hold, RequestProblem, SeatListProblem};
 use mercato_core::names::topics;
 use mercato_core::repo;
 use serde::Deserialize;
@@ -75,25 +74,8 @@ async fn place(state: &AppState, caller: &Caller, keyed: Option<&Keyed>, body: &
         return Err(seat_list_error(SeatListProblem::Empty));
     }
     let spec = load(state, &req.event_id).await?;
-    let max = spec.max_seats_per_hold() as usize;
-    let seats = holds::requested_seats(&req.seat_ids, max, |seat| exists(&spec, seat))
-        .map_err(seat_list_error)?;
-    let now = Utc::now();
-    if now < spec.on_sale_at {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "not_on_sale",
-            "tickets are not on sale yet",
-        )
-        .with_details(json!({"on_sale_at": spec.on_sale_at})));
-    }
-    if now >= spec.starts_at {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "sales_closed",
-            "the event has started",
-        ));
-    }
+    // The check the holds worker makes again: here for a fast, detailed answer.
+    let seats = holds::check_request(&spec, &req.seat_ids, Utc::now()).map_err(request_error)?;
     let ttl = state
         .config
         .hold_ttl_override
@@ -123,6 +105,24 @@ async fn place(state: &AppState, caller: &Caller, keyed: Option<&Keyed>, body: &
         )
         .with_details(json!({"unavailable": seat_ids}))),
         other => Err(other_outcome(other)),
+    }
+}
+
+/// The answer to a hold request that may not be placed as asked.
+fn request_error(problem: RequestProblem) -> ApiError {
+    match problem {
+        RequestProblem::Seats(problem) => seat_list_error(problem),
+        RequestProblem::NotOnSale { on_sale_at } => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_on_sale",
+            "tickets are not on sale yet",
+        )
+        .with_details(json!({"on_sale_at": on_sale_at})),
+        RequestProblem::SalesClosed => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "sales_closed",
+            "the event has started",
+        ),
     }
 }
 
@@ -178,7 +178,7 @@ pub(crate) fn other_outcome(outcome: Outcome) -> ApiError {
 }
 
 async fn owned_hold(state: &AppState, caller: &Caller, id: &str) -> Result<Hold, ApiError> {
-    let hold = repo::load_hold(&*state.ports.store, id).await?;
+    let hold = repo::holds::load(&*state.ports.store, id).await?;
     match hold {
         Some(h) if caller.can_see(&h.value.user_id) => Ok(h.value),
         _ => Err(ApiError::not_found(

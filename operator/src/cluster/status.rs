@@ -39,7 +39,9 @@ pub async fn content(
         Manifest::Event { metadata, spec } => {
             let (mut held, mut sold) = (0u64, 0u64);
             for section in &spec.sections {
-                for (_, status) in repo::section_claims(store, &metadata.name, &section.id).await? {
+                for (_, status) in
+                    repo::holds::section_claims(store, &metadata.name, &section.id).await?
+                {
                     match status {
                         SeatStatus::Sold => sold += 1,
                         _ => held += 1,

@@ -1,4 +1,8 @@
-//! Typed reads and writes of domain rows, shared by the workers and the gateway.
+//! Typed reads and writes of domain rows, shared by the workers and the gateway. Each
+//! aggregate's rows have their own module, the only place that knows their keys.
+
+pub mod events;
+pub mod holds;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,9 +14,6 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::bus::BusError;
 use crate::codec::{decode, encode, CodecError};
-use crate::domain::events::EventRecord;
-use crate::domain::holds::{self, Hold};
-use crate::domain::seats::{Claim, SeatStatus};
 use crate::names::tables;
 use crate::store::{Row, Store, StoreError};
 
@@ -129,38 +130,6 @@ pub async fn cas<T: Serialize + Sync>(
     })
 }
 
-/// A hold, by id (its row sits beside its seats; see [`crate::domain::holds::locate`]).
-pub async fn load_hold(store: &dyn Store, hold_id: &str) -> RepoResult<Option<Versioned<Hold>>> {
-    match holds::locate(hold_id) {
-        Some((partition, clustering)) => {
-            get(store, tables::SEAT_CLAIMS, &partition, &clustering).await
-        }
-        None => Ok(None),
-    }
-}
-
-/// Compare-and-set of a hold's row; `Ok(None)` when it changed meanwhile.
-pub async fn cas_hold(store: &dyn Store, hold: &Hold, expected: u64) -> RepoResult<Option<u64>> {
-    let Some((partition, clustering)) = holds::locate(&hold.id) else {
-        return Ok(None);
-    };
-    let r = store
-        .compare_and_set(
-            tables::SEAT_CLAIMS,
-            &partition,
-            &clustering,
-            expected,
-            encode(hold),
-            Some(holds::ROW_TTL),
-        )
-        .await?;
-    Ok(if r.applied {
-        r.current.map(|c| c.version)
-    } else {
-        None
-    })
-}
-
 /// Events are read on every hold and order but change rarely: a process keeps them decoded in
 /// memory and re-reads one after `max_age`, so a re-applied manifest shows within that time.
 /// When it was read, and the event.
@@ -187,8 +156,7 @@ impl EventCache {
                 return Ok(Some(Arc::clone(spec)));
             }
         }
-        let record: Option<Versioned<EventRecord>> =
-            get(&*self.store, tables::EVENTS, id, "").await?;
+        let record = events::load(&*self.store, id).await?;
         let spec = match record {
             Some(r) => Some(Arc::new(r.value.spec().map_err(|e| {
                 RepoError::BadEvent {
@@ -228,38 +196,6 @@ pub async fn shared_secret(store: &dyn Store, name: &str) -> RepoResult<Vec<u8>>
             format!("reading secret {name}, which an insert found present and then absent"),
         ))
     })
-}
-
-/// The claimed seats of one section, in seat order, held or sold: what a seat map shows and
-/// what the operator counts for an Event's status.
-pub async fn section_claims(
-    store: &dyn Store,
-    event_id: &str,
-    section: &str,
-) -> RepoResult<Vec<(String, SeatStatus)>> {
-    let partition = crate::domain::seats::claims_partition(event_id, section);
-    let mut out = Vec::new();
-    let mut after: Option<String> = None;
-    loop {
-        let page = store
-            .scan(tables::SEAT_CLAIMS, &partition, after.as_deref(), 1000)
-            .await?;
-        for row in page.rows {
-            if row.clustering.starts_with(holds::ROW_PREFIX) {
-                return Ok(out); // hold rows sort after every seat
-            }
-            // A claim row of a newer release still means the seat is taken.
-            let status = match decode::<Claim>(&row.value) {
-                Ok(Claim::Sold { .. }) => SeatStatus::Sold,
-                _ => SeatStatus::Held,
-            };
-            out.push((row.clustering, status));
-        }
-        match page.next {
-            Some(n) => after = Some(n),
-            None => return Ok(out),
-        }
-    }
 }
 
 /// An inventory's latest declaration and how its ingest stands, or `None` if it is unknown.

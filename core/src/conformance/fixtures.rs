@@ -1,0 +1,25 @@
+//! Rows tests of the code around the store start from.
+
+use crate::domain::events::EventRecord;
+use crate::store::Store;
+
+/// Writes the event `gig`, on sale now and until 2099: one section `pit` of 100 rows of 100
+/// seats, at most 10 seats a hold.
+pub async fn gig(store: &dyn Store) {
+    let spec = serde_json::json!({
+        "title": "Gig",
+        "venue": {"name": "Hall", "city": "Town", "lat": 1.0, "lon": 2.0},
+        "startsAt": "2099-01-01T20:00:00Z",
+        "onSaleAt": "2020-01-01T10:00:00Z",
+        "tiers": [{"id": "std", "name": "Standard", "price": {"amount": 100, "currency": "EUR"}}],
+        "sections": [{"id": "pit", "tier": "std", "rows": 100, "seatsPerRow": 100}]
+    });
+    let record = EventRecord {
+        id: "gig".into(),
+        spec_json: spec.to_string(),
+        generation: 1,
+    };
+    crate::repo::events::save(store, &record)
+        .await
+        .expect("the event is written");
+}
