@@ -121,7 +121,7 @@ impl HoldsWorker {
                         hold_id,
                         &seats,
                         ttl,
-                        with_hold.as_ref(),
+                        with_hold.then(|| placement.hold()),
                     )
                     .await?;
                     step = placement.claimed(claimed);

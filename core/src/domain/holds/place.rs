@@ -26,14 +26,18 @@ use crate::domain::seats::by_section;
 const TRIES_PER_SECTION: usize = 3;
 
 /// The next thing to do for a placement.
+// A step lives for one call and is moved once; boxing the answer would cost an allocation
+// per hold on the on-sale path instead.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
-    /// Claim `seats` of `section` in one conditional batch, writing the hold's row too when
-    /// `with_hold`; hand what the store did to [`Placement::claimed`].
+    /// Claim `seats` of `section` in one conditional batch, writing the hold's row
+    /// ([`Placement::hold`]) too when `with_hold`; hand what the store did to
+    /// [`Placement::claimed`].
     Claim {
         section: String,
         seats: Vec<String>,
-        with_hold: Option<Hold>,
+        with_hold: bool,
     },
     /// Give back `release` (each claim only if unchanged), then answer.
     Done(Placed),
@@ -118,10 +122,15 @@ impl Placement {
             Some((section, seats)) => Step::Claim {
                 section: section.clone(),
                 seats: seats.clone(),
-                with_hold: (self.sections.len() == 1).then(|| self.hold.clone()),
+                with_hold: self.sections.len() == 1,
             },
             None => self.placed(),
         }
+    }
+
+    /// The hold being placed: its row, written with its first section's seats.
+    pub fn hold(&self) -> &Hold {
+        &self.hold
     }
 
     fn placed(&self) -> Step {

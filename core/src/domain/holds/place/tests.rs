@@ -106,7 +106,10 @@ impl Model {
                     section,
                     seats,
                     with_hold,
-                } => step = placement.claimed(self.claim(&section, &seats, with_hold.as_ref())),
+                } => {
+                    let hold = with_hold.then(|| placement.hold().clone());
+                    step = placement.claimed(self.claim(&section, &seats, hold.as_ref()));
+                }
                 Step::Done(placed) => {
                     for (section, claims) in &placed.release {
                         self.release(section, claims);
