@@ -16,7 +16,7 @@ use mercato_core::Ports;
 use mercato_gateway::error::ApiError;
 use mercato_gateway::{AppState, GatewayConfig, ManifestSink};
 use mercato_operator::local::ApplyError;
-use mercato_operator::{Applied, LocalReconciler};
+use mercato_operator::{ApplyReport, LocalReconciler};
 pub use mercato_operator::{SourcePolicy, DEFAULT_MAX_SOURCE_BYTES};
 use mercato_search::{Search, SearchError};
 use mercato_workers::allocator::AllocatorWorker;
@@ -84,7 +84,7 @@ pub struct Platform {
     pub addr: SocketAddr,
     /// A token with the admin role, for `mercato apply`.
     pub admin_token: String,
-    pub applied: Vec<Applied>,
+    pub applied: Vec<ApplyReport>,
     /// The engines behind it, for tests that inspect or tamper with state directly.
     pub ports: Ports,
     shutdown: watch::Sender<bool>,
@@ -148,7 +148,7 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub state: Arc<AppState>,
     pub sandbox: Arc<SandboxProvider>,
-    pub applied: Vec<Applied>,
+    pub applied: Vec<ApplyReport>,
     pub tasks: Vec<JoinHandle<()>>,
 }
 
@@ -157,7 +157,7 @@ pub struct Gateway {
 async fn prepare(
     reconciler: &LocalReconciler,
     manifests: Option<&Path>,
-) -> Result<Vec<Applied>, PlatformError> {
+) -> Result<Vec<ApplyReport>, PlatformError> {
     reconciler.ensure_platform().await?;
     let resumed = reconciler.resume().await?;
     if resumed > 0 {

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use tokio::sync::watch;
 
 use crate::cli::{SourceFlags, Tuning};
-use mercato_operator::Applied;
+use mercato_operator::ApplyReport;
 
 use crate::engines::Engines;
 use crate::platform::{self, GatewayRole, Platform, PlatformConfig};
@@ -197,7 +197,7 @@ async fn finish(tasks: Vec<tokio::task::JoinHandle<()>>) {
 }
 
 /// What applying the manifests at start did, one line a declaration, as kubectl says it.
-fn print_applied(applied: &[Applied]) {
+fn print_applied(applied: &[ApplyReport]) {
     for a in applied {
         println!(
             "  {}.mercato.dev/{} {}",

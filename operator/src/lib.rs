@@ -14,5 +14,5 @@ pub mod warehouse;
 pub mod workloads;
 
 pub use desired::{desired, DesiredState, TopicSpec};
-pub use local::{Applied, LocalReconciler};
+pub use local::{ApplyReport, LocalReconciler};
 pub use sources::{Source, SourceError, SourcePolicy, DEFAULT_MAX_SOURCE_BYTES};

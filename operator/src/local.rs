@@ -37,7 +37,7 @@ pub enum ApplyError {
 
 /// What applying one declaration did, as `kubectl apply` reports it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Applied {
+pub struct ApplyReport {
     pub kind: &'static str,
     pub name: String,
     /// `created`, `configured` or `unchanged`.
@@ -159,7 +159,7 @@ impl LocalReconciler {
         &self,
         yaml: &str,
         base_dir: Option<&Path>,
-    ) -> Result<Vec<Applied>, ApplyError> {
+    ) -> Result<Vec<ApplyReport>, ApplyError> {
         let manifests = Manifest::parse_stream(yaml)?;
         let mut applied = Vec::with_capacity(manifests.len());
         for m in &manifests {
@@ -169,7 +169,7 @@ impl LocalReconciler {
     }
 
     /// Applies every `*.yaml` / `*.yml` file of a folder, in name order.
-    pub async fn apply_dir(&self, dir: &Path) -> Result<Vec<Applied>, ApplyError> {
+    pub async fn apply_dir(&self, dir: &Path) -> Result<Vec<ApplyReport>, ApplyError> {
         let mut applied = Vec::new();
         for (_, text) in manifest_files(dir)? {
             applied.extend(self.apply_stream(&text, Some(dir)).await?);
@@ -179,7 +179,7 @@ impl LocalReconciler {
 
     /// Applies one validated declaration's content (rows, products, stock), leaving topics to
     /// the caller: the operator ensures the whole namespace's topics itself.
-    pub async fn apply_manifest(&self, manifest: &Manifest) -> Result<Applied, ApplyError> {
+    pub async fn apply_manifest(&self, manifest: &Manifest) -> Result<ApplyReport, ApplyError> {
         self.apply_content(desired(manifest), None).await
     }
 
@@ -187,7 +187,7 @@ impl LocalReconciler {
         &self,
         state: DesiredState,
         base_dir: Option<&Path>,
-    ) -> Result<Applied, ApplyError> {
+    ) -> Result<ApplyReport, ApplyError> {
         for t in &state.topics {
             self.ensure_topic(&t.name, t.partitions).await?;
         }
@@ -198,7 +198,7 @@ impl LocalReconciler {
         &self,
         state: DesiredState,
         base_dir: Option<&Path>,
-    ) -> Result<Applied, ApplyError> {
+    ) -> Result<ApplyReport, ApplyError> {
         let mut action = "unchanged";
         if let Some(spec) = state.inventory.clone() {
             action = self.apply_inventory(&state.name, spec, base_dir).await?;
@@ -254,7 +254,7 @@ impl LocalReconciler {
             }
         }
         tracing::info!(kind = state.kind, name = state.name, action, "applied");
-        Ok(Applied {
+        Ok(ApplyReport {
             kind: state.kind,
             name: state.name,
             action,

@@ -27,7 +27,7 @@ pub struct Readiness {
 }
 
 #[derive(Debug, Default)]
-pub struct Applied {
+pub struct ObjectsApplied {
     /// Objects patched (0 when everything already matched).
     pub writes: usize,
     /// StatefulSet name -> readiness.
@@ -38,8 +38,8 @@ pub async fn apply_objects(
     client: &Client,
     namespace: &str,
     objects: &[Object],
-) -> Result<Applied, Error> {
-    let mut applied = Applied::default();
+) -> Result<ObjectsApplied, Error> {
+    let mut applied = ObjectsApplied::default();
     for object in objects {
         match object {
             Object::Service(service) => {

@@ -12,7 +12,7 @@ use mercato_crds::status::{conditions as types, CommonStatus, Condition, TopicSt
 use mercato_crds::Manifest;
 use serde_json::{json, Map, Value};
 
-use super::apply::Applied;
+use super::apply::ObjectsApplied;
 use super::Error;
 use crate::conditions::Conditions;
 use crate::topics::{TopicOutcome, TopicReport};
@@ -105,7 +105,7 @@ pub struct Observation<'a> {
     pub manifest: &'a Manifest,
     pub topology: &'a Topology,
     pub topics: &'a [TopicReport],
-    pub applied: &'a Applied,
+    pub applied: &'a ObjectsApplied,
     pub content: Content,
     pub now: Timestamp,
 }
