@@ -11,7 +11,6 @@
 pub mod bus;
 pub mod clock;
 pub mod codec;
-pub mod commerce;
 pub mod conformance;
 pub mod coord;
 pub mod domain;

@@ -4,9 +4,9 @@
 
 use futures::stream::{self, StreamExt, TryStreamExt};
 use mercato_core::clock::now_ms;
-use mercato_core::commerce::{alert_if_low, change_stock};
 use mercato_core::domain::commerce::{DeclaredStock, WarehouseRecord};
 use mercato_core::names::tables;
+use mercato_core::repo::stock::{alert_if_low, change_stock};
 use mercato_core::repo::{self, RepoResult};
 use mercato_core::store::{scan_all, PartitionWrite, Write};
 use mercato_core::Ports;

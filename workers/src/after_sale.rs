@@ -6,13 +6,14 @@
 //! a replay redoes only what had not been done.
 
 use mercato_core::clock::now_ms;
-use mercato_core::commerce::{change_stock, update_order};
 use mercato_core::domain::commands::{Outcome, WarehouseMessage};
 use mercato_core::domain::commerce::{
     warehouse_topic, CheckoutState, Refund, RefundState, Return, ShipmentStatus,
 };
 use mercato_core::domain::orders::OrderStatus;
 use mercato_core::names::tables;
+use mercato_core::repo::orders::update_order;
+use mercato_core::repo::stock::change_stock;
 use mercato_core::repo::RepoResult;
 
 use crate::goods::{return_amount, GoodsOrders};

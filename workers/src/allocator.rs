@@ -16,7 +16,6 @@ use async_trait::async_trait;
 use mercato_core::bus::Record;
 use mercato_core::clock::now_ms;
 use mercato_core::codec::decode;
-use mercato_core::commerce::{change_stock, load_order, load_stock, update_order};
 use mercato_core::domain::commands::{AllocateOrder, WarehouseMessage};
 use mercato_core::domain::commerce::allocation::{plan, Source};
 use mercato_core::domain::commerce::{
@@ -25,6 +24,8 @@ use mercato_core::domain::commerce::{
 use mercato_core::domain::orders::{Order, OrderStatus};
 use mercato_core::geo::haversine_km;
 use mercato_core::names::{tables, topics};
+use mercato_core::repo::orders::{load_order, update_order};
+use mercato_core::repo::stock::{change_stock, load_stock};
 use mercato_core::repo::{self, RepoResult};
 use mercato_core::store::{scan_all, Store};
 use parking_lot::Mutex;
@@ -223,7 +224,7 @@ impl AllocatorWorker {
     /// Gives back, once, what the allocation of a cancelled order had taken.
     async fn put_back(&self, order: &Order, g: &Goods) -> RepoResult<()> {
         for line in &g.lines {
-            let Some((takes, _)) = mercato_core::commerce::once_value::<(Takes, u64)>(
+            let Some((takes, _)) = mercato_core::repo::stock::once_value::<(Takes, u64)>(
                 &*self.store,
                 &line.sku,
                 &alloc_op(&order.id),

@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use mercato_core::bus::{Bus, Record};
 use mercato_core::clock::now_ms;
 use mercato_core::codec::decode;
-use mercato_core::commerce::{alert_if_low, change_stock};
 use mercato_core::domain::commands::{CheckoutCommand, CommandResult, Outcome};
 use mercato_core::domain::commerce::{self as goods, Checkout, CheckoutState, CheckoutStatus};
 use mercato_core::names::{tables, topics};
+use mercato_core::repo::stock::{alert_if_low, change_stock};
 use mercato_core::repo::{self, RepoError, RepoResult};
 use mercato_core::store::Store;
 

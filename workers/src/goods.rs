@@ -10,7 +10,9 @@
 use std::sync::Arc;
 
 use mercato_core::clock::now_ms;
-use mercato_core::commerce::{self, change_stock, update_order};
+use mercato_core::repo::orders::update_order;
+use mercato_core::repo::stock::change_stock;
+
 use mercato_core::domain::commands::{AllocateOrder, Outcome};
 use mercato_core::domain::commerce::stock::Conversion;
 use mercato_core::domain::commerce::{
@@ -61,7 +63,7 @@ impl GoodsOrders {
         method: &PaymentMethod,
         shipping: Option<Address>,
     ) -> RepoResult<Outcome> {
-        if let Some(order) = commerce::load_order(&*self.store, order_id).await? {
+        if let Some(order) = mercato_core::repo::orders::load_order(&*self.store, order_id).await? {
             // A replay: redo what may not have happened after the order row was written.
             self.after_placing(&order.value).await?;
             return Ok(Outcome::OrderAccepted(order.value));

@@ -13,7 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mercato_core::bus::Record;
 use mercato_core::clock::now_ms;
-use mercato_core::commerce;
+
 use mercato_core::domain::commands::{
     CommandResult, Outcome, PaymentCommand, SeatChange, SeatChangeKind,
 };
@@ -246,7 +246,7 @@ impl PaymentsWorker {
     }
 
     async fn order(&self, order_id: &str) -> RepoResult<Option<Versioned<Order>>> {
-        commerce::load_order(&*self.store, order_id).await
+        mercato_core::repo::orders::load_order(&*self.store, order_id).await
     }
 
     async fn settle(&self, event: &ProviderEvent) -> RepoResult<Vec<Emit>> {

@@ -3,6 +3,8 @@
 
 pub mod events;
 pub mod holds;
+pub mod orders;
+pub mod stock;
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -39,7 +39,7 @@ pub async fn product(state: &AppState, sku: &str) -> ApiResult {
         .await?
         .ok_or_else(not_found)?
         .value;
-    let stock = mercato_core::commerce::load_stock(&*state.ports.store, sku)
+    let stock = mercato_core::repo::stock::load_stock(&*state.ports.store, sku)
         .await?
         .map(|s| s.value)
         .unwrap_or_default();

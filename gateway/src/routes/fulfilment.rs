@@ -4,13 +4,14 @@
 
 use mercato_core::clock::to_rfc3339;
 use mercato_core::codec::{decode, encode};
-use mercato_core::commerce::{change_stock, update_order};
 use mercato_core::domain::catalog::is_sku;
 use mercato_core::domain::commands::{AllocateOrder, Outcome, PaymentCommand};
 use mercato_core::domain::commerce::{order_of_shipment, LowStockAlert, ShipmentStatus};
 use mercato_core::domain::orders::{Order, OrderStatus};
 use mercato_core::domain::users::Role;
 use mercato_core::names::{tables, topics};
+use mercato_core::repo::orders::update_order;
+use mercato_core::repo::stock::change_stock;
 use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
@@ -63,7 +64,7 @@ pub async fn cancel(
 
 /// The order's owner, if the caller may act on it (its owner, or an admin).
 async fn owner_of(state: &AppState, caller: &Caller, order_id: &str) -> Result<String, ApiError> {
-    match mercato_core::commerce::load_order(&*state.ports.store, order_id).await? {
+    match mercato_core::repo::orders::load_order(&*state.ports.store, order_id).await? {
         Some(o) if caller.can_see(&o.value.user_id) && o.value.goods.is_some() => {
             Ok(o.value.user_id)
         }
@@ -349,7 +350,7 @@ pub async fn flagged_orders(state: &AppState, auth: Option<&str>, q: &Query) -> 
         // The index may run ahead of an order being flagged or lag behind one no longer
         // flagged; the order's own shortfall decides.
         if let Some(o) =
-            mercato_core::commerce::load_order(&*state.ports.store, &row.clustering).await?
+            mercato_core::repo::orders::load_order(&*state.ports.store, &row.clustering).await?
         {
             if o.value
                 .goods
@@ -371,7 +372,7 @@ pub async fn flagged_orders(state: &AppState, auth: Option<&str>, q: &Query) -> 
 /// Asks the allocator to try a paid order again (after stock arrived).
 pub async fn reallocate(state: &AppState, auth: Option<&str>, order_id: &str) -> ApiResult {
     admin(state, auth)?;
-    let order = mercato_core::commerce::load_order(&*state.ports.store, order_id)
+    let order = mercato_core::repo::orders::load_order(&*state.ports.store, order_id)
         .await?
         .ok_or_else(|| ApiError::not_found("order_not_found", format!("no order {order_id:?}")))?;
     if order.value.status != OrderStatus::Paid || order.value.goods.is_none() {

@@ -2,11 +2,11 @@
 
 use mercato_core::clock::to_rfc3339;
 use mercato_core::codec::encode;
-use mercato_core::commerce::load_order;
 use mercato_core::domain::commands::{Outcome, PaymentCommand};
 use mercato_core::domain::commerce::{Address, Goods};
 use mercato_core::domain::orders::{created_from_key, Order};
 use mercato_core::names::{tables, topics};
+use mercato_core::repo::orders::load_order;
 use serde::Deserialize;
 use serde_json::{json, Value};
 

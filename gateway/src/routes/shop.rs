@@ -4,7 +4,6 @@
 
 use mercato_core::clock::{now_ms, to_rfc3339};
 use mercato_core::codec::encode;
-use mercato_core::commerce::load_stock;
 use mercato_core::domain::catalog::{is_sku, Product};
 use mercato_core::domain::commands::{CheckoutCommand, Outcome};
 use mercato_core::domain::commerce::{
@@ -12,6 +11,7 @@ use mercato_core::domain::commerce::{
 };
 use mercato_core::names::{tables, topics};
 use mercato_core::repo;
+use mercato_core::repo::stock::load_stock;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use warp::http::StatusCode;

@@ -1,20 +1,20 @@
-//! Typed store access for goods: the stock row of a SKU changed by compare-and-set (with an
-//! optional once-only marker beside it), product orders changed by compare-and-set, and
-//! low-stock alerts.
+//! The rows of stock, in `stock`: one partition per SKU holding its level (`level`) and the
+//! once-only markers of the changes made to it (`op/<operation>`), so a marker and its change
+//! are one batch; and low-stock alerts, in `seller_alerts` (newest first). The only place that
+//! knows their keys.
 
 use std::time::Duration;
 
 use serde::{de::DeserializeOwned, Serialize};
 
+use super::{self as repo, RepoError, RepoResult, Versioned};
 use crate::bus::Bus;
 use crate::clock::now_ms;
 use crate::codec::encode;
 use crate::domain::catalog::{InventoryRecord, Product};
 use crate::domain::commerce::stock::StockLevel;
 use crate::domain::commerce::{crosses_threshold, LowStockAlert};
-use crate::domain::orders::Order;
 use crate::names::{tables, topics};
-use crate::repo::{self, RepoError, RepoResult, Versioned};
 use crate::store::{Store, Write};
 
 /// Clustering key of the stock row in its SKU's partition.
@@ -126,50 +126,6 @@ pub async fn change_stock<T: Serialize + DeserializeOwned>(
     }
     Err(RepoError::Contended {
         what: format!("stock of {sku}"),
-    })
-}
-
-pub async fn load_order(store: &dyn Store, id: &str) -> RepoResult<Option<Versioned<Order>>> {
-    match store.get(tables::ORDERS, id, "").await? {
-        Some(row) => Ok(Some(Versioned {
-            value: Order::decode(&row.value).map_err(|cause| RepoError::Codec {
-                table: tables::ORDERS,
-                cause,
-            })?,
-            version: row.version,
-            expires_at_ms: row.expires_at_ms,
-        })),
-        None => Ok(None),
-    }
-}
-
-/// Changes an order by compare-and-set, retrying on contention: `decide` returns Ok(true) to
-/// write, Ok(false) to leave it, or a refusal. `None` when there is no such order.
-pub async fn update_order<E>(
-    store: &dyn Store,
-    id: &str,
-    mut decide: impl FnMut(&mut Order) -> Result<bool, E>,
-) -> RepoResult<Option<Result<Order, E>>> {
-    for _ in 0..MAX_ATTEMPTS {
-        let Some(current) = load_order(store, id).await? else {
-            return Ok(None);
-        };
-        let mut next = current.value.clone();
-        match decide(&mut next) {
-            Err(refusal) => return Ok(Some(Err(refusal))),
-            Ok(false) => return Ok(Some(Ok(next))),
-            Ok(true) => {}
-        }
-        next.updated_ms = now_ms();
-        if repo::cas(store, tables::ORDERS, id, current.version, &next, None)
-            .await?
-            .is_some()
-        {
-            return Ok(Some(Ok(next)));
-        }
-    }
-    Err(RepoError::Contended {
-        what: format!("order {id}"),
     })
 }
 
