@@ -1,8 +1,9 @@
 //! Opening the embedded bus: the snapshot stands in for the segments it covers, and the frames
 //! of the segments after it are applied on top (the last one's torn tail cut). Start-up so
-//! reads about one segment, however long the log. Opening writes nothing else: sealed segments
-//! the snapshot does not cover yet (a crash before the compactor got to them) are handed to
-//! the compactor, so a bus opens even on a full disk.
+//! reads about one segment, however long the log. Opening needs no space: besides cutting a
+//! torn tail, it only cuts index files back to the snapshot's counts, and sealed segments the
+//! snapshot does not cover yet (a crash before the compactor got to them) are read and handed
+//! to the compactor, so a bus opens even on a full disk.
 
 use std::collections::HashMap;
 use std::fs::File;
