@@ -11,8 +11,7 @@ use mercato_core::domain::commerce::{
     warehouse_topic, CheckoutState, Refund, RefundState, Return, ShipmentStatus,
 };
 use mercato_core::domain::orders::OrderStatus;
-use mercato_core::names::tables;
-use mercato_core::repo::orders::update_order;
+use mercato_core::repo::orders::{self, update_order};
 use mercato_core::repo::stock::change_stock;
 use mercato_core::repo::RepoResult;
 
@@ -109,9 +108,7 @@ impl GoodsOrders {
             .await?;
         if !g.shortfall.is_empty() {
             // It was waiting for stock; admins need not look at it any more.
-            self.store
-                .delete(tables::FLAGGED_ORDERS, "all", order_id)
-                .await?;
+            orders::unflag(&*self.store, order_id).await?;
         }
         self.request_refunds(&order).await?;
         let emits = g

@@ -24,7 +24,7 @@ use mercato_core::domain::commerce::{
 use mercato_core::domain::orders::{Order, OrderStatus};
 use mercato_core::geo::haversine_km;
 use mercato_core::names::{tables, topics};
-use mercato_core::repo::orders::{load_order, update_order};
+use mercato_core::repo::orders::{self, load_order, update_order};
 use mercato_core::repo::stock::{change_stock, load_stock};
 use mercato_core::repo::{self, RepoResult};
 use mercato_core::store::{scan_all, Store};
@@ -168,7 +168,7 @@ impl AllocatorWorker {
         }
         let now = now_ms();
         if !short.is_empty() {
-            self.flag_row(order_id).await?;
+            orders::flag(&*self.store, order_id).await?;
         }
         let recorded = update_order(&*self.store, order_id, |o| {
             if o.status != OrderStatus::Paid {
@@ -198,9 +198,7 @@ impl AllocatorWorker {
             Some(Ok(o)) if o.status == OrderStatus::Allocated => {
                 if short.is_empty() && !g.shortfall.is_empty() {
                     // Flagged by an earlier attempt; supplied in full now.
-                    self.store
-                        .delete(tables::FLAGGED_ORDERS, "all", order_id)
-                        .await?;
+                    orders::unflag(&*self.store, order_id).await?;
                 }
                 let emits = o
                     .goods
@@ -259,7 +257,7 @@ impl AllocatorWorker {
             ?shortfall,
             "no warehouse can supply the order; flagged"
         );
-        self.flag_row(&order.id).await?;
+        orders::flag(&*self.store, &order.id).await?;
         update_order(&*self.store, &order.id, |o| {
             let Some(g) = o.goods.as_deref_mut() else {
                 return Ok::<bool, ()>(false);
@@ -272,23 +270,6 @@ impl AllocatorWorker {
         })
         .await?;
         Ok(Vec::new())
-    }
-
-    /// The admins' index of flagged orders. The order's own shortfall is what counts (the
-    /// listing shows an indexed order only while its shortfall is not empty), so the index
-    /// row goes in before the order changes and comes out after: a reader never misses a
-    /// flagged order, and a row left behind by a crash shows nothing.
-    async fn flag_row(&self, order_id: &str) -> RepoResult<()> {
-        self.store
-            .put(
-                tables::FLAGGED_ORDERS,
-                "all",
-                order_id,
-                now_ms().to_be_bytes().to_vec(),
-                None,
-            )
-            .await?;
-        Ok(())
     }
 }
 

@@ -13,13 +13,13 @@ use mercato_core::bus::{Bus, Record};
 use mercato_core::clock::now_ms;
 use mercato_core::codec::decode;
 use mercato_core::domain::commands::{CheckoutCommand, CommandResult, Outcome};
-use mercato_core::domain::commerce::{self as goods, Checkout, CheckoutState, CheckoutStatus};
-use mercato_core::names::{tables, topics};
+use mercato_core::domain::commerce::{Checkout, CheckoutState, CheckoutStatus};
+use mercato_core::names::topics;
+use mercato_core::repo::checkouts;
 use mercato_core::repo::stock::{alert_if_low, change_stock};
-use mercato_core::repo::{self, RepoError, RepoResult};
+use mercato_core::repo::{RepoError, RepoResult};
 use mercato_core::store::Store;
 
-use crate::goods::{cas_checkout, load_checkout};
 use crate::runtime::{BatchHandler, Emit};
 use mercato_core::domain::refusal::Refusal;
 
@@ -61,7 +61,7 @@ impl CheckoutWorker {
     }
 
     async fn reserve(&self, checkout: Checkout) -> RepoResult<Outcome> {
-        if let Some(existing) = load_checkout(&*self.store, &checkout.id).await? {
+        if let Some(existing) = checkouts::load(&*self.store, &checkout.id).await? {
             return Ok(Outcome::CheckoutPlaced(existing.value)); // a replay
         }
         let mut short = Vec::new();
@@ -98,21 +98,13 @@ impl CheckoutWorker {
             }
             return Ok(Outcome::InsufficientStock { short });
         }
-        repo::put(
-            &*self.store,
-            tables::CHECKOUTS,
-            &checkout.id,
-            "",
-            &checkout,
-            Some(goods::ROW_TTL),
-        )
-        .await?;
+        checkouts::create(&*self.store, &checkout).await?;
         Ok(Outcome::CheckoutPlaced(checkout))
     }
 
     async fn release(&self, checkout_id: &str, user_id: &str) -> RepoResult<Outcome> {
         loop {
-            let Some(c) = load_checkout(&*self.store, checkout_id).await? else {
+            let Some(c) = checkouts::load(&*self.store, checkout_id).await? else {
                 return Ok(Outcome::Refused(Refusal::CheckoutNotFound));
             };
             if c.value.user_id != user_id {
@@ -130,7 +122,7 @@ impl CheckoutWorker {
             if c.value.state != CheckoutState::Cancelled {
                 let mut next = c.value.clone();
                 next.state = CheckoutState::Cancelled;
-                if !cas_checkout(&*self.store, &next, c.version).await? {
+                if !checkouts::cas(&*self.store, &next, c.version).await? {
                     continue;
                 }
             }

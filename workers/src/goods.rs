@@ -10,48 +10,31 @@
 use std::sync::Arc;
 
 use mercato_core::clock::now_ms;
-use mercato_core::repo::orders::update_order;
+use mercato_core::repo::orders::{self, update_order};
 use mercato_core::repo::stock::change_stock;
+use mercato_core::repo::{carts, checkouts};
 
 use mercato_core::domain::commands::{AllocateOrder, Outcome};
 use mercato_core::domain::commerce::stock::Conversion;
 use mercato_core::domain::commerce::{
-    self as goods, Address, Checkout, CheckoutState, CheckoutStatus, Goods, Refund, RefundState,
+    Address, CheckoutState, CheckoutStatus, Goods, Refund, RefundState,
 };
 use mercato_core::domain::orders::{Order, OrderStatus};
 use mercato_core::domain::payments::{
     PaymentMethod, PaymentProvider, ProviderEvent, ProviderEventKind,
 };
 use mercato_core::domain::Money;
-use mercato_core::names::{tables, topics};
-use mercato_core::repo::{self, RepoError, RepoResult, Versioned};
-use mercato_core::store::{Store, Write};
+use mercato_core::names::topics;
+use mercato_core::repo::RepoResult;
+use mercato_core::store::Store;
 
-use crate::payments::{index_order, provider_down};
+use crate::payments::provider_down;
 use crate::runtime::Emit;
 use mercato_core::domain::refusal::Refusal;
 
 pub struct GoodsOrders {
     pub store: Arc<dyn Store>,
     pub provider: Arc<dyn PaymentProvider>,
-}
-
-pub async fn load_checkout(store: &dyn Store, id: &str) -> RepoResult<Option<Versioned<Checkout>>> {
-    repo::get(store, tables::CHECKOUTS, id, "").await
-}
-
-/// Compare-and-set of a checkout row; false when it changed meanwhile.
-pub async fn cas_checkout(store: &dyn Store, next: &Checkout, expected: u64) -> RepoResult<bool> {
-    Ok(repo::cas(
-        store,
-        tables::CHECKOUTS,
-        &next.id,
-        expected,
-        next,
-        Some(goods::ROW_TTL),
-    )
-    .await?
-    .is_some())
 }
 
 impl GoodsOrders {
@@ -63,13 +46,13 @@ impl GoodsOrders {
         method: &PaymentMethod,
         shipping: Option<Address>,
     ) -> RepoResult<Outcome> {
-        if let Some(order) = mercato_core::repo::orders::load_order(&*self.store, order_id).await? {
+        if let Some(order) = orders::load_order(&*self.store, order_id).await? {
             // A replay: redo what may not have happened after the order row was written.
             self.after_placing(&order.value).await?;
             return Ok(Outcome::OrderAccepted(order.value));
         }
         let checkout = loop {
-            let Some(c) = load_checkout(&*self.store, checkout_id).await? else {
+            let Some(c) = checkouts::load(&*self.store, checkout_id).await? else {
                 return Ok(Outcome::Refused(Refusal::CheckoutNotFound));
             };
             if c.value.user_id != user_id {
@@ -94,7 +77,7 @@ impl GoodsOrders {
                     next.state = CheckoutState::Purchasing {
                         order_id: order_id.to_owned(),
                     };
-                    if cas_checkout(&*self.store, &next, c.version).await? {
+                    if checkouts::cas(&*self.store, &next, c.version).await? {
                         break next;
                     }
                 }
@@ -127,7 +110,7 @@ impl GoodsOrders {
                 ..Goods::default()
             })),
         };
-        repo::put(&*self.store, tables::ORDERS, order_id, "", &order, None).await?;
+        orders::create_order(&*self.store, &order).await?;
         self.after_placing(&order).await?;
         Ok(Outcome::OrderAccepted(order))
     }
@@ -138,19 +121,11 @@ impl GoodsOrders {
         let Some(g) = order.goods.as_deref() else {
             return Ok(());
         };
-        let bought = g
-            .lines
-            .iter()
-            .map(|l| Write::Delete {
-                clustering: l.sku.clone(),
-            })
-            .collect();
-        tokio::try_join!(index_order(&*self.store, order), async {
-            self.store
-                .batch(tables::CARTS, &order.user_id, bought)
-                .await
-                .map_err(RepoError::from)
-        },)?;
+        let bought = g.lines.iter().map(|l| l.sku.as_str());
+        tokio::try_join!(
+            orders::index_order(&*self.store, order),
+            carts::remove_bought(&*self.store, &order.user_id, bought),
+        )?;
         Ok(())
     }
 
@@ -285,7 +260,7 @@ impl GoodsOrders {
         order_id: &str,
         to: CheckoutState,
     ) -> RepoResult<()> {
-        let Some(c) = load_checkout(&*self.store, checkout_id).await? else {
+        let Some(c) = checkouts::load(&*self.store, checkout_id).await? else {
             return Ok(());
         };
         let held = match &c.value.state {
@@ -298,7 +273,7 @@ impl GoodsOrders {
         if held && c.value.state != to {
             let mut next = c.value.clone();
             next.state = to;
-            cas_checkout(&*self.store, &next, c.version).await?;
+            checkouts::cas(&*self.store, &next, c.version).await?;
         }
         Ok(())
     }

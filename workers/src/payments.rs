@@ -19,17 +19,15 @@ use mercato_core::domain::commands::{
 };
 use mercato_core::domain::events::seat_price;
 use mercato_core::domain::holds::{sale_of, Hold, HoldState, HoldStatus, SectionSale};
-use mercato_core::domain::orders::{
-    user_order_key, Order, OrderItem, OrderStatus, RefundStatus, Ticket,
-};
+use mercato_core::domain::orders::{Order, OrderItem, OrderStatus, RefundStatus, Ticket};
 use mercato_core::domain::payments::{
     self, PaymentError, PaymentMethod, PaymentProvider, ProviderEvent, ProviderEventKind,
 };
 use mercato_core::domain::refusal::Refusal;
 use mercato_core::domain::seats::by_section;
 use mercato_core::domain::Money;
-use mercato_core::names::{tables, topics};
-use mercato_core::repo::{self, EventCache, RepoError, RepoResult, Versioned};
+use mercato_core::names::topics;
+use mercato_core::repo::{self, orders, EventCache, RepoError, RepoResult, Versioned};
 use mercato_core::store::Store;
 
 use crate::goods::GoodsOrders;
@@ -56,22 +54,6 @@ fn result(command_id: String, outcome: Outcome) -> Emit {
         outcome,
     };
     Emit::new(topics::RESULTS, command_id, &result)
-}
-
-/// Puts an order in its user's history. Idempotent (the entry's key comes from the order), so
-/// a replayed placement calls it again: a crash after the order row was written but before
-/// this would otherwise leave a charged order that its shopper can never list.
-pub(crate) async fn index_order(store: &dyn Store, order: &Order) -> RepoResult<()> {
-    store
-        .put(
-            tables::USER_ORDERS,
-            &order.user_id,
-            &user_order_key(order.created_ms, &order.id),
-            order.id.as_bytes().to_vec(),
-            None,
-        )
-        .await?;
-    Ok(())
 }
 
 impl PaymentsWorker {
@@ -161,7 +143,7 @@ impl PaymentsWorker {
     ) -> RepoResult<Outcome> {
         if let Some(order) = self.order(order_id).await? {
             // A replay: the crash may have come between the order row and its history entry.
-            index_order(&*self.store, &order.value).await?;
+            orders::index_order(&*self.store, &order.value).await?;
             return Ok(Outcome::OrderAccepted(order.value));
         }
         let hold = loop {
@@ -240,13 +222,13 @@ impl PaymentsWorker {
             goods: None,
         };
         // The order row first: the user's index pointing at a missing order would be a lie.
-        repo::put(&*self.store, tables::ORDERS, order_id, "", &order, None).await?;
-        index_order(&*self.store, &order).await?;
+        orders::create_order(&*self.store, &order).await?;
+        orders::index_order(&*self.store, &order).await?;
         Ok(Outcome::OrderAccepted(order))
     }
 
     async fn order(&self, order_id: &str) -> RepoResult<Option<Versioned<Order>>> {
-        mercato_core::repo::orders::load_order(&*self.store, order_id).await
+        orders::load_order(&*self.store, order_id).await
     }
 
     async fn settle(&self, event: &ProviderEvent) -> RepoResult<Vec<Emit>> {
@@ -335,16 +317,7 @@ impl PaymentsWorker {
             _ => return Ok(Vec::new()),
         }
         next.updated_ms = now_ms();
-        let written = repo::cas(
-            &*self.store,
-            tables::ORDERS,
-            &next.id,
-            order.version,
-            &next,
-            None,
-        )
-        .await?;
-        if written.is_none() {
+        if !orders::cas_order(&*self.store, &next, order.version).await? {
             // Only this partition's worker writes an order after it is placed, so this means a
             // second replica owns the partition too: fail the batch and let it be replayed.
             return Err(RepoError::Contended {

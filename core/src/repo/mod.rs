@@ -1,6 +1,8 @@
 //! Typed reads and writes of domain rows, shared by the workers and the gateway. Each
 //! aggregate's rows have their own module, the only place that knows their keys.
 
+pub mod carts;
+pub mod checkouts;
 pub mod events;
 pub mod holds;
 pub mod orders;

@@ -10,7 +10,7 @@ use mercato_core::domain::commerce::{order_of_shipment, LowStockAlert, ShipmentS
 use mercato_core::domain::orders::{Order, OrderStatus};
 use mercato_core::domain::users::Role;
 use mercato_core::names::{tables, topics};
-use mercato_core::repo::orders::update_order;
+use mercato_core::repo::orders::{flagged_page, load_order, update_order};
 use mercato_core::repo::stock::change_stock;
 use serde::Deserialize;
 use serde_json::json;
@@ -64,7 +64,7 @@ pub async fn cancel(
 
 /// The order's owner, if the caller may act on it (its owner, or an admin).
 async fn owner_of(state: &AppState, caller: &Caller, order_id: &str) -> Result<String, ApiError> {
-    match mercato_core::repo::orders::load_order(&*state.ports.store, order_id).await? {
+    match load_order(&*state.ports.store, order_id).await? {
         Some(o) if caller.can_see(&o.value.user_id) && o.value.goods.is_some() => {
             Ok(o.value.user_id)
         }
@@ -340,18 +340,12 @@ pub async fn flagged_orders(state: &AppState, auth: Option<&str>, q: &Query) -> 
     admin(state, auth)?;
     let limit = limit(q)?;
     let after = decode_cursor(q)?;
-    let page = state
-        .ports
-        .store
-        .scan(tables::FLAGGED_ORDERS, "all", after.as_deref(), limit)
-        .await?;
+    let (ids, next) = flagged_page(&*state.ports.store, after.as_deref(), limit).await?;
     let mut orders = Vec::new();
-    for row in &page.rows {
+    for id in &ids {
         // The index may run ahead of an order being flagged or lag behind one no longer
         // flagged; the order's own shortfall decides.
-        if let Some(o) =
-            mercato_core::repo::orders::load_order(&*state.ports.store, &row.clustering).await?
-        {
+        if let Some(o) = load_order(&*state.ports.store, id).await? {
             if o.value
                 .goods
                 .as_deref()
@@ -361,18 +355,14 @@ pub async fn flagged_orders(state: &AppState, auth: Option<&str>, q: &Query) -> 
             }
         }
     }
-    let next = page
-        .next
-        .as_deref()
-        .and(page.rows.last())
-        .map(|r| encode_cursor(&r.clustering));
+    let next = next.as_deref().map(encode_cursor);
     Ok(ApiReply::ok(json!({"orders": orders, "next_cursor": next})))
 }
 
 /// Asks the allocator to try a paid order again (after stock arrived).
 pub async fn reallocate(state: &AppState, auth: Option<&str>, order_id: &str) -> ApiResult {
     admin(state, auth)?;
-    let order = mercato_core::repo::orders::load_order(&*state.ports.store, order_id)
+    let order = load_order(&*state.ports.store, order_id)
         .await?
         .ok_or_else(|| ApiError::not_found("order_not_found", format!("no order {order_id:?}")))?;
     if order.value.status != OrderStatus::Paid || order.value.goods.is_none() {

@@ -4,9 +4,9 @@ use mercato_core::clock::to_rfc3339;
 use mercato_core::codec::encode;
 use mercato_core::domain::commands::{Outcome, PaymentCommand};
 use mercato_core::domain::commerce::{Address, Goods};
-use mercato_core::domain::orders::{created_from_key, Order};
-use mercato_core::names::{tables, topics};
-use mercato_core::repo::orders::load_order;
+use mercato_core::domain::orders::Order;
+use mercato_core::names::topics;
+use mercato_core::repo::orders::{history_page, load_order};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -244,43 +244,32 @@ pub async fn list(state: &AppState, auth: Option<&str>, q: &Query) -> ApiResult 
     let limit = limit(q)?;
     let from = time_filter(q, "from")?;
     let to = time_filter(q, "to")?;
-    let mut after = decode_cursor(q)?;
-    // Newest first: orders after `to` sort before this key, so the scan starts past them
-    // instead of reading every newer order to skip it.
-    if let Some(start) = to.map(mercato_core::domain::orders::user_orders_at_or_before) {
-        if after.as_deref().is_none_or(|a| a < start.as_str()) {
-            after = Some(start);
-        }
-    }
+    let mut cursor = decode_cursor(q)?;
     let mut orders = Vec::new();
     let mut next_cursor = None;
     'pages: loop {
-        let page = state
-            .ports
-            .store
-            .scan(
-                tables::USER_ORDERS,
-                &caller.user_id,
-                after.as_deref(),
-                limit,
-            )
-            .await?;
-        for row in &page.rows {
-            let created = created_from_key(&row.clustering).unwrap_or(0);
-            if from.is_some_and(|f| created < f) {
+        let (entries, next) = history_page(
+            &*state.ports.store,
+            &caller.user_id,
+            cursor.as_deref(),
+            to,
+            limit,
+        )
+        .await?;
+        for entry in entries {
+            if from.is_some_and(|f| entry.created_ms < f) {
                 break 'pages; // newest first: everything further is older still
             }
-            let id = String::from_utf8_lossy(&row.value);
-            if let Some(o) = load_order(&*state.ports.store, &id).await? {
+            if let Some(o) = load_order(&*state.ports.store, &entry.order_id).await? {
                 orders.push(order_view(&o.value));
             }
             if orders.len() == limit {
-                next_cursor = Some(encode_cursor(&row.clustering));
+                next_cursor = Some(encode_cursor(&entry.cursor));
                 break 'pages;
             }
         }
-        match page.next {
-            Some(n) => after = Some(n),
+        match next {
+            Some(n) => cursor = Some(n),
             None => break,
         }
     }

@@ -10,8 +10,8 @@ use mercato_core::domain::commerce::{
     total, CartLine, Checkout, CheckoutState, GoodsLine, MAX_CART_LINES, MAX_LINE_QUANTITY,
 };
 use mercato_core::names::{tables, topics};
-use mercato_core::repo;
 use mercato_core::repo::stock::load_stock;
+use mercato_core::repo::{self, carts, checkouts};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use warp::http::StatusCode;
@@ -42,18 +42,7 @@ pub async fn available(state: &AppState, sku: &str) -> Result<u64, ApiError> {
 }
 
 async fn cart_lines(state: &AppState, user_id: &str) -> Result<Vec<(String, CartLine)>, ApiError> {
-    let page = state
-        .ports
-        .store
-        .scan(tables::CARTS, user_id, None, MAX_CART_LINES + 1)
-        .await?;
-    page.rows
-        .into_iter()
-        .map(|row| {
-            let sku = row.clustering.clone();
-            Ok((sku, repo::decode_row::<CartLine>(tables::CARTS, row)?.value))
-        })
-        .collect()
+    Ok(carts::lines(&*state.ports.store, user_id, MAX_CART_LINES + 1).await?)
 }
 
 /// A cart line with its product as the catalog has it now (`None`: no longer sold).
@@ -119,7 +108,7 @@ pub async fn set_item(state: &AppState, auth: Option<&str>, sku: &str, body: &[u
     }
     let store = &*state.ports.store;
     if req.quantity == 0 {
-        store.delete(tables::CARTS, &caller.user_id, sku).await?;
+        carts::remove_line(store, &caller.user_id, sku).await?;
         return cart_view(&priced_cart(state, &caller.user_id).await?);
     }
     let (mut lines, p, available) = tokio::try_join!(
@@ -165,7 +154,7 @@ pub async fn set_item(state: &AppState, auth: Option<&str>, sku: &str, body: &[u
         quantity: req.quantity,
         added_ms: now_ms(),
     };
-    repo::put(store, tables::CARTS, &caller.user_id, sku, &line, None).await?;
+    carts::set_line(store, &caller.user_id, sku, &line).await?;
     match lines.iter_mut().find(|(s, _, _)| s == sku) {
         Some(existing) => existing.1 = line,
         None => {
@@ -308,7 +297,7 @@ async fn place_checkout(
 }
 
 async fn owned_checkout(state: &AppState, caller: &Caller, id: &str) -> Result<Checkout, ApiError> {
-    match repo::get::<Checkout>(&*state.ports.store, tables::CHECKOUTS, id, "").await? {
+    match checkouts::load(&*state.ports.store, id).await? {
         Some(c) if caller.can_see(&c.value.user_id) => Ok(c.value),
         _ => Err(ApiError::not_found(
             "checkout_not_found",
