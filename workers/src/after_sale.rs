@@ -8,9 +8,10 @@
 use mercato_core::clock::now_ms;
 use mercato_core::domain::commands::{Outcome, WarehouseMessage};
 use mercato_core::domain::commerce::{
-    warehouse_topic, CheckoutState, Refund, RefundState, Return, ShipmentStatus,
+    warehouse_topic, Refund, RefundState, Return, ShipmentStatus,
 };
 use mercato_core::domain::orders::OrderStatus;
+use mercato_core::domain::purchase::Finish;
 use mercato_core::repo::orders::{self, update_order};
 use mercato_core::repo::stock::change_stock;
 use mercato_core::repo::RepoResult;
@@ -104,7 +105,7 @@ impl GoodsOrders {
             })
             .await?;
         }
-        self.move_checkout(&g.checkout_id, order_id, CheckoutState::Cancelled)
+        self.finish_checkout(&g.checkout_id, order_id, Finish::Cancelled)
             .await?;
         if !g.shortfall.is_empty() {
             // It was waiting for stock; admins need not look at it any more.

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mercato_core::bus::{Bus, Record};
-use mercato_core::clock::now_ms;
 use mercato_core::codec::decode;
 use mercato_core::domain::commands::{CheckoutCommand, CommandResult, Outcome};
-use mercato_core::domain::commerce::{Checkout, CheckoutState, CheckoutStatus};
+use mercato_core::domain::commerce::Checkout;
+use mercato_core::domain::purchase::{self, Withdraw};
 use mercato_core::names::topics;
 use mercato_core::repo::checkouts;
 use mercato_core::repo::stock::{alert_if_low, change_stock};
@@ -21,7 +21,6 @@ use mercato_core::repo::{RepoError, RepoResult};
 use mercato_core::store::Store;
 
 use crate::runtime::{BatchHandler, Emit};
-use mercato_core::domain::refusal::Refusal;
 
 pub struct CheckoutWorker {
     store: Arc<dyn Store>,
@@ -104,30 +103,21 @@ impl CheckoutWorker {
 
     async fn release(&self, checkout_id: &str, user_id: &str) -> RepoResult<Outcome> {
         loop {
-            let Some(c) = checkouts::load(&*self.store, checkout_id).await? else {
-                return Ok(Outcome::Refused(Refusal::CheckoutNotFound));
-            };
-            if c.value.user_id != user_id {
-                return Ok(Outcome::Refused(Refusal::CheckoutNotFound));
-            }
-            match c.value.status(now_ms()) {
-                CheckoutStatus::Purchasing => {
-                    return Ok(Outcome::Refused(Refusal::CheckoutBeingPurchased))
-                }
-                CheckoutStatus::Purchased => {
-                    return Ok(Outcome::Refused(Refusal::CheckoutPurchased))
-                }
-                CheckoutStatus::Active | CheckoutStatus::Expired | CheckoutStatus::Cancelled => {}
-            }
-            if c.value.state != CheckoutState::Cancelled {
-                let mut next = c.value.clone();
-                next.state = CheckoutState::Cancelled;
-                if !checkouts::cas(&*self.store, &next, c.version).await? {
-                    continue;
+            let current = checkouts::load(&*self.store, checkout_id).await?;
+            let c = current.as_ref();
+            match purchase::withdraw(c.map(|c| &c.value), user_id) {
+                Withdraw::Refuse(refusal) => return Ok(Outcome::Refused(refusal)),
+                // Once cancelled, releasing again (a replay) finds nothing to release.
+                Withdraw::Already => {}
+                Withdraw::Write(next) => {
+                    let version = c.map_or(0, |c| c.version);
+                    if !checkouts::cas(&*self.store, &next, version).await? {
+                        continue;
+                    }
                 }
             }
-            // Once cancelled, releasing again (a replay) finds nothing to release.
-            for line in &c.value.lines {
+            let lines = c.map(|c| c.value.lines.as_slice()).unwrap_or_default();
+            for line in lines {
                 change_stock(&*self.store, &line.sku, None, |level, now| {
                     (level.release(checkout_id, now), ())
                 })

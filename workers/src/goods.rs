@@ -16,13 +16,12 @@ use mercato_core::repo::{carts, checkouts};
 
 use mercato_core::domain::commands::{AllocateOrder, Outcome};
 use mercato_core::domain::commerce::stock::Conversion;
-use mercato_core::domain::commerce::{
-    Address, CheckoutState, CheckoutStatus, Goods, Refund, RefundState,
-};
+use mercato_core::domain::commerce::{Address, Goods, Refund, RefundState};
 use mercato_core::domain::orders::{Order, OrderStatus};
 use mercato_core::domain::payments::{
     PaymentMethod, PaymentProvider, ProviderEvent, ProviderEventKind,
 };
+use mercato_core::domain::purchase::{self, Finish};
 use mercato_core::domain::Money;
 use mercato_core::names::topics;
 use mercato_core::repo::RepoResult;
@@ -30,7 +29,6 @@ use mercato_core::store::Store;
 
 use crate::payments::provider_down;
 use crate::runtime::Emit;
-use mercato_core::domain::refusal::Refusal;
 
 pub struct GoodsOrders {
     pub store: Arc<dyn Store>,
@@ -51,37 +49,19 @@ impl GoodsOrders {
             self.after_placing(&order.value).await?;
             return Ok(Outcome::OrderAccepted(order.value));
         }
-        let checkout = loop {
-            let Some(c) = checkouts::load(&*self.store, checkout_id).await? else {
-                return Ok(Outcome::Refused(Refusal::CheckoutNotFound));
-            };
-            if c.value.user_id != user_id {
-                return Ok(Outcome::Refused(Refusal::CheckoutNotFound));
-            }
-            match (&c.value.state, c.value.status(now_ms())) {
-                (CheckoutState::Purchasing { order_id: o }, _) if o == order_id => break c.value,
-                (_, CheckoutStatus::Expired) => {
-                    return Ok(Outcome::Refused(Refusal::CheckoutExpired))
-                }
-                (_, CheckoutStatus::Cancelled) => {
-                    return Ok(Outcome::Refused(Refusal::CheckoutCancelled))
-                }
-                (_, CheckoutStatus::Purchased) => {
-                    return Ok(Outcome::Refused(Refusal::CheckoutPurchased))
-                }
-                (_, CheckoutStatus::Purchasing) => {
-                    return Ok(Outcome::Refused(Refusal::CheckoutBeingPurchased))
-                }
-                (_, CheckoutStatus::Active) => {
-                    let mut next = c.value.clone();
-                    next.state = CheckoutState::Purchasing {
-                        order_id: order_id.to_owned(),
-                    };
-                    if checkouts::cas(&*self.store, &next, c.version).await? {
-                        break next;
-                    }
-                }
-            }
+        let store = &*self.store;
+        let taken = crate::purchase::take(
+            || checkouts::load(store, checkout_id),
+            |next, version| async move {
+                Ok(checkouts::cas(store, &next, version).await?.then_some(next))
+            },
+            user_id,
+            order_id,
+        )
+        .await?;
+        let checkout = match taken {
+            Ok(checkout) => checkout,
+            Err(refusal) => return Ok(Outcome::Refused(refusal)),
         };
         let payment_id = self
             .provider
@@ -141,7 +121,7 @@ impl GoodsOrders {
             // A replay after the order was marked paid: the allocation request may not have
             // gone out before the crash (the allocator ignores a second one).
             ProviderEventKind::ChargeSucceeded if order.status == OrderStatus::Paid => {
-                self.move_checkout(&g.checkout_id, &order.id, purchased(&order.id))
+                self.finish_checkout(&g.checkout_id, &order.id, Finish::Bought)
                     .await?;
                 Ok(vec![allocate(&order.id)])
             }
@@ -161,7 +141,7 @@ impl GoodsOrders {
                     Ok(true)
                 })
                 .await?;
-                self.move_checkout(&g.checkout_id, &order.id, CheckoutState::Active)
+                self.finish_checkout(&g.checkout_id, &order.id, Finish::Declined)
                     .await?;
                 Ok(Vec::new())
             }
@@ -246,34 +226,23 @@ impl GoodsOrders {
             Ok(true)
         })
         .await?;
-        self.move_checkout(&g.checkout_id, &order.id, purchased(&order.id))
+        self.finish_checkout(&g.checkout_id, &order.id, Finish::Bought)
             .await?;
         Ok(vec![allocate(&order.id)])
     }
 
-    /// Moves the checkout an order pays for to `to`, if the order still holds it: a paying
-    /// checkout becomes purchased, or active again after a declined card; a cancellation also
-    /// takes back a purchased one.
-    pub(crate) async fn move_checkout(
+    /// Moves the checkout an order pays for on as its payment ends (see
+    /// [`purchase::finish`]), if the order still holds it.
+    pub(crate) async fn finish_checkout(
         &self,
         checkout_id: &str,
         order_id: &str,
-        to: CheckoutState,
+        how: Finish,
     ) -> RepoResult<()> {
-        let Some(c) = checkouts::load(&*self.store, checkout_id).await? else {
-            return Ok(());
-        };
-        let held = match &c.value.state {
-            CheckoutState::Purchasing { order_id: o } => o == order_id,
-            CheckoutState::Purchased { order_id: o } => {
-                o == order_id && to == CheckoutState::Cancelled
+        if let Some(c) = checkouts::load(&*self.store, checkout_id).await? {
+            if let Some(next) = purchase::finish(&c.value, order_id, how) {
+                checkouts::cas(&*self.store, &next, c.version).await?;
             }
-            CheckoutState::Active | CheckoutState::Cancelled => false,
-        };
-        if held && c.value.state != to {
-            let mut next = c.value.clone();
-            next.state = to;
-            checkouts::cas(&*self.store, &next, c.version).await?;
         }
         Ok(())
     }
@@ -325,12 +294,6 @@ impl GoodsOrders {
                 .map_err(provider_down)?;
         }
         Ok(())
-    }
-}
-
-fn purchased(order_id: &str) -> CheckoutState {
-    CheckoutState::Purchased {
-        order_id: order_id.to_owned(),
     }
 }
 

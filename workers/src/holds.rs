@@ -12,7 +12,6 @@ use async_trait::async_trait;
 use chrono::Utc;
 use futures::future::join_all;
 use mercato_core::bus::Record;
-use mercato_core::clock::now_ms;
 use mercato_core::codec::decode;
 use mercato_core::domain::commands::{
     CommandResult, HoldCommand, Outcome, SeatChange, SeatChangeKind,
@@ -148,7 +147,7 @@ impl HoldsWorker {
         for _ in 0..RELEASE_TRIES {
             let hold = rows::load(&*self.store, hold_id).await?;
             let current = hold.as_ref().map(|h| (&h.value, h.version));
-            let (released, expected) = match decide_release(current, user_id, now_ms()) {
+            let (released, expected) = match decide_release(current, user_id) {
                 ReleaseDecision::Refuse(refusal) => return Ok((Outcome::Refused(refusal), None)),
                 ReleaseDecision::AlreadyReleased => return Ok((Outcome::HoldReleased, None)),
                 ReleaseDecision::Release { released, expected } => (released, expected),

@@ -10,6 +10,7 @@ pub mod goods;
 pub mod holds;
 pub mod ingest;
 pub mod payments;
+mod purchase;
 pub mod runtime;
 pub mod sandbox;
 

@@ -18,11 +18,12 @@ use mercato_core::domain::commands::{
     CommandResult, Outcome, PaymentCommand, SeatChange, SeatChangeKind,
 };
 use mercato_core::domain::events::seat_price;
-use mercato_core::domain::holds::{sale_of, Hold, HoldState, HoldStatus, SectionSale};
+use mercato_core::domain::holds::{sale_of, Hold, SectionSale};
 use mercato_core::domain::orders::{Order, OrderItem, OrderStatus, RefundStatus, Ticket};
 use mercato_core::domain::payments::{
     self, PaymentError, PaymentMethod, PaymentProvider, ProviderEvent, ProviderEventKind,
 };
+use mercato_core::domain::purchase::{self, Finish};
 use mercato_core::domain::refusal::Refusal;
 use mercato_core::domain::seats::by_section;
 use mercato_core::domain::Money;
@@ -146,34 +147,20 @@ impl PaymentsWorker {
             orders::index_order(&*self.store, &order.value).await?;
             return Ok(Outcome::OrderAccepted(order.value));
         }
-        let hold = loop {
-            let Some(hold) = repo::holds::load(&*self.store, hold_id).await? else {
-                return Ok(Outcome::Refused(Refusal::HoldNotFound));
-            };
-            if hold.value.user_id != user_id {
-                return Ok(Outcome::Refused(Refusal::HoldNotFound));
-            }
-            match (&hold.value.state, hold.value.status(now_ms())) {
-                (HoldState::Purchasing { order_id: o }, _) if o == order_id => break hold.value,
-                (_, HoldStatus::Expired) => return Ok(Outcome::Refused(Refusal::HoldExpired)),
-                (_, HoldStatus::Released) => return Ok(Outcome::Refused(Refusal::HoldReleased)),
-                (_, HoldStatus::Purchased) => return Ok(Outcome::Refused(Refusal::HoldPurchased)),
-                (_, HoldStatus::Purchasing) => {
-                    return Ok(Outcome::Refused(Refusal::HoldBeingPurchased))
-                }
-                (_, HoldStatus::Active) => {
-                    let mut next = hold.value.clone();
-                    next.state = HoldState::Purchasing {
-                        order_id: order_id.to_owned(),
-                    };
-                    if repo::holds::cas(&*self.store, &next, hold.version)
-                        .await?
-                        .is_some()
-                    {
-                        break next;
-                    }
-                }
-            }
+        let store = &*self.store;
+        let taken = crate::purchase::take(
+            || repo::holds::load(store, hold_id),
+            |next, version| async move {
+                let written = repo::holds::cas(store, &next, version).await?;
+                Ok(written.map(|_| next))
+            },
+            user_id,
+            order_id,
+        )
+        .await?;
+        let hold = match taken {
+            Ok(hold) => hold,
+            Err(refusal) => return Ok(Outcome::Refused(refusal)),
         };
         let Some(spec) = self.events.get(&hold.event_id).await? else {
             return Ok(Outcome::Refused(Refusal::EventNotFound));
@@ -275,11 +262,9 @@ impl PaymentsWorker {
                         })
                         .collect();
                     if let Some(h) = hold {
-                        let mut purchased = h.value.clone();
-                        purchased.state = HoldState::Purchased {
-                            order_id: next.id.clone(),
-                        };
-                        repo::holds::cas(&*self.store, &purchased, h.version).await?;
+                        if let Some(bought) = purchase::finish(&h.value, &next.id, Finish::Bought) {
+                            repo::holds::cas(&*self.store, &bought, h.version).await?;
+                        }
                     }
                     emits.push(Emit::new(
                         topics::SEAT_CHANGES,
@@ -376,9 +361,7 @@ impl PaymentsWorker {
     /// After a declined payment the shopper may try another card while the hold lives.
     async fn reopen_hold(&self, hold_id: &str, order_id: &str) -> RepoResult<()> {
         if let Some(h) = repo::holds::load(&*self.store, hold_id).await? {
-            if matches!(&h.value.state, HoldState::Purchasing { order_id: o } if o == order_id) {
-                let mut next = h.value.clone();
-                next.state = HoldState::Active;
+            if let Some(next) = purchase::finish(&h.value, order_id, Finish::Declined) {
                 repo::holds::cas(&*self.store, &next, h.version).await?;
             }
         }

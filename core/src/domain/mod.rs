@@ -9,6 +9,7 @@ pub mod events;
 pub mod holds;
 pub mod orders;
 pub mod payments;
+pub mod purchase;
 pub mod refusal;
 pub mod seats;
 pub mod users;

@@ -86,6 +86,18 @@ impl Checkout {
     }
 }
 
+super::purchase::purchasable!(
+    Checkout,
+    CheckoutState { Active, Cancelled },
+    refusals: [
+        CheckoutNotFound,
+        CheckoutExpired,
+        CheckoutCancelled,
+        CheckoutPurchased,
+        CheckoutBeingPurchased
+    ]
+);
+
 /// Where a product order goes. Coordinates let the allocator pick the nearest warehouse.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Address {

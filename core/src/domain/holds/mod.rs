@@ -80,6 +80,12 @@ impl Hold {
     }
 }
 
+super::purchase::purchasable!(
+    Hold,
+    HoldState { Active, Released },
+    refusals: [HoldNotFound, HoldExpired, HoldReleased, HoldPurchased, HoldBeingPurchased]
+);
+
 /// The most seats any hold may take, whatever its event says.
 pub const MAX_SEATS: usize = mercato_crds::MAX_SEATS_PER_HOLD as usize;
 
@@ -135,6 +141,20 @@ pub enum SectionClaimed {
         hold: Option<Hold>,
         holders: Vec<SeatHolder>,
     },
+}
+
+/// Ada's hold on one seat at the gig, for tests.
+#[cfg(test)]
+pub(crate) fn example(state: HoldState, expires_at_ms: u64) -> Hold {
+    Hold {
+        id: "hold-gig.pit.a".into(),
+        user_id: "ada".into(),
+        event_id: "gig".into(),
+        seat_ids: vec!["pit-1-1".into()],
+        created_ms: 0,
+        expires_at_ms,
+        state,
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
-//! Releasing a hold by hand, decided from its row: pure, like placing one.
+//! Releasing a hold by hand, decided from its row (as a checkout is given up, by
+//! [`crate::domain::purchase::withdraw`]): pure, like placing one.
 
-use super::{Hold, HoldState, HoldStatus, SeatHolder};
+use super::{Hold, SeatHolder};
+use crate::domain::purchase::{withdraw, Withdraw};
 use crate::domain::refusal::Refusal;
 use crate::domain::seats::Claim;
 
@@ -18,22 +20,16 @@ pub enum ReleaseDecision {
     },
 }
 
-/// What releasing `hold` (its row and version, if it exists) for `user_id` at `now_ms` does.
-pub fn decide_release(hold: Option<(&Hold, u64)>, user_id: &str, now_ms: u64) -> ReleaseDecision {
-    let Some((hold, version)) = hold.filter(|(h, _)| h.user_id == user_id) else {
+/// What releasing `hold` (its row and version, if it exists) for `user_id` does; an expired
+/// hold is released all the same.
+pub fn decide_release(hold: Option<(&Hold, u64)>, user_id: &str) -> ReleaseDecision {
+    let Some((hold, expected)) = hold else {
         return ReleaseDecision::Refuse(Refusal::HoldNotFound);
     };
-    match hold.status(now_ms) {
-        HoldStatus::Released => ReleaseDecision::AlreadyReleased,
-        HoldStatus::Purchased => ReleaseDecision::Refuse(Refusal::HoldPurchased),
-        HoldStatus::Purchasing => ReleaseDecision::Refuse(Refusal::HoldBeingPurchased),
-        HoldStatus::Active | HoldStatus::Expired => ReleaseDecision::Release {
-            released: Hold {
-                state: HoldState::Released,
-                ..hold.clone()
-            },
-            expected: version,
-        },
+    match withdraw(Some(hold), user_id) {
+        Withdraw::Refuse(refusal) => ReleaseDecision::Refuse(refusal),
+        Withdraw::Already => ReleaseDecision::AlreadyReleased,
+        Withdraw::Write(released) => ReleaseDecision::Release { released, expected },
     }
 }
 
@@ -51,59 +47,44 @@ pub fn claims_to_release(hold: &Hold, holders: &[Option<SeatHolder>]) -> Vec<Cla
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn hold(state: HoldState, expires_at_ms: u64) -> Hold {
-        Hold {
-            id: "hold-gig.pit.a".into(),
-            user_id: "ada".into(),
-            event_id: "gig".into(),
-            seat_ids: vec!["pit-1-1".into()],
-            created_ms: 0,
-            expires_at_ms,
-            state,
-        }
-    }
+    use crate::domain::holds::{example as hold, HoldState};
 
     #[test]
     fn only_its_owner_releases_a_hold_not_yet_bought() {
         let active = hold(HoldState::Active, 100);
         assert_eq!(
-            decide_release(None, "ada", 50),
+            decide_release(None, "ada"),
             ReleaseDecision::Refuse(Refusal::HoldNotFound)
         );
         assert_eq!(
-            decide_release(Some((&active, 7)), "bob", 50),
+            decide_release(Some((&active, 7)), "bob"),
             ReleaseDecision::Refuse(Refusal::HoldNotFound),
             "another user's hold is not found, not forbidden"
         );
-        for now in [50, 150] {
-            assert_eq!(
-                decide_release(Some((&active, 7)), "ada", now),
-                ReleaseDecision::Release {
-                    released: hold(HoldState::Released, 100),
-                    expected: 7
-                },
-                "active or expired, at {now}"
-            );
-        }
+        assert_eq!(
+            decide_release(Some((&active, 7)), "ada"),
+            ReleaseDecision::Release {
+                released: hold(HoldState::Released, 100),
+                expected: 7
+            },
+            "active or expired alike"
+        );
         let order = || "o1".to_owned();
         assert_eq!(
-            decide_release(Some((&hold(HoldState::Released, 100), 7)), "ada", 50),
+            decide_release(Some((&hold(HoldState::Released, 100), 7)), "ada"),
             ReleaseDecision::AlreadyReleased
         );
         assert_eq!(
             decide_release(
                 Some((&hold(HoldState::Purchasing { order_id: order() }, 100), 7)),
-                "ada",
-                50
+                "ada"
             ),
             ReleaseDecision::Refuse(Refusal::HoldBeingPurchased)
         );
         assert_eq!(
             decide_release(
                 Some((&hold(HoldState::Purchased { order_id: order() }, 100), 7)),
-                "ada",
-                500
+                "ada"
             ),
             ReleaseDecision::Refuse(Refusal::HoldPurchased)
         );
