@@ -78,7 +78,8 @@ impl From<Refusal> for ApiError {
             Refusal::HoldNotFound
             | Refusal::EventNotFound
             | Refusal::CheckoutNotFound
-            | Refusal::OrderNotFound => StatusCode::NOT_FOUND,
+            | Refusal::OrderNotFound
+            | Refusal::ShipmentNotFound { .. } => StatusCode::NOT_FOUND,
             Refusal::HoldExpired | Refusal::CheckoutExpired => StatusCode::GONE,
             Refusal::HoldReleased
             | Refusal::HoldPurchased
@@ -89,7 +90,10 @@ impl From<Refusal> for ApiError {
             | Refusal::CheckoutBeingPurchased
             | Refusal::AlreadyShipped { .. }
             | Refusal::NotCancellable
-            | Refusal::NotDelivered => StatusCode::CONFLICT,
+            | Refusal::NotDelivered
+            | Refusal::ShipmentCancelled
+            | Refusal::ShipmentNotShipped
+            | Refusal::ShipmentAlreadyAdvanced { .. } => StatusCode::CONFLICT,
             Refusal::ReturnListsSkuTwice { .. }
             | Refusal::ReturnExceedsDelivered { .. }
             | Refusal::NotOnSale

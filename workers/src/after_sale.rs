@@ -1,5 +1,7 @@
-//! After a product order is placed: cancellation before shipment and returns after delivery,
-//! decided by the payments worker (which owns the refunds) like the rest of the order.
+//! After a product order is placed: cancellation before shipment, returns after delivery and
+//! shipments leaving and arriving, decided by the payments worker (which owns the order and
+//! its refunds) like the rest of the order. The decisions are core's
+//! [`mercato_core::domain::orders`] plans.
 //!
 //! Each records its decision on the order first (compare-and-set), then moves the stock with
 //! once-only changes and asks the provider for the refunds the order records as requested, so
@@ -7,18 +9,16 @@
 
 use mercato_core::clock::now_ms;
 use mercato_core::domain::commands::{Outcome, WarehouseMessage};
-use mercato_core::domain::commerce::{
-    warehouse_topic, Refund, RefundState, Return, ShipmentStatus,
-};
-use mercato_core::domain::orders::OrderStatus;
+use mercato_core::domain::commerce::{order_of_shipment, warehouse_topic, ShipmentStatus};
+use mercato_core::domain::orders::{after_sale, shipping};
 use mercato_core::domain::purchase::Finish;
+use mercato_core::domain::refusal::Refusal;
 use mercato_core::repo::orders::{self, update_order};
 use mercato_core::repo::stock::change_stock;
 use mercato_core::repo::RepoResult;
 
-use crate::goods::{return_amount, GoodsOrders};
+use crate::goods::GoodsOrders;
 use crate::runtime::Emit;
-use mercato_core::domain::refusal::Refusal;
 
 impl GoodsOrders {
     /// Cancels before shipment: stock goes back where it was (the reservation released, the
@@ -26,49 +26,7 @@ impl GoodsOrders {
     /// order is refunded in full. A replay redoes only what had not been done.
     pub async fn cancel(&self, order_id: &str, user_id: &str) -> RepoResult<(Outcome, Vec<Emit>)> {
         let decided = update_order(&*self.store, order_id, |o| {
-            if o.user_id != user_id || o.goods.is_none() {
-                return Err(Refusal::OrderNotFound);
-            }
-            let paid = match o.status {
-                OrderStatus::Cancelled | OrderStatus::Refunded => return Ok(false),
-                OrderStatus::PendingPayment => false,
-                OrderStatus::Paid | OrderStatus::Allocated => true,
-                OrderStatus::Shipped | OrderStatus::Delivered | OrderStatus::Returned => {
-                    return Err(Refusal::AlreadyShipped { partly: false })
-                }
-                OrderStatus::PaymentFailed | OrderStatus::Expired => {
-                    return Err(Refusal::NotCancellable)
-                }
-            };
-            let (payment_id, total) = (o.payment_id.clone(), o.total.clone());
-            let Some(g) = o.goods.as_deref_mut() else {
-                return Ok(false);
-            };
-            if g.shipments.iter().any(|s| {
-                matches!(
-                    s.status,
-                    ShipmentStatus::Shipped | ShipmentStatus::Delivered
-                )
-            }) {
-                return Err(Refusal::AlreadyShipped { partly: true });
-            }
-            let now = now_ms();
-            for s in &mut g.shipments {
-                s.status = ShipmentStatus::Cancelled;
-                s.updated_ms = now;
-            }
-            // A pending charge is refunded when (if) it succeeds; see `settle`.
-            if let (true, Some(payment_id)) = (paid, payment_id) {
-                g.refunds.push(Refund {
-                    id: payment_id,
-                    amount: total,
-                    reason: "cancelled".into(),
-                    state: RefundState::Requested,
-                    created_ms: now,
-                });
-            }
-            o.status = OrderStatus::Cancelled;
-            Ok(true)
+            after_sale::cancel(o, user_id, now_ms())
         })
         .await?;
         let order = match decided {
@@ -80,16 +38,7 @@ impl GoodsOrders {
             return Ok((Outcome::OrderUpdated(order), Vec::new()));
         };
         for line in &g.lines {
-            let from: Vec<(String, u64)> = g
-                .shipments
-                .iter()
-                .flat_map(|s| {
-                    s.items
-                        .iter()
-                        .filter(|(sku, _)| *sku == line.sku)
-                        .map(|(_, q)| (s.warehouse.clone(), *q))
-                })
-                .collect();
+            let from = after_sale::allocated_units(g, &line.sku);
             let op = format!("cancel/{order_id}");
             change_stock(&*self.store, &line.sku, Some(&op), |level, now| {
                 if level.unsell(&order.id) {
@@ -140,72 +89,7 @@ impl GoodsOrders {
         reason: &str,
     ) -> RepoResult<Outcome> {
         let decided = update_order(&*self.store, order_id, |o| {
-            if o.user_id != user_id || o.goods.is_none() {
-                return Err(Refusal::OrderNotFound);
-            }
-            let currency = o.total.currency.clone();
-            let status = o.status;
-            let Some(g) = o.goods.as_deref_mut() else {
-                return Ok(false);
-            };
-            if g.returns.iter().any(|r| r.id == return_id) {
-                return Ok(false);
-            }
-            if !matches!(status, OrderStatus::Delivered | OrderStatus::Shipped)
-                || !g
-                    .shipments
-                    .iter()
-                    .any(|s| s.status == ShipmentStatus::Delivered)
-            {
-                return Err(Refusal::NotDelivered);
-            }
-            // Each SKU once: two lines of one SKU would each be checked against what is left
-            // before the other and refund it twice. The gateway merges them; a command from
-            // anywhere else is refused.
-            let mut skus = std::collections::HashSet::new();
-            if let Some((sku, _)) = items.iter().find(|(sku, _)| !skus.insert(sku.as_str())) {
-                return Err(Refusal::ReturnListsSkuTwice { sku: sku.clone() });
-            }
-            let mut placed = Vec::new();
-            for (sku, quantity) in items {
-                let left = g.returnable(sku);
-                let total: u64 = left.values().sum();
-                if *quantity == 0 || *quantity > total {
-                    return Err(Refusal::ReturnExceedsDelivered {
-                        sku: sku.clone(),
-                        asked: *quantity,
-                        returnable: total,
-                    });
-                }
-                let mut need = *quantity;
-                for (warehouse, q) in left {
-                    let take = q.min(need);
-                    if take > 0 {
-                        placed.push((sku.clone(), take, warehouse));
-                        need -= take;
-                    }
-                }
-            }
-            let amount = return_amount(g, items, &currency);
-            let now = now_ms();
-            g.refunds.push(Refund {
-                id: return_id.to_owned(),
-                amount,
-                reason: format!("return: {reason}"),
-                state: RefundState::Requested,
-                created_ms: now,
-            });
-            g.returns.push(Return {
-                id: return_id.to_owned(),
-                items: placed,
-                reason: reason.to_owned(),
-                refund_id: return_id.to_owned(),
-                created_ms: now,
-            });
-            if g.all_returned() {
-                o.status = OrderStatus::Returned;
-            }
-            Ok(true)
+            after_sale::take_return(o, user_id, return_id, items, reason, now_ms())
         })
         .await?;
         let order = match decided {
@@ -228,6 +112,53 @@ impl GoodsOrders {
             }
         }
         self.request_refunds(&order).await?;
+        Ok(Outcome::OrderUpdated(order))
+    }
+
+    /// A shipment leaves its warehouse (with its tracking number) or arrives; shipping takes
+    /// its units off the warehouse's shelves, once per shipment, so a retried request or a
+    /// replay after a crash redoes only that.
+    pub async fn advance_shipment(
+        &self,
+        warehouse: &str,
+        shipment_id: &str,
+        to: ShipmentStatus,
+        tracking_number: Option<&str>,
+    ) -> RepoResult<Outcome> {
+        let not_found = || {
+            Outcome::Refused(Refusal::ShipmentNotFound {
+                shipment: shipment_id.to_owned(),
+                warehouse: warehouse.to_owned(),
+            })
+        };
+        let Some(order_id) = order_of_shipment(shipment_id) else {
+            return Ok(not_found());
+        };
+        let decided = update_order(&*self.store, order_id, |o| {
+            shipping::advance(o, warehouse, shipment_id, to, tracking_number, now_ms())
+        })
+        .await?;
+        let order = match decided {
+            None => return Ok(not_found()),
+            Some(Err(r)) => return Ok(r.into()),
+            Some(Ok(o)) => o,
+        };
+        if to == ShipmentStatus::Shipped {
+            let items = order
+                .goods
+                .as_deref()
+                .and_then(|g| g.shipments.iter().find(|s| s.id == shipment_id))
+                .map(|s| s.items.as_slice())
+                .unwrap_or_default();
+            let op = format!("ship/{shipment_id}");
+            for (sku, q) in items {
+                change_stock(&*self.store, sku, Some(&op), |level, _| {
+                    level.ship(warehouse, *q);
+                    (true, ())
+                })
+                .await?;
+            }
+        }
         Ok(Outcome::OrderUpdated(order))
     }
 }

@@ -16,13 +16,11 @@ use mercato_core::repo::{carts, checkouts};
 
 use mercato_core::domain::commands::{AllocateOrder, Outcome};
 use mercato_core::domain::commerce::stock::Conversion;
-use mercato_core::domain::commerce::{Address, Goods, Refund, RefundState};
-use mercato_core::domain::orders::{Order, OrderStatus};
-use mercato_core::domain::payments::{
-    PaymentMethod, PaymentProvider, ProviderEvent, ProviderEventKind,
-};
+use mercato_core::domain::commerce::{Address, Goods, RefundState};
+use mercato_core::domain::orders::settle::{self, Settlement};
+use mercato_core::domain::orders::{place, Order};
+use mercato_core::domain::payments::{PaymentMethod, PaymentProvider, ProviderEvent};
 use mercato_core::domain::purchase::{self, Finish};
-use mercato_core::domain::Money;
 use mercato_core::names::topics;
 use mercato_core::repo::RepoResult;
 use mercato_core::store::Store;
@@ -63,33 +61,13 @@ impl GoodsOrders {
             Ok(checkout) => checkout,
             Err(refusal) => return Ok(Outcome::Refused(refusal)),
         };
-        let payment_id = self
-            .provider
-            .charge(order_id, order_id, &checkout.total, method)
-            .await
-            .map_err(provider_down)?;
-        let now = now_ms();
-        let order = Order {
-            id: order_id.to_owned(),
-            user_id: user_id.to_owned(),
-            event_id: String::new(),
-            hold_id: String::new(),
-            items: Vec::new(),
-            total: checkout.total.clone(),
-            status: OrderStatus::PendingPayment,
-            payment_id: Some(payment_id),
-            failure: None,
-            refund: None,
-            tickets: Vec::new(),
-            created_ms: now,
-            updated_ms: now,
-            goods: Some(Box::new(Goods {
-                checkout_id: checkout.id.clone(),
-                lines: checkout.lines.clone(),
-                shipping,
-                ..Goods::default()
-            })),
-        };
+        let mut order = place::goods_order(order_id, user_id, &checkout, shipping, now_ms());
+        order.payment_id = Some(
+            self.provider
+                .charge(order_id, order_id, &order.total, method)
+                .await
+                .map_err(provider_down)?,
+        );
         orders::create_order(&*self.store, &order).await?;
         self.after_placing(&order).await?;
         Ok(Outcome::OrderAccepted(order))
@@ -114,66 +92,37 @@ impl GoodsOrders {
         let Some(g) = order.goods.as_deref() else {
             return Ok(Vec::new());
         };
-        match event.kind {
-            ProviderEventKind::ChargeSucceeded if order.status == OrderStatus::PendingPayment => {
-                self.charge_succeeded(order, g, event).await
-            }
-            // A replay after the order was marked paid: the allocation request may not have
-            // gone out before the crash (the allocator ignores a second one).
-            ProviderEventKind::ChargeSucceeded if order.status == OrderStatus::Paid => {
+        match settle::settlement(order, event) {
+            Settlement::Sell => self.charge_succeeded(order, g, event).await,
+            Settlement::AfterPaid => {
                 self.finish_checkout(&g.checkout_id, &order.id, Finish::Bought)
                     .await?;
                 Ok(vec![allocate(&order.id)])
             }
-            ProviderEventKind::ChargeSucceeded if order.status == OrderStatus::Cancelled => {
-                // Cancelled while the charge was under way: give the money back.
+            Settlement::RefundCancelled => {
                 self.refund_whole(&order.id, event, "cancelled before the payment completed")
                     .await?;
                 Ok(Vec::new())
             }
-            ProviderEventKind::ChargeFailed if order.status == OrderStatus::PendingPayment => {
+            Settlement::Decline => {
+                let reason = event.reason.as_deref();
                 update_order(&*self.store, &order.id, |o| {
-                    if o.status != OrderStatus::PendingPayment {
-                        return Ok::<bool, ()>(false);
-                    }
-                    o.status = OrderStatus::PaymentFailed;
-                    o.failure = event.reason.clone().or(Some("declined".into()));
-                    Ok(true)
+                    Ok::<_, ()>(settle::declined(o, reason))
                 })
                 .await?;
                 self.finish_checkout(&g.checkout_id, &order.id, Finish::Declined)
                     .await?;
                 Ok(Vec::new())
             }
-            ProviderEventKind::RefundSucceeded => {
-                let refund_id = event
-                    .refund_id
-                    .clone()
-                    .unwrap_or_else(|| event.payment_id.clone());
+            Settlement::Refunded => {
+                let refund_id = settle::refund_id(event);
                 update_order(&*self.store, &order.id, |o| {
-                    let status = o.status;
-                    let Some(g) = o.goods.as_deref_mut() else {
-                        return Ok::<bool, ()>(false);
-                    };
-                    let Some(r) = g.refunds.iter_mut().find(|r| r.id == refund_id) else {
-                        return Ok(false);
-                    };
-                    if r.state == RefundState::Refunded {
-                        return Ok(false); // a redelivered webhook: recorded once
-                    }
-                    r.state = RefundState::Refunded;
-                    let all_refunded = g.refunds.iter().all(|r| r.state == RefundState::Refunded);
-                    let whole = status == OrderStatus::Cancelled
-                        || (status == OrderStatus::Returned && g.all_returned());
-                    if all_refunded && whole {
-                        o.status = OrderStatus::Refunded;
-                    }
-                    Ok(true)
+                    Ok::<_, ()>(settle::refunded(o, refund_id))
                 })
                 .await?;
                 Ok(Vec::new())
             }
-            _ => Ok(Vec::new()),
+            Settlement::Nothing => Ok(Vec::new()),
         }
     }
 
@@ -205,25 +154,13 @@ impl GoodsOrders {
                 })
                 .await?;
             }
-            update_order(&*self.store, &order.id, |o| {
-                if o.status != OrderStatus::PendingPayment {
-                    return Ok::<bool, ()>(false);
-                }
-                o.status = OrderStatus::Expired;
-                o.failure = Some("the checkout lapsed before the payment completed".into());
-                Ok(true)
-            })
-            .await?;
+            update_order(&*self.store, &order.id, |o| Ok::<_, ()>(settle::lapsed(o))).await?;
             self.refund_whole(&order.id, event, "checkout lapsed")
                 .await?;
             return Ok(Vec::new());
         }
         update_order(&*self.store, &order.id, |o| {
-            if o.status != OrderStatus::PendingPayment {
-                return Ok::<bool, ()>(false);
-            }
-            o.status = OrderStatus::Paid;
-            Ok(true)
+            Ok::<_, ()>(settle::paid(o, String::new))
         })
         .await?;
         self.finish_checkout(&g.checkout_id, &order.id, Finish::Bought)
@@ -254,22 +191,14 @@ impl GoodsOrders {
         event: &ProviderEvent,
         reason: &str,
     ) -> RepoResult<()> {
-        let refund_id = event.payment_id.clone();
         let recorded = update_order(&*self.store, order_id, |o| {
-            let Some(g) = o.goods.as_deref_mut() else {
-                return Ok::<bool, ()>(false);
-            };
-            if g.refunds.iter().any(|r| r.id == refund_id) {
-                return Ok(false);
-            }
-            g.refunds.push(Refund {
-                id: refund_id.clone(),
-                amount: event.amount.clone(),
-                reason: reason.to_owned(),
-                state: RefundState::Requested,
-                created_ms: now_ms(),
-            });
-            Ok(true)
+            Ok::<_, ()>(settle::owe_refund(
+                o,
+                &event.payment_id,
+                &event.amount,
+                reason,
+                now_ms(),
+            ))
         })
         .await?;
         match recorded {
@@ -305,15 +234,4 @@ fn allocate(order_id: &str) -> Emit {
             order_id: order_id.to_owned(),
         },
     )
-}
-
-/// What a return refunds: each item at the price paid.
-pub fn return_amount(g: &Goods, items: &[(String, u64)], currency: &str) -> Money {
-    Money {
-        amount: items
-            .iter()
-            .map(|(sku, q)| g.unit_price(sku).map_or(0, |p| p.amount * *q as i64))
-            .sum(),
-        currency: currency.to_owned(),
-    }
 }

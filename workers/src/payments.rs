@@ -17,16 +17,15 @@ use mercato_core::clock::now_ms;
 use mercato_core::domain::commands::{
     CommandResult, Outcome, PaymentCommand, SeatChange, SeatChangeKind,
 };
-use mercato_core::domain::events::seat_price;
 use mercato_core::domain::holds::{sale_of, Hold, SectionSale};
-use mercato_core::domain::orders::{Order, OrderItem, OrderStatus, RefundStatus, Ticket};
+use mercato_core::domain::orders::settle::{self, Settlement};
+use mercato_core::domain::orders::{place, Order};
 use mercato_core::domain::payments::{
-    self, PaymentError, PaymentMethod, PaymentProvider, ProviderEvent, ProviderEventKind,
+    self, PaymentError, PaymentMethod, PaymentProvider, ProviderEvent,
 };
 use mercato_core::domain::purchase::{self, Finish};
 use mercato_core::domain::refusal::Refusal;
 use mercato_core::domain::seats::by_section;
-use mercato_core::domain::Money;
 use mercato_core::names::topics;
 use mercato_core::repo::{self, orders, EventCache, RepoError, RepoResult, Versioned};
 use mercato_core::store::Store;
@@ -118,6 +117,20 @@ impl PaymentsWorker {
                 emits.push(result(command_id, outcome));
                 Ok(emits)
             }
+            PaymentCommand::AdvanceShipment {
+                command_id,
+                warehouse,
+                shipment_id,
+                to,
+                tracking_number,
+                ..
+            } => {
+                let outcome = self
+                    .goods
+                    .advance_shipment(&warehouse, &shipment_id, to, tracking_number.as_deref())
+                    .await?;
+                Ok(vec![result(command_id, outcome)])
+            }
             PaymentCommand::Return {
                 command_id,
                 order_id,
@@ -165,49 +178,13 @@ impl PaymentsWorker {
         let Some(spec) = self.events.get(&hold.event_id).await? else {
             return Ok(Outcome::Refused(Refusal::EventNotFound));
         };
-        let seats = hold.seats();
-        let mut items = Vec::with_capacity(seats.len());
-        let mut total = Money {
-            amount: 0,
-            currency: spec
-                .tiers
-                .first()
-                .map(|t| t.price.currency.clone())
-                .unwrap_or_default(),
-        };
-        for seat in seats {
-            let price = seat_price(&spec, &seat.section).unwrap_or(Money {
-                amount: 0,
-                currency: total.currency.clone(),
-            });
-            total.amount += price.amount;
-            items.push(OrderItem {
-                seat_id: seat.to_string(),
-                price,
-            });
-        }
-        let payment_id = self
-            .provider
-            .charge(order_id, order_id, &total, method)
-            .await
-            .map_err(provider_down)?;
-        let now = now_ms();
-        let order = Order {
-            id: order_id.to_owned(),
-            user_id: user_id.to_owned(),
-            event_id: hold.event_id.clone(),
-            hold_id: hold_id.to_owned(),
-            items,
-            total,
-            status: OrderStatus::PendingPayment,
-            payment_id: Some(payment_id),
-            failure: None,
-            refund: None,
-            tickets: Vec::new(),
-            created_ms: now,
-            updated_ms: now,
-            goods: None,
-        };
+        let mut order = place::ticket_order(order_id, user_id, &hold, &spec, now_ms());
+        order.payment_id = Some(
+            self.provider
+                .charge(order_id, order_id, &order.total, method)
+                .await
+                .map_err(provider_down)?,
+        );
         // The order row first: the user's index pointing at a missing order would be a lie.
         orders::create_order(&*self.store, &order).await?;
         orders::index_order(&*self.store, &order).await?;
@@ -242,25 +219,15 @@ impl PaymentsWorker {
         }
         let mut next = order.value.clone();
         let mut emits = Vec::new();
-        match event.kind {
-            ProviderEventKind::ChargeSucceeded if next.status == OrderStatus::PendingPayment => {
+        match settle::settlement(&next, event) {
+            Settlement::Sell => {
                 let hold = repo::holds::load(&*self.store, &next.hold_id).await?;
                 let sold = match &hold {
                     Some(h) => self.convert_seats(&h.value, &next.id).await?,
                     None => false,
                 };
                 if sold {
-                    next.status = OrderStatus::Paid;
-                    next.tickets = next
-                        .items
-                        .iter()
-                        .enumerate()
-                        .map(|(i, item)| Ticket {
-                            id: format!("{}-{}", next.id, i + 1),
-                            seat_id: item.seat_id.clone(),
-                            code: ticket_code(),
-                        })
-                        .collect();
+                    settle::paid(&mut next, ticket_code);
                     if let Some(h) = hold {
                         if let Some(bought) = purchase::finish(&h.value, &next.id, Finish::Bought) {
                             repo::holds::cas(&*self.store, &bought, h.version).await?;
@@ -276,9 +243,7 @@ impl PaymentsWorker {
                         },
                     ));
                 } else {
-                    next.status = OrderStatus::Expired;
-                    next.failure = Some("the hold lapsed before the payment completed".into());
-                    next.refund = Some(RefundStatus::Requested);
+                    settle::lapsed(&mut next);
                     self.provider
                         .refund(
                             &event.payment_id,
@@ -290,16 +255,17 @@ impl PaymentsWorker {
                         .map_err(provider_down)?;
                 }
             }
-            ProviderEventKind::ChargeFailed if next.status == OrderStatus::PendingPayment => {
-                next.status = OrderStatus::PaymentFailed;
-                next.failure = event.reason.clone().or(Some("declined".into()));
+            Settlement::Decline => {
+                settle::declined(&mut next, event.reason.as_deref());
                 self.reopen_hold(&next.hold_id, &next.id).await?;
             }
-            ProviderEventKind::RefundSucceeded if next.refund != Some(RefundStatus::Refunded) => {
-                next.refund = Some(RefundStatus::Refunded);
+            Settlement::Refunded => {
+                settle::refunded(&mut next, settle::refund_id(event));
             }
             // A duplicate webhook, or one about a settled order: nothing changes.
-            _ => return Ok(Vec::new()),
+            Settlement::Nothing | Settlement::AfterPaid | Settlement::RefundCancelled => {
+                return Ok(Vec::new())
+            }
         }
         next.updated_ms = now_ms();
         if !orders::cas_order(&*self.store, &next, order.version).await? {

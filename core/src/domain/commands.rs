@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::commerce::{Address, Checkout, Shipment};
+use super::commerce::{Address, Checkout, Shipment, ShipmentStatus};
 use super::holds::Hold;
 use super::orders::Order;
 use super::payments::{PaymentMethod, ProviderEvent, ProviderEventV1};
@@ -73,6 +73,16 @@ pub enum PaymentCommand {
         items: Vec<(String, u64)>,
         reason: String,
     },
+    /// A shipment leaves its warehouse (`Shipped`, with its tracking number) or arrives
+    /// (`Delivered`). Keyed by the order the shipment belongs to.
+    AdvanceShipment {
+        command_id: String,
+        order_id: String,
+        warehouse: String,
+        shipment_id: String,
+        to: ShipmentStatus,
+        tracking_number: Option<String>,
+    },
 }
 
 impl PaymentCommand {
@@ -82,7 +92,8 @@ impl PaymentCommand {
             PaymentCommand::PlaceOrder { command_id, .. }
             | PaymentCommand::PlaceGoodsOrder { command_id, .. }
             | PaymentCommand::Cancel { command_id, .. }
-            | PaymentCommand::Return { command_id, .. } => Some(command_id),
+            | PaymentCommand::Return { command_id, .. }
+            | PaymentCommand::AdvanceShipment { command_id, .. } => Some(command_id),
             PaymentCommand::Provider(_) => None,
         }
     }

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::commerce::ShipmentStatus;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum Refusal {
     #[error("no such hold")]
@@ -58,6 +60,14 @@ pub enum Refusal {
         asked: u64,
         returnable: u64,
     },
+    #[error("no shipment {shipment:?} at warehouse {warehouse:?}")]
+    ShipmentNotFound { shipment: String, warehouse: String },
+    #[error("the order was cancelled; do not ship it")]
+    ShipmentCancelled,
+    #[error("the shipment has not shipped yet")]
+    ShipmentNotShipped,
+    #[error("the shipment is already {}", format!("{status:?}").to_lowercase())]
+    ShipmentAlreadyAdvanced { status: ShipmentStatus },
 }
 
 impl Refusal {
@@ -86,6 +96,10 @@ impl Refusal {
             Refusal::ReturnListsSkuTwice { .. } | Refusal::ReturnExceedsDelivered { .. } => {
                 "invalid_return"
             }
+            Refusal::ShipmentNotFound { .. } => "shipment_not_found",
+            Refusal::ShipmentCancelled => "order_cancelled",
+            Refusal::ShipmentNotShipped => "not_shipped",
+            Refusal::ShipmentAlreadyAdvanced { .. } => "shipment_already_advanced",
         }
     }
 }

@@ -1,17 +1,17 @@
-//! After payment: cancellations and returns (decided by the payments worker, which owns the
-//! refunds), warehouse staff shipping and delivering shipments, sellers' low-stock alerts, and
-//! the admins' view of orders no warehouse could supply.
+//! After payment: cancellations, returns, and warehouse staff shipping and delivering
+//! shipments (all decided by the payments worker, which owns the order and its refunds),
+//! sellers' low-stock alerts, and the admins' view of orders no warehouse could supply.
 
 use mercato_core::clock::to_rfc3339;
 use mercato_core::codec::{decode, encode};
 use mercato_core::domain::catalog::is_sku;
 use mercato_core::domain::commands::{AllocateOrder, Outcome, PaymentCommand};
 use mercato_core::domain::commerce::{order_of_shipment, LowStockAlert, ShipmentStatus};
-use mercato_core::domain::orders::{Order, OrderStatus};
+use mercato_core::domain::orders::OrderStatus;
+use mercato_core::domain::refusal::Refusal;
 use mercato_core::domain::users::Role;
 use mercato_core::names::{tables, topics};
-use mercato_core::repo::orders::{flagged_page, load_order, update_order};
-use mercato_core::repo::stock::change_stock;
+use mercato_core::repo::orders::{flagged_page, load_order};
 use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
@@ -196,99 +196,27 @@ pub async fn advance(
     } else {
         None
     };
-    let not_found = || {
-        ApiError::not_found(
-            "shipment_not_found",
-            format!("no shipment {shipment_id:?} at warehouse {warehouse:?}"),
-        )
+    let order_id = order_of_shipment(shipment_id).ok_or_else(|| {
+        ApiError::from(Refusal::ShipmentNotFound {
+            shipment: shipment_id.to_owned(),
+            warehouse: warehouse.to_owned(),
+        })
+    })?;
+    // The payments worker owns the order: it decides the move with the order's other
+    // commands, in order, and takes shipped units off the shelves.
+    let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
+    let cmd = PaymentCommand::AdvanceShipment {
+        command_id: command_id.clone(),
+        order_id: order_id.to_owned(),
+        warehouse: warehouse.to_owned(),
+        shipment_id: shipment_id.to_owned(),
+        to,
+        tracking_number: tracking,
     };
-    let order_id = order_of_shipment(shipment_id).ok_or_else(not_found)?;
-    let decided = update_order(&*state.ports.store, order_id, |o: &mut Order| {
-        let status = o.status;
-        let g = o.goods.as_deref_mut().ok_or_else(not_found)?;
-        let s = g
-            .shipments
-            .iter_mut()
-            .find(|s| s.id == shipment_id && s.warehouse == warehouse)
-            .ok_or_else(not_found)?;
-        if status == OrderStatus::Cancelled || s.status == ShipmentStatus::Cancelled {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "order_cancelled",
-                "the order was cancelled; do not ship it",
-            ));
-        }
-        let changed = match (s.status, to) {
-            (ShipmentStatus::Allocated, ShipmentStatus::Shipped) => {
-                s.tracking_number = tracking.clone();
-                true
-            }
-            (ShipmentStatus::Shipped, ShipmentStatus::Delivered) => true,
-            (now, wanted)
-                if now == wanted && (tracking.is_none() || s.tracking_number == tracking) =>
-            {
-                false
-            }
-            (ShipmentStatus::Allocated, ShipmentStatus::Delivered) => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "not_shipped",
-                    "the shipment has not shipped yet",
-                ))
-            }
-            (now, _) => {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "shipment_already_advanced",
-                    format!("the shipment is already {now:?}").to_lowercase(),
-                ))
-            }
-        };
-        if changed {
-            s.status = to;
-            s.updated_ms = mercato_core::clock::now_ms();
-            let live: Vec<ShipmentStatus> = g
-                .shipments
-                .iter()
-                .map(|s| s.status)
-                .filter(|s| *s != ShipmentStatus::Cancelled)
-                .collect();
-            if live.iter().all(|s| *s == ShipmentStatus::Delivered) {
-                o.status = OrderStatus::Delivered;
-            } else if live
-                .iter()
-                .all(|s| matches!(s, ShipmentStatus::Shipped | ShipmentStatus::Delivered))
-                && o.status == OrderStatus::Allocated
-            {
-                o.status = OrderStatus::Shipped;
-            }
-        }
-        Ok(changed)
-    })
-    .await?;
-    let order = decided.ok_or_else(not_found)??;
-    if to == ShipmentStatus::Shipped {
-        // Off the shelves, once per shipment (a retried request or a crash redoes only this).
-        let items = order
-            .goods
-            .as_deref()
-            .and_then(|g| g.shipments.iter().find(|s| s.id == shipment_id))
-            .map(|s| s.items.clone())
-            .unwrap_or_default();
-        for (sku, q) in items {
-            change_stock(
-                &*state.ports.store,
-                &sku,
-                Some(&format!("ship/{shipment_id}")),
-                |level, _| {
-                    level.ship(warehouse, q);
-                    (true, ())
-                },
-            )
-            .await?;
-        }
+    match command(state, topics::PAYMENTS, order_id, &command_id, encode(&cmd)).await? {
+        Outcome::OrderUpdated(o) => Ok(ApiReply::ok(order_view(&o))),
+        other => Err(other_outcome(other)),
     }
-    Ok(ApiReply::ok(order_view(&order)))
 }
 
 pub async fn seller_alerts(

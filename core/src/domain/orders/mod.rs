@@ -116,3 +116,11 @@ impl From<TicketOrderV1> for Order {
         }
     }
 }
+
+pub mod after_sale;
+pub mod place;
+pub mod settle;
+pub mod shipping;
+
+#[cfg(test)]
+mod tests;

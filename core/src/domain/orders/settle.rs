@@ -1,0 +1,147 @@
+//! Settling an order on its provider's verified events: what each event does to the order,
+//! and the order's changes as pure functions of the row. The worker does the selling and the
+//! provider calls the plan names, and writes the row by compare-and-set.
+
+use super::{Order, OrderStatus, RefundStatus, Ticket};
+use crate::domain::commerce::{Refund, RefundState};
+use crate::domain::payments::{ProviderEvent, ProviderEventKind};
+use crate::domain::Money;
+
+/// What a verified provider event does to the order it is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settlement {
+    /// Nothing: a duplicate, or an event about an order already past it.
+    Nothing,
+    /// The charge went through: sell what the order bought (a hold's seats, a checkout's
+    /// stock), then mark it [`paid`]; if any of it lapsed first, undo the rest, mark it
+    /// [`lapsed`] and refund the charge.
+    Sell,
+    /// The charge went through and the order is paid already (a replay after a crash): redo
+    /// what follows the payment, which the crash may have cut short.
+    AfterPaid,
+    /// The charge went through after the order was cancelled: refund it whole.
+    RefundCancelled,
+    /// The card was declined: mark it [`declined`]; the hold or checkout opens again.
+    Decline,
+    /// A refund went through: mark it [`refunded`].
+    Refunded,
+}
+
+pub fn settlement(order: &Order, event: &ProviderEvent) -> Settlement {
+    let goods = order.goods.is_some();
+    match (event.kind, order.status) {
+        (ProviderEventKind::ChargeSucceeded, OrderStatus::PendingPayment) => Settlement::Sell,
+        // A ticket order's payment has nothing to redo: its seats were sold with it.
+        (ProviderEventKind::ChargeSucceeded, OrderStatus::Paid) if goods => Settlement::AfterPaid,
+        (ProviderEventKind::ChargeSucceeded, OrderStatus::Cancelled) if goods => {
+            Settlement::RefundCancelled
+        }
+        (ProviderEventKind::ChargeFailed, OrderStatus::PendingPayment) => Settlement::Decline,
+        (ProviderEventKind::RefundSucceeded, _)
+            if goods || order.refund != Some(RefundStatus::Refunded) =>
+        {
+            Settlement::Refunded
+        }
+        _ => Settlement::Nothing,
+    }
+}
+
+/// The id of the refund a refund event confirms: a whole-order refund is keyed by the payment.
+pub fn refund_id(event: &ProviderEvent) -> &str {
+    event.refund_id.as_deref().unwrap_or(&event.payment_id)
+}
+
+/// A pending order is paid: a ticket order's tickets are issued, one per seat, with codes from
+/// `code`. False when the order is not pending.
+pub fn paid(order: &mut Order, mut code: impl FnMut() -> String) -> bool {
+    if order.status != OrderStatus::PendingPayment {
+        return false;
+    }
+    order.status = OrderStatus::Paid;
+    if order.goods.is_none() {
+        order.tickets = order
+            .items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| Ticket {
+                id: format!("{}-{}", order.id, i + 1),
+                seat_id: item.seat_id.clone(),
+                code: code(),
+            })
+            .collect();
+    }
+    true
+}
+
+/// What a pending order bought lapsed before its payment completed: it expired, and its
+/// charge is to be refunded. False when the order is not pending.
+pub fn lapsed(order: &mut Order) -> bool {
+    if order.status != OrderStatus::PendingPayment {
+        return false;
+    }
+    order.status = OrderStatus::Expired;
+    if order.goods.is_some() {
+        order.failure = Some("the checkout lapsed before the payment completed".into());
+    } else {
+        order.failure = Some("the hold lapsed before the payment completed".into());
+        order.refund = Some(RefundStatus::Requested);
+    }
+    true
+}
+
+/// A pending order's card was declined, for `reason` if the provider gave one.
+pub fn declined(order: &mut Order, reason: Option<&str>) -> bool {
+    if order.status != OrderStatus::PendingPayment {
+        return false;
+    }
+    order.status = OrderStatus::PaymentFailed;
+    order.failure = Some(reason.unwrap_or("declined").to_owned());
+    true
+}
+
+/// The provider confirmed refund `refund_id`. A product order records it on that refund, and
+/// once every refund is through, a cancelled or wholly returned order is refunded. False when
+/// it was recorded before (a redelivered webhook) or the order has no such refund.
+pub fn refunded(order: &mut Order, refund_id: &str) -> bool {
+    let status = order.status;
+    let Some(g) = order.goods.as_deref_mut() else {
+        if order.refund == Some(RefundStatus::Refunded) {
+            return false;
+        }
+        order.refund = Some(RefundStatus::Refunded);
+        return true;
+    };
+    let Some(r) = g.refunds.iter_mut().find(|r| r.id == refund_id) else {
+        return false;
+    };
+    if r.state == RefundState::Refunded {
+        return false;
+    }
+    r.state = RefundState::Refunded;
+    let all_refunded = g.refunds.iter().all(|r| r.state == RefundState::Refunded);
+    let whole =
+        status == OrderStatus::Cancelled || (status == OrderStatus::Returned && g.all_returned());
+    if all_refunded && whole {
+        order.status = OrderStatus::Refunded;
+    }
+    true
+}
+
+/// Records that a product order is owed `amount` back under `id`, once: false when a refund
+/// with that id is recorded already, or the order is not a product order.
+pub fn owe_refund(order: &mut Order, id: &str, amount: &Money, reason: &str, now_ms: u64) -> bool {
+    let Some(g) = order.goods.as_deref_mut() else {
+        return false;
+    };
+    if g.refunds.iter().any(|r| r.id == id) {
+        return false;
+    }
+    g.refunds.push(Refund {
+        id: id.to_owned(),
+        amount: amount.clone(),
+        reason: reason.to_owned(),
+        state: RefundState::Requested,
+        created_ms: now_ms,
+    });
+    true
+}
