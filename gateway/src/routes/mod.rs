@@ -1,8 +1,10 @@
-//! The route table and the plumbing every route shares: state, auth header, idempotency key,
-//! bounded JSON bodies, metrics, and one JSON error shape for everything warp itself rejects.
+//! The HTTP plumbing every route shares: one filter takes the request apart, finds its route in
+//! [`table::ROUTES`], reads a bounded body, calls the handler and records it in the metrics;
+//! one JSON error shape covers everything, including what warp itself rejects.
 
 mod accounts;
 mod admin;
+mod body;
 mod catalog;
 mod dead_letters;
 mod events;
@@ -11,6 +13,7 @@ mod holds;
 mod ops;
 mod orders;
 mod shop;
+mod table;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,137 +21,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use warp::http::StatusCode;
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::path::FullPath;
 use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::error::{ApiError, ApiResult};
 use crate::state::AppState;
+use body::{drain, read_limited, BodyRefused, DRAIN_LIMIT};
+use table::{header, Body, Call, Route, ROUTES};
 
 type Query = HashMap<String, String>;
-
-fn with_state(
-    state: Arc<AppState>,
-) -> impl Filter<Extract = (Arc<AppState>,), Error = Infallible> + Clone {
-    warp::any().map(move || Arc::clone(&state))
-}
-
-fn authorization() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone {
-    warp::header::optional::<String>("authorization")
-        .or_else(|_| async { Ok::<_, Infallible>((None,)) })
-}
-
-fn idempotency_key() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone {
-    warp::header::optional::<String>("idempotency-key")
-        .or_else(|_| async { Ok::<_, Infallible>((None,)) })
-}
-
-fn query() -> impl Filter<Extract = (Query,), Error = Rejection> + Clone {
-    warp::query::<Query>()
-}
-
-/// Why a request body was not taken.
-#[derive(Debug, Clone, Copy)]
-enum BodyRefused {
-    TooLarge,
-    Unreadable,
-}
-impl warp::reject::Reject for BodyRefused {}
-
-impl From<BodyRefused> for ApiError {
-    fn from(refused: BodyRefused) -> Self {
-        match refused {
-            BodyRefused::TooLarge => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is too large",
-            ),
-            BodyRefused::Unreadable => {
-                ApiError::bad_request("body_unreadable", "the request body could not be read")
-            }
-        }
-    }
-}
-
-/// The request body, refused with 413 past `limit` bytes whether or not the client announced
-/// its length (a chunked body is counted as it arrives, never buffered past the limit).
-fn body(limit: u64) -> impl Filter<Extract = (Bytes,), Error = Rejection> + Clone {
-    warp::header::optional::<u64>("content-length")
-        .and(warp::body::stream())
-        .and_then(move |announced: Option<u64>, stream| async move {
-            read_limited(announced, stream, limit)
-                .await
-                .map_err(warp::reject::custom)
-        })
-}
-
-async fn read_limited<S, B>(
-    announced: Option<u64>,
-    stream: S,
-    limit: u64,
-) -> Result<Bytes, BodyRefused>
-where
-    S: futures::Stream<Item = Result<B, warp::Error>>,
-    B: bytes::Buf,
-{
-    match announced {
-        Some(n) if n > limit => {
-            if n <= DRAIN_LIMIT {
-                drain(stream).await;
-            }
-            Err(BodyRefused::TooLarge)
-        }
-        _ => collect_limited(stream, limit).await,
-    }
-}
-
-/// A refused body up to this size is read and dropped before the 413 goes out: a reply sent
-/// while the client is still writing is often lost to the connection's reset, and the client
-/// sees a broken pipe instead of the error. Beyond it, the connection is simply cut.
-const DRAIN_LIMIT: u64 = 4 * 1024 * 1024;
-
-/// The largest manifest stream `mercato apply` may send.
-const MANIFESTS_LIMIT: u64 = 16 * 1024 * 1024;
-
-async fn drain<S, B>(stream: S)
-where
-    S: futures::Stream<Item = Result<B, warp::Error>>,
-    B: bytes::Buf,
-{
-    use futures::StreamExt;
-    let mut stream = std::pin::pin!(stream);
-    let mut read = 0u64;
-    while let Some(Ok(chunk)) = stream.next().await {
-        read += chunk.remaining() as u64;
-        if read > DRAIN_LIMIT {
-            return;
-        }
-    }
-}
-
-async fn collect_limited<S, B>(stream: S, limit: u64) -> Result<Bytes, BodyRefused>
-where
-    S: futures::Stream<Item = Result<B, warp::Error>>,
-    B: bytes::Buf,
-{
-    use futures::StreamExt;
-    let mut stream = std::pin::pin!(stream);
-    let mut out = bytes::BytesMut::new();
-    while let Some(chunk) = stream.next().await {
-        let mut chunk = chunk.map_err(|_| BodyRefused::Unreadable)?;
-        if out.len() as u64 + chunk.remaining() as u64 > limit {
-            drain(stream).await;
-            return Err(BodyRefused::TooLarge);
-        }
-        while chunk.has_remaining() {
-            let part = chunk.chunk();
-            let n = part.len();
-            out.extend_from_slice(part);
-            chunk.advance(n);
-        }
-    }
-    Ok(out.freeze())
-}
 
 /// Records the request in the metrics and turns the result into a response.
 fn finish(state: &AppState, route: &'static str, started: Instant, result: ApiResult) -> Response {
@@ -169,264 +52,28 @@ fn finish(state: &AppState, route: &'static str, started: Instant, result: ApiRe
     response
 }
 
-macro_rules! handle {
-    ($state:expr, $route:literal, $call:expr) => {{
-        let started = Instant::now();
-        let result = $call;
-        finish(&$state, $route, started, result.await)
-    }};
-}
-
-// Declared after the macro it uses.
-mod goods_table;
-
 pub fn routes(
     state: Arc<AppState>,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone {
-    let limit = state.config.max_body_bytes;
-    let state_for_goods = Arc::clone(&state);
-    let st = with_state(state);
-    let api = warp::path("api").and(warp::path("v1"));
-
-    let users = api
-        .and(warp::path!("users"))
-        .and(warp::post())
-        .and(st.clone())
-        .and(body(limit))
-        .then(|s: Arc<AppState>, b: Bytes| async move {
-            handle!(s, "users_create", accounts::create_user(&s, &b))
-        });
-    let sessions = api
-        .and(warp::path!("sessions"))
-        .and(warp::post())
-        .and(st.clone())
-        .and(body(limit))
-        .then(|s: Arc<AppState>, b: Bytes| async move {
-            handle!(s, "sessions_create", accounts::create_session(&s, &b))
-        });
-    let list_events = api
-        .and(warp::path!("events"))
-        .and(warp::get())
-        .and(st.clone())
-        .and(query())
-        .then(|s: Arc<AppState>, q: Query| async move {
-            handle!(s, "events_list", events::list(&s, &q))
-        });
-    let get_event = api
-        .and(warp::path!("events" / String))
-        .and(warp::get())
-        .and(st.clone())
-        .then(|id: String, s: Arc<AppState>| async move {
-            handle!(s, "events_get", events::get(&s, &id))
-        });
-    let seats = api
-        .and(warp::path!("events" / String / "seats"))
-        .and(warp::get())
-        .and(st.clone())
-        .and(query())
-        .then(|id: String, s: Arc<AppState>, q: Query| async move {
-            handle!(s, "events_seats", events::seats(&s, &id, &q))
-        });
-    let create_hold = api
-        .and(warp::path!("holds"))
-        .and(warp::post())
-        .and(st.clone())
-        .and(authorization())
-        .and(idempotency_key())
-        .and(body(limit))
-        .then(
-            |s: Arc<AppState>, a: Option<String>, k: Option<String>, b: Bytes| async move {
-                handle!(
-                    s,
-                    "holds_create",
-                    holds::create(&s, a.as_deref(), k.as_deref(), &b)
-                )
-            },
-        );
-    let get_hold = api
-        .and(warp::path!("holds" / String))
-        .and(warp::get())
-        .and(st.clone())
-        .and(authorization())
-        .then(
-            |id: String, s: Arc<AppState>, a: Option<String>| async move {
-                handle!(s, "holds_get", holds::get(&s, a.as_deref(), &id))
-            },
-        );
-    let delete_hold = api
-        .and(warp::path!("holds" / String))
-        .and(warp::delete())
-        .and(st.clone())
-        .and(authorization())
-        .then(
-            |id: String, s: Arc<AppState>, a: Option<String>| async move {
-                handle!(s, "holds_delete", holds::release(&s, a.as_deref(), &id))
-            },
-        );
-    let create_order = api
-        .and(warp::path!("orders"))
-        .and(warp::post())
-        .and(st.clone())
-        .and(authorization())
-        .and(idempotency_key())
-        .and(body(limit))
-        .then(
-            |s: Arc<AppState>, a: Option<String>, k: Option<String>, b: Bytes| async move {
-                handle!(
-                    s,
-                    "orders_create",
-                    orders::create(&s, a.as_deref(), k.as_deref(), &b)
-                )
-            },
-        );
-    let list_orders = api
-        .and(warp::path!("orders"))
-        .and(warp::get())
-        .and(st.clone())
-        .and(authorization())
-        .and(query())
-        .then(|s: Arc<AppState>, a: Option<String>, q: Query| async move {
-            handle!(s, "orders_list", orders::list(&s, a.as_deref(), &q))
-        });
-    let get_order = api
-        .and(warp::path!("orders" / String))
-        .and(warp::get())
-        .and(st.clone())
-        .and(authorization())
-        .then(
-            |id: String, s: Arc<AppState>, a: Option<String>| async move {
-                handle!(s, "orders_get", orders::get(&s, a.as_deref(), &id))
-            },
-        );
-    let webhook = api
-        .and(warp::path!("payments" / "webhook"))
-        .and(warp::post())
-        .and(st.clone())
-        .and(warp::header::optional::<String>(
-            mercato_core::domain::payments::SIGNATURE_HEADER,
-        ))
-        .and(body(limit))
-        .then(
-            |s: Arc<AppState>, sig: Option<String>, b: Bytes| async move {
-                handle!(s, "payments_webhook", ops::webhook(&s, sig.as_deref(), &b))
-            },
-        );
-    // Only where a local reconciler applies manifests does the route exist at all; and the
-    // caller's role is checked before the body is read, so a stranger cannot make the gateway
-    // buffer 16 MiB.
-    let manifests = api
-        .and(warp::path!("admin" / "manifests"))
-        .and(warp::post())
-        .and(st.clone())
-        .and_then(|s: Arc<AppState>| async move {
-            match s.manifests {
-                Some(_) => Ok(s),
-                None => Err(warp::reject::not_found()),
-            }
-        })
-        .and(authorization())
-        .and(query())
-        .and(warp::header::optional::<u64>("content-length"))
+    let st = {
+        let state = Arc::clone(&state);
+        warp::any().map(move || Arc::clone(&state))
+    };
+    let api = warp::method()
+        .and(warp::path::full())
+        .and(
+            warp::query::raw()
+                .or(warp::any().map(String::new))
+                .unify(),
+        )
+        .and(warp::header::headers_cloned())
         .and(warp::body::stream())
+        .and(st.clone())
         .then(
-            |s: Arc<AppState>, a: Option<String>, q: Query, announced: Option<u64>, stream| async move {
-                let base = q.get("base_dir").cloned();
-                handle!(s, "admin_manifests", async {
-                    if let Err(refused) = admin::admin(&s, a.as_deref()) {
-                        if announced.is_none_or(|n| n <= DRAIN_LIMIT) {
-                            drain(stream).await;
-                        }
-                        return Err(refused);
-                    }
-                    let yaml = read_limited(announced, stream, MANIFESTS_LIMIT).await?;
-                    ops::apply_manifests(&s, base.as_deref(), &yaml).await
-                })
+            |method: Method, path: FullPath, query: String, headers: HeaderMap, stream, s| async move {
+                dispatch(s, method, path.as_str(), query, headers, stream).await
             },
         );
-    let search =
-        api.and(warp::path!("search"))
-            .and(warp::get())
-            .and(st.clone())
-            .and(query())
-            .then(|s: Arc<AppState>, q: Query| async move {
-                handle!(s, "search", catalog::search(&s, &q))
-            });
-    let product = api
-        .and(warp::path!("products" / String))
-        .and(warp::get())
-        .and(st.clone())
-        .then(|sku: String, s: Arc<AppState>| async move {
-            handle!(s, "products_get", catalog::product(&s, &sku))
-        });
-    let admin_inventories = api
-        .and(warp::path!("admin" / "inventories"))
-        .and(warp::get())
-        .and(st.clone())
-        .and(authorization())
-        .and(query())
-        .then(|s: Arc<AppState>, a: Option<String>, q: Query| async move {
-            handle!(
-                s,
-                "admin_inventories",
-                admin::inventories(&s, a.as_deref(), &q)
-            )
-        });
-    let admin_inventory = api
-        .and(warp::path!("admin" / "inventories" / String))
-        .and(warp::get())
-        .and(st.clone())
-        .and(authorization())
-        .then(
-            |name: String, s: Arc<AppState>, a: Option<String>| async move {
-                handle!(
-                    s,
-                    "admin_inventory",
-                    admin::inventory(&s, a.as_deref(), &name)
-                )
-            },
-        );
-    let admin_dead_letters = api
-        .and(warp::path!("admin" / "dead-letters"))
-        .and(warp::get())
-        .and(st.clone())
-        .and(authorization())
-        .and(query())
-        .then(|s: Arc<AppState>, a: Option<String>, q: Query| async move {
-            handle!(
-                s,
-                "admin_dead_letters",
-                admin::dead_letters(&s, a.as_deref(), &q)
-            )
-        });
-    let admin_replay = api
-        .and(warp::path!("admin" / "dead-letters" / "replay"))
-        .and(warp::post())
-        .and(st.clone())
-        .and(authorization())
-        .and(body(64 * 1024))
-        .then(|s: Arc<AppState>, a: Option<String>, b: Bytes| async move {
-            handle!(
-                s,
-                "admin_dead_letters_replay",
-                dead_letters::replay(&s, a.as_deref(), &b)
-            )
-        });
-    let admin_search = api
-        .and(warp::path!("admin" / "search"))
-        .and(warp::get())
-        .and(st.clone())
-        .and(authorization())
-        .then(|s: Arc<AppState>, a: Option<String>| async move {
-            handle!(s, "admin_search", admin::search_status(&s, a.as_deref()))
-        });
-    let admin_reindex = api
-        .and(warp::path!("admin" / "reindex"))
-        .and(warp::post())
-        .and(st.clone())
-        .and(authorization())
-        .then(|s: Arc<AppState>, a: Option<String>| async move {
-            handle!(s, "admin_reindex", admin::reindex(&s, a.as_deref()))
-        });
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| crate::error::ApiReply::ok(serde_json::json!({"status": "ok"})).into_response());
@@ -437,7 +84,6 @@ pub fn routes(
                 .map_or_else(Reply::into_response, Reply::into_response)
         },
     );
-    let goods = goods_table::routes(state_for_goods, limit);
     let metrics = warp::path!("metrics")
         .and(warp::get())
         .and(st)
@@ -448,71 +94,90 @@ pub fn routes(
             }
             r
         });
-
-    let accounts = users.or(sessions).unify().boxed();
-    let browse = list_events.or(get_event).unify().or(seats).unify().boxed();
-    let holds = create_hold
-        .or(get_hold)
-        .unify()
-        .or(delete_hold)
-        .unify()
-        .boxed();
-    let orders = create_order
-        .or(list_orders)
-        .unify()
-        .or(get_order)
-        .unify()
-        .boxed();
-    let catalog = search
-        .or(product)
-        .unify()
-        .or(admin_inventories)
-        .unify()
-        .or(admin_inventory)
-        .unify()
-        .or(admin_dead_letters)
-        .unify()
-        .or(admin_replay)
-        .unify()
-        .or(admin_search)
-        .unify()
-        .or(admin_reindex)
-        .unify()
-        .boxed();
-    let operations = webhook
-        .or(manifests)
-        .unify()
-        .or(healthz)
-        .unify()
+    healthz
         .or(readyz)
         .unify()
         .or(metrics)
         .unify()
-        .boxed();
-
-    accounts
-        .or(browse)
-        .unify()
-        .or(holds)
-        .unify()
-        .or(orders)
-        .unify()
-        .or(catalog)
-        .unify()
-        .or(goods)
-        .unify()
-        .or(operations)
+        .or(api)
         .unify()
         .recover(recover)
         .unify()
+}
+
+/// Finds the request's route and runs it: 404 when no route has the path, 405 when one has it
+/// for another method.
+async fn dispatch<S, B>(
+    state: Arc<AppState>,
+    method: Method,
+    path: &str,
+    query: String,
+    headers: HeaderMap,
+    stream: S,
+) -> Response
+where
+    S: futures::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut other_method = false;
+    for route in ROUTES {
+        let Some(params) = route.matches(&segments) else {
+            continue;
+        };
+        if route.method != method {
+            other_method = true;
+            continue;
+        }
+        let started = Instant::now();
+        let result = run(route, &state, params, query, headers, stream).await;
+        return finish(&state, route.name, started, result);
+    }
+    let e = if other_method {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method",
+        )
+    } else {
+        ApiError::not_found("not_found", "no such route")
+    };
+    e.into_response()
+}
+
+async fn run<S, B>(
+    route: &Route,
+    state: &Arc<AppState>,
+    params: Vec<String>,
+    query: String,
+    headers: HeaderMap,
+    stream: S,
+) -> ApiResult
+where
+    S: futures::Stream<Item = Result<B, warp::Error>>,
+    B: bytes::Buf,
+{
+    let announced = header(&headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+    if let Some(guard) = route.guard {
+        if let Err(refused) = guard(state, header(&headers, "authorization")) {
+            if announced.is_none_or(|n| n <= DRAIN_LIMIT) {
+                drain(stream).await;
+            }
+            return Err(refused);
+        }
+    }
+    let body = match route.body {
+        Body::Ignored => Bytes::new(),
+        Body::Json => read_limited(announced, stream, state.config.max_body_bytes).await?,
+        Body::Max(limit) => read_limited(announced, stream, limit).await?,
+    };
+    (route.handler)(Call::new(Arc::clone(state), params, query, headers, body)).await
 }
 
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
     use warp::reject;
     let e = if rejection.is_not_found() {
         ApiError::not_found("not_found", "no such route")
-    } else if let Some(refused) = rejection.find::<BodyRefused>() {
-        ApiError::from(*refused)
     } else if rejection.find::<reject::PayloadTooLarge>().is_some() {
         ApiError::from(BodyRefused::TooLarge)
     } else if rejection.find::<reject::LengthRequired>().is_some() {
