@@ -3,6 +3,8 @@
 //!
 //! Ids created under a key (hold ids, order ids) are derived from it, so even a retry after a
 //! lost answer reaches the same hold or order instead of making a second one.
+//!
+//! This module is the only reader and writer of the `idempotency` table.
 
 use std::time::Duration;
 

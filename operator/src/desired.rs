@@ -2,7 +2,7 @@
 
 use mercato_core::domain::catalog::{CatalogDoc, DocKind};
 use mercato_core::domain::commerce::WarehouseRecord;
-use mercato_core::domain::events::{index_key, EventRecord};
+use mercato_core::domain::events::EventRecord;
 use mercato_core::domain::Money;
 use mercato_core::names::topics;
 use mercato_crds::{EventSpec, InventorySpec, Manifest, WarehouseSpec};
@@ -20,8 +20,8 @@ pub struct DesiredState {
     pub name: String,
     /// Topics that must exist (created, or grown to at least this many partitions).
     pub topics: Vec<TopicSpec>,
-    /// The event as the store keeps it, and its key in the listing.
-    pub event: Option<(EventRecord, String)>,
+    /// The event as the store keeps it.
+    pub event: Option<EventRecord>,
     /// What the search index shows of the declaration (events; products come from ingest).
     pub catalog: Option<CatalogDoc>,
     /// An inventory's declaration: its products are published to the ingest topic.
@@ -54,12 +54,11 @@ pub fn desired(manifest: &Manifest) -> DesiredState {
                 spec_json: serde_json::to_string(spec).unwrap_or_default(),
                 generation: 0,
             };
-            let key = index_key(spec.starts_at.timestamp_millis(), &metadata.name);
             DesiredState {
                 kind: "Event",
                 name: metadata.name.clone(),
                 topics,
-                event: Some((record, key)),
+                event: Some(record),
                 catalog: Some(event_doc(&metadata.name, spec)),
                 inventory: None,
                 warehouse: None,

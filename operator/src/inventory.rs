@@ -17,27 +17,18 @@ use mercato_core::codec::encode;
 use mercato_core::domain::catalog::{
     peek_sku, IngestRecord, InventoryRecord, Origin, MAX_RECORD_BYTES,
 };
-use mercato_core::names::{tables, topics};
-use mercato_core::repo::{self, RepoError};
-use mercato_core::store::{scan_all, Store};
+use mercato_core::names::topics;
+use mercato_core::repo::{catalog, RepoError};
+use mercato_core::store::Store;
 use mercato_crds::{InventorySpec, SourceFormat};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::sources::{io, Source, SourceError};
 
 const SEND_BATCH: usize = 2_000;
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
-const SKU_CHUNK: usize = 10_000;
 /// A JSON-array source is parsed whole; beyond this size, NDJSON is the format to use.
 const MAX_JSON_ARRAY_BYTES: u64 = 512 * 1024 * 1024;
-
-/// The SKUs one generation of an inventory lists, in sorted chunks.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct SkuChunk {
-    generation: u64,
-    skus: Vec<String>,
-}
 
 /// A digest of the declaration and the bytes of its source: equal digests mean nothing to do.
 pub fn digest(spec_json: &str, source: Option<&Source>) -> Result<String, SourceError> {
@@ -101,16 +92,7 @@ impl Publisher<'_> {
     }
 
     async fn save(&self) -> Result<(), RepoError> {
-        repo::put(
-            self.store,
-            tables::INVENTORIES,
-            "all",
-            &self.record.name,
-            &self.record,
-            None,
-        )
-        .await
-        .map(|_| ())
+        catalog::save_inventory(self.store, &self.record).await
     }
 
     async fn publish_all(&mut self) -> Result<(), PublishError> {
@@ -214,16 +196,7 @@ impl Publisher<'_> {
     /// Sends removals for SKUs the previous generation listed, then records this one's list.
     async fn finish(&mut self, listed: BTreeSet<String>) -> Result<(), PublishError> {
         let name = self.record.name.clone();
-        let mut previous = BTreeSet::new();
-        let mut old_chunks = Vec::new();
-        let rows = scan_all(self.store, tables::INVENTORY_SKUS, &name, 64)
-            .await
-            .map_err(RepoError::from)?;
-        for row in rows {
-            old_chunks.push(row.clustering.clone());
-            let chunk = repo::decode_row::<SkuChunk>(tables::INVENTORY_SKUS, row)?;
-            previous.extend(chunk.value.skus);
-        }
+        let previous = catalog::listed_skus(self.store, &name).await?;
         let mut batch: KeyedRecords = Vec::with_capacity(SEND_BATCH);
         for sku in previous.difference(&listed) {
             let record = IngestRecord::Remove {
@@ -238,30 +211,7 @@ impl Publisher<'_> {
             }
         }
         self.flush(&mut batch).await?;
-        let listed: Vec<String> = listed.into_iter().collect();
-        let mut written = 0;
-        for (i, skus) in listed.chunks(SKU_CHUNK).enumerate() {
-            let chunk = SkuChunk {
-                generation: self.record.generation,
-                skus: skus.to_vec(),
-            };
-            repo::put(
-                self.store,
-                tables::INVENTORY_SKUS,
-                &name,
-                &format!("{i:06}"),
-                &chunk,
-                None,
-            )
-            .await?;
-            written += 1;
-        }
-        for stale in old_chunks.iter().skip(written) {
-            self.store
-                .delete(tables::INVENTORY_SKUS, &name, stale)
-                .await
-                .map_err(RepoError::from)?;
-        }
+        catalog::save_listed_skus(self.store, &name, self.record.generation, &listed).await?;
         Ok(())
     }
 }

@@ -8,8 +8,8 @@ use mercato_core::bus::BusError;
 use mercato_core::clock::now_ms;
 use mercato_core::codec::encode;
 use mercato_core::domain::catalog::{CatalogDoc, IngestRecord, InventoryRecord, PublishState};
-use mercato_core::names::{tables, topics};
-use mercato_core::repo::{self, RepoError};
+use mercato_core::names::topics;
+use mercato_core::repo::{self, catalog, RepoError};
 use mercato_core::Ports;
 use mercato_crds::{InventorySpec, Manifest, ManifestError};
 use parking_lot::Mutex;
@@ -75,14 +75,9 @@ impl LocalReconciler {
         let mut after: Option<String> = None;
         let mut resumed = 0;
         loop {
-            let page = self
-                .ports
-                .store
-                .scan(tables::INVENTORIES, "all", after.as_deref(), 100)
-                .await
-                .map_err(RepoError::from)?;
-            for row in page.rows {
-                let record = repo::decode_row::<InventoryRecord>(tables::INVENTORIES, row)?.value;
+            let (records, next) =
+                catalog::inventory_page(&*self.ports.store, after.as_deref(), 100).await?;
+            for record in records {
                 if record.publish.finished_ms.is_some() || record.publish.error.is_some() {
                     continue;
                 }
@@ -97,15 +92,7 @@ impl LocalReconciler {
                             tracing::warn!(inventory = record.name, error = %e, "an interrupted publish cannot resume");
                             let mut record = record;
                             record.publish.error = Some(e.to_string());
-                            repo::put(
-                                &*self.ports.store,
-                                tables::INVENTORIES,
-                                "all",
-                                &record.name.clone(),
-                                &record,
-                                None,
-                            )
-                            .await?;
+                            catalog::save_inventory(&*self.ports.store, &record).await?;
                             continue;
                         }
                     },
@@ -115,7 +102,7 @@ impl LocalReconciler {
                 self.publish(record, spec, source).await?;
                 resumed += 1;
             }
-            match page.next {
+            match next {
                 Some(n) => after = Some(n),
                 None => return Ok(resumed),
             }
@@ -212,45 +199,25 @@ impl LocalReconciler {
             // at every reconcile, and each upsert costs the index a commit.
             self.catalogue(doc).await?;
         }
-        if let Some((mut record, index_key)) = state.event {
-            let store = Arc::clone(&self.ports.store);
-            let current = repo::events::load(&*store, &record.id).await?;
-            let previous_key = match &current {
-                Some(c) if c.value.spec_json == record.spec_json => None,
+        if let Some(mut record) = state.event {
+            let store = &*self.ports.store;
+            let current = repo::events::load(store, &record.id).await?;
+            let changed = match &current {
+                Some(c) if c.value.spec_json == record.spec_json => false,
                 Some(c) => {
                     record.generation = c.value.generation + 1;
                     action = "configured";
-                    c.value.spec().ok().map(|s| {
-                        mercato_core::domain::events::index_key(
-                            s.starts_at.timestamp_millis(),
-                            &record.id,
-                        )
-                    })
+                    true
                 }
                 None => {
                     record.generation = 1;
                     action = "created";
-                    None
+                    true
                 }
             };
-            if action != "unchanged" {
-                repo::events::save(&*store, &record).await?;
-                if let Some(old) = previous_key.filter(|k| *k != index_key) {
-                    store
-                        .delete(tables::EVENT_INDEX, "all", &old)
-                        .await
-                        .map_err(RepoError::from)?;
-                }
-                store
-                    .put(
-                        tables::EVENT_INDEX,
-                        "all",
-                        &index_key,
-                        record.id.as_bytes().to_vec(),
-                        None,
-                    )
-                    .await
-                    .map_err(RepoError::from)?;
+            if changed {
+                let replaced = current.as_ref().map(|c| &c.value);
+                repo::events::save(store, &record, replaced).await?;
             }
         }
         tracing::info!(kind = state.kind, name = state.name, action, "applied");
@@ -347,10 +314,7 @@ impl LocalReconciler {
                 .map_err(|e| source_err(SourceError::Invalid(e.to_string())))?
                 .map_err(source_err)?
         };
-        let current: Option<InventoryRecord> =
-            repo::get(&*self.ports.store, tables::INVENTORIES, "all", name)
-                .await?
-                .map(|v| v.value);
+        let current = catalog::load_inventory(&*self.ports.store, name).await?;
         let action = match &current {
             Some(c)
                 if c.digest == digest
@@ -392,15 +356,7 @@ impl LocalReconciler {
         if let Some(old) = self.publishers.lock().remove(&record.name) {
             old.abort();
         }
-        repo::put(
-            &*self.ports.store,
-            tables::INVENTORIES,
-            "all",
-            &record.name,
-            &record,
-            None,
-        )
-        .await?;
+        catalog::save_inventory(&*self.ports.store, &record).await?;
         let ports = self.ports.clone();
         let name = record.name.clone();
         let publishers = Arc::clone(&self.publishers);

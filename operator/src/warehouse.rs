@@ -5,10 +5,8 @@
 use futures::stream::{self, StreamExt, TryStreamExt};
 use mercato_core::clock::now_ms;
 use mercato_core::domain::commerce::{DeclaredStock, WarehouseRecord};
-use mercato_core::names::tables;
 use mercato_core::repo::stock::{alert_if_low, change_stock};
-use mercato_core::repo::{self, RepoResult};
-use mercato_core::store::{scan_all, PartitionWrite, Write};
+use mercato_core::repo::{warehouses, RepoResult};
 use mercato_core::Ports;
 use mercato_crds::WarehouseSpec;
 
@@ -75,8 +73,7 @@ pub async fn apply(
     spec: &WarehouseSpec,
 ) -> RepoResult<&'static str> {
     let store = &*ports.store;
-    let current =
-        repo::get::<WarehouseRecord>(store, tables::WAREHOUSES, "all", &record.name).await?;
+    let current = warehouses::load(store, &record.name).await?;
     let action = match &current {
         Some(c) if c.value.spec_json == record.spec_json => return Ok("unchanged"),
         Some(_) => "configured",
@@ -85,10 +82,9 @@ pub async fn apply(
     let name = record.name.clone();
     let listed: std::collections::HashSet<&str> =
         spec.stock.iter().map(|e| e.sku.as_str()).collect();
-    let withdrawn: Vec<String> = scan_all(store, tables::WAREHOUSE_SKUS, &name, 1_000)
+    let withdrawn: Vec<String> = warehouses::declared_skus(store, &name)
         .await?
         .into_iter()
-        .map(|r| r.clustering)
         .filter(|sku| !listed.contains(sku.as_str()))
         .collect();
     let takes = spec
@@ -100,28 +96,15 @@ pub async fn apply(
         })
         .chain(withdrawn.iter().map(|sku| (sku.clone(), None)));
     take_stock(ports, &name, takes.collect()).await?;
-    let mut writes: Vec<PartitionWrite> = spec
-        .stock
-        .iter()
-        .map(|e| PartitionWrite {
-            partition: name.clone(),
-            write: Write::Put {
-                clustering: e.sku.clone(),
-                value: mercato_core::codec::encode(&DeclaredStock {
-                    physical: e.physical,
-                    available: e.available(),
-                }),
-                ttl: None,
-            },
-        })
-        .collect();
-    writes.extend(withdrawn.into_iter().map(|sku| PartitionWrite {
-        partition: name.clone(),
-        write: Write::Delete { clustering: sku },
-    }));
-    store.write_many(tables::WAREHOUSE_SKUS, writes).await?;
     record.generation = current.map_or(1, |c| c.value.generation + 1);
     record.applied_ms = now_ms();
-    repo::put(store, tables::WAREHOUSES, "all", &name, &record, None).await?;
+    let declared = spec.stock.iter().map(|e| {
+        let stock = DeclaredStock {
+            physical: e.physical,
+            available: e.available(),
+        };
+        (e.sku.clone(), stock)
+    });
+    warehouses::save(store, &record, declared, withdrawn).await?;
     Ok(action)
 }

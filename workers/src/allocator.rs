@@ -23,11 +23,11 @@ use mercato_core::domain::commerce::{
 };
 use mercato_core::domain::orders::{Order, OrderStatus};
 use mercato_core::geo::haversine_km;
-use mercato_core::names::{tables, topics};
+use mercato_core::names::topics;
 use mercato_core::repo::orders::{self, load_order, update_order};
 use mercato_core::repo::stock::{change_stock, load_stock};
-use mercato_core::repo::{self, RepoResult};
-use mercato_core::store::{scan_all, Store};
+use mercato_core::repo::{warehouses, RepoResult};
+use mercato_core::store::Store;
 use parking_lot::Mutex;
 
 use crate::runtime::{BatchHandler, Emit};
@@ -60,14 +60,7 @@ impl AllocatorWorker {
                 return Ok(Arc::clone(list));
             }
         }
-        let list = scan_all(&*self.store, tables::WAREHOUSES, "all", 500)
-            .await?
-            .into_iter()
-            .map(|row| {
-                repo::decode_row::<WarehouseRecord>(tables::WAREHOUSES, row).map(|r| r.value)
-            })
-            .collect::<RepoResult<Vec<_>>>()?;
-        let list = Arc::new(list);
+        let list = Arc::new(warehouses::all(&*self.store).await?);
         *self.warehouses.lock() = Some((Instant::now(), Arc::clone(&list)));
         Ok(list)
     }

@@ -17,19 +17,16 @@ use mercato_core::bus::{KeyedRecords, Record};
 use mercato_core::clock::now_ms;
 use mercato_core::codec::{decode, encode};
 use mercato_core::domain::catalog::{
-    counts_key, excerpt, normalize_product, rejected_key, CatalogFact, IngestCounts, IngestRecord,
-    NormalizeContext, Origin, Product, RecordError, RejectedRecord, REJECTED_EXCERPT,
+    excerpt, normalize_product, CatalogFact, IngestCounts, IngestRecord, NormalizeContext, Origin,
+    Product, RecordError, RejectedRecord, REJECTED_EXCERPT,
 };
-use mercato_core::names::{tables, topics};
-use mercato_core::repo::{self, RepoResult, Versioned};
-use mercato_core::store::{PartitionWrite, Write};
+use mercato_core::names::topics;
+use mercato_core::repo::{catalog, RepoResult, Versioned};
 use mercato_core::Ports;
 use parking_lot::Mutex;
 
 use crate::runtime::{BatchHandler, DeadLetter, Emit};
 
-/// Rejected records are kept this long for `mercato dlq`; the dead-letter topic keeps them too.
-const REJECTED_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// Concurrent reads of current product rows per batch (network engines need the overlap).
 const READ_CONCURRENCY: usize = 64;
@@ -94,7 +91,7 @@ impl IngestWorker {
         let store = &*self.ports.store;
         let rows: Vec<RepoResult<(String, Option<Versioned<Product>>)>> = stream::iter(skus)
             .map(|sku| async move {
-                let row = repo::get::<Product>(store, tables::PRODUCTS, &sku, "").await?;
+                let row = catalog::load_product(store, &sku).await?;
                 Ok((sku, row))
             })
             .buffer_unordered(READ_CONCURRENCY)
@@ -104,15 +101,11 @@ impl IngestWorker {
     }
 
     async fn load_counts(&self, inventory: &str, partition: u32) -> RepoResult<IngestCounts> {
-        Ok(repo::get::<IngestCounts>(
-            &*self.ports.store,
-            tables::INGEST_COUNTS,
-            inventory,
-            &counts_key(partition),
+        Ok(
+            catalog::load_counts(&*self.ports.store, inventory, partition)
+                .await?
+                .unwrap_or_default(),
         )
-        .await?
-        .map(|v| v.value)
-        .unwrap_or_default())
     }
 
     fn log_progress(&self, inventory: &str, accepted: u64, rejected: u64) {
@@ -393,52 +386,19 @@ impl IngestWorker {
         touched.dedup();
         // One bulk write per table: a batch of products is one round trip (and, embedded, one
         // group commit), not one per product.
-        let mut products = Vec::with_capacity(touched.len());
-        for sku in touched {
-            let write = match rows.get(sku).and_then(Option::as_ref) {
-                Some(p) => Write::Put {
-                    clustering: String::new(),
-                    value: encode(&p.value),
-                    ttl: None,
-                },
-                None => Write::Delete {
-                    clustering: String::new(),
-                },
-            };
-            products.push(PartitionWrite {
-                partition: sku.clone(),
-                write,
-            });
-        }
-        let rejected: Vec<PartitionWrite> = effects
-            .rejected
-            .iter()
-            .map(|r| PartitionWrite {
-                partition: r.origin.inventory.clone(),
-                write: Write::Put {
-                    clustering: rejected_key(&r.origin),
-                    value: encode(r),
-                    ttl: Some(REJECTED_TTL),
-                },
-            })
-            .collect();
+        let products = touched.into_iter().map(|sku| {
+            let product = rows.get(sku).and_then(Option::as_ref).map(|p| &p.value);
+            (sku.as_str(), product)
+        });
         let (products, rejected) = futures::join!(
-            store.write_many(tables::PRODUCTS, products),
-            store.write_many(tables::REJECTED, rejected)
+            catalog::write_products(store, products),
+            catalog::write_rejected(store, &effects.rejected)
         );
         products?;
         rejected?;
         // Counts last: once they cover an offset, a replay of it is not counted again.
         for (inventory, c) in counts {
-            repo::put(
-                store,
-                tables::INGEST_COUNTS,
-                inventory,
-                &counts_key(partition),
-                c,
-                None,
-            )
-            .await?;
+            catalog::save_counts(store, inventory, partition, c).await?;
         }
         Ok(())
     }

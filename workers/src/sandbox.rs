@@ -9,6 +9,9 @@
 //! Test cards: 4242 4242 4242 4242 succeeds; 4000 0000 0000 0002 is declined;
 //! 4000 0000 0000 9995 fails for insufficient funds; 4000 0000 0000 3220 succeeds after a
 //! 3-second authentication delay (to let a hold lapse in tests); any other valid number succeeds.
+//!
+//! This module is the only reader and writer of the `sandbox_outbox` and `sandbox_charges`
+//! tables.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

@@ -19,7 +19,7 @@ pub async fn gig(store: &dyn Store) {
         spec_json: spec.to_string(),
         generation: 1,
     };
-    crate::repo::events::save(store, &record)
+    crate::repo::events::save(store, &record, None)
         .await
         .expect("the event is written");
 }

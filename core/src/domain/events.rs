@@ -18,11 +18,6 @@ impl EventRecord {
     }
 }
 
-/// Clustering key of the event listing: soonest first.
-pub fn index_key(starts_at_ms: i64, id: &str) -> String {
-    format!("{:020}/{id}", starts_at_ms.max(0))
-}
-
 /// The price of a seat in a section.
 pub fn seat_price(spec: &EventSpec, section: &str) -> Option<mercato_crds::Money> {
     let tier = crate::domain::seats::section(spec, section)?.tier.clone();

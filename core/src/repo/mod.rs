@@ -2,11 +2,14 @@
 //! aggregate's rows have their own module, the only place that knows their keys.
 
 pub mod carts;
+pub mod catalog;
 pub mod checkouts;
 pub mod events;
 pub mod holds;
 pub mod orders;
 pub mod stock;
+pub mod users;
+pub mod warehouses;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -87,6 +90,26 @@ pub fn decode_row<T: DeserializeOwned>(table: &'static str, row: Row) -> RepoRes
         version: row.version,
         expires_at_ms: row.expires_at_ms,
     })
+}
+
+/// One page of a partition's rows after `cursor`, each turned into a value by `value` (which
+/// skips a row by answering `None`); and the next page's cursor, `None` at the end.
+pub async fn page<T>(
+    store: &dyn Store,
+    table: &'static str,
+    partition: &str,
+    cursor: Option<&str>,
+    limit: usize,
+    value: impl FnMut(Row) -> RepoResult<Option<T>>,
+) -> RepoResult<(Vec<T>, Option<String>)> {
+    let page = store.scan(table, partition, cursor, limit).await?;
+    let values = page
+        .rows
+        .into_iter()
+        .map(value)
+        .filter_map(Result::transpose)
+        .collect::<RepoResult<Vec<T>>>()?;
+    Ok((values, page.next))
 }
 
 pub async fn get<T: DeserializeOwned>(
@@ -200,33 +223,4 @@ pub async fn shared_secret(store: &dyn Store, name: &str) -> RepoResult<Vec<u8>>
             format!("reading secret {name}, which an insert found present and then absent"),
         ))
     })
-}
-
-/// An inventory's latest declaration and how its ingest stands, or `None` if it is unknown.
-pub async fn inventory_status(
-    store: &dyn Store,
-    name: &str,
-) -> RepoResult<Option<crate::domain::catalog::InventoryStatus>> {
-    use crate::domain::catalog::{InventoryRecord, InventoryStatus};
-    let Some(record) = get::<InventoryRecord>(store, tables::INVENTORIES, "all", name).await?
-    else {
-        return Ok(None);
-    };
-    let counts = ingest_counts(store, name).await?;
-    Ok(Some(InventoryStatus::new(&record.value, &counts)))
-}
-
-/// What each ingest partition did with an inventory's records.
-pub async fn ingest_counts(
-    store: &dyn Store,
-    inventory: &str,
-) -> RepoResult<Vec<crate::domain::catalog::IngestCounts>> {
-    // One row per ingest partition: far fewer than a page.
-    let page = store
-        .scan(tables::INGEST_COUNTS, inventory, None, 1024)
-        .await?;
-    page.rows
-        .into_iter()
-        .map(|row| Ok(decode_row(tables::INGEST_COUNTS, row)?.value))
-        .collect()
 }

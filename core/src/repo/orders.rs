@@ -164,13 +164,15 @@ pub async fn flagged_page(
     cursor: Option<&str>,
     limit: usize,
 ) -> RepoResult<(Vec<String>, Option<String>)> {
-    let page = store
-        .scan(tables::FLAGGED_ORDERS, FLAGGED_PARTITION, cursor, limit)
-        .await?;
-    let next = page
-        .next
-        .and(page.rows.last().map(|r| r.clustering.clone()));
-    Ok((page.rows.into_iter().map(|r| r.clustering).collect(), next))
+    repo::page(
+        store,
+        tables::FLAGGED_ORDERS,
+        FLAGGED_PARTITION,
+        cursor,
+        limit,
+        |row| Ok(Some(row.clustering)),
+    )
+    .await
 }
 
 /// Clustering key of a user's order list: newest first, then by id.

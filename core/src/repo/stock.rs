@@ -187,7 +187,21 @@ pub async fn alert_if_low(
     Ok(Some(alert))
 }
 
+/// A page of a seller's low-stock alerts, newest first, after `cursor`; and the cursor of the
+/// next page. An alert that no longer decodes is skipped: alerts are advice, not records.
+pub async fn alerts_page(
+    store: &dyn Store,
+    seller: &str,
+    cursor: Option<&str>,
+    limit: usize,
+) -> RepoResult<(Vec<LowStockAlert>, Option<String>)> {
+    repo::page(store, tables::SELLER_ALERTS, seller, cursor, limit, |row| {
+        Ok(crate::codec::decode::<LowStockAlert>(&row.value).ok())
+    })
+    .await
+}
+
 /// Newest first.
-pub fn alert_key(at_ms: u64, sku: &str) -> String {
+fn alert_key(at_ms: u64, sku: &str) -> String {
     format!("{:020}/{sku}", u64::MAX - at_ms)
 }

@@ -4,8 +4,7 @@ use std::time::Duration;
 
 use mercato_core::clock::now_ms;
 use mercato_core::domain::users::{Role, User};
-use mercato_core::names::tables;
-use mercato_core::repo;
+use mercato_core::repo::users;
 use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
@@ -70,11 +69,7 @@ pub async fn create_user(state: &AppState, body: &[u8]) -> ApiResult {
         ));
     }
     let store = &*state.ports.store;
-    if store
-        .get(tables::USERS_BY_EMAIL, &email, "")
-        .await?
-        .is_some()
-    {
+    if users::email_taken(store, &email).await? {
         return Err(email_taken());
     }
     let password = req.password;
@@ -90,20 +85,7 @@ pub async fn create_user(state: &AppState, body: &[u8]) -> ApiResult {
         role: Role::Shopper,
         created_ms: now_ms(),
     };
-    // The user row first: a crash before the email is claimed leaves an unreachable row, never
-    // an email that points nowhere.
-    repo::put(store, tables::USERS, &user.id, "", &user, None).await?;
-    let claim = store
-        .insert_if_absent(
-            tables::USERS_BY_EMAIL,
-            &email,
-            "",
-            user.id.as_bytes().to_vec(),
-            None,
-        )
-        .await?;
-    if !claim.applied {
-        store.delete(tables::USERS, &user.id, "").await?;
+    if !users::create(store, &user).await? {
         return Err(email_taken());
     }
     Ok(ApiReply::created(
@@ -139,15 +121,7 @@ pub async fn create_session(state: &AppState, body: &[u8]) -> ApiResult {
         return Err(e);
     }
     let store = &*state.ports.store;
-    let user = match store.get(tables::USERS_BY_EMAIL, &email, "").await? {
-        Some(row) => {
-            let id = String::from_utf8_lossy(&row.value).into_owned();
-            repo::get::<User>(store, tables::USERS, &id, "")
-                .await?
-                .map(|v| v.value)
-        }
-        None => None,
-    };
+    let user = users::by_email(store, &email).await?;
     let bad = || ApiError::unauthorized("wrong email or password");
     let Some(user) = user else {
         return Err(bad());

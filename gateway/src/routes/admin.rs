@@ -3,12 +3,10 @@
 
 use mercato_core::bus::Bus;
 use mercato_core::clock::to_rfc3339;
-use mercato_core::domain::catalog::{
-    rejected_prefix, InventoryRecord, InventoryStatus, RejectedRecord,
-};
+use mercato_core::domain::catalog::{InventoryRecord, InventoryStatus};
 use mercato_core::domain::users::Role;
-use mercato_core::names::{tables, topics};
-use mercato_core::repo::{self, decode_row};
+use mercato_core::names::topics;
+use mercato_core::repo::catalog;
 use serde_json::json;
 
 use super::{decode_cursor, encode_cursor, limit, Query};
@@ -27,37 +25,28 @@ async fn inventory_status(
     state: &AppState,
     record: &InventoryRecord,
 ) -> Result<InventoryStatus, ApiError> {
-    let counts = repo::ingest_counts(&*state.ports.store, &record.name).await?;
+    let counts = catalog::ingest_counts(&*state.ports.store, &record.name).await?;
     Ok(InventoryStatus::new(record, &counts))
 }
 
 async fn load_inventory(state: &AppState, name: &str) -> Result<InventoryRecord, ApiError> {
-    repo::get::<InventoryRecord>(&*state.ports.store, tables::INVENTORIES, "all", name)
+    catalog::load_inventory(&*state.ports.store, name)
         .await?
-        .map(|v| v.value)
         .ok_or_else(|| ApiError::not_found("inventory_not_found", format!("no inventory {name:?}")))
 }
 
 pub async fn inventories(state: &AppState, auth: Option<&str>, q: &Query) -> ApiResult {
     admin(state, auth)?;
-    let page = state
-        .ports
-        .store
-        .scan(
-            tables::INVENTORIES,
-            "all",
-            decode_cursor(q)?.as_deref(),
-            limit(q)?,
-        )
-        .await?;
-    let mut out = Vec::with_capacity(page.rows.len());
-    for row in page.rows {
-        let record = decode_row::<InventoryRecord>(tables::INVENTORIES, row)?.value;
-        out.push(inventory_status(state, &record).await?);
+    let (records, next) =
+        catalog::inventory_page(&*state.ports.store, decode_cursor(q)?.as_deref(), limit(q)?)
+            .await?;
+    let mut out = Vec::with_capacity(records.len());
+    for record in &records {
+        out.push(inventory_status(state, record).await?);
     }
     Ok(ApiReply::ok(json!({
         "inventories": out,
-        "next_cursor": page.next.as_deref().map(encode_cursor),
+        "next_cursor": next.as_deref().map(encode_cursor),
     })))
 }
 
@@ -88,39 +77,30 @@ async fn rejected(state: &AppState, name: &str, q: &Query) -> ApiResult {
         })?,
         None => record.generation,
     };
-    let prefix = rejected_prefix(generation);
-    let after = decode_cursor(q)?.unwrap_or_else(|| prefix.clone());
-    let limit = limit(q)?;
-    let page = state
-        .ports
-        .store
-        .scan(tables::REJECTED, name, Some(&after), limit)
-        .await?;
-    let mut letters = Vec::with_capacity(page.rows.len());
-    let mut last = None;
-    for row in page.rows {
-        if !row.clustering.starts_with(&prefix) {
-            last = None;
-            break;
-        }
-        last = Some(row.clustering.clone());
-        let r = decode_row::<RejectedRecord>(tables::REJECTED, row)?.value;
-        letters.push(json!({
-            "inventory": r.origin.inventory,
-            "generation": r.origin.generation,
-            "source": r.origin.source,
-            "position": r.origin.position,
-            "code": r.code,
-            "message": r.message,
-            "record": r.excerpt,
-            "at": to_rfc3339(r.at_ms),
-        }));
-    }
-    let next = if page.next.is_some() && letters.len() == limit {
-        last.as_deref().map(encode_cursor)
-    } else {
-        None
-    };
+    let (records, next) = catalog::rejected_page(
+        &*state.ports.store,
+        name,
+        generation,
+        decode_cursor(q)?.as_deref(),
+        limit(q)?,
+    )
+    .await?;
+    let letters: Vec<_> = records
+        .iter()
+        .map(|r| {
+            json!({
+                "inventory": r.origin.inventory,
+                "generation": r.origin.generation,
+                "source": r.origin.source,
+                "position": r.origin.position,
+                "code": r.code,
+                "message": r.message,
+                "record": r.excerpt,
+                "at": to_rfc3339(r.at_ms),
+            })
+        })
+        .collect();
+    let next = next.as_deref().map(encode_cursor);
     let status = inventory_status(state, &record).await?;
     Ok(ApiReply::ok(json!({
         "dead_letters": letters,

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 
 use mercato_core::domain::catalog::{is_sku, Product};
-use mercato_core::names::tables;
-use mercato_core::repo;
+use mercato_core::repo::catalog;
 use mercato_search::SearchRequest;
 use serde_json::{json, Value};
 
@@ -35,7 +34,7 @@ pub async fn product(state: &AppState, sku: &str) -> ApiResult {
     if !is_sku(sku) {
         return Err(not_found());
     }
-    let p: Product = repo::get(&*state.ports.store, tables::PRODUCTS, sku, "")
+    let p: Product = catalog::load_product(&*state.ports.store, sku)
         .await?
         .ok_or_else(not_found)?
         .value;

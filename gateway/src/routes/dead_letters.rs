@@ -1,5 +1,8 @@
 //! The dead-letter topic for admins: every record a worker set aside, with why, and a replay
 //! that sends chosen ones back to the topic they came from once their cause is fixed.
+//!
+//! This module is the only writer of the `dead_letter_replays` table, which records each replay
+//! so that a repeated request sends nothing twice.
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use mercato_core::domain::seats::{all_seats, SeatStatus};
-use mercato_core::names::tables;
+use mercato_core::repo;
 use mercato_crds::EventSpec;
 use serde_json::{json, Value};
 
@@ -81,21 +81,17 @@ fn summary(id: &str, spec: &EventSpec, a: Availability) -> Value {
 pub async fn list(state: &AppState, q: &Query) -> ApiResult {
     let limit = limit(q)?;
     let after = decode_cursor(q)?;
-    let page = state
-        .ports
-        .store
-        .scan(tables::EVENT_INDEX, "all", after.as_deref(), limit)
-        .await?;
-    let mut events = Vec::with_capacity(page.rows.len());
-    for row in &page.rows {
-        let id = String::from_utf8_lossy(&row.value).into_owned();
-        if let Some(spec) = state.events.get(&id).await? {
-            let a = availability(state, &id, &spec).await?;
-            events.push(summary(&id, &spec, a));
+    let (ids, next) =
+        repo::events::listing_page(&*state.ports.store, after.as_deref(), limit).await?;
+    let mut events = Vec::with_capacity(ids.len());
+    for id in &ids {
+        if let Some(spec) = state.events.get(id).await? {
+            let a = availability(state, id, &spec).await?;
+            events.push(summary(id, &spec, a));
         }
     }
     Ok(ApiReply::ok(
-        json!({"events": events, "next_cursor": page.next.as_deref().map(encode_cursor)}),
+        json!({"events": events, "next_cursor": next.as_deref().map(encode_cursor)}),
     ))
 }
 

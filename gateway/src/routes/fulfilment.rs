@@ -3,15 +3,16 @@
 //! sellers' low-stock alerts, and the admins' view of orders no warehouse could supply.
 
 use mercato_core::clock::to_rfc3339;
-use mercato_core::codec::{decode, encode};
+use mercato_core::codec::encode;
 use mercato_core::domain::catalog::is_sku;
 use mercato_core::domain::commands::{AllocateOrder, Outcome, PaymentCommand};
-use mercato_core::domain::commerce::{order_of_shipment, LowStockAlert, ShipmentStatus};
+use mercato_core::domain::commerce::{order_of_shipment, ShipmentStatus};
 use mercato_core::domain::orders::OrderStatus;
 use mercato_core::domain::refusal::Refusal;
 use mercato_core::domain::users::Role;
-use mercato_core::names::{tables, topics};
+use mercato_core::names::topics;
 use mercato_core::repo::orders::{flagged_page, load_order};
+use mercato_core::repo::stock::alerts_page;
 use serde::Deserialize;
 use serde_json::json;
 use warp::http::StatusCode;
@@ -228,20 +229,10 @@ pub async fn seller_alerts(
     staff(state, auth)?;
     let limit = limit(q)?;
     let after = decode_cursor(q)?;
-    let page = state
-        .ports
-        .store
-        .scan(tables::SELLER_ALERTS, seller, after.as_deref(), limit)
-        .await?;
-    let next = page
-        .next
-        .as_deref()
-        .and(page.rows.last())
-        .map(|r| encode_cursor(&r.clustering));
-    let alerts: Vec<_> = page
-        .rows
+    let (alerts, next) = alerts_page(&*state.ports.store, seller, after.as_deref(), limit).await?;
+    let next = next.as_deref().map(encode_cursor);
+    let alerts: Vec<_> = alerts
         .iter()
-        .filter_map(|r| decode::<LowStockAlert>(&r.value).ok())
         .map(|a| {
             json!({
                 "sku": a.sku, "inventory": a.inventory, "available": a.available,

@@ -1,4 +1,7 @@
 //! Readiness, the payment provider's webhook, and local administration.
+//!
+//! The webhook handler is the only writer of the `webhook_events` table: it keeps each provider
+//! event id for a week, so a repeated callback is acknowledged without being queued again.
 
 use mercato_core::clock::now_ms;
 use mercato_core::codec::encode;

@@ -9,9 +9,9 @@ use mercato_core::domain::commands::{CheckoutCommand, Outcome};
 use mercato_core::domain::commerce::{
     total, CartLine, Checkout, CheckoutState, GoodsLine, MAX_CART_LINES, MAX_LINE_QUANTITY,
 };
-use mercato_core::names::{tables, topics};
+use mercato_core::names::topics;
 use mercato_core::repo::stock::load_stock;
-use mercato_core::repo::{self, carts, checkouts};
+use mercato_core::repo::{carts, catalog, checkouts};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use warp::http::StatusCode;
@@ -29,7 +29,7 @@ struct SetQuantity {
 }
 
 async fn product(state: &AppState, sku: &str) -> Result<Option<Product>, ApiError> {
-    Ok(repo::get(&*state.ports.store, tables::PRODUCTS, sku, "")
+    Ok(catalog::load_product(&*state.ports.store, sku)
         .await?
         .map(|v| v.value))
 }

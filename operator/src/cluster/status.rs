@@ -70,7 +70,7 @@ pub async fn content(
             }
         }
         Manifest::Inventory { metadata, .. } => {
-            if let Some(status) = repo::inventory_status(store, &metadata.name).await? {
+            if let Some(status) = repo::catalog::inventory_status(store, &metadata.name).await? {
                 out.fields
                     .insert("generation".into(), json!(status.generation));
                 out.fields.insert("products".into(), json!(status.accepted));

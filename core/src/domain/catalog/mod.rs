@@ -309,27 +309,6 @@ pub struct RejectedRecord {
 
 pub const REJECTED_EXCERPT: usize = 1024;
 
-/// Clustering key of a rejected record: listed by generation, then source, then position (an
-/// inline record and line 1 of the file are both at position 1).
-pub fn rejected_key(origin: &Origin) -> String {
-    format!(
-        "{}{}/{:012}",
-        rejected_prefix(origin.generation),
-        origin.source,
-        origin.position
-    )
-}
-
-/// The clustering prefix of one generation's rejected records.
-pub fn rejected_prefix(generation: u64) -> String {
-    format!("{generation:010}/")
-}
-
-/// Clustering key of an ingest partition's counts row.
-pub fn counts_key(partition: u32) -> String {
-    format!("p{partition:04}")
-}
-
 /// Cuts text to at most `max` bytes on a character boundary.
 pub fn excerpt(raw: &[u8], max: usize) -> String {
     let text = String::from_utf8_lossy(raw);
