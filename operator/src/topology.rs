@@ -185,10 +185,11 @@ pub fn next_change(declarations: &[Manifest], now: DateTime<Utc>) -> Option<Date
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    const EVENT: &str = r#"
+    /// An Event with a surge, and a Warehouse asking for more allocators than partitions.
+    pub(crate) const EVENT: &str = r#"
 apiVersion: mercato.dev/v1alpha1
 kind: Event
 metadata: {name: final}

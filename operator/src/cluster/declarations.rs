@@ -8,10 +8,12 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::NamespaceResourceScope;
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
-use mercato_crds::status::CommonStatus;
+use mercato_crds::status::{EventStatus, InventoryStatus, WarehouseStatus};
 use mercato_crds::{Event, Inventory, Manifest, ManifestError, Warehouse};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+use super::status::KindStatus;
 
 pub trait Declared:
     Resource<DynamicType = (), Scope = NamespaceResourceScope>
@@ -26,32 +28,31 @@ pub trait Declared:
     const KIND: &'static str;
     /// The declaration, validated as `mercato apply` validates it.
     fn manifest(&self) -> Result<Manifest, ManifestError>;
-    /// The status as it stands, as JSON (`null` when there is none).
-    fn status_json(&self) -> serde_json::Value;
-    fn common_status(&self) -> Option<&CommonStatus>;
+    /// The kind's own status.
+    type Status: KindStatus;
+    /// The status as it stands (`None` before the first is written).
+    fn status(&self) -> Option<&Self::Status>;
 }
 
 /// The three kinds differ only in their name and how a manifest is made of them.
 macro_rules! declared {
-    ($kind:ident, $from:ident) => {
+    ($kind:ident, $from:ident, $status:ident) => {
         impl Declared for $kind {
             const KIND: &'static str = stringify!($kind);
+            type Status = $status;
             fn manifest(&self) -> Result<Manifest, ManifestError> {
                 Manifest::$from(self)
             }
-            fn status_json(&self) -> serde_json::Value {
-                serde_json::to_value(&self.status).unwrap_or_default()
-            }
-            fn common_status(&self) -> Option<&CommonStatus> {
-                self.status.as_ref().map(|s| &s.common)
+            fn status(&self) -> Option<&$status> {
+                self.status.as_ref()
             }
         }
     };
 }
 
-declared!(Event, from_event);
-declared!(Inventory, from_inventory);
-declared!(Warehouse, from_warehouse);
+declared!(Event, from_event, EventStatus);
+declared!(Inventory, from_inventory, InventoryStatus);
+declared!(Warehouse, from_warehouse, WarehouseStatus);
 
 /// The caches of every declaration the controllers watch.
 #[derive(Clone)]

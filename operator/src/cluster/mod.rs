@@ -1,14 +1,17 @@
 //! The operator on Kubernetes: one controller per kind, sharing a context.
 //!
-//! Each reconcile validates the declaration, ensures the namespace's topics, applies its content
-//! to the engines (the same code `mercato up` runs), server-side applies the shared worker
-//! workloads sized for every declaration of the namespace, and writes the status. Nothing is
-//! written when nothing changed.
+//! The controllers start once the API server serves the three kinds (their CRDs established).
+//! Each reconcile validates the declaration, builds a plan from the namespace's declarations and
+//! the time without I/O ([`plan`]), carries it out (the namespace's topics, the declaration's
+//! content to the engines by the same code `mercato up` runs, the shared worker workloads by
+//! server-side apply) and writes the kind's typed status. Nothing is written when nothing
+//! changed; a failure shows as `Degraded` and a Warning event, and is retried with backoff.
 
 mod apply;
 mod declarations;
 mod error;
 pub mod metrics;
+pub mod plan;
 mod reconcile;
 mod status;
 
@@ -19,6 +22,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::api::ListParams;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -32,7 +36,8 @@ pub use apply::FIELD_MANAGER;
 pub use declarations::{Declared, Stores};
 pub use error::Error;
 pub use metrics::Metrics;
-pub use reconcile::{reconcile, CLEANUP_PATIENCE, FINALIZER, RESYNC};
+pub use plan::RESYNC;
+pub use reconcile::{reconcile, CLEANUP_PATIENCE, FINALIZER};
 
 use crate::local::LocalReconciler;
 use crate::sources::SourcePolicy;
@@ -117,6 +122,11 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
+    tokio::select! {
+        () = shutdown.clone() => return,
+        () = wait_until_served(&client, namespace) => {}
+    }
     let config = watcher::Config::default().any_semantic();
     // A worker StatefulSet changing (pods becoming ready, someone scaling it by hand) brings
     // a reconcile of every declaration that owns it.
@@ -154,7 +164,6 @@ pub async fn run(
         Ok(n) => tracing::info!(inventories = n, "resumed interrupted publishing"),
         Err(error) => tracing::warn!(%error, "cannot resume interrupted publishing"),
     }
-    let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     let events = events
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile::<Event>, error_policy::<Event>, Arc::clone(&ctx))
@@ -172,6 +181,31 @@ pub async fn run(
         .run(reconcile::<Warehouse>, error_policy::<Warehouse>, ctx)
         .for_each(log_result::<Warehouse, _>);
     futures::join!(events, inventories, warehouses);
+}
+
+/// Waits until the API server serves the three kinds: until their CRDs are established, a
+/// watch fails and the controllers would spin on it. Asks for one object of each kind rather
+/// than reading the CRDs' `Established` condition, which would need a ClusterRole; the
+/// operator's Role is namespaced, and a kind being served is what the watch needs.
+async fn wait_until_served(client: &Client, namespace: &str) {
+    served::<Event>(client, namespace).await;
+    served::<Inventory>(client, namespace).await;
+    served::<Warehouse>(client, namespace).await;
+}
+
+async fn served<K: Declared>(client: &Client, namespace: &str) {
+    let api = Api::<K>::namespaced(client.clone(), namespace);
+    let mut wait = Duration::from_secs(1);
+    loop {
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => return,
+            Err(error) => {
+                tracing::warn!(kind = K::KIND, %error, retry_in = ?wait, "waiting for the kind to be served (is its CRD installed and established?)");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
 }
 
 /// The declarations of kind `K` among a workload's owners.

@@ -1,10 +1,12 @@
-//! One reconcile: validate -> topics -> content to the engines -> workloads -> status, or, on
-//! deletion, the cleanup the finalizer guards.
+//! One reconcile, in four steps: validate the declaration, build the plan (pure, from the
+//! namespace's declarations and `now`), apply it (topics, content to the engines, workloads),
+//! and write the status it arrived at. On deletion, the cleanup the finalizer guards.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use k8s_openapi::jiff::Timestamp;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as K8sEvent, EventType};
@@ -12,23 +14,20 @@ use kube::runtime::finalizer::{finalizer, Event as Finalizing};
 use kube::{Api, ResourceExt};
 use mercato_crds::status::conditions as types;
 use mercato_crds::{DeletionPolicy, Manifest};
-use serde_json::{json, Value};
+use serde::Serialize;
 
-use super::apply::{apply_objects, remove_orphans, FIELD_MANAGER};
+use super::apply::{apply_objects, remove_orphans, ObjectsApplied, FIELD_MANAGER};
 use super::declarations::{owner_reference, Declared};
 use super::metrics::{FailureLabels, KindLabel};
-use super::status::{self, Observation};
+use super::plan::{self, Plan};
+use super::status::{self, Content, KindStatus, Observation};
 use super::{Context, Error};
-use crate::topics::{bus_topic_name, ensure_all};
-use crate::topology::{next_change, topology};
-use crate::workloads::{object_name, workloads};
+use crate::topics::{bus_topic_name, ensure_all, TopicReport};
+use crate::workloads::object_name;
 
 /// Guards what deleting a declaration must do first (a Warehouse's topic under `Delete`, the
 /// shared workloads resized or removed).
 pub const FINALIZER: &str = "mercato.dev/cleanup";
-/// How often an unchanged declaration is looked at again, to refresh its counts and repair
-/// drift in the objects it relies on.
-pub const RESYNC: Duration = Duration::from_secs(300);
 /// A cleanup that keeps failing stops holding the declaration back after this long, so that a
 /// namespace (or a cluster without its engines) can always be deleted.
 pub const CLEANUP_PATIENCE: Duration = Duration::from_secs(600);
@@ -68,9 +67,7 @@ pub async fn reconcile<K: Declared>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Ac
                     reason: error.metric_label(),
                 })
                 .inc();
-            if obj.meta().deletion_timestamp.is_none() {
-                report_failure(&*obj, &api, &error, &ctx).await;
-            }
+            report_failure(&*obj, &api, &error, &ctx).await;
             Err(error)
         }
     }
@@ -88,13 +85,14 @@ pub fn backoff_key<K: Declared>(obj: &K) -> String {
 async fn apply<K: Declared>(obj: &K, namespace: &str, ctx: &Context) -> Result<Action, Error> {
     let generation = obj.meta().generation;
     let now = (ctx.now)();
+    // Validate.
     let manifest = match obj.manifest() {
         Ok(m) => m,
         Err(problem) => {
             let status = status::invalid(
                 generation,
                 problem.to_string(),
-                obj.common_status(),
+                obj.status(),
                 timestamp(now),
             );
             write_status(obj, ctx, status).await?;
@@ -102,51 +100,61 @@ async fn apply<K: Declared>(obj: &K, namespace: &str, ctx: &Context) -> Result<A
             return Ok(Action::await_change());
         }
     };
+    // Build.
     let snapshot = ctx.stores.snapshot(
         namespace,
         None,
         Some((&manifest, owner_reference(obj).unwrap_or_default())),
     );
-    let topology = topology(&snapshot.manifests, now);
-    // Topics first: the content goes onto them (catalog entries, products).
-    let topics = ensure_all(&*ctx.topics, &topology.topics).await?;
-    ctx.content.apply_manifest(&manifest).await?;
-    let objects = workloads(namespace, &topology, &snapshot.owners, &ctx.settings)?;
-    let applied = apply_objects(&ctx.client, namespace, &objects).await?;
+    let plan = plan::build(namespace, &snapshot, &ctx.settings, now)?;
+    // Apply.
+    let done = carry_out(&plan, &manifest, namespace, ctx).await?;
     ctx.metrics
         .writes
         .get_or_create(&KindLabel { kind: K::KIND })
-        .inc_by(applied.writes as u64);
-    let content = status::content(&*ctx.ports.store, &manifest, now).await?;
-    let status = status::observed(
+        .inc_by(done.applied.writes as u64);
+    // Status.
+    let status: K::Status = status::observed(
         Observation {
             generation,
             manifest: &manifest,
-            topology: &topology,
-            topics: &topics,
-            applied: &applied,
-            content,
+            topology: &plan.topology,
+            topics: &done.topics,
+            applied: &done.applied,
+            content: done.content,
             now: timestamp(now),
         },
-        obj.common_status(),
+        obj.status(),
     );
-    let settling = status["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == types::PROGRESSING && c["status"] == "True")
-    });
+    let settling = status::is_true(status.common(), types::PROGRESSING);
     write_status(obj, ctx, status).await?;
-    // Look again soon while something is settling, at the next surge boundary, and otherwise
-    // now and then to refresh the counts.
-    let mut wait = if settling {
-        Duration::from_secs(10)
-    } else {
-        RESYNC
-    };
-    if let Some(at) = next_change(&snapshot.manifests, now) {
-        let until = (at - now).to_std().unwrap_or_default() + Duration::from_secs(1);
-        wait = wait.min(until);
-    }
-    Ok(Action::requeue(wait))
+    Ok(Action::requeue(plan.requeue_after(settling)))
+}
+
+/// What carrying out a plan found.
+struct Done {
+    topics: Vec<TopicReport>,
+    applied: ObjectsApplied,
+    content: Content,
+}
+
+/// The I/O of a reconcile: topics first (the content goes onto them: catalog entries,
+/// products), then the content to the engines, then the workloads; and the counts after.
+async fn carry_out(
+    plan: &Plan,
+    manifest: &Manifest,
+    namespace: &str,
+    ctx: &Context,
+) -> Result<Done, Error> {
+    let topics = ensure_all(&*ctx.topics, &plan.topology.topics).await?;
+    ctx.content.apply_manifest(manifest).await?;
+    let applied = apply_objects(&ctx.client, namespace, &plan.objects).await?;
+    let content = status::content(&*ctx.ports.store, manifest, (ctx.now)()).await?;
+    Ok(Done {
+        topics,
+        applied,
+        content,
+    })
 }
 
 async fn cleanup<K: Declared>(obj: &K, namespace: &str, ctx: &Context) -> Result<Action, Error> {
@@ -187,10 +195,14 @@ async fn cleanup_steps<K: Declared>(obj: &K, namespace: &str, ctx: &Context) -> 
     // The shared workloads shrink to what the remaining declarations need; roles none of them
     // needs go (their owner references would also let Kubernetes collect them).
     let snapshot = ctx.stores.snapshot(namespace, Some((K::KIND, &name)), None);
-    let topology = topology(&snapshot.manifests, (ctx.now)());
-    let objects = workloads(namespace, &topology, &snapshot.owners, &ctx.settings)?;
-    apply_objects(&ctx.client, namespace, &objects).await?;
-    let keep: BTreeSet<String> = topology.roles.iter().map(|r| object_name(r.role)).collect();
+    let plan = plan::build(namespace, &snapshot, &ctx.settings, (ctx.now)())?;
+    apply_objects(&ctx.client, namespace, &plan.objects).await?;
+    let keep: BTreeSet<String> = plan
+        .topology
+        .roles
+        .iter()
+        .map(|r| object_name(r.role))
+        .collect();
     remove_orphans(&ctx.client, namespace, &keep).await?;
     if let Ok(Manifest::Warehouse { metadata, spec }) = obj.manifest() {
         let topic = bus_topic_name(&mercato_core::domain::commerce::warehouse_topic(
@@ -217,34 +229,48 @@ async fn cleanup_steps<K: Declared>(obj: &K, namespace: &str, ctx: &Context) -> 
     Ok(())
 }
 
-fn timestamp(now: chrono::DateTime<chrono::Utc>) -> k8s_openapi::jiff::Timestamp {
-    k8s_openapi::jiff::Timestamp::from_millisecond(now.timestamp_millis())
-        .unwrap_or(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+fn timestamp(now: chrono::DateTime<chrono::Utc>) -> Timestamp {
+    Timestamp::from_millisecond(now.timestamp_millis()).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// Writes the status unless it is what the object already shows, and publishes an Event for
-/// each condition that changed.
-async fn write_status<K: Declared>(obj: &K, ctx: &Context, status: Value) -> Result<(), Error> {
-    if status == obj.status_json() {
-        return Ok(());
-    }
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
-    let patch = json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
+/// The body of a status patch by server-side apply.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusPatch<'a, S> {
+    api_version: &'a str,
+    kind: &'a str,
+    status: &'a S,
+}
+
+async fn patch_status<K: Declared>(api: &Api<K>, obj: &K, status: &K::Status) -> Result<(), Error> {
+    let patch = StatusPatch {
+        api_version: &K::api_version(&()),
+        kind: &K::kind(&()),
+        status,
+    };
     api.patch_status(
         &obj.name_any(),
         &PatchParams::apply(FIELD_MANAGER).force(),
         &Patch::Apply(&patch),
     )
     .await?;
+    Ok(())
+}
+
+/// Writes the status unless it is what the object already shows, and publishes an Event for
+/// each condition that changed.
+async fn write_status<K: Declared>(obj: &K, ctx: &Context, status: K::Status) -> Result<(), Error> {
+    if Some(&status) == obj.status() {
+        return Ok(());
+    }
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &obj.namespace().unwrap_or_default());
+    patch_status(&api, obj, &status).await?;
     ctx.metrics
         .writes
         .get_or_create(&KindLabel { kind: K::KIND })
         .inc();
-    for change in status::transitions(obj.common_status(), &status) {
+    let before = obj.status().map(KindStatus::common);
+    for change in status::transitions(before, status.common()) {
         let warning = (change.type_ == types::DEGRADED) == (change.status == "True");
         let kind = if warning {
             EventType::Warning
@@ -268,27 +294,26 @@ async fn write_status<K: Declared>(obj: &K, ctx: &Context, status: Value) -> Res
     Ok(())
 }
 
-/// Shows a failed reconcile as `Degraded` (best effort: the API may be what failed).
+/// Makes a failed reconcile seen: a Warning event every time (Kubernetes folds repeats into a
+/// series), and `Degraded` in the status of a declaration that is not being deleted. Best
+/// effort: the API may be what failed.
 async fn report_failure<K: Declared>(obj: &K, api: &Api<K>, error: &Error, ctx: &Context) {
-    let status = status::failed(
-        obj.status_json(),
-        obj.common_status(),
-        error,
-        timestamp((ctx.now)()),
-    );
-    if status == obj.status_json() {
+    publish(
+        ctx,
+        obj,
+        EventType::Warning,
+        error.reason(),
+        format!("{error}; retrying"),
+    )
+    .await;
+    if obj.meta().deletion_timestamp.is_some() {
         return;
     }
-    let patch =
-        json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
-    if let Err(e) = api
-        .patch_status(
-            &obj.name_any(),
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
+    let status = status::failed(obj.status(), error, timestamp((ctx.now)()));
+    if Some(&status) == obj.status() {
+        return;
+    }
+    if let Err(e) = patch_status(api, obj, &status).await {
         tracing::debug!(error = %e, "could not show the failure in status");
     }
 }

@@ -1,5 +1,6 @@
 //! A declaration's status: conditions from what the reconcile found, and the counts the
-//! printer columns show. Built as JSON so one builder serves the three kinds.
+//! printer columns show. Every builder here is pure and typed: the reconcile passes in what it
+//! found and the time, and gets the kind's own status struct back.
 
 use std::collections::BTreeMap;
 
@@ -8,9 +9,12 @@ use k8s_openapi::jiff::Timestamp;
 use mercato_core::domain::seats::SeatStatus;
 use mercato_core::repo;
 use mercato_core::store::Store;
-use mercato_crds::status::{conditions as types, CommonStatus, Condition, TopicStatus};
+use mercato_crds::status::{
+    conditions as types, CommonStatus, Condition, EventStatus, InventoryStatus, TopicStatus,
+    WarehouseStatus,
+};
 use mercato_crds::Manifest;
-use serde_json::{json, Map, Value};
+use serde::Serialize;
 
 use super::apply::ObjectsApplied;
 use super::Error;
@@ -19,10 +23,127 @@ use crate::topics::{TopicOutcome, TopicReport};
 use crate::topology::Topology;
 use crate::workloads::object_name;
 
+/// The counts a kind's status shows besides its conditions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Counts {
+    #[default]
+    None,
+    Event {
+        capacity: u64,
+        held: u64,
+        sold: u64,
+        /// When the on-sale surge starts or ends next, if one is declared.
+        surge: Option<String>,
+    },
+    Inventory {
+        generation: u64,
+        products: u64,
+        rejected: u64,
+    },
+    Warehouse {
+        skus: u64,
+        units: u64,
+    },
+}
+
+/// The status of one kind: the common part, and its own counts.
+pub trait KindStatus:
+    Clone + Default + PartialEq + Serialize + std::fmt::Debug + Send + Sync
+{
+    fn common(&self) -> &CommonStatus;
+    fn common_mut(&mut self) -> &mut CommonStatus;
+    /// The status showing `counts` (those of another kind show as none).
+    fn counted(common: CommonStatus, counts: &Counts) -> Self;
+}
+
+/// The common part sits in the field `common` of every kind's status.
+macro_rules! common_fields {
+    () => {
+        fn common(&self) -> &CommonStatus {
+            &self.common
+        }
+        fn common_mut(&mut self) -> &mut CommonStatus {
+            &mut self.common
+        }
+    };
+}
+
+impl KindStatus for EventStatus {
+    common_fields!();
+    fn counted(common: CommonStatus, counts: &Counts) -> Self {
+        match counts {
+            Counts::Event {
+                capacity,
+                held,
+                sold,
+                surge,
+            } => EventStatus {
+                common,
+                capacity: Some(*capacity),
+                available: Some(capacity.saturating_sub(held.saturating_add(*sold))),
+                held: Some(*held),
+                sold: Some(*sold),
+                surge: surge.clone(),
+            },
+            _ => EventStatus {
+                common,
+                ..EventStatus::default()
+            },
+        }
+    }
+}
+
+impl KindStatus for InventoryStatus {
+    common_fields!();
+    fn counted(common: CommonStatus, counts: &Counts) -> Self {
+        match counts {
+            Counts::Inventory {
+                generation,
+                products,
+                rejected,
+            } => InventoryStatus {
+                common,
+                generation: Some(*generation),
+                products: Some(*products),
+                rejected: Some(*rejected),
+            },
+            _ => InventoryStatus {
+                common,
+                ..InventoryStatus::default()
+            },
+        }
+    }
+}
+
+impl KindStatus for WarehouseStatus {
+    common_fields!();
+    fn counted(common: CommonStatus, counts: &Counts) -> Self {
+        match counts {
+            Counts::Warehouse { skus, units } => WarehouseStatus {
+                common,
+                skus: Some(*skus),
+                units: Some(*units),
+            },
+            _ => WarehouseStatus {
+                common,
+                ..WarehouseStatus::default()
+            },
+        }
+    }
+}
+
+/// Whether a status shows condition `type_` as True.
+pub fn is_true(status: &CommonStatus, type_: &str) -> bool {
+    status
+        .conditions
+        .iter()
+        .any(|c| c.type_ == type_ && c.status == "True")
+}
+
 /// What the engines say about a declaration's content: its counts, and whether it is done.
 #[derive(Debug, Default)]
 pub struct Content {
-    pub fields: Map<String, Value>,
+    pub counts: Counts,
     /// Still going (an inventory publishing or ingesting): why.
     pub pending: Option<String>,
     /// Stopped short (an unreadable product source): why.
@@ -48,33 +169,32 @@ pub async fn content(
                     }
                 }
             }
-            let capacity = spec.capacity();
-            out.fields.insert("capacity".into(), json!(capacity));
-            out.fields.insert("held".into(), json!(held));
-            out.fields.insert("sold".into(), json!(sold));
-            out.fields.insert(
-                "available".into(),
-                json!(capacity.saturating_sub(held + sold)),
-            );
+            let mut surge_text = None;
             if let Some(surge) = spec.workers.as_ref().and_then(|w| w.surge.as_ref()) {
                 let (from, until) = surge.window(spec.on_sale_at);
                 let at = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
-                let text = if now < from {
+                surge_text = Some(if now < from {
                     format!("from {} until {}", at(from), at(until))
                 } else if now < until {
                     format!("on until {}", at(until))
                 } else {
                     format!("ended {}", at(until))
-                };
-                out.fields.insert("surge".into(), json!(text));
+                });
             }
+            out.counts = Counts::Event {
+                capacity: spec.capacity(),
+                held,
+                sold,
+                surge: surge_text,
+            };
         }
         Manifest::Inventory { metadata, .. } => {
             if let Some(status) = repo::catalog::inventory_status(store, &metadata.name).await? {
-                out.fields
-                    .insert("generation".into(), json!(status.generation));
-                out.fields.insert("products".into(), json!(status.accepted));
-                out.fields.insert("rejected".into(), json!(status.rejected));
+                out.counts = Counts::Inventory {
+                    generation: status.generation,
+                    products: status.accepted,
+                    rejected: status.rejected,
+                };
                 match status.state {
                     "ready" => {}
                     "failed" => {
@@ -92,8 +212,10 @@ pub async fn content(
             }
         }
         Manifest::Warehouse { spec, .. } => {
-            out.fields.insert("skus".into(), json!(spec.stock.len()));
-            out.fields.insert("units".into(), json!(spec.units()));
+            out.counts = Counts::Warehouse {
+                skus: spec.stock.len() as u64,
+                units: spec.units(),
+            };
         }
     }
     Ok(out)
@@ -110,8 +232,9 @@ pub struct Observation<'a> {
     pub now: Timestamp,
 }
 
-/// The status a reconcile arrives at, as JSON, starting from the current conditions.
-pub fn observed(obs: Observation<'_>, current: Option<&CommonStatus>) -> Value {
+/// The status a reconcile arrives at, starting from the current conditions.
+pub fn observed<S: KindStatus>(obs: Observation<'_>, current: Option<&S>) -> S {
+    let current = current.map(KindStatus::common);
     let by = format!("{}/{}", obs.manifest.kind(), obs.manifest.name());
     let roles: Vec<_> = obs
         .topology
@@ -241,20 +364,17 @@ pub fn observed(obs: Observation<'_>, current: Option<&CommonStatus>) -> Value {
             })
             .collect::<BTreeMap<_, _>>(),
     };
-    let mut value = serde_json::to_value(&common).unwrap_or_else(|_| json!({}));
-    if let Value::Object(map) = &mut value {
-        map.extend(obs.content.fields);
-    }
-    value
+    S::counted(common, &obs.content.counts)
 }
 
 /// The status of a declaration that cannot be acted on: what is wrong with it, and nothing else.
-pub fn invalid(
+pub fn invalid<S: KindStatus>(
     generation: Option<i64>,
     message: String,
-    current: Option<&CommonStatus>,
+    current: Option<&S>,
     now: Timestamp,
-) -> Value {
+) -> S {
+    let current = current.map(KindStatus::common);
     let mut conditions = Conditions::new(current.map_or(&[], |c| &c.conditions), generation, now);
     conditions.set(types::DEGRADED, true, "SpecInvalid", message.clone());
     conditions.set(
@@ -264,45 +384,40 @@ pub fn invalid(
         "waiting for a corrected spec".into(),
     );
     conditions.set(types::READY, false, "SpecInvalid", message);
-    serde_json::to_value(CommonStatus {
-        observed_generation: generation,
-        conditions: conditions.into_vec(),
-        ..CommonStatus::default()
-    })
-    .unwrap_or_else(|_| json!({}))
+    S::counted(
+        CommonStatus {
+            observed_generation: generation,
+            conditions: conditions.into_vec(),
+            ..CommonStatus::default()
+        },
+        &Counts::None,
+    )
 }
 
-/// The current status with `Degraded` set by a failed reconcile (it is retried with backoff).
-pub fn failed(
-    mut current: Value,
-    common: Option<&CommonStatus>,
-    error: &Error,
-    now: Timestamp,
-) -> Value {
-    let mut conditions = Conditions::new(
-        common.map_or(&[], |c| &c.conditions),
-        common.and_then(|c| c.observed_generation),
-        now,
-    );
+/// The current status with `Degraded` set by a failed reconcile (it is retried with backoff);
+/// the counts stay as they were last seen.
+pub fn failed<S: KindStatus>(current: Option<&S>, error: &Error, now: Timestamp) -> S {
+    let mut status = current.cloned().unwrap_or_default();
+    let common = status.common_mut();
+    let mut conditions = Conditions::new(&common.conditions, common.observed_generation, now);
     conditions.set(
         types::DEGRADED,
         true,
         error.reason(),
         format!("{error}; retrying"),
     );
-    if !current.is_object() {
-        current = json!({});
-    }
-    current["conditions"] = serde_json::to_value(conditions.into_vec()).unwrap_or_default();
-    current
+    common.conditions = conditions.into_vec();
+    status
 }
 
 /// The conditions whose status differs between two statuses: the transitions worth an Event.
-pub fn transitions(before: Option<&CommonStatus>, after: &Value) -> Vec<Condition> {
-    let after: Vec<Condition> =
-        serde_json::from_value(after["conditions"].clone()).unwrap_or_default();
+pub fn transitions<'a>(
+    before: Option<&CommonStatus>,
+    after: &'a CommonStatus,
+) -> Vec<&'a Condition> {
     after
-        .into_iter()
+        .conditions
+        .iter()
         .filter(|c| {
             let old = before.and_then(|b| b.conditions.iter().find(|o| o.type_ == c.type_));
             match old {

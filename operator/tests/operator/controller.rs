@@ -550,6 +550,11 @@ async fn an_api_error_shows_as_degraded_and_is_retried_with_backoff() {
         condition(&status, "Degraded"),
         ("True".into(), "ApiError".into())
     );
+    assert_eq!(
+        seen.events,
+        ["ApiError"],
+        "a Warning event names the failure"
+    );
     let obj = Arc::new(w);
     let err = || mercato_operator::cluster::Error::NoNamespace("x".into());
     let first = error_policy(Arc::clone(&obj), &err(), Arc::clone(&ctx));

@@ -3,6 +3,7 @@
 //! field manager: an apply replaces what it names), JSON patch (finalizers), the status
 //! subresource, delete with finalizers, label selectors, resource versions and generations.
 //! Like Kubernetes' garbage collector, it deletes an object once none of its owners exists.
+//! A kind can be withheld, as the API server withholds a kind whose CRD is not established yet.
 //! It does not run pods; a test plays the kubelet.
 
 use std::collections::BTreeMap;
@@ -30,6 +31,8 @@ struct State {
     /// Writes other than Events: (method, path).
     writes: Vec<(String, String)>,
     events: Vec<Value>,
+    /// Plurals answered 404 on every path: their CRD is not established yet.
+    withheld: Vec<String>,
 }
 
 #[derive(Clone, Default)]
@@ -220,6 +223,17 @@ impl FakeApi {
         self.state.lock().remove_or_finalize(&key);
     }
 
+    /// Answers 404 to every request for `plural` until [`FakeApi::establish`]: a kind whose
+    /// CRD is still being installed.
+    pub fn withhold(&self, plural: &str) {
+        self.state.lock().withheld.push(plural.to_owned());
+    }
+
+    /// Serves `plural` again: its CRD is established.
+    pub fn establish(&self, plural: &str) {
+        self.state.lock().withheld.retain(|p| p != plural);
+    }
+
     /// Plays the kubelet: every StatefulSet gets all its replicas ready.
     pub fn make_workers_ready(&self) {
         let mut state = self.state.lock();
@@ -269,6 +283,13 @@ impl FakeApi {
         let Some(target) = parse(uri.path()) else {
             return status(404, "NotFound", "no such path");
         };
+        if self.state.lock().withheld.contains(&target.plural) {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            );
+        }
         if target.plural == "events" && target.gv.starts_with("events.k8s.io") {
             self.state.lock().events.push(body.clone());
             return reply(201, &body);

@@ -76,6 +76,8 @@ async fn the_operator_brings_declarations_about_rests_follows_and_cleans_up() {
     let api = FakeApi::default();
     api.put(GROUP, "events", event(2));
     api.put(GROUP, "warehouses", warehouse());
+    // The Warehouse CRD is not established yet when the operator starts.
+    api.withhold("warehouses");
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::in_memory());
     let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory().expect("store"));
     let ports = Ports {
@@ -95,6 +97,15 @@ async fn the_operator_brings_declarations_about_rests_follows_and_cleans_up() {
             let _ = stopped.await;
         },
     ));
+
+    // It waits for every kind to be served before it acts on any.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        api.writes(),
+        [],
+        "nothing is written before the kinds are served"
+    );
+    api.establish("warehouses");
 
     let ready = |plural: &str, name: &str, generation: i64| {
         let obj = api.get(GROUP, plural, "shop", name);
