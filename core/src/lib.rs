@@ -11,7 +11,6 @@
 pub mod bus;
 pub mod clock;
 pub mod codec;
-pub mod conformance;
 pub mod coord;
 pub mod domain;
 pub mod geo;
@@ -21,10 +20,6 @@ pub mod store;
 
 pub mod repo;
 
-#[cfg(test)]
-mod conformance_tests;
-#[cfg(test)]
-mod disk_full_tests;
 #[cfg(test)]
 mod fuzz_tests;
 

@@ -47,7 +47,7 @@ async fn separate_processes_on_postgres_and_redis() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn separate_processes_on_postgres_fluvio_and_redis() {
-    let Some(fluvio) = mercato_core::conformance::engine_address("MERCATO_TEST_FLUVIO") else {
+    let Some(fluvio) = mercato_testkit::engine_address("MERCATO_TEST_FLUVIO") else {
         return;
     };
     separate_processes(Some(fluvio)).await;

@@ -167,7 +167,7 @@ impl RedisServer {
     /// `None` (after saying why) when the real-engine tests are not asked for.
     pub fn start() -> Option<RedisServer> {
         // The test runs a Redis of its own (it kills it), where the suites are told to.
-        mercato_core::conformance::engine_address("MERCATO_TEST_REDIS")?;
+        mercato_testkit::engine_address("MERCATO_TEST_REDIS")?;
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -229,7 +229,7 @@ impl Drop for RedisServer {
 }
 
 pub fn postgres_url() -> Option<String> {
-    mercato_core::conformance::engine_address("MERCATO_TEST_POSTGRES")
+    mercato_testkit::engine_address("MERCATO_TEST_POSTGRES")
 }
 
 /// A new database on the server `url` names, so every run starts empty; returns its URL.

@@ -242,7 +242,7 @@ mod tests {
     #[tokio::test]
     async fn one_seat_in_two_spellings_is_refused_by_the_worker() {
         let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory().unwrap());
-        mercato_core::conformance::fixtures::gig(&*store).await;
+        mercato_testkit::fixtures::gig(&*store).await;
         let worker = HoldsWorker::new(Arc::clone(&store));
         for seats in [
             &["pit-1-1", "pit-01-1", "pit-1-01"][..],

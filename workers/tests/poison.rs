@@ -61,7 +61,7 @@ async fn one_poison_record_among_ten_thousand_is_set_aside_and_the_rest_are_done
     ] {
         bus.ensure_topic(topic, 1).await.unwrap();
     }
-    mercato_core::conformance::fixtures::gig(&*store).await;
+    mercato_testkit::fixtures::gig(&*store).await;
     // The poison: a hold whose row in the store is not a hold any more.
     let bad_hold = holds::new_id("gig", "pit", "garbled");
     let (partition, clustering) = mercato_core::repo::holds::hold_key(&bad_hold).unwrap();

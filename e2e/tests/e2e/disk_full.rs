@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use mercato_core::conformance::small_disk::SmallDisk;
 use mercato_e2e::storm::{Shopper, Storm};
 use mercato_e2e::{harness, Api};
+use mercato_testkit::small_disk::SmallDisk;
 use reqwest::StatusCode;
 
 const SHOPPERS: usize = 8;

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use mercato_core::bus::{Bus, BusError};
-use mercato_core::conformance;
 use mercato_engines::fluvio_bus::FluvioBus;
+use mercato_testkit as conformance;
 
 fn address() -> Option<String> {
     conformance::engine_address("MERCATO_TEST_FLUVIO")

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use mercato_core::conformance;
 use mercato_core::store::Store;
 use mercato_engines::postgres::{PostgresOptions, PostgresStore};
+use mercato_testkit as conformance;
 
 fn address() -> Option<String> {
     conformance::engine_address("MERCATO_TEST_POSTGRES")

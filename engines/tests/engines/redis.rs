@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use mercato_core::bus::Bus;
-use mercato_core::conformance;
 use mercato_engines::redis_bus::RedisBus;
 use mercato_engines::redis_coord::RedisCoord;
+use mercato_testkit as conformance;
 
 fn address() -> Option<String> {
     conformance::engine_address("MERCATO_TEST_REDIS")

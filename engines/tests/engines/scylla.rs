@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use mercato_core::conformance;
 use mercato_core::store::{Store, StoreError};
 use mercato_engines::scylla_store::{ScyllaOptions, ScyllaStore};
+use mercato_testkit as conformance;
 
 fn address() -> Option<String> {
     conformance::engine_address("MERCATO_TEST_SCYLLA")

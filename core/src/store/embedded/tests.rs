@@ -133,7 +133,7 @@ async fn a_closed_store_leaves_an_empty_journal() {
 /// never written while there is no room.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_and_writing_resumes_when_space_returns() {
-    let Some(disk) = crate::conformance::small_disk::SmallDisk::mount(16 << 20) else {
+    let Some(disk) = mercato_testkit::small_disk::SmallDisk::mount(16 << 20) else {
         return;
     };
     storm_on_a_filling_disk(&disk, None).await;
@@ -144,7 +144,7 @@ async fn a_full_disk_refuses_writes_and_writing_resumes_when_space_returns() {
 /// space returns, applying the journal as a restart would.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_failed_by_a_full_disk_is_reopened_when_space_returns() {
-    let Some(disk) = crate::conformance::small_disk::SmallDisk::mount(16 << 20) else {
+    let Some(disk) = mercato_testkit::small_disk::SmallDisk::mount(16 << 20) else {
         return;
     };
     let roomy = tempfile::tempdir().unwrap();
@@ -152,7 +152,7 @@ async fn a_database_failed_by_a_full_disk_is_reopened_when_space_returns() {
 }
 
 async fn storm_on_a_filling_disk(
-    disk: &crate::conformance::small_disk::SmallDisk,
+    disk: &mercato_testkit::small_disk::SmallDisk,
     journal_elsewhere: Option<&Path>,
 ) {
     use parking_lot::Mutex;

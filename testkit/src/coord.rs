@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::unique;
-use crate::coord::Coord;
+use mercato_core::coord::Coord;
 
 pub async fn run_all(coord: Arc<dyn Coord>) {
     keys_with_ttl(&*coord).await;

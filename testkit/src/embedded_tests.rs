@@ -2,21 +2,21 @@
 
 use std::sync::Arc;
 
-use crate::bus::{Bus, EmbeddedBus};
-use crate::conformance;
-use crate::coord::EmbeddedCoord;
-use crate::store::{EmbeddedStore, Store};
+use mercato_core::bus::{Bus, EmbeddedBus};
+
+use mercato_core::coord::EmbeddedCoord;
+use mercato_core::store::{EmbeddedStore, Store};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn embedded_store_in_memory() {
-    conformance::store::run_all(Arc::new(EmbeddedStore::in_memory().unwrap())).await;
+    crate::store::run_all(Arc::new(EmbeddedStore::in_memory().unwrap())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn embedded_store_on_disk_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    conformance::store::run_all(Arc::new(EmbeddedStore::open(dir.path()).unwrap())).await;
-    conformance::store::versions_outlive_the_connection(|| async {
+    crate::store::run_all(Arc::new(EmbeddedStore::open(dir.path()).unwrap())).await;
+    crate::store::versions_outlive_the_connection(|| async {
         Arc::new(EmbeddedStore::open(dir.path()).unwrap()) as Arc<dyn Store>
     })
     .await;
@@ -25,7 +25,7 @@ async fn embedded_store_on_disk_survives_reopen() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn embedded_bus_in_memory() {
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::in_memory());
-    conformance::bus::run_all(|| {
+    crate::bus::run_all(|| {
         let bus = Arc::clone(&bus);
         async move { bus }
     })
@@ -36,7 +36,7 @@ async fn embedded_bus_in_memory() {
 async fn embedded_bus_on_disk_resumes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
-    conformance::bus::run_all(|| {
+    crate::bus::run_all(|| {
         let path = path.clone();
         async move { Arc::new(EmbeddedBus::open(&path).unwrap()) as Arc<dyn Bus> }
     })
@@ -49,7 +49,7 @@ async fn embedded_bus_on_disk_resumes_after_restart() {
 async fn embedded_bus_in_small_segments_resumes_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().to_owned();
-    conformance::bus::run_all(|| {
+    crate::bus::run_all(|| {
         let path = path.clone();
         async move {
             Arc::new(EmbeddedBus::open_with_segment_bytes(&path, 4096).unwrap()) as Arc<dyn Bus>
@@ -88,7 +88,7 @@ async fn embedded_bus_cuts_a_torn_tail() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn embedded_coord() {
-    conformance::coord::run_all(Arc::new(EmbeddedCoord::new())).await;
+    crate::coord::run_all(Arc::new(EmbeddedCoord::new())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -156,7 +156,7 @@ async fn embedded_bus_remembers_a_deleted_topic_across_a_restart() {
     let bus = EmbeddedBus::open(dir.path()).unwrap();
     assert!(matches!(
         bus.partitions("wh-gone").await,
-        Err(crate::bus::BusError::UnknownTopic(_))
+        Err(mercato_core::bus::BusError::UnknownTopic(_))
     ));
     assert_eq!(bus.partitions("kept").await.unwrap(), 1);
     bus.ensure_topic("wh-gone", 2).await.unwrap();

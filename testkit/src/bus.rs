@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::unique;
-use crate::bus::{partition_for, Bus, BusError, PartitionConsumer, StartAt, TopicChange};
+use mercato_core::bus::{partition_for, Bus, BusError, PartitionConsumer, StartAt, TopicChange};
 
 const WAIT: Duration = Duration::from_millis(500);
 

@@ -1,7 +1,7 @@
 //! Rows tests of the code around the store start from.
 
-use crate::domain::events::EventRecord;
-use crate::store::Store;
+use mercato_core::domain::events::EventRecord;
+use mercato_core::store::Store;
 
 /// Writes the event `gig`, on sale now and until 2099: one section `pit` of 100 rows of 100
 /// seats, at most 10 seats a hold.
@@ -19,7 +19,7 @@ pub async fn gig(store: &dyn Store) {
         spec_json: spec.to_string(),
         generation: 1,
     };
-    crate::repo::events::save(store, &record, None)
+    mercato_core::repo::events::save(store, &record, None)
         .await
         .expect("the event is written");
 }

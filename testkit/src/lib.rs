@@ -1,13 +1,22 @@
-//! One conformance suite per port. Every implementation runs the same suite unchanged: the
-//! embedded engines always, the real engines' adapters when an address is given. The suites
-//! panic on the first violation (they are test code), and use fresh names so they can run
-//! against a shared, long-lived engine.
+//! Test support, kept out of the platform's library: one conformance suite per port, the
+//! fixtures tests share, and a small disk to fill.
+//!
+//! Every implementation of a port runs the same suite unchanged: the embedded engines always
+//! (this crate's own tests), the real engines' adapters when an address is given (the engines
+//! crate's tests). The suites panic on the first violation (they are test code), and use fresh
+//! names so they can run against a shared, long-lived engine. Only dev-dependencies name this
+//! crate, so none of it is compiled into `mercato`.
 
 pub mod bus;
 pub mod coord;
 pub mod fixtures;
 pub mod small_disk;
 pub mod store;
+
+#[cfg(test)]
+mod disk_full_tests;
+#[cfg(test)]
+mod embedded_tests;
 
 /// The address of a real engine the suites should run against, from `var` (such as
 /// `MERCATO_TEST_POSTGRES`); `None`, after saying the suite is skipped, when it is unset.

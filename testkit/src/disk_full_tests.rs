@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::bus::{Bus, BusError, EmbeddedBus};
-use crate::conformance::small_disk::SmallDisk;
+use crate::small_disk::SmallDisk;
+use mercato_core::bus::{Bus, BusError, EmbeddedBus};
 
 const PRODUCERS: usize = 8;
 /// Each producer stops after this many refusals.
@@ -58,7 +58,7 @@ async fn send_when_space_returns(bus: &EmbeddedBus, topic: &str, within: Duratio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bus_refuses_records_on_a_full_disk_writes_none_of_them_and_resumes() {
-    storm_on_a_filling_disk(crate::bus::DEFAULT_SEGMENT_BYTES).await;
+    storm_on_a_filling_disk(mercato_core::bus::DEFAULT_SEGMENT_BYTES).await;
 }
 
 /// The same with segments of 32 KiB: new segments, index files and snapshots meet the full

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::unique;
-use crate::store::{PartitionWrite, Store, Write};
+use mercato_core::store::{PartitionWrite, Store, Write};
 
 pub async fn run_all(store: Arc<dyn Store>) {
     versions_and_puts(&*store).await;
@@ -209,7 +209,10 @@ pub async fn a_batch_names_each_row_once(store: &dyn Store) {
     let twice = vec![claim("s1-1-1"), claim("s1-1-2"), claim("s1-1-1")];
     let refused = store.batch(&t, "event", twice).await;
     assert!(
-        matches!(refused, Err(crate::store::StoreError::Invalid { .. })),
+        matches!(
+            refused,
+            Err(mercato_core::store::StoreError::Invalid { .. })
+        ),
         "a batch claiming one seat twice is refused: {refused:?}"
     );
     let mixed = vec![
@@ -224,7 +227,7 @@ pub async fn a_batch_names_each_row_once(store: &dyn Store) {
     ];
     assert!(matches!(
         store.batch(&t, "event", mixed).await,
-        Err(crate::store::StoreError::Invalid { .. })
+        Err(mercato_core::store::StoreError::Invalid { .. })
     ));
     let page = store.scan(&t, "event", None, 10).await.unwrap();
     assert!(

@@ -68,7 +68,7 @@ impl SmallDisk {
             match filler.write(&chunk) {
                 Ok(0) => break,
                 Ok(_) => {}
-                Err(e) if crate::log_file::is_out_of_space(&e) => break,
+                Err(e) if mercato_core::log_file::is_out_of_space(&e) => break,
                 Err(e) => return Err(e),
             }
         }
