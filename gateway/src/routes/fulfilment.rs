@@ -22,7 +22,7 @@ use super::orders::order_view;
 use super::{decode_cursor, encode_cursor, limit, Query};
 use crate::auth::Caller;
 use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
-use crate::idempotency;
+use crate::idempotency::Keyed;
 use crate::state::AppState;
 
 /// Items a return may list, and the longest reason kept.
@@ -39,28 +39,18 @@ fn staff(state: &AppState, auth: Option<&str>) -> Result<Caller, ApiError> {
     }
 }
 
-pub async fn cancel(
-    state: &AppState,
-    auth: Option<&str>,
-    key: Option<&str>,
-    order_id: &str,
-    body: &[u8],
-) -> ApiResult {
-    let path = format!("/api/v1/orders/{order_id}/cancel");
-    idempotency::post(state, auth, key, &path, body, |caller, _| async move {
-        let owner = owner_of(state, &caller, order_id).await?;
-        let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
-        let cmd = PaymentCommand::Cancel {
-            command_id: command_id.clone(),
-            order_id: order_id.to_owned(),
-            user_id: owner,
-        };
-        match command(state, topics::PAYMENTS, order_id, &command_id, encode(&cmd)).await? {
-            Outcome::OrderUpdated(o) => Ok(ApiReply::ok(order_view(&o))),
-            other => Err(other_outcome(other)),
-        }
-    })
-    .await
+pub async fn cancel(state: &AppState, caller: Caller, order_id: &str) -> ApiResult {
+    let owner = owner_of(state, &caller, order_id).await?;
+    let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
+    let cmd = PaymentCommand::Cancel {
+        command_id: command_id.clone(),
+        order_id: order_id.to_owned(),
+        user_id: owner,
+    };
+    match command(state, topics::PAYMENTS, order_id, &command_id, encode(&cmd)).await? {
+        Outcome::OrderUpdated(o) => Ok(ApiReply::ok(order_view(&o))),
+        other => Err(other_outcome(other)),
+    }
 }
 
 /// The order's owner, if the caller may act on it (its owner, or an admin).
@@ -98,57 +88,62 @@ struct NewReturn {
 
 pub async fn create_return(
     state: &AppState,
-    auth: Option<&str>,
-    key: Option<&str>,
+    caller: Caller,
+    keyed: Option<Keyed>,
     order_id: &str,
     body: &[u8],
 ) -> ApiResult {
-    let path = format!("/api/v1/orders/{order_id}/returns");
-    idempotency::post(state, auth, key, &path, body, |caller, keyed| async move {
-        let req: NewReturn = parse_json(body)?;
-        if req.items.is_empty() || req.items.len() > MAX_RETURN_ITEMS {
-            return Err(ApiError::bad_request(
-                "invalid_return",
-                format!("a return lists 1 to {MAX_RETURN_ITEMS} items"),
-            ));
-        }
-        if let Some(bad) = req.items.iter().find(|i| !is_sku(&i.sku) || i.quantity == 0) {
-            return Err(ApiError::bad_request(
-                "invalid_return",
-                format!("{:?}: each item needs a SKU and a quantity of at least 1", bad.sku),
-            ));
-        }
-        let owner = owner_of(state, &caller, order_id).await?;
-        let mut items: Vec<(String, u64)> = Vec::new();
-        for i in req.items {
-            match items.iter_mut().find(|(s, _)| *s == i.sku) {
-                Some((_, q)) => {
-                    *q = q.checked_add(i.quantity).ok_or_else(|| {
-                        ApiError::bad_request(
-                            "invalid_return",
-                            format!("{:?}: the quantities do not add up to a number", i.sku),
-                        )
-                    })?
-                }
-                None => items.push((i.sku, i.quantity)),
+    let req: NewReturn = parse_json(body)?;
+    if req.items.is_empty() || req.items.len() > MAX_RETURN_ITEMS {
+        return Err(ApiError::bad_request(
+            "invalid_return",
+            format!("a return lists 1 to {MAX_RETURN_ITEMS} items"),
+        ));
+    }
+    if let Some(bad) = req
+        .items
+        .iter()
+        .find(|i| !is_sku(&i.sku) || i.quantity == 0)
+    {
+        return Err(ApiError::bad_request(
+            "invalid_return",
+            format!(
+                "{:?}: each item needs a SKU and a quantity of at least 1",
+                bad.sku
+            ),
+        ));
+    }
+    let owner = owner_of(state, &caller, order_id).await?;
+    let mut items: Vec<(String, u64)> = Vec::new();
+    for i in req.items {
+        match items.iter_mut().find(|(s, _)| *s == i.sku) {
+            Some((_, q)) => {
+                *q = q.checked_add(i.quantity).ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_return",
+                        format!("{:?}: the quantities do not add up to a number", i.sku),
+                    )
+                })?
             }
+            None => items.push((i.sku, i.quantity)),
         }
-        let return_id = match keyed.as_ref() {
-            Some(k) => k.derived_id("ret_"),
-            None => format!("ret_{}", uuid::Uuid::now_v7().simple()),
-        };
-        let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
-        let cmd = PaymentCommand::Return {
-            command_id: command_id.clone(),
-            order_id: order_id.to_owned(),
-            user_id: owner,
-            return_id: return_id.clone(),
-            items,
-            reason: req.reason.chars().take(MAX_REASON).collect(),
-        };
-        match command(state, topics::PAYMENTS, order_id, &command_id, encode(&cmd)).await? {
-            Outcome::OrderUpdated(o) => {
-                let ret = o
+    }
+    let return_id = match keyed {
+        Some(k) => k.derived_id("ret_"),
+        None => format!("ret_{}", uuid::Uuid::now_v7().simple()),
+    };
+    let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
+    let cmd = PaymentCommand::Return {
+        command_id: command_id.clone(),
+        order_id: order_id.to_owned(),
+        user_id: owner,
+        return_id: return_id.clone(),
+        items,
+        reason: req.reason.chars().take(MAX_REASON).collect(),
+    };
+    match command(state, topics::PAYMENTS, order_id, &command_id, encode(&cmd)).await? {
+        Outcome::OrderUpdated(o) => {
+            let ret = o
                     .goods
                     .as_deref()
                     .and_then(|g| g.returns.iter().find(|r| r.id == return_id))
@@ -159,12 +154,12 @@ pub async fn create_return(
                         "refund_id": r.refund_id,
                         "created_at": to_rfc3339(r.created_ms),
                     }));
-                Ok(ApiReply::created(json!({"return": ret, "order": order_view(&o)})))
-            }
-            other => Err(other_outcome(other)),
+            Ok(ApiReply::created(
+                json!({"return": ret, "order": order_view(&o)}),
+            ))
         }
-    })
-    .await
+        other => Err(other_outcome(other)),
+    }
 }
 
 #[derive(Deserialize)]

@@ -14,7 +14,7 @@ use warp::http::StatusCode;
 use super::events::load;
 use crate::auth::Caller;
 use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
-use crate::idempotency::{self, Keyed};
+use crate::idempotency::Keyed;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -51,24 +51,12 @@ pub(crate) async fn command(
 }
 
 /// Maps a worker's refusal to the API's error shape.
-pub async fn create(
+pub(super) async fn place(
     state: &AppState,
-    auth: Option<&str>,
-    key: Option<&str>,
+    caller: Caller,
+    keyed: Option<Keyed>,
     body: &[u8],
 ) -> ApiResult {
-    idempotency::post(
-        state,
-        auth,
-        key,
-        "/api/v1/holds",
-        body,
-        |caller, keyed| async move { place(state, &caller, keyed.as_ref(), body).await },
-    )
-    .await
-}
-
-async fn place(state: &AppState, caller: &Caller, keyed: Option<&Keyed>, body: &[u8]) -> ApiResult {
     let req: NewHold = parse_json(body)?;
     if req.seat_ids.is_empty() {
         return Err(seat_list_error(SeatListProblem::Empty));

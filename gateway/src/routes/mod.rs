@@ -130,7 +130,7 @@ where
             continue;
         }
         let started = Instant::now();
-        let result = run(route, &state, params, query, headers, stream).await;
+        let result = run(route, &state, path, params, query, headers, stream).await;
         return finish(&state, route.name, started, result);
     }
     let e = if other_method {
@@ -148,6 +148,7 @@ where
 async fn run<S, B>(
     route: &Route,
     state: &Arc<AppState>,
+    path: &str,
     params: Vec<String>,
     query: String,
     headers: HeaderMap,
@@ -171,7 +172,15 @@ where
         Body::Json => read_limited(announced, stream, state.config.max_body_bytes).await?,
         Body::Max(limit) => read_limited(announced, stream, limit).await?,
     };
-    (route.handler)(Call::new(Arc::clone(state), params, query, headers, body)).await
+    (route.handler)(Call::new(
+        Arc::clone(state),
+        path.to_owned(),
+        params,
+        query,
+        headers,
+        body,
+    ))
+    .await
 }
 
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {

@@ -14,7 +14,7 @@ use super::holds::{command, other_outcome};
 use super::{decode_cursor, encode_cursor, limit, Query};
 use crate::auth::Caller;
 use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
-use crate::idempotency::{self, Keyed};
+use crate::idempotency::Keyed;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -142,24 +142,12 @@ pub fn order_view(o: &Order) -> Value {
     })
 }
 
-pub async fn create(
+pub(super) async fn place(
     state: &AppState,
-    auth: Option<&str>,
-    key: Option<&str>,
+    caller: Caller,
+    keyed: Option<Keyed>,
     body: &[u8],
 ) -> ApiResult {
-    idempotency::post(
-        state,
-        auth,
-        key,
-        "/api/v1/orders",
-        body,
-        |caller, keyed| async move { place(state, &caller, keyed.as_ref(), body).await },
-    )
-    .await
-}
-
-async fn place(state: &AppState, caller: &Caller, keyed: Option<&Keyed>, body: &[u8]) -> ApiResult {
     let req: NewOrder = parse_json(body)?;
     let shipping = req
         .shipping_address

@@ -19,7 +19,7 @@ use warp::http::StatusCode;
 use super::holds::{command, other_outcome};
 use crate::auth::Caller;
 use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
-use crate::idempotency::{self, Keyed};
+use crate::idempotency::Keyed;
 use crate::state::AppState;
 
 #[derive(Deserialize)]
@@ -182,27 +182,11 @@ pub fn checkout_view(c: &Checkout) -> Value {
     })
 }
 
-pub async fn create_checkout(
+/// Makes a checkout of the caller's cart.
+pub(super) async fn create_checkout(
     state: &AppState,
-    auth: Option<&str>,
-    key: Option<&str>,
-    body: &[u8],
-) -> ApiResult {
-    idempotency::post(
-        state,
-        auth,
-        key,
-        "/api/v1/checkouts",
-        body,
-        |caller, keyed| async move { place_checkout(state, &caller, keyed.as_ref(), body).await },
-    )
-    .await
-}
-
-async fn place_checkout(
-    state: &AppState,
-    caller: &Caller,
-    keyed: Option<&Keyed>,
+    caller: Caller,
+    keyed: Option<Keyed>,
     body: &[u8],
 ) -> ApiResult {
     // The checkout is made from the cart; a body, if any, must be an empty object.

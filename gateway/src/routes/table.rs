@@ -1,8 +1,9 @@
 //! Every route of the API, one line each: method, path (`{}` is a path parameter), the name
 //! its metrics carry, how much body it reads, and the handler it calls with what the request
-//! brought. Authentication and idempotency are the handlers' (they need the caller and the
-//! key); a route whose caller must be checked before a large body is read says so with a
-//! guard.
+//! brought. A route that creates something runs its handler through [`Call::idempotent`], so
+//! the table shows which ones replay under an `Idempotency-Key`. Authentication is the
+//! handlers' (they need the caller); a route whose caller must be checked before a large body
+//! is read says so with a guard.
 
 use std::sync::Arc;
 
@@ -13,7 +14,9 @@ use warp::http::{HeaderMap, Method};
 use super::{
     accounts, admin, catalog, events, fulfilment, holds, ops, orders, shop, ApiResult, Query,
 };
+use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::idempotency::{self, Keyed};
 use crate::state::AppState;
 use mercato_core::domain::commerce::ShipmentStatus;
 use mercato_core::domain::payments::SIGNATURE_HEADER;
@@ -33,6 +36,8 @@ pub(super) enum Body {
 pub(super) struct Call {
     pub state: Arc<AppState>,
     pub body: Bytes,
+    /// The path as sent: what an idempotency key is bound to, with the body.
+    path: String,
     params: Vec<String>,
     raw_query: String,
     headers: HeaderMap,
@@ -41,6 +46,7 @@ pub(super) struct Call {
 impl Call {
     pub(super) fn new(
         state: Arc<AppState>,
+        path: String,
         params: Vec<String>,
         raw_query: String,
         headers: HeaderMap,
@@ -49,6 +55,7 @@ impl Call {
         Self {
             state,
             body,
+            path,
             params,
             raw_query,
             headers,
@@ -70,6 +77,17 @@ impl Call {
 
     fn idempotency_key(&self) -> Option<&str> {
         self.header("idempotency-key")
+    }
+
+    /// Runs `work` as the authenticated caller, at most once per `Idempotency-Key`: a replay
+    /// of the same key and body gets the first answer (see [`idempotency`]).
+    async fn idempotent<F, Fut>(&self, work: F) -> ApiResult
+    where
+        F: FnOnce(Caller, Option<Keyed>) -> Fut,
+        Fut: std::future::Future<Output = ApiResult>,
+    {
+        let (auth, key) = (self.auth(), self.idempotency_key());
+        idempotency::post(&self.state, auth, key, &self.path, &self.body, work).await
     }
 
     /// The query string's parameters; read only by routes that take any, so a malformed
@@ -153,17 +171,17 @@ pub(super) static ROUTES: &[Route] = &[
     route!(GET "/api/v1/events", "events_list", Ignored, |c| events::list(&c.state, &c.query()?)),
     route!(GET "/api/v1/events/{}", "events_get", Ignored, |c| events::get(&c.state, c.param(0))),
     route!(GET "/api/v1/events/{}/seats", "events_seats", Ignored, |c| events::seats(&c.state, c.param(0), &c.query()?)),
-    route!(POST "/api/v1/holds", "holds_create", Json, |c| holds::create(&c.state, c.auth(), c.idempotency_key(), &c.body)),
+    route!(POST "/api/v1/holds", "holds_create", Json, |c| c.idempotent(|caller, keyed| holds::place(&c.state, caller, keyed, &c.body))),
     route!(GET "/api/v1/holds/{}", "holds_get", Ignored, |c| holds::get(&c.state, c.auth(), c.param(0))),
     route!(DELETE "/api/v1/holds/{}", "holds_delete", Ignored, |c| holds::release(&c.state, c.auth(), c.param(0))),
-    route!(POST "/api/v1/orders", "orders_create", Json, |c| orders::create(&c.state, c.auth(), c.idempotency_key(), &c.body)),
+    route!(POST "/api/v1/orders", "orders_create", Json, |c| c.idempotent(|caller, keyed| orders::place(&c.state, caller, keyed, &c.body))),
     route!(GET "/api/v1/orders", "orders_list", Ignored, |c| orders::list(&c.state, c.auth(), &c.query()?)),
     route!(GET "/api/v1/orders/{}", "orders_get", Ignored, |c| orders::get(&c.state, c.auth(), c.param(0))),
-    route!(POST "/api/v1/orders/{}/cancel", "orders_cancel", Json, |c| fulfilment::cancel(&c.state, c.auth(), c.idempotency_key(), c.param(0), &c.body)),
-    route!(POST "/api/v1/orders/{}/returns", "orders_return", Json, |c| fulfilment::create_return(&c.state, c.auth(), c.idempotency_key(), c.param(0), &c.body)),
+    route!(POST "/api/v1/orders/{}/cancel", "orders_cancel", Json, |c| c.idempotent(|caller, _| fulfilment::cancel(&c.state, caller, c.param(0)))),
+    route!(POST "/api/v1/orders/{}/returns", "orders_return", Json, |c| c.idempotent(|caller, keyed| fulfilment::create_return(&c.state, caller, keyed, c.param(0), &c.body))),
     route!(GET "/api/v1/cart", "cart_get", Ignored, |c| shop::get_cart(&c.state, c.auth())),
     route!(PUT "/api/v1/cart/items/{}", "cart_set_item", Json, |c| shop::set_item(&c.state, c.auth(), c.param(0), &c.body)),
-    route!(POST "/api/v1/checkouts", "checkouts_create", Json, |c| shop::create_checkout(&c.state, c.auth(), c.idempotency_key(), &c.body)),
+    route!(POST "/api/v1/checkouts", "checkouts_create", Json, |c| c.idempotent(|caller, keyed| shop::create_checkout(&c.state, caller, keyed, &c.body))),
     route!(GET "/api/v1/checkouts/{}", "checkouts_get", Ignored, |c| shop::get_checkout(&c.state, c.auth(), c.param(0))),
     route!(DELETE "/api/v1/checkouts/{}", "checkouts_delete", Ignored, |c| shop::delete_checkout(&c.state, c.auth(), c.param(0))),
     route!(POST "/api/v1/warehouses/{}/shipments/{}/ship", "shipments_advance", Json, |c| fulfilment::advance(&c.state, c.auth(), c.param(0), c.param(1), ShipmentStatus::Shipped, &c.body)),
