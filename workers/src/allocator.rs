@@ -7,8 +7,12 @@
 //! row; then the order turns `allocated` by compare-and-set, only if it is still `paid`. If a
 //! cancellation got there first, the allocator puts back what it took. A crash anywhere
 //! replays the order, and the recorded takes make the replay decide exactly as before.
+//!
+//! Every decision (what to do with the order, the warehouses to draw from, the plan, what to
+//! ask of each stock row, the order as recorded, the sub-orders) is in
+//! `mercato_core::domain::orders::allocate` and `domain::commerce`; this module loads and
+//! writes.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,13 +20,11 @@ use async_trait::async_trait;
 use mercato_core::bus::Record;
 use mercato_core::clock::now_ms;
 use mercato_core::codec::decode;
-use mercato_core::domain::commands::{AllocateOrder, WarehouseMessage};
-use mercato_core::domain::commerce::allocation::{plan, Source};
-use mercato_core::domain::commerce::{
-    shipment_id, warehouse_topic, Goods, Shipment, ShipmentStatus, WarehouseRecord,
-};
+use mercato_core::domain::commands::AllocateOrder;
+use mercato_core::domain::commerce::allocation::plan;
+use mercato_core::domain::commerce::{Goods, WarehouseRecord};
+use mercato_core::domain::orders::allocate::{self, Moved, Next, Takes};
 use mercato_core::domain::orders::{Order, OrderStatus};
-use mercato_core::geo::haversine_km;
 use mercato_core::names::topics;
 use mercato_core::repo::orders::{self, load_order, update_order};
 use mercato_core::repo::stock::{change_stock, load_stock};
@@ -34,8 +36,6 @@ use crate::runtime::{BatchHandler, Emit};
 
 /// How stale the list of warehouses (names and places) may be.
 const WAREHOUSES_MAX_AGE: Duration = Duration::from_secs(2);
-
-type Takes = Vec<(String, u64)>;
 
 pub struct AllocatorWorker {
     store: Arc<dyn Store>,
@@ -70,74 +70,33 @@ impl AllocatorWorker {
             return Ok(Vec::new());
         };
         let order = order.value;
-        let Some(g) = order.goods.as_deref() else {
-            return Ok(Vec::new());
-        };
-        match order.status {
-            OrderStatus::Paid => {}
-            // A replay after the order was recorded: the sub-orders may not have gone out.
-            OrderStatus::Allocated => return Ok(sub_orders(&order, g)),
-            // Cancelled meanwhile: put back anything an earlier attempt took.
-            OrderStatus::Cancelled | OrderStatus::Refunded => {
+        let g = match (allocate::next(&order), order.goods.as_deref()) {
+            (Next::Allocate, Some(g)) => g,
+            (Next::Resend, _) => return Ok(sub_orders(&order)),
+            (Next::PutBack, Some(g)) => {
                 self.put_back(&order, g).await?;
                 return Ok(Vec::new());
             }
             _ => return Ok(Vec::new()),
-        }
+        };
         let warehouses = self.warehouses().await?;
-        let ship_to = g.shipping.as_ref().and_then(|a| a.point());
-        let mut available: BTreeMap<&str, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut levels = Vec::with_capacity(g.lines.len());
         for line in &g.lines {
             if let Some(level) = load_stock(&*self.store, &line.sku).await? {
-                for (w, s) in &level.value.warehouses {
-                    if let Some(name) = warehouses.iter().find(|x| x.name == *w) {
-                        available
-                            .entry(name.name.as_str())
-                            .or_default()
-                            .insert(line.sku.clone(), s.available);
-                    }
-                }
+                levels.push((line.sku.clone(), level.value));
             }
         }
-        let sources: Vec<Source> = warehouses
-            .iter()
-            .filter_map(|w| {
-                let stock = available.remove(w.name.as_str())?;
-                Some(Source {
-                    warehouse: w.name.clone(),
-                    distance_km: ship_to.map_or(0.0, |p| haversine_km(p, (w.lat, w.lon))),
-                    available: stock,
-                })
-            })
-            .collect();
-        let lines: Vec<(String, u64)> = g
-            .lines
-            .iter()
-            .map(|l| (l.sku.clone(), l.quantity))
-            .collect();
-        let planned = plan(&lines, &sources);
+        let ship_to = g.shipping.as_ref().and_then(|a| a.point());
+        let sources = allocate::sources(&warehouses, &levels, ship_to);
+        let planned = plan(&allocate::lines(g), &sources);
         if !planned.shortfall.is_empty() {
             return self.flag(&order, planned.shortfall).await;
         }
-        let nearest: Vec<String> = {
-            let mut s: Vec<&Source> = sources.iter().collect();
-            s.sort_by(|a, b| a.distance_km.total_cmp(&b.distance_km));
-            s.into_iter().map(|s| s.warehouse.clone()).collect()
-        };
+        let nearest = allocate::nearest_first(&sources);
         // Move the stock, SKU by SKU, keeping what each move took.
-        let mut shipments: Vec<(String, Vec<(String, u64)>)> = Vec::new();
-        let mut short = Vec::new();
+        let mut moved = Moved::default();
         for line in &g.lines {
-            let wished: Takes = planned
-                .shipments
-                .iter()
-                .flat_map(|(w, items)| {
-                    items
-                        .iter()
-                        .filter(|(sku, _)| *sku == line.sku)
-                        .map(|(_, q)| (w.clone(), *q))
-                })
-                .collect();
+            let wished = allocate::wished(&planned, &line.sku);
             let change = change_stock(
                 &*self.store,
                 &line.sku,
@@ -149,55 +108,23 @@ impl AllocatorWorker {
             )
             .await?;
             let (takes, missing): (Takes, u64) = change.value;
-            if missing > 0 {
-                short.push((line.sku.clone(), missing));
-            }
-            for (w, q) in takes {
-                match shipments.iter_mut().find(|(name, _)| *name == w) {
-                    Some((_, items)) => items.push((line.sku.clone(), q)),
-                    None => shipments.push((w, vec![(line.sku.clone(), q)])),
-                }
-            }
+            moved.add(&line.sku, takes, missing);
         }
-        let now = now_ms();
-        if !short.is_empty() {
+        if !moved.short.is_empty() {
             orders::flag(&*self.store, order_id).await?;
         }
+        let now = now_ms();
         let recorded = update_order(&*self.store, order_id, |o| {
-            if o.status != OrderStatus::Paid {
-                return Ok::<bool, ()>(false);
-            }
-            let Some(g) = o.goods.as_deref_mut() else {
-                return Ok(false);
-            };
-            g.shipments = shipments
-                .iter()
-                .enumerate()
-                .map(|(i, (w, items))| Shipment {
-                    id: shipment_id(order_id, i + 1),
-                    warehouse: w.clone(),
-                    items: items.clone(),
-                    status: ShipmentStatus::Allocated,
-                    tracking_number: None,
-                    updated_ms: now,
-                })
-                .collect();
-            g.shortfall = short.clone();
-            o.status = OrderStatus::Allocated;
-            Ok(true)
+            Ok::<bool, ()>(allocate::record(o, &moved, now))
         })
         .await?;
         match recorded {
             Some(Ok(o)) if o.status == OrderStatus::Allocated => {
-                if short.is_empty() && !g.shortfall.is_empty() {
+                if moved.short.is_empty() && !g.shortfall.is_empty() {
                     // Flagged by an earlier attempt; supplied in full now.
                     orders::unflag(&*self.store, order_id).await?;
                 }
-                let emits = o
-                    .goods
-                    .as_deref()
-                    .map(|g| sub_orders(&o, g))
-                    .unwrap_or_default();
+                let emits = sub_orders(&o);
                 tracing::debug!(order = order_id, shipments = emits.len(), "allocated");
                 Ok(emits)
             }
@@ -252,14 +179,7 @@ impl AllocatorWorker {
         );
         orders::flag(&*self.store, &order.id).await?;
         update_order(&*self.store, &order.id, |o| {
-            let Some(g) = o.goods.as_deref_mut() else {
-                return Ok::<bool, ()>(false);
-            };
-            if g.shortfall == shortfall {
-                return Ok(false);
-            }
-            g.shortfall = shortfall.clone();
-            Ok(true)
+            Ok::<bool, ()>(allocate::note_shortfall(o, &shortfall))
         })
         .await?;
         Ok(Vec::new())
@@ -267,21 +187,10 @@ impl AllocatorWorker {
 }
 
 /// Each warehouse's sub-order, on its own topic.
-fn sub_orders(order: &Order, g: &Goods) -> Vec<Emit> {
-    g.shipments
-        .iter()
-        .filter(|s| s.status == ShipmentStatus::Allocated)
-        .map(|s| {
-            Emit::to(
-                warehouse_topic(&s.warehouse),
-                order.id.clone(),
-                &WarehouseMessage::Ship {
-                    order_id: order.id.clone(),
-                    shipment: s.clone(),
-                    address: g.shipping.clone(),
-                },
-            )
-        })
+fn sub_orders(order: &Order) -> Vec<Emit> {
+    allocate::sub_orders(order)
+        .into_iter()
+        .map(|(topic, message)| Emit::to(topic, order.id.clone(), &message))
         .collect()
 }
 

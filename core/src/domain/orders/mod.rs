@@ -118,6 +118,7 @@ impl From<TicketOrderV1> for Order {
 }
 
 pub mod after_sale;
+pub mod allocate;
 pub mod place;
 pub mod settle;
 pub mod shipping;
