@@ -206,7 +206,6 @@ impl BatchHandler for HoldsWorker {
 #[cfg(test)]
 mod tests {
     use mercato_core::codec::encode;
-    use mercato_core::names::tables;
     use mercato_core::store::EmbeddedStore;
 
     use super::*;
@@ -257,15 +256,10 @@ mod tests {
                 "{seats:?}: {:?}",
                 outcome(&emits)
             );
-            let claims = store
-                .scan(tables::SEAT_CLAIMS, "gig/pit", None, 10)
+            let claims = mercato_core::repo::holds::section_claims(&*store, "gig", "pit")
                 .await
                 .unwrap();
-            assert!(
-                claims.rows.is_empty(),
-                "{seats:?} claimed {:?}",
-                claims.rows
-            );
+            assert!(claims.is_empty(), "{seats:?} claimed {claims:?}");
         }
         let emits = worker
             .handle(
