@@ -33,3 +33,8 @@ lint:
 # The development loop's figures (cold build, one-line changes): `just devloop /tmp/empty-dir 3`.
 devloop target_dir="" runs="3":
     scripts/devloop.sh {{target_dir}} {{runs}}
+
+# A real Kubernetes API server for the operator's real-cluster test (built once, then cached):
+# `eval "$(just kube)"` starts it and sets MERCATO_TEST_KUBE_ADMIN and MERCATO_TEST_KUBECTL.
+kube dir="/tmp/mercato-kube":
+    @.ci/kube.sh {{dir}}

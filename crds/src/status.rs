@@ -40,8 +40,23 @@ pub struct CommonStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub topics: Vec<TopicStatus>,
     /// Replicas of each worker role the namespace runs now, this declaration's needs included.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    // Nullable: when an apply stops naming a map it set before, the server-side apply of
+    // Kubernetes 1.20 leaves `null` there rather than removing it (seen on a real API server),
+    // and a schema that refused the null would refuse the status patch.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "null_as_empty"
+    )]
+    #[schemars(extend("nullable" = true))]
     pub workers: BTreeMap<String, i32>,
+}
+
+fn null_as_empty<'de, D>(deserializer: D) -> Result<BTreeMap<String, i32>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    Ok(Option::<BTreeMap<String, i32>>::deserialize(deserializer)?.unwrap_or_default())
 }
 
 /// What the operator reports on an Event: its seats by state, and its workers.
@@ -99,4 +114,17 @@ pub(crate) fn free_form_list(_: &mut SchemaGenerator) -> Schema {
         "type": "array",
         "items": { "type": "object", "x-kubernetes-preserve-unknown-fields": true }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EventStatus;
+
+    #[test]
+    fn a_status_whose_workers_were_left_null_reads_as_none() {
+        let status: EventStatus =
+            serde_json::from_str(r#"{"workers": null, "held": 3}"#).expect("parses");
+        assert!(status.common.workers.is_empty());
+        assert_eq!(status.held, Some(3));
+    }
 }

@@ -34,6 +34,28 @@ fn committed_definitions_match_the_types() {
     );
 }
 
+/// The API server refuses a schema whose `enum` lists `null` (kube-rs#1821): an optional
+/// enum is `nullable` instead.
+#[test]
+fn no_enum_lists_null() {
+    for (file, yaml) in mercato_crds::definitions_yaml().expect("definitions serialize") {
+        let value: serde_yaml::Value = serde_yaml::from_str(&yaml).expect("yaml");
+        let mut stack = vec![&value];
+        while let Some(node) = stack.pop() {
+            match node {
+                serde_yaml::Value::Mapping(map) => {
+                    if let Some(serde_yaml::Value::Sequence(values)) = map.get("enum") {
+                        assert!(!values.iter().any(|v| v.is_null()), "{file}: {values:?}");
+                    }
+                    stack.extend(map.values());
+                }
+                serde_yaml::Value::Sequence(items) => stack.extend(items),
+                _ => {}
+            }
+        }
+    }
+}
+
 #[test]
 fn definitions_carry_what_kubectl_users_rely_on() {
     for crd in mercato_crds::definitions() {

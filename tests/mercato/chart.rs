@@ -85,8 +85,18 @@ fn quote(args: &[Value]) -> Result<Value, FuncError> {
     Ok(Value::from(serde_json::json!(text(value)).to_string()))
 }
 
-/// Renders every template of the chart with `values` merged over values.yaml.
+/// Renders every template of the chart with `values` merged over values.yaml, as release
+/// `shop` in namespace `mercato`.
 fn render(overrides: serde_json::Value) -> Vec<serde_yaml::Value> {
+    render_release("shop", "mercato", overrides)
+}
+
+/// Renders every template of the chart as `helm template RELEASE -n NAMESPACE` would.
+pub fn render_release(
+    release: &str,
+    namespace: &str,
+    overrides: serde_json::Value,
+) -> Vec<serde_yaml::Value> {
     let defaults: serde_json::Value = serde_yaml::from_str(
         &std::fs::read_to_string(chart().join("values.yaml")).expect("values.yaml"),
     )
@@ -99,7 +109,7 @@ fn render(overrides: serde_json::Value) -> Vec<serde_yaml::Value> {
     .expect("Chart.yaml parses");
     let root = serde_json::json!({
         "Values": values,
-        "Release": {"Name": "shop", "Namespace": "mercato", "Service": "Helm"},
+        "Release": {"Name": release, "Namespace": namespace, "Service": "Helm"},
         "Chart": {"Name": chart_meta["name"], "Version": chart_meta["version"], "AppVersion": chart_meta["appVersion"]},
     });
     // The templates are YAML files read in name order, like a folder of manifests.

@@ -1,6 +1,6 @@
 //! Running `mercato` roles and a private Redis as child processes, for the multi-process tests.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -18,18 +18,35 @@ pub struct Process {
 impl Process {
     /// Starts `mercato ARGS` and waits for a line of its standard output containing `ready`;
     /// returns the process and that line. Its logs go to `logs/<name>.log`.
-    fn mercato(
+    pub fn mercato(
         name: &str,
         args: &[String],
         env: &[(&str, &str)],
         logs: &Path,
         ready: &str,
     ) -> (Process, String) {
+        Self::mercato_within(name, args, env, logs, ready, Duration::from_secs(60))
+    }
+
+    /// [`Process::mercato`], waiting up to `limit` for the ready line.
+    pub fn mercato_within(
+        name: &str,
+        args: &[String],
+        env: &[(&str, &str)],
+        logs: &Path,
+        ready: &str,
+        limit: Duration,
+    ) -> (Process, String) {
         let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
         let mut child = Command::new(MERCATO)
             .args(args)
             .envs(env.iter().copied())
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("MERCATO_TEST_CHILD_LOG")
+                    .as_deref()
+                    .unwrap_or("warn"),
+            )
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -37,22 +54,22 @@ impl Process {
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         let wanted = ready.to_owned();
-        // Keeps draining the pipe after the ready line, so the child never blocks on it.
+        let mut out = std::fs::File::create(logs.join(format!("{name}.out"))).unwrap();
+        // Keeps draining the pipe after the ready line, so the child never blocks on it; what
+        // it prints (its tracing logs among it) goes to logs/<name>.out.
         std::thread::spawn(move || {
             let mut told = false;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = writeln!(out, "{line}");
                 if !told && line.contains(&wanted) {
                     told = tx.send(line).is_ok();
                 }
             }
         });
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| {
-                let log =
-                    std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
-                panic!("{name} did not get ready; its log:\n{log}")
-            });
+        let line = rx.recv_timeout(limit).unwrap_or_else(|_| {
+            let log = std::fs::read_to_string(logs.join(format!("{name}.log"))).unwrap_or_default();
+            panic!("{name} did not get ready; its log:\n{log}")
+        });
         (
             Process {
                 name: name.to_owned(),

@@ -84,6 +84,9 @@ fn drifted<T: Serialize>(live: &T, desired: &T) -> bool {
     replicas(live) != replicas(desired)
 }
 
+/// How many times one object is applied when the API server answers 409.
+const APPLY_ATTEMPTS: u32 = 5;
+
 /// Applies one object unless the live one carries the same digest. Returns the live object
 /// and whether it was written.
 async fn apply_one<T>(client: &Client, namespace: &str, desired: &T) -> Result<(T, bool), Error>
@@ -102,7 +105,20 @@ where
         }
     }
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let live = api.patch(&name, &params, &Patch::Apply(desired)).await?;
+    // Two reconciles applying the same shared object at once (the Events of a namespace share
+    // their workers) can meet in the API server: 1.20 answers one of them 409, AlreadyExists
+    // when both created it, Conflict when both updated it (both seen on a real one). An apply
+    // names no resourceVersion, so the same apply again is right, and lands.
+    let mut attempts = 1;
+    let live = loop {
+        match api.patch(&name, &params, &Patch::Apply(desired)).await {
+            Err(kube::Error::Api(e)) if e.code == 409 && attempts < APPLY_ATTEMPTS => {
+                tracing::debug!(name, reason = e.reason, "apply met another; applying again");
+                attempts += 1;
+            }
+            applied => break applied?,
+        }
+    };
     tracing::info!(kind = T::kind(&()).as_ref(), namespace, name, "applied");
     Ok((live, true))
 }

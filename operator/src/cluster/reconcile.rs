@@ -271,8 +271,7 @@ async fn write_status<K: Declared>(obj: &K, ctx: &Context, status: K::Status) ->
         .inc();
     let before = obj.status().map(KindStatus::common);
     for change in status::transitions(before, status.common()) {
-        let warning = (change.type_ == types::DEGRADED) == (change.status == "True");
-        let kind = if warning {
+        let kind = if status::is_warning(change) {
             EventType::Warning
         } else {
             EventType::Normal

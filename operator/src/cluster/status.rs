@@ -410,6 +410,13 @@ pub fn failed<S: KindStatus>(current: Option<&S>, error: &Error, now: Timestamp)
     status
 }
 
+/// Whether a transition is published as a Warning event: only `Degraded` turning true. A
+/// declaration that is not Ready yet (its workers starting) or no longer Progressing is news,
+/// not trouble.
+pub fn is_warning(change: &Condition) -> bool {
+    change.type_ == types::DEGRADED && change.status == "True"
+}
+
 /// The conditions whose status differs between two statuses: the transitions worth an Event.
 pub fn transitions<'a>(
     before: Option<&CommonStatus>,
