@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs PostgreSQL and Redis from the OS packages and starts one private server of each on
-# ports of their own, with their data under DIR. Prints the MERCATO_TEST_* exports to eval.
+# ports of their own, with their data under DIR; PostgreSQL takes TLS too, with a certificate
+# from a CA made here. Prints the MERCATO_TEST_* exports to eval.
 #   exports=$(.ci/engines.sh DIR) && eval "$exports"     start (used by .ci/run)
 #   .ci/engines.sh --stop DIR                             stop both again
 set -euo pipefail
@@ -35,8 +36,25 @@ if [ "$(id -u)" -eq 0 ]; then pg_user=postgres; chown postgres "$dir"; fi
 if [ ! -f "$dir/pg/PG_VERSION" ]; then
     run_pg "$pg_bin/initdb" -D "$dir/pg" -U "$pg_user" -A trust >/dev/null
 fi
+# TLS beside plain connections: a CA made here signs the server's certificate (127.0.0.1 and
+# localhost); a second CA, which signed nothing, lets a test see a wrong CA refused.
+tls=$dir/tls
+if [ ! -f "$tls/server.crt" ]; then
+    mkdir -p "$tls"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=mercato-ci-engines-ca \
+        -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+    openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=mercato-ci-other-ca \
+        -keyout "$tls/other-ca.key" -out "$tls/other-ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj /CN=127.0.0.1 \
+        -keyout "$tls/server.key" -out "$tls/server.csr" 2>/dev/null
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/san.ext"
+    openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+        -CAcreateserial -days 30 -extfile "$tls/san.ext" -out "$tls/server.crt" 2>/dev/null
+    chmod 600 "$tls/server.key"
+    if [ "$(id -u)" -eq 0 ]; then chown postgres "$tls/server.key" "$tls/server.crt"; fi
+fi
 run_pg "$pg_bin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w \
-    -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on" start >&2
+    -o "-p $pg_port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=300 -c fsync=on -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key" start >&2
 run_pg "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U "$pg_user" -d postgres -qtAc \
     "SELECT 1 FROM pg_database WHERE datname = 'mercato'" | grep -q 1 \
     || run_pg "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U "$pg_user" mercato
@@ -48,4 +66,6 @@ for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break;
 redis-cli -p "$redis_port" ping >/dev/null
 
 echo "export MERCATO_TEST_POSTGRES=postgres://$pg_user@127.0.0.1:$pg_port/mercato"
+echo "export MERCATO_TEST_POSTGRES_TLS='postgres://$pg_user@127.0.0.1:$pg_port/mercato?sslmode=verify-full&sslrootcert=$tls/ca.crt'"
+echo "export MERCATO_TEST_WRONG_CA=$tls/other-ca.crt"
 echo "export MERCATO_TEST_REDIS=redis://127.0.0.1:$redis_port"

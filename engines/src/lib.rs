@@ -12,6 +12,7 @@
 
 pub mod fluvio_bus;
 pub mod postgres;
+pub mod postgres_tls;
 pub mod redis_bus;
 mod redis_conn;
 pub mod redis_coord;

@@ -25,7 +25,6 @@ use mercato_core::store::{
 use tokio::task::JoinHandle;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::NoTls;
 
 // The statements are constants, put together at compile time: nothing on the request path
 // formats SQL, and each is prepared once per connection.
@@ -191,15 +190,14 @@ impl Drop for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (`postgres://user:password@host:port/database`), applies pending
-    /// migrations, and starts the janitor.
+    /// Connects to `url` (`postgres://user:password@host:port/database`, with `sslmode` and
+    /// `sslrootcert` for TLS: see [`crate::postgres_tls`]), applies pending migrations, and
+    /// starts the janitor.
     pub async fn connect(url: &str, options: PostgresOptions) -> StoreResult<Self> {
-        let config: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e| StoreError::invalid(format!("bad PostgreSQL URL: {e}")))?;
+        let connection = crate::postgres_tls::connection(url)?;
         let manager = Manager::from_config(
-            config,
-            NoTls,
+            connection.config,
+            connection.tls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },

@@ -48,3 +48,61 @@ async fn postgres_unreachable_is_unavailable() {
         .expect("connecting to a closed port fails");
     assert_eq!(err.label(), "unavailable", "{err}");
 }
+
+/// `MERCATO_TEST_POSTGRES_TLS`: the same server by TLS, verified against the CA that signed its
+/// certificate (CI's server takes both).
+fn tls_address() -> Option<String> {
+    conformance::engine_address("MERCATO_TEST_POSTGRES_TLS")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_store_conformance_over_tls() {
+    let Some(url) = tls_address() else { return };
+    // The session really is encrypted: the server says so of the connection.
+    let connection = mercato_engines::postgres_tls::connection(&url).unwrap();
+    let (client, task) = connection.config.connect(connection.tls).await.unwrap();
+    tokio::spawn(task);
+    let row = client
+        .query_one(
+            "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(row.get::<_, bool>(0), "the connection is not TLS");
+    eprintln!("PostgreSQL over {}", row.get::<_, String>(1));
+    let store = PostgresStore::connect(&url, PostgresOptions::default())
+        .await
+        .unwrap();
+    conformance::store::run_all(Arc::new(store)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_with_the_wrong_ca_is_refused_with_a_clear_error() {
+    let (Some(url), Some(wrong)) = (
+        tls_address(),
+        conformance::engine_address("MERCATO_TEST_WRONG_CA"),
+    ) else {
+        return;
+    };
+    let (base, _) = url.split_once("sslrootcert=").unwrap();
+    let options = PostgresOptions {
+        wait: std::time::Duration::from_secs(2),
+        ..PostgresOptions::default()
+    };
+    let err = PostgresStore::connect(&format!("{base}sslrootcert={wrong}"), options)
+        .await
+        .err()
+        .expect("a server whose certificate the CA did not sign is refused");
+    assert_eq!(err.label(), "unavailable", "{err}");
+    let report = format!("{err:#}");
+    let chain = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    assert!(
+        chain.contains("UnknownIssuer") || chain.contains("certificate"),
+        "the error does not say the certificate was refused: {chain} ({report})"
+    );
+    eprintln!("refused: {chain}");
+}
