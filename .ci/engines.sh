@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs PostgreSQL and Redis from the OS packages and starts one private server of each on
-# ports of their own, with their data under DIR; PostgreSQL takes TLS too, with a certificate
-# from a CA made here. Prints the MERCATO_TEST_* exports to eval.
+# ports of their own, with their data under DIR. Both take TLS too (Redis on the port after its
+# own), with a certificate from a CA made here. Prints the MERCATO_TEST_* exports to eval.
 #   exports=$(.ci/engines.sh DIR) && eval "$exports"     start (used by .ci/run)
 #   .ci/engines.sh --stop DIR                             stop both again
 set -euo pipefail
@@ -60,8 +60,12 @@ run_pg "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U "$pg_user" -d postgres -qtAc
     || run_pg "$pg_bin/createdb" -h 127.0.0.1 -p "$pg_port" -U "$pg_user" mercato
 
 # appendonly with fsync always: the bus on Redis Streams loses nothing it acknowledged.
+# TLS on the next port, with the same certificate as PostgreSQL's.
+redis_tls_port=$((redis_port + 1))
 redis-server --port "$redis_port" --bind 127.0.0.1 --daemonize yes --dir "$dir" \
-    --appendonly yes --appendfsync always --save '' --logfile "$dir/redis.log" >&2
+    --appendonly yes --appendfsync always --save '' --logfile "$dir/redis.log" \
+    --tls-port "$redis_tls_port" --tls-cert-file "$tls/server.crt" --tls-key-file "$tls/server.key" \
+    --tls-ca-cert-file "$tls/ca.crt" --tls-auth-clients no >&2
 for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 redis-cli -p "$redis_port" ping >/dev/null
 
@@ -69,3 +73,4 @@ echo "export MERCATO_TEST_POSTGRES=postgres://$pg_user@127.0.0.1:$pg_port/mercat
 echo "export MERCATO_TEST_POSTGRES_TLS='postgres://$pg_user@127.0.0.1:$pg_port/mercato?sslmode=verify-full&sslrootcert=$tls/ca.crt'"
 echo "export MERCATO_TEST_WRONG_CA=$tls/other-ca.crt"
 echo "export MERCATO_TEST_REDIS=redis://127.0.0.1:$redis_port"
+echo "export MERCATO_TEST_REDIS_TLS='rediss://127.0.0.1:$redis_tls_port/?sslrootcert=$tls/ca.crt'"

@@ -26,11 +26,25 @@ pub enum RedisConnectError {
     },
 }
 
+/// Opens a client for `url`. `rediss://` is TLS (rustls), the server's certificate verified
+/// against the system's roots, or against the CA certificates of the PEM file that
+/// `?sslrootcert=PATH` names (the parameter PostgreSQL URLs use for the same thing).
 pub async fn open(url: &str) -> Result<(redis::Client, ConnectionManager), RedisConnectError> {
-    let client = redis::Client::open(url).map_err(|source| RedisConnectError::BadUrl {
+    let bad = |source| RedisConnectError::BadUrl {
         url: url.to_owned(),
         source,
-    })?;
+    };
+    let client = match root_cert(url).map_err(bad)? {
+        None => redis::Client::open(url).map_err(bad)?,
+        Some((rest, pem)) => redis::Client::build_with_tls(
+            rest.as_str(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem),
+            },
+        )
+        .map_err(bad)?,
+    };
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(RESPONSE_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -44,6 +58,43 @@ pub async fn open(url: &str) -> Result<(redis::Client, ConnectionManager), Redis
             source,
         })?;
     Ok((client, manager))
+}
+
+/// The URL without `sslrootcert`, and that file's PEM, when the URL names one.
+fn root_cert(url: &str) -> Result<Option<(String, Vec<u8>)>, redis::RedisError> {
+    let invalid = |what: String| {
+        redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "bad TLS settings",
+            what,
+        ))
+    };
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return Ok(None); // the redis crate says what is wrong with it
+    };
+    let mut root = None;
+    let rest: Vec<(String, String)> = parsed
+        .query_pairs()
+        .filter_map(|(key, value)| {
+            if key == "sslrootcert" {
+                root = Some(value.into_owned());
+                None
+            } else {
+                Some((key.into_owned(), value.into_owned()))
+            }
+        })
+        .collect();
+    let Some(path) = root else { return Ok(None) };
+    if parsed.scheme() != "rediss" {
+        return Err(invalid(format!("sslrootcert={path} needs a rediss:// URL")));
+    }
+    if rest.is_empty() {
+        parsed.set_query(None);
+    } else {
+        parsed.query_pairs_mut().clear().extend_pairs(rest);
+    }
+    let pem = std::fs::read(&path).map_err(|e| invalid(format!("sslrootcert {path}: {e}")))?;
+    Ok(Some((parsed.to_string(), pem)))
 }
 
 /// Redis is away (refused, dropped, timed out) rather than refusing the command.

@@ -37,3 +37,54 @@ async fn redis_unreachable_is_an_error() {
     assert!(RedisBus::connect("redis://127.0.0.1:1").await.is_err());
     assert!(RedisBus::connect("not a url").await.is_err());
 }
+
+/// `MERCATO_TEST_REDIS_TLS`: the same server by TLS (`rediss://`), verified against the CA
+/// that signed its certificate.
+fn tls_address() -> Option<String> {
+    conformance::engine_address("MERCATO_TEST_REDIS_TLS")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_coord_and_bus_conformance_over_tls() {
+    let Some(url) = tls_address() else { return };
+    let coord = RedisCoord::connect(&url).await.unwrap();
+    conformance::coord::run_all(Arc::new(coord)).await;
+    conformance::bus::run_all(|| {
+        let url = url.clone();
+        async move { Arc::new(RedisBus::connect(&url).await.unwrap()) as Arc<dyn Bus> }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_with_the_wrong_ca_is_refused_with_a_clear_error() {
+    let (Some(url), Some(wrong)) = (
+        tls_address(),
+        conformance::engine_address("MERCATO_TEST_WRONG_CA"),
+    ) else {
+        return;
+    };
+    let (base, _) = url.split_once("sslrootcert=").unwrap();
+    let err = RedisCoord::connect(&format!("{base}sslrootcert={wrong}"))
+        .await
+        .err()
+        .expect("a server whose certificate the CA did not sign is refused");
+    let chain = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    assert!(
+        chain.contains("UnknownIssuer") || chain.contains("certificate"),
+        "the error does not say the certificate was refused: {chain}"
+    );
+    eprintln!("refused: {chain}");
+    // A plain URL with a CA file is a mistake, said as such.
+    let plain = RedisCoord::connect(&format!("redis://127.0.0.1:1/?sslrootcert={wrong}"))
+        .await
+        .err()
+        .expect("refused");
+    assert!(
+        plain.to_string().contains("needs a rediss:// URL"),
+        "{plain}"
+    );
+}
