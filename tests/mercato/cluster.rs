@@ -430,7 +430,55 @@ async fn the_operator_on_a_real_api_server_under_the_charts_role() {
     .await;
     holds_partitions(12).await.unwrap();
 
-    // Deleting a declaration waits for its cleanup, then completes.
+    // A second operator waits while the first leads; when the leader is killed, it takes over
+    // once the Lease (15 s) runs out, starting beside declarations that already exist (which a
+    // lost wake-up once left unreconciled for ever).
+    let follower = {
+        let (kube_dir, namespace) = (kube.dir.clone(), kube.namespace.clone());
+        let env: Vec<(String, String)> = engines
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let kubeconfig = as_operator.display().to_string();
+        tokio::task::spawn_blocking(move || {
+            let mut env: Vec<(&str, &str)> =
+                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            env.extend([
+                ("KUBECONFIG", kubeconfig.as_str()),
+                ("POD_NAME", "operator-b"),
+                ("MERCATO_METRICS_LISTEN", "127.0.0.1:0"),
+            ]);
+            let args: Vec<String> = ["operator", "run", "--namespace", &namespace]
+                .map(str::to_owned)
+                .to_vec();
+            let (process, _) = Process::mercato_within(
+                "operator-b",
+                &args,
+                &env,
+                &kube_dir,
+                "operator-b: leading",
+                Duration::from_secs(90),
+            );
+            (process, Instant::now())
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(
+        !follower.is_finished(),
+        "a second operator leads while the first holds the Lease"
+    );
+    drop(leader);
+    let killed = Instant::now();
+    let (_follower, leading) = follower.await.unwrap();
+    let takeover = leading - killed;
+    assert!(
+        takeover < Duration::from_secs(30),
+        "the follower took {takeover:?} to lead"
+    );
+    eprintln!("leader killed; the other operator led after {takeover:?}");
+
+    // The new leader acts on what the old one left: deleting a declaration waits for its
+    // cleanup, then completes.
     kube.kubectl_ok(&["delete", "mev", "hamlet-globe", "--wait=false"], None);
     eventually(&kube, "the deleted Event is gone", MINUTE, || async {
         match events
@@ -443,7 +491,7 @@ async fn the_operator_on_a_real_api_server_under_the_charts_role() {
                 "{}\n{:?}\n{}",
                 event.data["status"],
                 event.finalizers(),
-                log_of(&kube, "operator-a")
+                log_of(&kube, "operator-b")
             )),
         }
     })
@@ -497,85 +545,4 @@ async fn the_operator_on_a_real_api_server_under_the_charts_role() {
         }
     })
     .await;
-
-    // A second operator waits while the first leads; when the leader is killed, it takes over
-    // once the Lease (15 s) runs out.
-    let follower = {
-        let (kube_dir, namespace) = (kube.dir.clone(), kube.namespace.clone());
-        let env: Vec<(String, String)> = engines
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let kubeconfig = as_operator.display().to_string();
-        tokio::task::spawn_blocking(move || {
-            let mut env: Vec<(&str, &str)> =
-                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            env.extend([
-                ("KUBECONFIG", kubeconfig.as_str()),
-                ("POD_NAME", "operator-b"),
-                ("MERCATO_METRICS_LISTEN", "127.0.0.1:0"),
-            ]);
-            let args: Vec<String> = ["operator", "run", "--namespace", &namespace]
-                .map(str::to_owned)
-                .to_vec();
-            let (process, _) = Process::mercato_within(
-                "operator-b",
-                &args,
-                &env,
-                &kube_dir,
-                "operator-b: leading",
-                Duration::from_secs(90),
-            );
-            (process, Instant::now())
-        })
-    };
-    tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(
-        !follower.is_finished(),
-        "a second operator leads while the first holds the Lease"
-    );
-    drop(leader);
-    let killed = Instant::now();
-    let (_follower, leading) = follower.await.unwrap();
-    let takeover = leading - killed;
-    assert!(
-        takeover < Duration::from_secs(30),
-        "the follower took {takeover:?} to lead"
-    );
-    eprintln!("leader killed; the other operator led after {takeover:?}");
-
-    // The new leader acts: an Event and a Warehouse applied again become Ready under it.
-    kube.kubectl_ok(
-        &[
-            "apply",
-            "-f",
-            &examples[1].display().to_string(),
-            "-f",
-            &examples[2].display().to_string(),
-        ],
-        None,
-    );
-    eventually(
-        &kube,
-        "the new leader brings the declarations about",
-        2 * MINUTE,
-        || async {
-            let objects = all().await?;
-            let ready = objects
-                .iter()
-                .filter(|o| condition(o, "Ready").map(|c| c.0) == Some("True".into()))
-                .count();
-            if objects.len() == 3 && ready == 3 {
-                Ok(())
-            } else {
-                Err(format!(
-                    "{ready} of {} Ready\n{}",
-                    objects.len(),
-                    log_of(&kube, "operator-b")
-                ))
-            }
-        },
-    )
-    .await;
-    kube.kubectl_ok(&["delete", "mev,wh", "--all", "--timeout=90s"], None);
 }

@@ -54,6 +54,18 @@ declared!(Event, from_event, EventStatus);
 declared!(Inventory, from_inventory, InventoryStatus);
 declared!(Warehouse, from_warehouse, WarehouseStatus);
 
+const READY_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Whether a store is ready, or its writer is gone (the controllers are stopping: there is
+/// nothing to wait for). One poll: the answer does not depend on being woken.
+fn settled<K>(store: &Store<K>) -> bool
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    futures::FutureExt::now_or_never(store.wait_until_ready()).is_some()
+}
+
 /// The caches of every declaration the controllers watch.
 #[derive(Clone)]
 pub struct Stores {
@@ -70,11 +82,16 @@ pub struct Snapshot {
 }
 
 impl Stores {
+    /// Waits until every kind's cache holds its first full list.
+    ///
+    /// kube-runtime's readiness signal keeps one waker per store (a oneshot receiver shared
+    /// behind a mutex), so of several reconciles waiting on another kind's store only the last
+    /// is woken: an operator started beside existing Events waited forever in their reconciles
+    /// (seen on a real API server). So readiness is asked again every 50 ms, not awaited.
     pub async fn wait_until_ready(&self) {
-        // A dropped writer means the controllers are stopping; there is nothing to wait for.
-        let _ = self.events.wait_until_ready().await;
-        let _ = self.inventories.wait_until_ready().await;
-        let _ = self.warehouses.wait_until_ready().await;
+        while !(settled(&self.events) && settled(&self.inventories) && settled(&self.warehouses)) {
+            tokio::time::sleep(READY_POLL).await;
+        }
     }
 
     /// The namespace's declarations, leaving out those being deleted and `except`, and with
