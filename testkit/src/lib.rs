@@ -28,6 +28,30 @@ pub fn engine_address(var: &str) -> Option<String> {
     address
 }
 
+/// The address of a TLS port of a real engine (`var`, a URL whose last parameter is
+/// `sslrootcert=`) with the CA that signed its certificate replaced by `MERCATO_TEST_WRONG_CA`,
+/// a CA that signed nothing; `None` when either is unset.
+pub fn with_wrong_ca(var: &str) -> Option<String> {
+    let url = engine_address(var)?;
+    let wrong = engine_address("MERCATO_TEST_WRONG_CA")?;
+    let (base, _) = url.split_once("sslrootcert=")?;
+    Some(format!("{base}sslrootcert={wrong}"))
+}
+
+/// Asserts that a connection failed because the server's certificate was not signed by the
+/// CA it was checked against, and says so somewhere in the error's chain of causes.
+pub fn assert_refused_for_its_certificate(err: &(dyn std::error::Error + 'static)) {
+    let chain = std::iter::successors(Some(err), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    assert!(
+        chain.contains("invalid peer certificate: UnknownIssuer"),
+        "the error does not say the certificate was refused: {chain}"
+    );
+    eprintln!("refused: {chain}");
+}
+
 /// A name no earlier run used.
 pub fn unique(prefix: &str) -> String {
     let id = uuid::Uuid::new_v4().simple().to_string();

@@ -55,26 +55,43 @@ fn condition(obj: &DynamicObject, kind: &str) -> Option<(String, String)> {
         })
 }
 
-/// `mercato operator run` for the namespace, authenticated by `kubeconfig`; returns once it
-/// waits for (or holds) the leader Lease.
-fn operator(
-    name: &str,
-    kube: &KubeApi,
-    kubeconfig: &Path,
-    engines: &[(&str, &str)],
-    ready: &str,
-) -> Process {
-    let mut env = engines.to_vec();
-    let kubeconfig = kubeconfig.display().to_string();
-    env.extend([
-        ("KUBECONFIG", kubeconfig.as_str()),
-        ("POD_NAME", name),
-        ("MERCATO_METRICS_LISTEN", "127.0.0.1:0"),
-    ]);
-    let args: Vec<String> = ["operator", "run", "--namespace", &kube.namespace]
-        .map(str::to_owned)
-        .to_vec();
-    Process::mercato(name, &args, &env, kube.dir.as_path(), ready).0
+/// How the test starts `mercato operator run`: for its namespace, on its engines,
+/// authenticated by the ServiceAccount's kubeconfig. Owned, so a blocking task can start one.
+#[derive(Clone)]
+struct OperatorRun {
+    dir: PathBuf,
+    namespace: String,
+    kubeconfig: String,
+    engines: Vec<(String, String)>,
+}
+
+impl OperatorRun {
+    /// Starts operator `name` (its POD_NAME, so its Lease identity) and returns once it prints
+    /// `ready` (waiting for, or holding, the Lease), within `limit`.
+    fn start(&self, name: &str, ready: &str, limit: Duration) -> Process {
+        let mut env: Vec<(&str, &str)> = self
+            .engines
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.extend([
+            ("KUBECONFIG", self.kubeconfig.as_str()),
+            ("POD_NAME", name),
+            ("MERCATO_METRICS_LISTEN", "127.0.0.1:0"),
+        ]);
+        let args: Vec<String> = ["operator", "run", "--namespace", &self.namespace]
+            .map(str::to_owned)
+            .to_vec();
+        Process::mercato_within(name, &args, &env, &self.dir, ready, limit).0
+    }
+}
+
+/// `kubectl patch RESOURCE NAME --type=merge -p PATCH`, as an admin changing a declaration.
+fn merge_patch(kube: &KubeApi, resource: &str, name: &str, patch: &str) {
+    kube.kubectl_ok(
+        &["patch", resource, name, "--type=merge", "-p", patch],
+        None,
+    );
 }
 
 /// The log of an operator process, for a failure's message.
@@ -189,13 +206,16 @@ async fn the_operator_on_a_real_api_server_under_the_charts_role() {
     kube.kubectl_ok(&["apply", "-f", "-"], Some(&rbac.join("---\n")));
     let as_operator = kube.service_account_kubeconfig("mercato-operator").await;
 
-    let leader = operator(
-        "operator-a",
-        &kube,
-        &as_operator,
-        &engines,
-        "operator-a: leading",
-    );
+    let operators = OperatorRun {
+        dir: kube.dir.clone(),
+        namespace: kube.namespace.clone(),
+        kubeconfig: as_operator.display().to_string(),
+        engines: engines
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let leader = operators.start("operator-a", "operator-a: leading", MINUTE);
 
     let examples: Vec<PathBuf> = [
         "stadium-event.yaml",
@@ -321,16 +341,11 @@ async fn the_operator_on_a_real_api_server_under_the_charts_role() {
     );
 
     // A changed spec is applied: the holds workers follow the event.
-    kube.kubectl_ok(
-        &[
-            "patch",
-            "mev",
-            "championship-final",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"workers":{"holds":{"replicas":3}}}}"#,
-        ],
-        None,
+    merge_patch(
+        &kube,
+        "mev",
+        "championship-final",
+        r#"{"spec":{"workers":{"holds":{"replicas":3}}}}"#,
     );
     let bus_client = RedisBus::connect(&bus).await.unwrap();
     let sets_api: Api<StatefulSet> = Api::namespaced(kube.admin.clone(), &kube.namespace);
@@ -381,16 +396,11 @@ async fn the_operator_on_a_real_api_server_under_the_charts_role() {
             Err(format!("{partitions} partitions"))
         }
     };
-    kube.kubectl_ok(
-        &[
-            "patch",
-            "mev",
-            "championship-final",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"workers":{"holds":{"partitions":12}}}}"#,
-        ],
-        None,
+    merge_patch(
+        &kube,
+        "mev",
+        "championship-final",
+        r#"{"spec":{"workers":{"holds":{"partitions":12}}}}"#,
     );
     eventually(
         &kube,
@@ -399,16 +409,11 @@ async fn the_operator_on_a_real_api_server_under_the_charts_role() {
         || holds_partitions(12),
     )
     .await;
-    kube.kubectl_ok(
-        &[
-            "patch",
-            "mev",
-            "championship-final",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"workers":{"holds":{"partitions":4}}}}"#,
-        ],
-        None,
+    merge_patch(
+        &kube,
+        "mev",
+        "championship-final",
+        r#"{"spec":{"workers":{"holds":{"partitions":4}}}}"#,
     );
     eventually(
         &kube,
@@ -434,31 +439,10 @@ async fn the_operator_on_a_real_api_server_under_the_charts_role() {
     // once the Lease (15 s) runs out, starting beside declarations that already exist (which a
     // lost wake-up once left unreconciled for ever).
     let follower = {
-        let (kube_dir, namespace) = (kube.dir.clone(), kube.namespace.clone());
-        let env: Vec<(String, String)> = engines
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let kubeconfig = as_operator.display().to_string();
+        let operators = operators.clone();
         tokio::task::spawn_blocking(move || {
-            let mut env: Vec<(&str, &str)> =
-                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            env.extend([
-                ("KUBECONFIG", kubeconfig.as_str()),
-                ("POD_NAME", "operator-b"),
-                ("MERCATO_METRICS_LISTEN", "127.0.0.1:0"),
-            ]);
-            let args: Vec<String> = ["operator", "run", "--namespace", &namespace]
-                .map(str::to_owned)
-                .to_vec();
-            let (process, _) = Process::mercato_within(
-                "operator-b",
-                &args,
-                &env,
-                &kube_dir,
-                "operator-b: leading",
-                Duration::from_secs(90),
-            );
+            let process =
+                operators.start("operator-b", "operator-b: leading", Duration::from_secs(90));
             (process, Instant::now())
         })
     };
@@ -499,16 +483,11 @@ async fn the_operator_on_a_real_api_server_under_the_charts_role() {
 
     // Each deletion policy: newark's sub-order topic goes with it, reno's (Retain, the
     // default) stays for a fulfilment system to read.
-    kube.kubectl_ok(
-        &[
-            "patch",
-            "wh",
-            "newark",
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"deletionPolicy":"Delete"}}"#,
-        ],
-        None,
+    merge_patch(
+        &kube,
+        "wh",
+        "newark",
+        r#"{"spec":{"deletionPolicy":"Delete"}}"#,
     );
     for warehouse in ["newark", "reno"] {
         let topic = warehouse_topic(warehouse);
