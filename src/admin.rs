@@ -18,6 +18,10 @@ pub struct Target {
     pub token: Option<String>,
     #[arg(long, default_value = "./mercato-data")]
     pub data_dir: PathBuf,
+    /// For an `https://` URL whose certificate a private CA signed: that CA's PEM certificate
+    /// (trusted instead of the system's roots) [default: the system's roots].
+    #[arg(long, env = "MERCATO_CACERT")]
+    pub cacert: Option<PathBuf>,
 }
 
 pub struct Client {
@@ -41,16 +45,15 @@ impl Client {
         Ok(Client {
             base: target.url.trim_end_matches('/').to_owned(),
             token,
-            http: reqwest::Client::new(),
+            http: http_client(target.cacert.as_deref())?,
         })
     }
 
     async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-        let resp = request
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .with_context(|| format!("cannot reach {} (is `mercato up` running?)", self.base))?;
+        let resp = request.bearer_auth(&self.token).send().await.map_err(|e| {
+            let hint = unreachable_hint(&e);
+            anyhow::Error::new(e).context(format!("cannot reach {} ({hint})", self.base))
+        })?;
         let status = resp.status();
         let body: Value = resp.json().await.unwrap_or_default();
         if !status.is_success() {
@@ -84,6 +87,32 @@ impl Client {
         )
         .await
     }
+}
+
+/// What to check when a request got no answer, by what went wrong.
+fn unreachable_hint(error: &reqwest::Error) -> &'static str {
+    let chain = std::iter::successors(Some(error as &dyn std::error::Error), |e| e.source())
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ");
+    if chain.contains("certificate") {
+        "its TLS certificate is not trusted: give the CA that signed it with --cacert"
+    } else if chain.contains("invalid HTTP version") {
+        "it answered in something other than HTTP: does it serve https://?"
+    } else {
+        "is `mercato up` or the gateway running there?"
+    }
+}
+
+/// An HTTP client that verifies `https://` servers against `cacert`, or the system's roots.
+fn http_client(cacert: Option<&Path>) -> anyhow::Result<reqwest::Client> {
+    let roots = match cacert {
+        Some(path) => crate::trust::ca_certificates("--cacert", path)?,
+        None => Vec::new(),
+    };
+    crate::trust::trusting(reqwest::Client::builder(), roots)
+        .build()
+        .context("cannot set up the HTTP client")
 }
 
 fn render_error(status: reqwest::StatusCode, body: &Value) -> String {

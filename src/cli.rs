@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::admin::{self, Target};
@@ -91,6 +92,30 @@ impl SourceFlags {
     }
 }
 
+/// TLS served by the gateway itself, for clusters without an ingress that terminates it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeTlsFlags {
+    /// A PEM certificate chain, leaf first (cert-manager's `tls.crt`); with --tls-key the
+    /// gateway serves HTTPS only.
+    #[arg(long, env = "MERCATO_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key (cert-manager's `tls.key`).
+    #[arg(long, env = "MERCATO_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+impl ServeTlsFlags {
+    pub fn load(&self) -> anyhow::Result<Option<mercato_gateway::ServerTls>> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Ok(Some(
+                mercato_gateway::ServerTls::from_pem_files(cert, key)
+                    .context("--tls-cert/--tls-key")?,
+            )),
+            _ => Ok(None),
+        }
+    }
+}
+
 /// The engines behind the ports.
 #[derive(clap::Args, Debug, Clone)]
 pub struct EngineFlags {
@@ -173,6 +198,8 @@ enum Command {
         #[arg(long)]
         accept_manifests: bool,
         #[command(flatten)]
+        tls: ServeTlsFlags,
+        #[command(flatten)]
         tuning: Tuning,
         #[command(flatten)]
         sources: SourceFlags,
@@ -193,6 +220,10 @@ enum Command {
         /// Where the sandbox provider of a payments worker posts its webhooks: a gateway.
         #[arg(long, default_value = "http://127.0.0.1:8080/api/v1/payments/webhook")]
         webhook_url: String,
+        /// For an `https://` webhook URL whose certificate a private CA signed: that CA's PEM
+        /// certificate (trusted instead of the system's roots).
+        #[arg(long, env = "MERCATO_WEBHOOK_CACERT")]
+        webhook_cacert: Option<PathBuf>,
         #[command(flatten)]
         poison: Poison,
         #[command(flatten)]
@@ -306,6 +337,7 @@ pub fn main() -> ExitCode {
                 manifests,
                 admin_token_file,
                 accept_manifests,
+                tls,
                 tuning,
                 sources,
                 engines,
@@ -317,6 +349,7 @@ pub fn main() -> ExitCode {
                         manifests,
                         admin_token_file,
                         accept_manifests,
+                        tls: tls.load()?,
                         tuning,
                         sources,
                     },
@@ -329,16 +362,24 @@ pub fn main() -> ExitCode {
                 replica,
                 replicas,
                 webhook_url,
+                webhook_cacert,
                 poison,
                 engines,
             } => {
                 let engines = engines.parse()?;
+                let roots = match &webhook_cacert {
+                    Some(path) => crate::trust::ca_certificates("--webhook-cacert", path)?,
+                    None => Vec::new(),
+                };
                 serve::worker(
                     &role,
                     replica,
                     replicas,
                     poison.attempts,
-                    webhook_url,
+                    serve::Webhook {
+                        url: webhook_url,
+                        client: crate::trust::trusting(reqwest::Client::builder(), roots),
+                    },
                     engines,
                 )
                 .await

@@ -8,3 +8,4 @@ pub mod operator;
 pub mod platform;
 pub mod repair;
 pub mod serve;
+pub mod trust;

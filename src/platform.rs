@@ -141,6 +141,8 @@ pub struct GatewayRole {
     /// off, the route does not exist and declarations go through the cluster.
     pub accept_manifests: bool,
     pub sources: SourcePolicy,
+    /// Serve TLS with this certificate; plain HTTP when `None`.
+    pub tls: Option<mercato_gateway::ServerTls>,
 }
 
 /// A running gateway.
@@ -178,12 +180,15 @@ pub async fn ensure_topics(ports: &Ports) -> Result<(), PlatformError> {
 
 /// The sandbox payment provider; its charges and webhook outbox live in the store, so every
 /// process that builds one sees the same payments.
-pub async fn sandbox(ports: &Ports) -> Result<Arc<SandboxProvider>, PlatformError> {
+/// `webhook_client` says whom the webhook endpoint's certificate is verified against.
+pub async fn sandbox(
+    ports: &Ports,
+    webhook_client: reqwest::ClientBuilder,
+) -> Result<Arc<SandboxProvider>, PlatformError> {
     let webhook_secret = repo::shared_secret(&*ports.store, "webhook_secret").await?;
-    Ok(Arc::new(SandboxProvider::new(
-        Arc::clone(&ports.store),
-        webhook_secret,
-    )))
+    Ok(Arc::new(
+        SandboxProvider::new(Arc::clone(&ports.store), webhook_secret).with_client(webhook_client),
+    ))
 }
 
 /// Starts the gateway role: the HTTP API, the results consumer, the search indexer, and the
@@ -204,7 +209,7 @@ pub async fn start_gateway(
     )
     .await?;
     tasks.push(indexer);
-    let sandbox = sandbox(ports).await?;
+    let sandbox = sandbox(ports, reqwest::Client::builder()).await?;
     let gateway_config = GatewayConfig {
         hold_ttl_override: role.hold_ttl,
         checkout_ttl: role
@@ -223,8 +228,13 @@ pub async fn start_gateway(
         .await?
         .with_search(Arc::clone(&search)),
     );
-    let (addr, server) =
-        mercato_gateway::serve(Arc::clone(&state), role.listen, stop.clone()).await?;
+    let (addr, server) = mercato_gateway::serve(
+        Arc::clone(&state),
+        role.listen,
+        role.tls.clone(),
+        stop.clone(),
+    )
+    .await?;
     tasks.push(server);
     Ok(Gateway {
         addr,
@@ -314,6 +324,8 @@ impl Platform {
                 manifests: config.manifests.clone(),
                 accept_manifests: true,
                 sources: config.sources.clone(),
+                // One process on a laptop: its payment sandbox posts webhooks to it in the clear.
+                tls: None,
             },
             &stop,
         )

@@ -85,6 +85,7 @@ pub struct GatewayArgs {
     pub manifests: Option<PathBuf>,
     pub admin_token_file: Option<PathBuf>,
     pub accept_manifests: bool,
+    pub tls: Option<mercato_gateway::ServerTls>,
     pub tuning: Tuning,
     pub sources: SourceFlags,
 }
@@ -122,6 +123,7 @@ pub async fn gateway(args: GatewayArgs, engines: Engines) -> anyhow::Result<()> 
             manifests: args.manifests,
             accept_manifests: args.accept_manifests,
             sources,
+            tls: args.tls.clone(),
         },
         &stop,
     )
@@ -132,8 +134,9 @@ pub async fn gateway(args: GatewayArgs, engines: Engines) -> anyhow::Result<()> 
         platform::write_private(path, &platform::admin_token(&gateway.state)?)?;
     }
     // Scripts wait for this line: it is printed once the gateway accepts requests.
+    let scheme = if args.tls.is_some() { "https" } else { "http" };
     println!(
-        "mercato gateway listening on http://{} ({})",
+        "mercato gateway listening on {scheme}://{} ({})",
         gateway.addr, engines
     );
     shutdown_signal().await;
@@ -142,12 +145,18 @@ pub async fn gateway(args: GatewayArgs, engines: Engines) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Where a payments worker's sandbox provider posts its webhooks, and whom it trusts there.
+pub struct Webhook {
+    pub url: String,
+    pub client: reqwest::ClientBuilder,
+}
+
 pub async fn worker(
     role: &str,
     replica: u32,
     replicas: u32,
     poison_attempts: u32,
-    webhook_url: String,
+    webhook: Webhook,
     engines: Engines,
 ) -> anyhow::Result<()> {
     engines.require_shared(&format!("mercato worker {role}"))?;
@@ -162,11 +171,11 @@ pub async fn worker(
     // success, so every worker may.
     platform::ensure_topics(&ports).await?;
     let (shutdown, stop) = watch::channel(false);
-    let sandbox = platform::sandbox(&ports).await?;
+    let sandbox = platform::sandbox(&ports, webhook.client).await?;
     let mut tasks = Vec::new();
     if role == "payments" {
         // The provider's answers reach the platform as signed webhooks through a gateway.
-        sandbox.set_webhook_url(webhook_url);
+        sandbox.set_webhook_url(webhook.url);
         tasks.push(tokio::spawn(
             Arc::clone(&sandbox).run_delivery(stop.clone()),
         ));

@@ -13,6 +13,8 @@ pub struct Api {
     pub base: String,
     pub http: reqwest::Client,
     pub token: Option<String>,
+    /// The CA certificates an `https://` gateway is verified against; the system's when empty.
+    roots: Vec<reqwest::Certificate>,
 }
 
 /// A response: status and JSON body (Null when there is none).
@@ -30,16 +32,22 @@ impl Answer {
 
 impl Api {
     pub fn new(base: &str) -> Self {
-        let http = reqwest::Client::builder()
+        Self::trusting(base, Vec::new())
+    }
+
+    /// A client of a gateway serving TLS with a certificate one of `roots` signed.
+    pub fn trusting(base: &str, roots: Vec<reqwest::Certificate>) -> Self {
+        let builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .tcp_nodelay(true)
-            .pool_max_idle_per_host(4)
-            .build()
-            .unwrap_or_default();
+            .pool_max_idle_per_host(4);
         Self {
             base: base.trim_end_matches('/').to_owned(),
-            http,
+            http: mercato::trust::trusting(builder, roots.clone())
+                .build()
+                .unwrap_or_default(),
             token: None,
+            roots,
         }
     }
 
@@ -52,7 +60,7 @@ impl Api {
 
     /// A fresh client (own connections) for the same shopper.
     pub fn separate(&self) -> Self {
-        let mut a = Api::new(&self.base);
+        let mut a = Api::trusting(&self.base, self.roots.clone());
         a.token = self.token.clone();
         a
     }
@@ -278,7 +286,7 @@ impl Api {
 
     /// The same shopper (token) against another gateway: after a restart, say.
     pub fn against(&self, gateway: &Api) -> Api {
-        let mut api = Api::new(&gateway.base);
+        let mut api = Api::trusting(&gateway.base, gateway.roots.clone());
         api.token = self.token.clone();
         api
     }

@@ -9,9 +9,11 @@ pub mod metrics;
 pub mod results;
 mod routes;
 pub mod state;
+pub mod tls;
 
 pub use routes::routes;
 pub use state::{AppState, GatewayConfig, ManifestSink};
+pub use tls::{ServerTls, TlsError};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,10 +32,12 @@ pub enum GatewayError {
 }
 
 /// Binds `addr`, starts following command results, and serves until `shutdown` turns true.
-/// Returns the bound address (useful with port 0) and the server task.
+/// Returns the bound address (useful with port 0) and the server task. With `tls`, every
+/// connection is TLS; without, plain HTTP (behind an ingress that terminates TLS).
 pub async fn serve(
     state: Arc<AppState>,
     addr: SocketAddr,
+    tls: Option<ServerTls>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), GatewayError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -50,15 +54,21 @@ pub async fn serve(
     )
     .await?;
     let mut stop = shutdown;
-    let server = warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(async move {
-            while !*stop.borrow() {
-                if stop.changed().await.is_err() {
-                    break;
-                }
+    let stopped = async move {
+        while !*stop.borrow() {
+            if stop.changed().await.is_err() {
+                break;
             }
-        });
-    let task = tokio::spawn(server.run());
+        }
+    };
+    let task = match tls {
+        Some(tls) => tokio::spawn(tls::serve(listener, tls, routes(state), stopped)),
+        None => tokio::spawn(
+            warp::serve(routes(state))
+                .incoming(listener)
+                .graceful(stopped)
+                .run(),
+        ),
+    };
     Ok((bound, task))
 }

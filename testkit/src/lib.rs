@@ -12,6 +12,7 @@ pub mod coord;
 pub mod fixtures;
 pub mod small_disk;
 pub mod store;
+pub mod tls;
 
 #[cfg(test)]
 mod disk_full_tests;

@@ -6,6 +6,7 @@
 mod chart;
 mod cluster;
 mod engines;
+mod gateway_tls;
 mod kube_api;
 mod multiprocess;
 mod processes;

@@ -53,6 +53,14 @@ pub struct SandboxProvider {
     http: reqwest::Client,
 }
 
+/// The webhook poster's client: `base` (which says whom to trust) with the sandbox's timeouts.
+fn webhook_client(base: reqwest::ClientBuilder) -> reqwest::Client {
+    base.timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(64)
+        .build()
+        .unwrap_or_default()
+}
+
 impl SandboxProvider {
     pub fn new(store: Arc<dyn Store>, secret: Vec<u8>) -> Self {
         Self {
@@ -60,12 +68,16 @@ impl SandboxProvider {
             secret,
             webhook_url: OnceLock::new(),
             wake: Notify::new(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .pool_max_idle_per_host(64)
-                .build()
-                .unwrap_or_default(),
+            http: webhook_client(reqwest::Client::builder()),
         }
+    }
+
+    /// Posts webhooks with a client built from `base`, which says whom an `https://`
+    /// endpoint's certificate is verified against (a gateway serving a private CA's
+    /// certificate).
+    pub fn with_client(mut self, base: reqwest::ClientBuilder) -> Self {
+        self.http = webhook_client(base);
+        self
     }
 
     /// Where callbacks go: the gateway's `/api/v1/payments/webhook`. Set once, when the gateway
