@@ -81,6 +81,10 @@ pub struct WorkerFlags {
         default_value = "http://mercato-gateway:8080/api/v1/payments/webhook"
     )]
     pub webhook_url: String,
+    /// For an `https://` webhook URL: a Secret whose `ca.crt` signed the gateway's certificate,
+    /// mounted into the payments workers' pods.
+    #[arg(long, env = "MERCATO_WEBHOOK_CA_SECRET")]
+    pub webhook_ca_secret: Option<String>,
     /// The ServiceAccount of worker pods [default: the namespace's default].
     #[arg(long, env = "MERCATO_WORKER_SERVICE_ACCOUNT")]
     pub worker_service_account: Option<String>,
@@ -105,6 +109,7 @@ impl WorkerFlags {
             image_pull_policy: self.worker_image_pull_policy.clone(),
             engines_secret: self.engines_secret.clone(),
             webhook_url: self.webhook_url.clone(),
+            webhook_ca_secret: self.webhook_ca_secret.clone(),
             service_account: self.worker_service_account.clone(),
             resources: mercato_operator::workloads::resources(
                 &self.worker_cpu,

@@ -25,6 +25,9 @@ pub const COMPONENT: &str = "app.kubernetes.io/component";
 /// reconcile of an unchanged declaration writes nothing.
 pub const APPLIED_DIGEST: &str = "mercato.dev/applied-digest";
 
+/// Where a payments pod finds the CA of the gateway's certificate.
+const WEBHOOK_CA_DIR: &str = "/etc/mercato/webhook-ca";
+
 /// How the operator runs workers: chart values, passed as the operator's flags.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct WorkerSettings {
@@ -34,6 +37,9 @@ pub struct WorkerSettings {
     pub engines_secret: String,
     /// Where a payments worker's sandbox provider posts its webhooks: the gateway's Service.
     pub webhook_url: String,
+    /// A Secret whose `ca.crt` signed the gateway's certificate, for an `https://` webhook URL
+    /// (cert-manager writes `ca.crt` into the certificate's Secret); mounted into payments pods.
+    pub webhook_ca_secret: Option<String>,
     pub service_account: Option<String>,
     pub resources: ResourceRequirements,
 }
@@ -45,6 +51,7 @@ impl Default for WorkerSettings {
             image_pull_policy: "IfNotPresent".into(),
             engines_secret: "mercato-engines".into(),
             webhook_url: "http://mercato-gateway:8080/api/v1/payments/webhook".into(),
+            webhook_ca_secret: None,
             service_account: None,
             resources: resources("250m", "256Mi", "1Gi"),
         }
@@ -187,8 +194,15 @@ fn stateful_set(
         plan.role.to_owned(),
         format!("--replicas={}", plan.replicas),
     ];
+    let webhook_ca = settings
+        .webhook_ca_secret
+        .as_ref()
+        .filter(|_| plan.role == "payments");
     if plan.role == "payments" {
         args.push(format!("--webhook-url={}", settings.webhook_url));
+    }
+    if webhook_ca.is_some() {
+        args.push(format!("--webhook-cacert={WEBHOOK_CA_DIR}/ca.crt"));
     }
     let mut pod_spec = json!({
         "terminationGracePeriodSeconds": 30,
@@ -219,6 +233,17 @@ fn stateful_set(
             },
         }],
     });
+    if let Some(secret) = webhook_ca {
+        pod_spec["volumes"] = json!([{
+            "name": "webhook-ca",
+            "secret": { "secretName": secret, "items": [{ "key": "ca.crt", "path": "ca.crt" }] },
+        }]);
+        pod_spec["containers"][0]["volumeMounts"] = json!([{
+            "name": "webhook-ca",
+            "mountPath": WEBHOOK_CA_DIR,
+            "readOnly": true,
+        }]);
+    }
     if let Some(account) = &settings.service_account {
         pod_spec["serviceAccountName"] = json!(account);
     }

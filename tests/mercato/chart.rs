@@ -271,3 +271,47 @@ fn the_chart_renders_its_other_branches() {
         "{operator}"
     );
 }
+
+#[test]
+fn the_chart_serves_tls_from_a_secret() {
+    let objects = typed(&render(serde_json::json!({
+        "gateway": {"tls": {"secretName": "shop-gateway-tls"}},
+    })));
+    let gateway = &objects[&("Deployment".to_owned(), "shop-gateway".to_owned())];
+    let args = args(gateway);
+    assert!(
+        args.contains(&"--tls-cert=/etc/mercato/tls/tls.crt".to_owned())
+            && args.contains(&"--tls-key=/etc/mercato/tls/tls.key".to_owned()),
+        "{args:?}"
+    );
+    mercato::cli::accepts(&args).expect("the gateway's arguments");
+    let pod = &gateway["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        "shop-gateway-tls"
+    );
+    assert_eq!(
+        pod["containers"][0]["volumeMounts"][0]["mountPath"],
+        "/etc/mercato/tls"
+    );
+    assert_eq!(
+        pod["containers"][0]["readinessProbe"]["httpGet"]["scheme"],
+        "HTTPS"
+    );
+    let operator =
+        serde_yaml::to_string(&objects[&("Deployment".to_owned(), "shop-operator".to_owned())])
+            .expect("yaml");
+    assert!(
+        operator.contains("https://shop-gateway.mercato.svc:8080/api/v1/payments/webhook"),
+        "{operator}"
+    );
+    assert!(operator.contains("MERCATO_WEBHOOK_CA_SECRET"), "{operator}");
+    // Another Secret for the CA when the certificate's own does not carry ca.crt.
+    let objects = typed(&render(serde_json::json!({
+        "gateway": {"tls": {"secretName": "shop-gateway-tls", "caSecretName": "our-ca"}},
+    })));
+    let operator =
+        serde_yaml::to_string(&objects[&("Deployment".to_owned(), "shop-operator".to_owned())])
+            .expect("yaml");
+    assert!(operator.contains("our-ca"), "{operator}");
+}

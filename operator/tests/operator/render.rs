@@ -134,3 +134,50 @@ fn inside_the_on_sale_surge_the_holds_and_payments_workers_scale_up() {
     assert_eq!(holds_and_payments(replicas("2026-01-01T11:59:59Z")), [8, 4]);
     assert_eq!(holds_and_payments(replicas("2026-01-01T12:00:00Z")), [2, 1]);
 }
+
+#[test]
+fn payments_pods_trust_the_gateways_ca_when_the_webhook_is_https() {
+    let stadium = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stadium-event.yaml");
+    let text = std::fs::read_to_string(stadium).expect("example");
+    let settings = WorkerSettings {
+        webhook_url: "https://shop-gateway.shop.svc:8080/api/v1/payments/webhook".into(),
+        webhook_ca_secret: Some("shop-gateway-tls".into()),
+        ..WorkerSettings::default()
+    };
+    let out = render(&text, "shop", AT.parse().expect("time"), &settings).expect("renders");
+    let sets: Vec<StatefulSet> = serde_yaml::Deserializer::from_str(&out)
+        .skip(1)
+        .filter_map(|doc| serde_yaml::from_value(serde_yaml::Value::deserialize(doc).ok()?).ok())
+        .collect();
+    for set in &sets {
+        let name = set.metadata.name.as_deref().expect("a name");
+        let pod = set
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.spec.as_ref())
+            .expect("a pod");
+        let container = &pod.containers[0];
+        let args = container.args.clone().unwrap_or_default();
+        if name == "mercato-payments" {
+            assert!(
+                args.contains(&"--webhook-cacert=/etc/mercato/webhook-ca/ca.crt".to_owned()),
+                "{args:?}"
+            );
+            let volume = &pod.volumes.as_ref().expect("volumes")[0];
+            let secret = volume.secret.as_ref().expect("a Secret volume");
+            assert_eq!(secret.secret_name.as_deref(), Some("shop-gateway-tls"));
+            let mount = &container.volume_mounts.as_ref().expect("mounts")[0];
+            assert_eq!(mount.mount_path, "/etc/mercato/webhook-ca");
+            assert_eq!(mount.read_only, Some(true));
+        } else {
+            assert!(pod.volumes.is_none(), "{name} mounts nothing");
+            assert!(
+                !args.iter().any(|a| a.contains("webhook")),
+                "{name}: {args:?}"
+            );
+        }
+    }
+    assert!(sets
+        .iter()
+        .any(|s| s.metadata.name.as_deref() == Some("mercato-payments")));
+}
