@@ -32,6 +32,10 @@ export MERCATO_STORE=${STORE:-$MERCATO_TEST_POSTGRES}
 export RUST_LOG=${RUST_LOG:-warn}
 
 bin=$out/mercato
+# Every process of the installation signs and verifies with the same secrets, from files.
+$bin secrets init "$work/secrets" >/dev/null
+export MERCATO_SESSION_KEYS_DIR=$work/secrets/session-keys
+export MERCATO_WEBHOOK_SECRET_FILE=$work/secrets/webhook-secret
 $bin gateway --listen 127.0.0.1:18080 --accept-manifests --admin-token-file "$work/token" >"$work/gateway.log" 2>&1 &
 pids+=($!)
 until grep -q "listening on" "$work/gateway.log"; do

@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 use crate::admin::{self, Target};
 use crate::engines::Engines;
 use crate::platform::ROLES;
+use crate::secrets::{AdminFlags, SecretFlags};
 use crate::serve;
 
 #[derive(Parser)]
@@ -200,6 +201,10 @@ enum Command {
         #[command(flatten)]
         tls: ServeTlsFlags,
         #[command(flatten)]
+        secrets: SecretFlags,
+        #[command(flatten)]
+        admin: AdminFlags,
+        #[command(flatten)]
         tuning: Tuning,
         #[command(flatten)]
         sources: SourceFlags,
@@ -224,6 +229,9 @@ enum Command {
         /// certificate (trusted instead of the system's roots).
         #[arg(long, env = "MERCATO_WEBHOOK_CACERT")]
         webhook_cacert: Option<PathBuf>,
+        /// The payment provider's webhook secret (payments only; the gateways verify with it).
+        #[arg(long, env = "MERCATO_WEBHOOK_SECRET_FILE")]
+        webhook_secret_file: Option<PathBuf>,
         #[command(flatten)]
         poison: Poison,
         #[command(flatten)]
@@ -281,6 +289,19 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Make the installation's secrets in a folder, readable by you alone: session-token
+    /// signing keys and the webhook secret, for `mercato gateway` and `mercato worker`, or to
+    /// load into Kubernetes Secrets. Keeps what is there already.
+    Secrets {
+        #[command(subcommand)]
+        command: SecretsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Make what is missing under DIR and print how to use it.
+    Init { dir: PathBuf },
 }
 
 /// Whether the command line accepts these arguments (the first is the program name): the
@@ -338,6 +359,8 @@ pub fn main() -> ExitCode {
                 admin_token_file,
                 accept_manifests,
                 tls,
+                secrets,
+                admin,
                 tuning,
                 sources,
                 engines,
@@ -350,6 +373,8 @@ pub fn main() -> ExitCode {
                         admin_token_file,
                         accept_manifests,
                         tls: tls.load()?,
+                        secrets: secrets.gateway()?,
+                        admin: admin.read()?,
                         tuning,
                         sources,
                     },
@@ -363,6 +388,7 @@ pub fn main() -> ExitCode {
                 replicas,
                 webhook_url,
                 webhook_cacert,
+                webhook_secret_file,
                 poison,
                 engines,
             } => {
@@ -379,6 +405,16 @@ pub fn main() -> ExitCode {
                     serve::Webhook {
                         url: webhook_url,
                         client: crate::trust::trusting(reqwest::Client::builder(), roots),
+                        // Only the payments role posts webhooks.
+                        secret: if role == "payments" {
+                            SecretFlags {
+                                session_keys_dir: None,
+                                webhook_secret_file,
+                            }
+                            .webhook_secret("mercato worker payments")?
+                        } else {
+                            Vec::new()
+                        },
                     },
                     engines,
                 )
@@ -408,6 +444,9 @@ pub fn main() -> ExitCode {
             } => admin::dlq_replay(&target, offsets, all, again).await,
             Command::Reindex { target } => admin::reindex(&target).await,
             Command::Repair { data_dir, check } => crate::repair::run(&data_dir, check),
+            Command::Secrets {
+                command: SecretsCommand::Init { dir },
+            } => crate::secrets::init(&dir),
             Command::Operator { command } => crate::operator::run(command).await,
         }
     });

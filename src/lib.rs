@@ -7,5 +7,6 @@ pub mod engines;
 pub mod operator;
 pub mod platform;
 pub mod repair;
+pub mod secrets;
 pub mod serve;
 pub mod trust;

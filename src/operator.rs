@@ -81,6 +81,13 @@ pub struct WorkerFlags {
         default_value = "http://mercato-gateway:8080/api/v1/payments/webhook"
     )]
     pub webhook_url: String,
+    /// The Secret whose key `webhook-secret` the payments workers sign webhooks with.
+    #[arg(
+        long,
+        env = "MERCATO_WEBHOOK_SECRET_NAME",
+        default_value = "mercato-webhook"
+    )]
+    pub webhook_secret_name: String,
     /// For an `https://` webhook URL: a Secret whose `ca.crt` signed the gateway's certificate,
     /// mounted into the payments workers' pods.
     #[arg(long, env = "MERCATO_WEBHOOK_CA_SECRET")]
@@ -109,6 +116,7 @@ impl WorkerFlags {
             image_pull_policy: self.worker_image_pull_policy.clone(),
             engines_secret: self.engines_secret.clone(),
             webhook_url: self.webhook_url.clone(),
+            webhook_secret: self.webhook_secret_name.clone(),
             webhook_ca_secret: self.webhook_ca_secret.clone(),
             service_account: self.worker_service_account.clone(),
             resources: mercato_operator::workloads::resources(

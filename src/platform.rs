@@ -11,10 +11,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mercato_core::domain::users::Role;
 use mercato_core::names::topics;
-use mercato_core::repo;
 use mercato_core::Ports;
 use mercato_gateway::error::ApiError;
-use mercato_gateway::{AppState, GatewayConfig, ManifestSink};
+use mercato_gateway::{AppState, GatewayConfig, ManifestSink, Secrets};
 use mercato_operator::local::ApplyError;
 use mercato_operator::{ApplyReport, LocalReconciler};
 pub use mercato_operator::{SourcePolicy, DEFAULT_MAX_SOURCE_BYTES};
@@ -73,6 +72,8 @@ pub enum PlatformError {
     Gateway(#[from] mercato_gateway::GatewayError),
     #[error("cannot open the search index")]
     Search(#[from] SearchError),
+    #[error("cannot set up the installation's secrets")]
+    Secrets(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -87,6 +88,8 @@ pub struct Platform {
     pub applied: Vec<ApplyReport>,
     /// The engines behind it, for tests that inspect or tamper with state directly.
     pub ports: Ports,
+    /// The webhook secret, for tests that post the payment provider's webhooks themselves.
+    pub webhook_secret: Vec<u8>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -141,6 +144,8 @@ pub struct GatewayRole {
     /// off, the route does not exist and declarations go through the cluster.
     pub accept_manifests: bool,
     pub sources: SourcePolicy,
+    /// Session keys and the webhook secret, the same for every gateway of the installation.
+    pub secrets: Secrets,
     /// Serve TLS with this certificate; plain HTTP when `None`.
     pub tls: Option<mercato_gateway::ServerTls>,
 }
@@ -180,15 +185,16 @@ pub async fn ensure_topics(ports: &Ports) -> Result<(), PlatformError> {
 
 /// The sandbox payment provider; its charges and webhook outbox live in the store, so every
 /// process that builds one sees the same payments.
-/// `webhook_client` says whom the webhook endpoint's certificate is verified against.
-pub async fn sandbox(
+/// The payment sandbox, signing its webhooks with `webhook_secret`; `webhook_client` says
+/// whom the webhook endpoint's certificate is verified against.
+pub fn sandbox(
     ports: &Ports,
+    webhook_secret: Vec<u8>,
     webhook_client: reqwest::ClientBuilder,
-) -> Result<Arc<SandboxProvider>, PlatformError> {
-    let webhook_secret = repo::shared_secret(&*ports.store, "webhook_secret").await?;
-    Ok(Arc::new(
+) -> Arc<SandboxProvider> {
+    Arc::new(
         SandboxProvider::new(Arc::clone(&ports.store), webhook_secret).with_client(webhook_client),
-    ))
+    )
 }
 
 /// Starts the gateway role: the HTTP API, the results consumer, the search indexer, and the
@@ -198,6 +204,7 @@ pub async fn start_gateway(
     role: GatewayRole,
     stop: &watch::Receiver<bool>,
 ) -> Result<Gateway, PlatformError> {
+    mercato_core::repo::forget_stored_secrets(&*ports.store).await?;
     let reconciler = LocalReconciler::new(ports.clone()).with_sources(role.sources.clone());
     let applied = prepare(&reconciler, role.manifests.as_deref()).await?;
     let mut tasks = Vec::new();
@@ -209,7 +216,11 @@ pub async fn start_gateway(
     )
     .await?;
     tasks.push(indexer);
-    let sandbox = sandbox(ports, reqwest::Client::builder()).await?;
+    let sandbox = sandbox(
+        ports,
+        role.secrets.webhook_secret.clone(),
+        reqwest::Client::builder(),
+    );
     let gateway_config = GatewayConfig {
         hold_ttl_override: role.hold_ttl,
         checkout_ttl: role
@@ -221,11 +232,11 @@ pub async fn start_gateway(
         AppState::new(
             ports.clone(),
             gateway_config,
+            role.secrets,
             sandbox.clone(),
             role.accept_manifests
                 .then(|| Arc::new(LocalSink(reconciler)) as Arc<dyn ManifestSink>),
         )
-        .await?
         .with_search(Arc::clone(&search)),
     );
     let (addr, server) = mercato_gateway::serve(
@@ -312,6 +323,13 @@ impl Platform {
     /// Everything in one process: the gateway and one replica of every worker.
     pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
         let ports = config.engines.connect(config.data_dir.as_deref()).await?;
+        // Kept beside the data, never in the store; in memory for a run without a folder.
+        let secrets = match &config.data_dir {
+            Some(dir) => crate::secrets::ensure(&dir.join("secrets")),
+            None => Ok(crate::secrets::ephemeral()),
+        }
+        .map_err(|e| PlatformError::Secrets(e.into()))?;
+        let webhook_secret = secrets.webhook_secret.clone();
         let (shutdown, stop) = watch::channel(false);
         let gateway = start_gateway(
             &ports,
@@ -324,6 +342,7 @@ impl Platform {
                 manifests: config.manifests.clone(),
                 accept_manifests: true,
                 sources: config.sources.clone(),
+                secrets,
                 // One process on a laptop: its payment sandbox posts webhooks to it in the clear.
                 tls: None,
             },
@@ -376,6 +395,7 @@ impl Platform {
             admin_token,
             applied,
             ports,
+            webhook_secret,
             shutdown,
             tasks,
         })

@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use tokio::sync::watch;
 
 use crate::cli::{SourceFlags, Tuning};
+use mercato_gateway::AdminAccount;
 use mercato_operator::ApplyReport;
 
 use crate::engines::Engines;
@@ -86,6 +87,9 @@ pub struct GatewayArgs {
     pub admin_token_file: Option<PathBuf>,
     pub accept_manifests: bool,
     pub tls: Option<mercato_gateway::ServerTls>,
+    pub secrets: mercato_gateway::Secrets,
+    /// The first admin's email and password, created at start if absent.
+    pub admin: Option<(String, String)>,
     pub tuning: Tuning,
     pub sources: SourceFlags,
 }
@@ -123,6 +127,7 @@ pub async fn gateway(args: GatewayArgs, engines: Engines) -> anyhow::Result<()> 
             manifests: args.manifests,
             accept_manifests: args.accept_manifests,
             sources,
+            secrets: args.secrets,
             tls: args.tls.clone(),
         },
         &stop,
@@ -130,6 +135,19 @@ pub async fn gateway(args: GatewayArgs, engines: Engines) -> anyhow::Result<()> 
     .await
     .context("the gateway failed to start")?;
     print_applied(&gateway.applied);
+    if let Some((email, password)) = args.admin {
+        let outcome = mercato_gateway::ensure_admin(&gateway.state, &email, password)
+            .await
+            .map_err(|e| anyhow::anyhow!("--admin-email {email}: {} ({})", e.message, e.code))?;
+        match outcome {
+            AdminAccount::Created => println!("  admin {email} created"),
+            AdminAccount::Exists => println!("  admin {email} exists"),
+            AdminAccount::NotAnAdmin => tracing::warn!(
+                %email,
+                "the first admin's email belongs to an account without the admin role; left as it is"
+            ),
+        }
+    }
     if let Some(path) = &args.admin_token_file {
         platform::write_private(path, &platform::admin_token(&gateway.state)?)?;
     }
@@ -145,10 +163,12 @@ pub async fn gateway(args: GatewayArgs, engines: Engines) -> anyhow::Result<()> 
     Ok(())
 }
 
-/// Where a payments worker's sandbox provider posts its webhooks, and whom it trusts there.
+/// Where a payments worker's sandbox provider posts its webhooks, whom it trusts there, and
+/// the secret it signs them with.
 pub struct Webhook {
     pub url: String,
     pub client: reqwest::ClientBuilder,
+    pub secret: Vec<u8>,
 }
 
 pub async fn worker(
@@ -171,7 +191,7 @@ pub async fn worker(
     // success, so every worker may.
     platform::ensure_topics(&ports).await?;
     let (shutdown, stop) = watch::channel(false);
-    let sandbox = platform::sandbox(&ports, webhook.client).await?;
+    let sandbox = platform::sandbox(&ports, webhook.secret, webhook.client);
     let mut tasks = Vec::new();
     if role == "payments" {
         // The provider's answers reach the platform as signed webhooks through a gateway.

@@ -1,13 +1,14 @@
-//! Accounts and sessions: argon2 password hashes and HS256 JWTs.
+//! Accounts and sessions: argon2 password hashes and HS256 JWTs naming their key (`kid`).
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
-use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{decode, decode_header, encode, Algorithm, Header, Validation};
 use mercato_core::domain::users::Role;
 use serde::{Deserialize, Serialize};
 
 use crate::error::ApiError;
+use crate::keyring::KeyRing;
 
 /// How long a session token is good for.
 pub const SESSION_SECS: i64 = 24 * 3600;
@@ -20,10 +21,9 @@ pub struct Claims {
     pub iat: i64,
 }
 
-#[derive(Clone)]
+/// Signs and verifies session tokens with the key ring: the token's header names its key.
 pub struct Keys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
+    ring: KeyRing,
     validation: Validation,
 }
 
@@ -41,14 +41,10 @@ impl Caller {
 }
 
 impl Keys {
-    pub fn new(secret: &[u8]) -> Self {
+    pub fn new(ring: KeyRing) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
-        Self {
-            encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
-            validation,
-        }
+        Self { ring, validation }
     }
 
     pub fn issue(
@@ -64,10 +60,14 @@ impl Keys {
             exp: now + valid_secs,
             iat: now,
         };
-        let token =
-            encode(&Header::new(Algorithm::HS256), &claims, &self.encoding).map_err(|e| {
-                ApiError::unavailable("token_error", format!("cannot sign a token: {e}"))
-            })?;
+        let (kid, key) = self.ring.signer();
+        let header = Header {
+            kid: Some(kid),
+            ..Header::new(Algorithm::HS256)
+        };
+        let token = encode(&header, &claims, &key).map_err(|e| {
+            ApiError::unavailable("token_error", format!("cannot sign a token: {e}"))
+        })?;
         Ok((token, claims.exp))
     }
 
@@ -81,8 +81,20 @@ impl Keys {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be 'Bearer <token>'")
             })?;
-        let data = decode::<Claims>(token.trim(), &self.decoding, &self.validation)
-            .map_err(|e| ApiError::unauthorized(format!("invalid token: {e}")))?;
+        let token = token.trim();
+        let invalid =
+            |e: jsonwebtoken::errors::Error| ApiError::unauthorized(format!("invalid token: {e}"));
+        let kid = decode_header(token)
+            .map_err(invalid)?
+            .kid
+            .ok_or_else(|| ApiError::unauthorized("invalid token: it names no key (kid)"))?;
+        let key = self.ring.verifier(&kid).ok_or_else(|| {
+            ApiError::unauthorized(format!(
+                "invalid token: signed with key {kid:?}, which this gateway does not have \
+                 (retired, or another installation's); sign in again"
+            ))
+        })?;
+        let data = decode::<Claims>(token, &key, &self.validation).map_err(invalid)?;
         Ok(Caller {
             user_id: data.claims.sub,
             role: data.claims.role,

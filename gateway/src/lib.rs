@@ -5,14 +5,16 @@ pub mod auth;
 pub mod bulkhead;
 pub mod error;
 pub mod idempotency;
+pub mod keyring;
 pub mod metrics;
 pub mod results;
 mod routes;
 pub mod state;
 pub mod tls;
 
+pub use routes::accounts::{ensure_admin, AdminAccount};
 pub use routes::routes;
-pub use state::{AppState, GatewayConfig, ManifestSink};
+pub use state::{AppState, GatewayConfig, ManifestSink, Secrets};
 pub use tls::{ServerTls, TlsError};
 
 use std::net::SocketAddr;

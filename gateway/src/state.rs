@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use mercato_core::domain::payments::PaymentProvider;
-use mercato_core::repo::{self, EventCache, RepoResult};
+use mercato_core::repo::EventCache;
 use mercato_core::Ports;
 use parking_lot::Mutex;
 use serde_json::Value;
@@ -14,6 +14,7 @@ use serde_json::Value;
 use crate::auth::Keys;
 use crate::bulkhead::{Bulkhead, BulkheadSize};
 use crate::error::ApiError;
+use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
 use crate::results::Waiters;
 
@@ -63,6 +64,13 @@ pub struct Availability {
     pub sold: u64,
 }
 
+/// What the gateway signs and verifies with: session tokens' keys and the payment provider's
+/// webhook secret, read from files (a mounted Kubernetes Secret) by the process.
+pub struct Secrets {
+    pub session_keys: KeyRing,
+    pub webhook_secret: Vec<u8>,
+}
+
 pub struct AppState {
     pub ports: Ports,
     pub config: GatewayConfig,
@@ -81,30 +89,29 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Builds the state, reading (or creating) the installation's shared secrets.
-    pub async fn new(
+    /// Builds the state. The secrets come from the process's files, never from the store.
+    pub fn new(
         ports: Ports,
         config: GatewayConfig,
+        secrets: Secrets,
         provider: Arc<dyn PaymentProvider>,
         manifests: Option<Arc<dyn ManifestSink>>,
-    ) -> RepoResult<Self> {
-        let jwt = repo::shared_secret(&*ports.store, "jwt_secret").await?;
-        let webhook_secret = repo::shared_secret(&*ports.store, "webhook_secret").await?;
-        Ok(Self {
+    ) -> Self {
+        Self {
             password_work: Bulkhead::new("password", config.password_work),
             search_work: Bulkhead::new("search", config.search_work),
             events: EventCache::new(Arc::clone(&ports.store), Duration::from_secs(2)),
             ports,
             config,
-            keys: Keys::new(&jwt),
-            webhook_secret,
+            keys: Keys::new(secrets.session_keys),
+            webhook_secret: secrets.webhook_secret,
             waiters: Arc::new(Waiters::default()),
             provider,
             metrics: Metrics::new(),
             manifests,
             availability: Mutex::new(HashMap::new()),
             search: None,
-        })
+        }
     }
 
     pub fn with_search(mut self, search: Arc<mercato_search::Search>) -> Self {

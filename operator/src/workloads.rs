@@ -27,6 +27,8 @@ pub const APPLIED_DIGEST: &str = "mercato.dev/applied-digest";
 
 /// Where a payments pod finds the CA of the gateway's certificate.
 const WEBHOOK_CA_DIR: &str = "/etc/mercato/webhook-ca";
+/// Where a payments pod finds the webhook secret.
+const WEBHOOK_SECRET_DIR: &str = "/etc/mercato/webhook-secret";
 
 /// How the operator runs workers: chart values, passed as the operator's flags.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -37,6 +39,9 @@ pub struct WorkerSettings {
     pub engines_secret: String,
     /// Where a payments worker's sandbox provider posts its webhooks: the gateway's Service.
     pub webhook_url: String,
+    /// A Secret whose key `webhook-secret` holds the payment provider's webhook secret (the
+    /// gateways verify with it); mounted into payments pods.
+    pub webhook_secret: String,
     /// A Secret whose `ca.crt` signed the gateway's certificate, for an `https://` webhook URL
     /// (cert-manager writes `ca.crt` into the certificate's Secret); mounted into payments pods.
     pub webhook_ca_secret: Option<String>,
@@ -51,6 +56,7 @@ impl Default for WorkerSettings {
             image_pull_policy: "IfNotPresent".into(),
             engines_secret: "mercato-engines".into(),
             webhook_url: "http://mercato-gateway:8080/api/v1/payments/webhook".into(),
+            webhook_secret: "mercato-webhook".into(),
             webhook_ca_secret: None,
             service_account: None,
             resources: resources("250m", "256Mi", "1Gi"),
@@ -194,15 +200,24 @@ fn stateful_set(
         plan.role.to_owned(),
         format!("--replicas={}", plan.replicas),
     ];
-    let webhook_ca = settings
-        .webhook_ca_secret
-        .as_ref()
-        .filter(|_| plan.role == "payments");
+    // A payments worker signs its webhooks with the installation's secret and verifies the
+    // gateway with its CA: both mounted from Secrets, the operator never reads them.
+    let mut mounts = Vec::new();
     if plan.role == "payments" {
         args.push(format!("--webhook-url={}", settings.webhook_url));
-    }
-    if webhook_ca.is_some() {
-        args.push(format!("--webhook-cacert={WEBHOOK_CA_DIR}/ca.crt"));
+        args.push(format!(
+            "--webhook-secret-file={WEBHOOK_SECRET_DIR}/webhook-secret"
+        ));
+        mounts.push((
+            "webhook-secret",
+            &settings.webhook_secret,
+            "webhook-secret",
+            WEBHOOK_SECRET_DIR,
+        ));
+        if let Some(secret) = &settings.webhook_ca_secret {
+            args.push(format!("--webhook-cacert={WEBHOOK_CA_DIR}/ca.crt"));
+            mounts.push(("webhook-ca", secret, "ca.crt", WEBHOOK_CA_DIR));
+        }
     }
     let mut pod_spec = json!({
         "terminationGracePeriodSeconds": 30,
@@ -233,16 +248,20 @@ fn stateful_set(
             },
         }],
     });
-    if let Some(secret) = webhook_ca {
-        pod_spec["volumes"] = json!([{
-            "name": "webhook-ca",
-            "secret": { "secretName": secret, "items": [{ "key": "ca.crt", "path": "ca.crt" }] },
-        }]);
-        pod_spec["containers"][0]["volumeMounts"] = json!([{
-            "name": "webhook-ca",
-            "mountPath": WEBHOOK_CA_DIR,
-            "readOnly": true,
-        }]);
+    if !mounts.is_empty() {
+        pod_spec["volumes"] = mounts
+            .iter()
+            .map(|(name, secret, key, _)| {
+                json!({
+                    "name": name,
+                    "secret": { "secretName": secret, "items": [{ "key": key, "path": key }] },
+                })
+            })
+            .collect();
+        pod_spec["containers"][0]["volumeMounts"] = mounts
+            .iter()
+            .map(|(name, _, _, dir)| json!({ "name": name, "mountPath": dir, "readOnly": true }))
+            .collect();
     }
     if let Some(account) = &settings.service_account {
         pod_spec["serviceAccountName"] = json!(account);

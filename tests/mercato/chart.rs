@@ -218,8 +218,23 @@ fn the_chart_renders_with_its_default_values() {
         "{env}"
     );
     assert!(env.contains("shop-engines"), "{env}");
+    assert!(env.contains("MERCATO_WEBHOOK_SECRET_NAME"), "{env}");
     let gateway = get("Deployment", "shop-gateway");
     mercato::cli::accepts(&args(gateway)).expect("the gateway's arguments");
+    // The secrets come from Secrets mounted as files, named in the gateway's environment.
+    let pod = &gateway["spec"]["template"]["spec"];
+    let volumes = serde_yaml::to_string(&pod["volumes"]).expect("volumes");
+    assert!(
+        volumes.contains("mercato-session-keys") && volumes.contains("mercato-webhook"),
+        "{volumes}"
+    );
+    let gateway_env = serde_yaml::to_string(&pod["containers"][0]["env"]).expect("env");
+    assert!(
+        gateway_env.contains("/etc/mercato/session-keys")
+            && gateway_env.contains("/etc/mercato/webhook-secret/webhook-secret")
+            && !gateway_env.contains("MERCATO_ADMIN_EMAIL"),
+        "{gateway_env}"
+    );
     get("Service", "shop-gateway");
     let secret = get("Secret", "shop-engines");
     assert!(secret["stringData"]["MERCATO_BUS"]
@@ -254,6 +269,7 @@ fn the_chart_renders_its_other_branches() {
     let objects = typed(&render(serde_json::json!({
         "engines": {"existingSecret": "our-engines"},
         "gateway": {"holdTtl": "60s", "replicas": 3},
+        "secrets": {"admin": {"email": "ops@example.com", "passwordSecret": "our-admin"}},
     })));
     assert!(
         !objects.contains_key(&("Secret".to_owned(), "shop-engines".to_owned())),
@@ -262,6 +278,13 @@ fn the_chart_renders_its_other_branches() {
     let gateway = &objects[&("Deployment".to_owned(), "shop-gateway".to_owned())];
     let args = args(gateway);
     assert!(args.contains(&"--hold-ttl=60s".to_owned()), "{args:?}");
+    let pod = serde_yaml::to_string(&gateway["spec"]["template"]["spec"]).expect("pod");
+    assert!(
+        pod.contains("ops@example.com")
+            && pod.contains("our-admin")
+            && pod.contains("/etc/mercato/admin/password"),
+        "{pod}"
+    );
     mercato::cli::accepts(&args).expect("the gateway's arguments");
     let operator =
         serde_yaml::to_string(&objects[&("Deployment".to_owned(), "shop-operator".to_owned())])
@@ -286,14 +309,10 @@ fn the_chart_serves_tls_from_a_secret() {
     );
     mercato::cli::accepts(&args).expect("the gateway's arguments");
     let pod = &gateway["spec"]["template"]["spec"];
-    assert_eq!(
-        pod["volumes"][0]["secret"]["secretName"],
-        "shop-gateway-tls"
-    );
-    assert_eq!(
-        pod["containers"][0]["volumeMounts"][0]["mountPath"],
-        "/etc/mercato/tls"
-    );
+    let volumes = serde_yaml::to_string(&pod["volumes"]).expect("volumes");
+    assert!(volumes.contains("shop-gateway-tls"), "{volumes}");
+    let mounts = serde_yaml::to_string(&pod["containers"][0]["volumeMounts"]).expect("mounts");
+    assert!(mounts.contains("/etc/mercato/tls"), "{mounts}");
     assert_eq!(
         pod["containers"][0]["readinessProbe"]["httpGet"]["scheme"],
         "HTTPS"

@@ -42,12 +42,13 @@ async fn the_gateway_serves_tls_that_the_admin_commands_verify() {
     .chain(["--tls-cert".into(), certs.server_cert.display().to_string()])
     .chain(["--tls-key".into(), certs.server_key.display().to_string()])
     .collect();
-    let env = [
-        ("MERCATO_BUS", redis.url()),
-        ("MERCATO_COORD", redis.url()),
-        ("MERCATO_STORE", store),
+    let mut env = vec![
+        ("MERCATO_BUS".to_owned(), redis.url()),
+        ("MERCATO_COORD".to_owned(), redis.url()),
+        ("MERCATO_STORE".to_owned(), store),
     ];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.extend(crate::processes::secrets_env(&work.path().join("secrets")));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let (_gateway, line) = Process::mercato(
         "gateway-tls",
         &args,

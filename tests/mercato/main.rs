@@ -10,3 +10,4 @@ mod gateway_tls;
 mod kube_api;
 mod multiprocess;
 mod processes;
+mod secrets;

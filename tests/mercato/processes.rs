@@ -40,13 +40,14 @@ impl Process {
         let log = std::fs::File::create(logs.join(format!("{name}.log"))).unwrap();
         let mut child = Command::new(MERCATO)
             .args(args)
-            .envs(env.iter().copied())
             .env(
                 "RUST_LOG",
                 std::env::var("MERCATO_TEST_CHILD_LOG")
                     .as_deref()
                     .unwrap_or("warn"),
             )
+            // A test's own RUST_LOG, among `env`, wins.
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -99,11 +100,12 @@ pub struct Cluster {
 impl Cluster {
     pub fn start(bus: &str, coord: &str, store: &str, manifests: &Path) -> Cluster {
         let logs = tempfile::tempdir().unwrap();
-        let env = vec![
+        let mut env = vec![
             ("MERCATO_BUS".to_owned(), bus.to_owned()),
             ("MERCATO_STORE".to_owned(), store.to_owned()),
             ("MERCATO_COORD".to_owned(), coord.to_owned()),
         ];
+        env.extend(secrets_env(&logs.path().join("secrets")));
         let mut cluster = Cluster {
             gateways: Vec::new(),
             processes: Vec::new(),
@@ -243,6 +245,22 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Makes the installation's secrets under `dir`; returns the variables that give them to a
+/// gateway or a payments worker.
+pub fn secrets_env(dir: &Path) -> Vec<(String, String)> {
+    mercato::secrets::ensure(dir).expect("secrets");
+    vec![
+        (
+            "MERCATO_SESSION_KEYS_DIR".to_owned(),
+            dir.join("session-keys").display().to_string(),
+        ),
+        (
+            "MERCATO_WEBHOOK_SECRET_FILE".to_owned(),
+            dir.join("webhook-secret").display().to_string(),
+        ),
+    ]
 }
 
 pub fn postgres_url() -> Option<String> {

@@ -210,17 +210,15 @@ impl EventCache {
     }
 }
 
-/// A secret every process of one installation shares (token signing, webhook signing): created
-/// once, by whichever process gets there first, and read by all the others.
-pub async fn shared_secret(store: &dyn Store, name: &str) -> RepoResult<Vec<u8>> {
-    let fresh: Vec<u8> = (0..32).map(|_| rand::random::<u8>()).collect();
-    let r = store
-        .insert_if_absent(tables::SETTINGS, name, "", fresh, None)
-        .await?;
-    r.current.map(|row| row.value).ok_or_else(|| {
-        RepoError::Store(StoreError::io_because(
-            "store",
-            format!("reading secret {name}, which an insert found present and then absent"),
-        ))
-    })
+/// The secrets earlier versions kept in the store (token and webhook signing keys), which now
+/// come from files. Deleting them is idempotent, so every gateway may at start.
+pub const RETIRED_STORED_SECRETS: [&str; 2] = ["jwt_secret", "webhook_secret"];
+
+/// Deletes [`RETIRED_STORED_SECRETS`] from the store: no secret stays where every process and
+/// every backup can read it.
+pub async fn forget_stored_secrets(store: &dyn Store) -> RepoResult<()> {
+    for name in RETIRED_STORED_SECRETS {
+        store.delete(tables::SETTINGS, name, "").await?;
+    }
+    Ok(())
 }

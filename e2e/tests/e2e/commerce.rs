@@ -362,9 +362,7 @@ async fn orders_split_ship_cancel_and_return_with_stock_back_where_it_came_from(
     );
 
     // The provider delivers the refund's webhook again: still recorded once.
-    let secret = mercato_core::repo::shared_secret(&*run.platform.ports.store, "webhook_secret")
-        .await
-        .unwrap();
+    let secret = run.platform.webhook_secret.clone();
     let body = serde_json::to_vec(&json!({
         "id": format!("evt_{refund_id}_refund"), "type": "refund.succeeded", "order_id": id,
         "payment_id": refunded["payment_id"], "amount": {"amount": 2000, "currency": "USD"},

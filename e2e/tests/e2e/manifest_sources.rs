@@ -113,6 +113,7 @@ async fn a_gateway_without_a_local_reconciler_has_no_manifests_route() {
             manifests: None,
             accept_manifests: false,
             sources: SourcePolicy::default(),
+            secrets: mercato::secrets::ephemeral(),
             tls: None,
         },
         &stop,

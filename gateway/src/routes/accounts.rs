@@ -54,6 +54,14 @@ fn normalize_email(email: &str) -> Result<String, ApiError> {
 
 pub async fn create_user(state: &AppState, body: &[u8]) -> ApiResult {
     let req: NewUser = parse_json(body)?;
+    let user = register(state, req, Role::Shopper).await?;
+    Ok(ApiReply::created(
+        json!({"id": user.id, "email": user.email, "name": user.name}),
+    ))
+}
+
+/// Validates, hashes the password and creates the account, refusing a taken email.
+async fn register(state: &AppState, req: NewUser, role: Role) -> Result<User, ApiError> {
     let email = normalize_email(&req.email)?;
     if !(8..=128).contains(&req.password.chars().count()) {
         return Err(ApiError::bad_request(
@@ -79,18 +87,53 @@ pub async fn create_user(state: &AppState, body: &[u8]) -> ApiResult {
         .await??;
     let user = User {
         id: format!("usr_{}", uuid::Uuid::now_v7().simple()),
-        email: email.clone(),
+        email,
         name,
         password_hash,
-        role: Role::Shopper,
+        role,
         created_ms: now_ms(),
     };
     if !users::create(store, &user).await? {
         return Err(email_taken());
     }
-    Ok(ApiReply::created(
-        json!({"id": user.id, "email": user.email, "name": user.name}),
-    ))
+    Ok(user)
+}
+
+/// What [`ensure_admin`] found or did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminAccount {
+    Created,
+    Exists,
+    /// The email belongs to an account without the admin role: left as it is.
+    NotAnAdmin,
+}
+
+/// The first admin, from the installation's secrets: created when no account has the email;
+/// an existing account keeps its password (changed by its owner, not by a restart).
+pub async fn ensure_admin(
+    state: &AppState,
+    email: &str,
+    password: String,
+) -> Result<AdminAccount, ApiError> {
+    let normalized = normalize_email(email)?;
+    if let Some(user) = users::by_email(&*state.ports.store, &normalized).await? {
+        return Ok(if user.role == Role::Admin {
+            AdminAccount::Exists
+        } else {
+            AdminAccount::NotAnAdmin
+        });
+    }
+    let req = NewUser {
+        email: normalized,
+        password,
+        name: "Administrator".to_owned(),
+    };
+    match register(state, req, Role::Admin).await {
+        Ok(_) => Ok(AdminAccount::Created),
+        // Another gateway starting at the same moment created it.
+        Err(e) if e.code == "email_taken" => Ok(AdminAccount::Exists),
+        Err(e) => Err(e),
+    }
 }
 
 fn email_taken() -> ApiError {

@@ -2,7 +2,7 @@
 //! [`table::ROUTES`], reads a bounded body, calls the handler and records it in the metrics;
 //! one JSON error shape covers everything, including what warp itself rejects.
 
-mod accounts;
+pub(crate) mod accounts;
 mod admin;
 mod body;
 mod catalog;

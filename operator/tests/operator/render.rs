@@ -136,7 +136,7 @@ fn inside_the_on_sale_surge_the_holds_and_payments_workers_scale_up() {
 }
 
 #[test]
-fn payments_pods_trust_the_gateways_ca_when_the_webhook_is_https() {
+fn payments_pods_mount_the_webhook_secret_and_the_gateways_ca() {
     let stadium = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stadium-event.yaml");
     let text = std::fs::read_to_string(stadium).expect("example");
     let settings = WorkerSettings {
@@ -163,12 +163,29 @@ fn payments_pods_trust_the_gateways_ca_when_the_webhook_is_https() {
                 args.contains(&"--webhook-cacert=/etc/mercato/webhook-ca/ca.crt".to_owned()),
                 "{args:?}"
             );
-            let volume = &pod.volumes.as_ref().expect("volumes")[0];
-            let secret = volume.secret.as_ref().expect("a Secret volume");
-            assert_eq!(secret.secret_name.as_deref(), Some("shop-gateway-tls"));
-            let mount = &container.volume_mounts.as_ref().expect("mounts")[0];
-            assert_eq!(mount.mount_path, "/etc/mercato/webhook-ca");
-            assert_eq!(mount.read_only, Some(true));
+            assert!(
+                args.contains(
+                    &"--webhook-secret-file=/etc/mercato/webhook-secret/webhook-secret".to_owned()
+                ),
+                "{args:?}"
+            );
+            let volumes = pod.volumes.as_ref().expect("volumes");
+            let secret_of = |name: &str| {
+                volumes
+                    .iter()
+                    .find(|v| v.name == name)
+                    .and_then(|v| v.secret.as_ref())
+                    .and_then(|s| s.secret_name.clone())
+            };
+            assert_eq!(secret_of("webhook-ca").as_deref(), Some("shop-gateway-tls"));
+            assert_eq!(
+                secret_of("webhook-secret").as_deref(),
+                Some("mercato-webhook")
+            );
+            let mounts = container.volume_mounts.as_ref().expect("mounts");
+            assert!(mounts
+                .iter()
+                .any(|m| m.mount_path == "/etc/mercato/webhook-ca" && m.read_only == Some(true)));
         } else {
             assert!(pod.volumes.is_none(), "{name} mounts nothing");
             assert!(
