@@ -69,13 +69,23 @@ pub struct SourceFlags {
         value_delimiter = ':'
     )]
     pub dirs: Vec<PathBuf>,
-    /// The largest product source read, in bytes.
+    /// The largest product source read or downloaded, in bytes.
     #[arg(
         long,
         env = "MERCATO_MAX_SOURCE_BYTES",
         default_value_t = mercato_operator::DEFAULT_MAX_SOURCE_BYTES
     )]
     pub max_source_bytes: u64,
+    /// URLs an Inventory's `source.url` may name, by prefix: repeat it, or separate prefixes
+    /// with ',' in the variable (`https://catalogs.example.com/`, `s3://our-catalogs/`).
+    /// Narrow it where the process can reach internal services.
+    #[arg(
+        long = "sources-url-prefix",
+        env = "MERCATO_SOURCES_URL_PREFIXES",
+        value_delimiter = ',',
+        default_value = "https://"
+    )]
+    pub url_prefixes: Vec<String>,
 }
 
 impl SourceFlags {
@@ -86,10 +96,10 @@ impl SourceFlags {
         } else {
             self.dirs.clone()
         };
-        Ok(mercato_operator::SourcePolicy::new(
-            dirs,
-            self.max_source_bytes,
-        )?)
+        Ok(
+            mercato_operator::SourcePolicy::new(dirs, self.max_source_bytes)?
+                .with_url_prefixes(self.url_prefixes.clone()),
+        )
     }
 }
 

@@ -19,12 +19,23 @@ pub struct Seller {
     pub name: String,
 }
 
-/// Where a large catalog comes from.
+/// Where a large catalog comes from: a file, or a URL (on a cluster, where the operator has no
+/// folder of the seller's).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProductSource {
     /// A path relative to the manifest's folder, an absolute path, or a `file://` URL.
-    pub file: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// An `https://` URL, or `s3://BUCKET/KEY` (S3-compatible storage, credentials from the
+    /// standard AWS variables). Fetched only if the process allows its prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The SHA-256 of the source's bytes, in hex: a download with other bytes is refused, and an
+    /// unchanged declaration is not downloaded again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = "^[0-9a-fA-F]{64}$"))]
+    pub sha256: Option<String>,
     /// `ndjson` (one product per line) or `json` (one array); by default from the extension.
     #[serde(default)]
     pub format: Option<SourceFormat>,
@@ -38,9 +49,20 @@ pub enum SourceFormat {
 }
 
 impl ProductSource {
+    /// The file or the URL, whichever is given: where the source is, as declared.
+    pub fn location(&self) -> &str {
+        self.file
+            .as_deref()
+            .or(self.url.as_deref())
+            .unwrap_or_default()
+    }
+
     pub fn format(&self) -> SourceFormat {
         self.format.unwrap_or_else(|| {
-            if self.file.to_ascii_lowercase().ends_with(".json") {
+            let location = self.location().to_ascii_lowercase();
+            // A URL's query (a presigned URL's signature) is not its extension.
+            let path = location.split(['?', '#']).next().unwrap_or_default();
+            if path.ends_with(".json") {
                 SourceFormat::Json
             } else {
                 SourceFormat::Ndjson
@@ -142,17 +164,40 @@ impl InventorySpec {
             ),
         );
         if let Some(source) = &self.source {
-            let file = source.file.trim();
-            need(
-                !file.is_empty(),
-                "spec.source.file",
-                "must not be empty".into(),
-            );
-            need(
-                !file.contains("://") || file.starts_with("file://"),
-                "spec.source.file",
-                format!("{file:?}: only paths and file:// URLs are supported"),
-            );
+            match (&source.file, &source.url) {
+                (Some(_), Some(_)) | (None, None) => {
+                    need(false, "spec.source", "give one of file and url".into())
+                }
+                (Some(file), None) => {
+                    let file = file.trim();
+                    need(
+                        !file.is_empty(),
+                        "spec.source.file",
+                        "must not be empty".into(),
+                    );
+                    need(
+                        !file.contains("://") || file.starts_with("file://"),
+                        "spec.source.file",
+                        format!(
+                            "{file:?}: a path or a file:// URL (other URLs go in spec.source.url)"
+                        ),
+                    );
+                }
+                (None, Some(url)) => need(
+                    ["https://", "http://", "s3://"]
+                        .iter()
+                        .any(|scheme| url.starts_with(scheme) && url.len() > scheme.len()),
+                    "spec.source.url",
+                    format!("{url:?}: an https:// (or http://) URL or s3://BUCKET/KEY"),
+                ),
+            }
+            if let Some(sum) = &source.sha256 {
+                need(
+                    sum.len() == 64 && sum.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "spec.source.sha256",
+                    format!("{sum:?} is not a SHA-256 in hex (64 digits)"),
+                );
+            }
         }
         if let Some(workers) = &self.workers {
             for (role, scale) in [("ingest", &workers.ingest), ("checkout", &workers.checkout)] {
@@ -210,16 +255,51 @@ mod tests {
     #[test]
     fn the_format_follows_the_extension_unless_given() {
         let file = |f: &str| ProductSource {
-            file: f.into(),
+            file: Some(f.into()),
+            url: None,
+            sha256: None,
             format: None,
         };
         assert_eq!(file("a/b.ndjson").format(), SourceFormat::Ndjson);
         assert_eq!(file("a/b.JSON").format(), SourceFormat::Json);
         assert_eq!(file("a/b.jsonl").format(), SourceFormat::Ndjson);
+        let url = ProductSource {
+            file: None,
+            url: Some("https://x.example/b.json?X-Amz-Signature=ab.ndjson".into()),
+            sha256: None,
+            format: None,
+        };
+        assert_eq!(url.format(), SourceFormat::Json);
         let forced = ProductSource {
-            file: "x.txt".into(),
             format: Some(SourceFormat::Json),
+            ..file("x.txt")
         };
         assert_eq!(forced.format(), SourceFormat::Json);
+    }
+
+    #[test]
+    fn a_source_is_a_file_or_a_url_with_an_optional_checksum() {
+        let problems = |source: &str| -> Vec<String> {
+            spec(&format!("seller: {{id: a, name: A}}\nsource: {source}\n"))
+                .validate()
+                .into_iter()
+                .map(|p| p.path)
+                .collect()
+        };
+        assert!(problems("{url: 'https://x.example/b.ndjson'}").is_empty());
+        assert!(problems(
+            "{url: 's3://bucket/b.ndjson', sha256: '%s'}"
+                .replace("%s", &"ab".repeat(32))
+                .as_str()
+        )
+        .is_empty());
+        assert_eq!(problems("{file: a, url: 'https://x/y'}"), ["spec.source"]);
+        assert_eq!(problems("{format: json}"), ["spec.source"]);
+        assert_eq!(problems("{url: 'ftp://x/y'}"), ["spec.source.url"]);
+        assert_eq!(problems("{url: 'https://'}"), ["spec.source.url"]);
+        assert_eq!(
+            problems("{url: 'https://x/y', sha256: 'abc'}"),
+            ["spec.source.sha256"]
+        );
     }
 }

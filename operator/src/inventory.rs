@@ -113,12 +113,11 @@ impl Publisher<'_> {
             self.push(&mut batch, &mut skus, "inline", r).await?;
         }
         if let Some(source) = self.source.clone() {
-            let path = source.path();
             let label = self
                 .spec
                 .source
                 .as_ref()
-                .map_or_else(|| path.display().to_string(), |s| s.file.clone());
+                .map_or_else(|| source.label(), |s| s.location().to_owned());
             let format = self
                 .spec
                 .source
@@ -248,7 +247,7 @@ fn read_source(source: &Source, format: SourceFormat) -> Result<SourceRecords, S
             if size > MAX_JSON_ARRAY_BYTES {
                 return Err(SourceError::Invalid(format!(
                     "{}: a JSON array of {size} bytes; sources this large must be NDJSON",
-                    path.display()
+                    source.label()
                 )));
             }
             let mut text = Vec::with_capacity(size as usize);
@@ -259,7 +258,7 @@ fn read_source(source: &Source, format: SourceFormat) -> Result<SourceRecords, S
                 serde_json::from_slice(&text).map_err(|e| {
                     SourceError::Invalid(format!(
                         "{}: not a JSON array of products: {e}",
-                        path.display()
+                        source.label()
                     ))
                 })?;
             let records: Vec<RawRecord> = items

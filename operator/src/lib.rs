@@ -6,6 +6,7 @@ pub mod conditions;
 pub mod desired;
 pub mod inventory;
 pub mod local;
+pub mod remote;
 pub mod render;
 pub mod sources;
 pub mod topics;

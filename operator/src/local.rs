@@ -86,7 +86,7 @@ impl LocalReconciler {
                 };
                 // The stored path is checked again: the policy may have changed since.
                 let source = match &spec.source {
-                    Some(s) => match self.sources.resolve(&s.file, None) {
+                    Some(s) => match self.sources.locate(s, None).await {
                         Ok(source) => Some(source),
                         Err(e) => {
                             tracing::warn!(inventory = record.name, error = %e, "an interrupted publish cannot resume");
@@ -293,36 +293,49 @@ impl LocalReconciler {
             name: name.to_owned(),
             cause,
         };
+        let current = catalog::load_inventory(&*self.ports.store, name).await?;
+        let finished =
+            |c: &InventoryRecord| c.publish.finished_ms.is_some() && c.publish.error.is_none();
+        // A URL pinned by its checksum is what the declaration says it is: an unchanged one is
+        // not downloaded again at every reconcile, and its digest is the declaration's.
+        let pinned = spec
+            .source
+            .as_ref()
+            .is_some_and(|s| s.url.is_some() && s.sha256.is_some());
+        // Serializing a validated spec to JSON cannot fail: it has only plain fields.
+        if pinned {
+            let spec_json = serde_json::to_string(&spec).unwrap_or_default();
+            let digest = inventory::digest(&spec_json, None).map_err(source_err)?;
+            if current
+                .as_ref()
+                .is_some_and(|c| c.digest == digest && finished(c))
+            {
+                return Ok("unchanged");
+            }
+        }
         let source = match &mut spec.source {
             Some(s) => {
-                let source = self
-                    .sources
-                    .resolve(&s.file, base_dir)
-                    .map_err(source_err)?;
-                s.file = source.path().display().to_string();
+                let source = self.sources.locate(s, base_dir).await.map_err(source_err)?;
+                if s.file.is_some() {
+                    s.file = Some(source.path().display().to_string());
+                }
                 Some(source)
             }
             None => None,
         };
-        // Serializing a validated spec to JSON cannot fail: it has only plain fields.
         let spec_json = serde_json::to_string(&spec).unwrap_or_default();
         let digest = {
             let spec_json = spec_json.clone();
             let source = source.clone();
-            tokio::task::spawn_blocking(move || inventory::digest(&spec_json, source.as_ref()))
+            // The checksum stands for a pinned URL's bytes, already verified.
+            let hashed = source.filter(|_| !pinned);
+            tokio::task::spawn_blocking(move || inventory::digest(&spec_json, hashed.as_ref()))
                 .await
                 .map_err(|e| source_err(SourceError::Invalid(e.to_string())))?
                 .map_err(source_err)?
         };
-        let current = catalog::load_inventory(&*self.ports.store, name).await?;
         let action = match &current {
-            Some(c)
-                if c.digest == digest
-                    && c.publish.finished_ms.is_some()
-                    && c.publish.error.is_none() =>
-            {
-                return Ok("unchanged")
-            }
+            Some(c) if c.digest == digest && finished(c) => return Ok("unchanged"),
             Some(_) => "configured",
             None => "created",
         };

@@ -1,4 +1,5 @@
-//! Which files an Inventory's `source.file` may name: a regular file, under one of the folders
+//! Which files an Inventory's `source.file` may name (and which URLs its `source.url` may,
+//! fetched by `remote.rs`): a regular file, under one of the folders
 //! this process was told to read sources from, no larger than its cap.
 //!
 //! Anyone who may apply a manifest may name a path, so the path is checked where it is read:
@@ -10,6 +11,9 @@
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use mercato_crds::ProductSource;
 
 /// The largest source read by default: a million products of about a kilobyte each.
 pub const DEFAULT_MAX_SOURCE_BYTES: u64 = 1 << 30;
@@ -31,6 +35,24 @@ pub enum SourceError {
         "{path}: {size} bytes, over the {max}-byte cap on a product source (--max-source-bytes)"
     )]
     TooLarge { path: String, size: u64, max: u64 },
+    #[error(
+        "{url}: product sources are fetched only from URLs starting with {prefixes}; start with \
+         --sources-url-prefix naming it"
+    )]
+    UrlNotAllowed { url: String, prefixes: String },
+    #[error("{url}: cannot fetch it: {cause}")]
+    Unreachable {
+        url: String,
+        cause: String,
+        /// Whether asking again may help (a timeout, a 503), or not (a 404, a 403).
+        transient: bool,
+    },
+    #[error("{url}: its SHA-256 is {actual}, not the declared {expected}")]
+    Checksum {
+        url: String,
+        expected: String,
+        actual: String,
+    },
 }
 
 impl SourceError {
@@ -41,7 +63,21 @@ impl SourceError {
             SourceError::OutsideRoots { .. } => "source_outside_roots",
             SourceError::NotAFile { .. } => "source_not_a_file",
             SourceError::TooLarge { .. } => "source_too_large",
+            SourceError::UrlNotAllowed { .. } => "source_url_not_allowed",
+            SourceError::Unreachable { .. } => "source_unreachable",
+            SourceError::Checksum { .. } => "source_checksum_mismatch",
         }
+    }
+
+    /// Whether a download that failed so may succeed if tried again.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SourceError::Unreachable {
+                transient: true,
+                ..
+            }
+        )
     }
 }
 
@@ -50,6 +86,8 @@ impl SourceError {
 pub struct SourcePolicy {
     roots: Vec<PathBuf>,
     max_bytes: u64,
+    /// URLs a `source.url` may name, by prefix (`https://`, `s3://catalogs/`).
+    url_prefixes: Vec<String>,
 }
 
 impl Default for SourcePolicy {
@@ -58,6 +96,7 @@ impl Default for SourcePolicy {
         Self {
             roots: Vec::new(),
             max_bytes: DEFAULT_MAX_SOURCE_BYTES,
+            url_prefixes: Vec::new(),
         }
     }
 }
@@ -85,6 +124,51 @@ impl SourcePolicy {
         Ok(Self {
             roots: canonical,
             max_bytes,
+            url_prefixes: Vec::new(),
+        })
+    }
+
+    /// Allows `source.url`s starting with one of `prefixes`.
+    pub fn with_url_prefixes(mut self, prefixes: Vec<String>) -> Self {
+        self.url_prefixes = prefixes;
+        self
+    }
+
+    /// Finds a declared source: a file checked against the folders, or a URL checked against
+    /// the prefixes and downloaded. Relative paths are relative to `base_dir`.
+    pub async fn locate(
+        &self,
+        source: &ProductSource,
+        base_dir: Option<&Path>,
+    ) -> Result<Source, SourceError> {
+        match (&source.file, &source.url) {
+            (Some(file), None) => self.resolve(file, base_dir),
+            (None, Some(url)) => {
+                self.allow_url(url)?;
+                crate::remote::download(url, source.sha256.as_deref(), self.max_bytes).await
+            }
+            _ => Err(SourceError::Invalid(
+                "a product source gives one of file and url".into(),
+            )),
+        }
+    }
+
+    fn allow_url(&self, url: &str) -> Result<(), SourceError> {
+        if self
+            .url_prefixes
+            .iter()
+            .any(|p| url.starts_with(p.as_str()))
+        {
+            return Ok(());
+        }
+        let prefixes = if self.url_prefixes.is_empty() {
+            "nothing (this process fetches no product sources)".to_owned()
+        } else {
+            self.url_prefixes.join(", ")
+        };
+        Err(SourceError::UrlNotAllowed {
+            url: url.to_owned(),
+            prefixes,
         })
     }
 
@@ -119,23 +203,54 @@ impl SourcePolicy {
         let source = Source {
             path: canonical,
             max_bytes: self.max_bytes,
+            download: None,
         };
         source.open()?;
         Ok(source)
     }
 }
 
-/// A source file that passed the policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A source file that passed the policy, or a downloaded copy of a URL's.
+#[derive(Debug, Clone)]
 pub struct Source {
     path: PathBuf,
     max_bytes: u64,
+    /// The URL it was downloaded from, and the temporary file, removed with the last clone.
+    download: Option<(String, Arc<tempfile::TempPath>)>,
+}
+
+impl PartialEq for Source {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path && self.max_bytes == other.max_bytes
+    }
 }
 
 impl Source {
-    /// Its canonical path.
+    /// A URL's bytes, saved in `file`.
+    pub(crate) fn downloaded(url: &str, file: Arc<tempfile::TempPath>, max_bytes: u64) -> Self {
+        Self {
+            path: file.to_path_buf(),
+            max_bytes,
+            download: Some((url.to_owned(), file)),
+        }
+    }
+
+    /// Its canonical path (for a URL, the temporary copy's).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Where it came from, for messages: the URL, or the path.
+    pub fn label(&self) -> String {
+        match &self.download {
+            Some((url, _)) => url.clone(),
+            None => self.path.display().to_string(),
+        }
+    }
+
+    /// Whether it is a URL's downloaded copy.
+    pub fn is_download(&self) -> bool {
+        self.download.is_some()
     }
 
     /// Opens it for reading without following a symlink put in its place, and checks the

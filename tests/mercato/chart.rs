@@ -219,6 +219,14 @@ fn the_chart_renders_with_its_default_values() {
     );
     assert!(env.contains("shop-engines"), "{env}");
     assert!(env.contains("MERCATO_WEBHOOK_SECRET_NAME"), "{env}");
+    // URL sources: allowed by prefix, downloaded to a scratch emptyDir (the root is read-only).
+    assert!(env.contains("MERCATO_SOURCES_URL_PREFIXES"), "{env}");
+    let operator_pod =
+        serde_yaml::to_string(&operator["spec"]["template"]["spec"]).expect("operator pod");
+    assert!(
+        operator_pod.contains("mountPath: /tmp") && operator_pod.contains("emptyDir"),
+        "{operator_pod}"
+    );
     let gateway = get("Deployment", "shop-gateway");
     mercato::cli::accepts(&args(gateway)).expect("the gateway's arguments");
     // The secrets come from Secrets mounted as files, named in the gateway's environment.
@@ -270,6 +278,7 @@ fn the_chart_renders_its_other_branches() {
         "engines": {"existingSecret": "our-engines"},
         "gateway": {"holdTtl": "60s", "replicas": 3},
         "secrets": {"admin": {"email": "ops@example.com", "passwordSecret": "our-admin"}},
+        "sources": {"s3Secret": "our-s3"},
     })));
     assert!(
         !objects.contains_key(&("Secret".to_owned(), "shop-engines".to_owned())),
@@ -293,6 +302,7 @@ fn the_chart_renders_its_other_branches() {
         operator.contains("our-engines") && !operator.contains("shop-engines"),
         "{operator}"
     );
+    assert!(operator.contains("our-s3"), "{operator}");
 }
 
 #[test]

@@ -11,3 +11,4 @@ mod disk_full;
 mod holds_race;
 mod manifest_sources;
 mod purchase;
+mod url_sources;
