@@ -17,5 +17,6 @@ pub mod redis_bus;
 mod redis_conn;
 pub mod redis_coord;
 pub mod scylla_store;
+mod tls;
 
 pub use redis_conn::RedisConnectError;

@@ -8,12 +8,7 @@
 //!   `require` and `verify-ca` verify less; Mercato never talks TLS to a server it has not
 //!   verified, so both behave as `verify-full`.
 
-use std::sync::Arc;
-
 use mercato_core::store::StoreError;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::CertificateDer;
-use rustls::{ClientConfig, RootCertStore};
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -27,30 +22,11 @@ pub struct Connection {
 /// the `verify-*` modes).
 pub fn connection(url: &str) -> Result<Connection, StoreError> {
     let bad = |why: String| StoreError::invalid(format!("bad PostgreSQL URL: {why}"));
-    let mut parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
-    let (mut mode, mut root) = (None, None);
-    let rest: Vec<(String, String)> = parsed
-        .query_pairs()
-        .filter_map(|(key, value)| match key.as_ref() {
-            "sslmode" => {
-                mode = Some(value.into_owned());
-                None
-            }
-            "sslrootcert" => {
-                root = Some(value.into_owned());
-                None
-            }
-            _ => Some((key.into_owned(), value.into_owned())),
-        })
-        .collect();
-    if rest.is_empty() {
-        parsed.set_query(None);
-    } else {
-        parsed.query_pairs_mut().clear().extend_pairs(rest);
-    }
+    let parsed = url::Url::parse(url).map_err(|e| bad(e.to_string()))?;
+    let (parsed, tls) = crate::tls::take_params(parsed, &["sslmode", "sslrootcert"]);
     let mut config: tokio_postgres::Config =
         parsed.as_str().parse().map_err(|e| bad(format!("{e}")))?;
-    let ssl_mode = match mode.as_deref().unwrap_or("disable") {
+    let ssl_mode = match tls.get("sslmode").map_or("disable", String::as_str) {
         "disable" => SslMode::Disable,
         "prefer" => SslMode::Prefer,
         "require" | "verify-ca" | "verify-full" => SslMode::Require,
@@ -61,47 +37,12 @@ pub fn connection(url: &str) -> Result<Connection, StoreError> {
         }
     };
     config.ssl_mode(ssl_mode);
-    let roots = match &root {
-        Some(path) => roots_from(path)?,
-        None => system_roots(),
-    };
-    let tls =
-        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(|e| StoreError::invalid(format!("TLS for PostgreSQL: {e}")))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+    let tls = crate::tls::client_config(tls.get("sslrootcert").map(String::as_str))
+        .map_err(|e| StoreError::invalid(format!("TLS for PostgreSQL: {e}")))?;
     Ok(Connection {
         config,
         tls: MakeRustlsConnect::new(tls),
     })
-}
-
-/// The CA certificates of a PEM file; an unreadable or empty file is an error, not "trust
-/// nothing" (every connection would then fail with a less telling message).
-fn roots_from(path: &str) -> Result<RootCertStore, StoreError> {
-    let bad = |why: String| StoreError::invalid(format!("sslrootcert {path}: {why}"));
-    let mut roots = RootCertStore::empty();
-    let certs = CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))?;
-    for cert in certs {
-        let cert = cert.map_err(|e| bad(e.to_string()))?;
-        roots.add(cert).map_err(|e| bad(e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(bad("no certificate in the file".into()));
-    }
-    Ok(roots)
-}
-
-fn system_roots() -> RootCertStore {
-    let found = rustls_native_certs::load_native_certs();
-    for error in &found.errors {
-        tracing::warn!(%error, "cannot read a system root certificate");
-    }
-    let mut roots = RootCertStore::empty();
-    let (added, ignored) = roots.add_parsable_certificates(found.certs);
-    tracing::debug!(added, ignored, "system root certificates for PostgreSQL");
-    roots
 }
 
 #[cfg(test)]

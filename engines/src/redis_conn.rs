@@ -69,29 +69,15 @@ fn root_cert(url: &str) -> Result<Option<(String, Vec<u8>)>, redis::RedisError> 
             what,
         ))
     };
-    let Ok(mut parsed) = url::Url::parse(url) else {
+    let Ok(parsed) = url::Url::parse(url) else {
         return Ok(None); // the redis crate says what is wrong with it
     };
-    let mut root = None;
-    let rest: Vec<(String, String)> = parsed
-        .query_pairs()
-        .filter_map(|(key, value)| {
-            if key == "sslrootcert" {
-                root = Some(value.into_owned());
-                None
-            } else {
-                Some((key.into_owned(), value.into_owned()))
-            }
-        })
-        .collect();
-    let Some(path) = root else { return Ok(None) };
+    let (parsed, mut tls) = crate::tls::take_params(parsed, &["sslrootcert"]);
+    let Some(path) = tls.remove("sslrootcert") else {
+        return Ok(None);
+    };
     if parsed.scheme() != "rediss" {
         return Err(invalid(format!("sslrootcert={path} needs a rediss:// URL")));
-    }
-    if rest.is_empty() {
-        parsed.set_query(None);
-    } else {
-        parsed.query_pairs_mut().clear().extend_pairs(rest);
     }
     let pem = std::fs::read(&path).map_err(|e| invalid(format!("sslrootcert {path}: {e}")))?;
     Ok(Some((parsed.to_string(), pem)))
