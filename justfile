@@ -38,3 +38,8 @@ devloop target_dir="" runs="3":
 # `eval "$(just kube)"` starts it and sets MERCATO_TEST_KUBE_ADMIN and MERCATO_TEST_KUBECTL.
 kube dir="/tmp/mercato-kube":
     @.ci/kube.sh {{dir}}
+
+# The container image (Docker with BuildKit), tagged with the workspace's version:
+# `just image` or `just image ghcr.io/you/mercato`.
+image repository="ghcr.io/mercato-dev/mercato":
+    DOCKER_BUILDKIT=1 docker build -t {{repository}}:$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1) .

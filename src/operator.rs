@@ -67,6 +67,9 @@ pub struct WorkerFlags {
         default_value = "IfNotPresent"
     )]
     pub worker_image_pull_policy: String,
+    /// Secrets worker pods pull the image with: repeat it, or separate names with ','.
+    #[arg(long, env = "MERCATO_WORKER_IMAGE_PULL_SECRETS", value_delimiter = ',')]
+    pub worker_image_pull_secrets: Vec<String>,
     /// The Secret with MERCATO_BUS, MERCATO_STORE and MERCATO_COORD for worker pods.
     #[arg(
         long,
@@ -114,6 +117,7 @@ impl WorkerFlags {
                 .clone()
                 .unwrap_or_else(|| WorkerSettings::default().image),
             image_pull_policy: self.worker_image_pull_policy.clone(),
+            image_pull_secrets: self.worker_image_pull_secrets.clone(),
             engines_secret: self.engines_secret.clone(),
             webhook_url: self.webhook_url.clone(),
             webhook_secret: self.webhook_secret_name.clone(),

@@ -35,6 +35,8 @@ const WEBHOOK_SECRET_DIR: &str = "/etc/mercato/webhook-secret";
 pub struct WorkerSettings {
     pub image: String,
     pub image_pull_policy: String,
+    /// Secrets worker pods pull the image with (a private registry).
+    pub image_pull_secrets: Vec<String>,
     /// A Secret whose keys `MERCATO_BUS`, `MERCATO_STORE` and `MERCATO_COORD` name the engines.
     pub engines_secret: String,
     /// Where a payments worker's sandbox provider posts its webhooks: the gateway's Service.
@@ -54,6 +56,7 @@ impl Default for WorkerSettings {
         Self {
             image: format!("ghcr.io/mercato-dev/mercato:{}", env!("CARGO_PKG_VERSION")),
             image_pull_policy: "IfNotPresent".into(),
+            image_pull_secrets: Vec::new(),
             engines_secret: "mercato-engines".into(),
             webhook_url: "http://mercato-gateway:8080/api/v1/payments/webhook".into(),
             webhook_secret: "mercato-webhook".into(),
@@ -261,6 +264,13 @@ fn stateful_set(
         pod_spec["containers"][0]["volumeMounts"] = mounts
             .iter()
             .map(|(name, _, _, dir)| json!({ "name": name, "mountPath": dir, "readOnly": true }))
+            .collect();
+    }
+    if !settings.image_pull_secrets.is_empty() {
+        pod_spec["imagePullSecrets"] = settings
+            .image_pull_secrets
+            .iter()
+            .map(|name| json!({ "name": name }))
             .collect();
     }
     if let Some(account) = &settings.service_account {

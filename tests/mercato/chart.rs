@@ -8,7 +8,10 @@ use std::path::Path;
 
 use gtmpl::{Context, Func, FuncError, Template, Value};
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use serde::Deserialize;
 
@@ -97,36 +100,15 @@ pub fn render_release(
     namespace: &str,
     overrides: serde_json::Value,
 ) -> Vec<serde_yaml::Value> {
-    let defaults: serde_json::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(chart().join("values.yaml")).expect("values.yaml"),
-    )
-    .expect("values.yaml parses");
-    let mut values = defaults;
-    merge(&mut values, overrides);
-    let chart_meta: serde_json::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(chart().join("Chart.yaml")).expect("Chart.yaml"),
-    )
-    .expect("Chart.yaml parses");
-    let root = serde_json::json!({
-        "Values": values,
-        "Release": {"Name": release, "Namespace": namespace, "Service": "Helm"},
-        "Chart": {"Name": chart_meta["name"], "Version": chart_meta["version"], "AppVersion": chart_meta["appVersion"]},
-    });
+    let context = root_context(release, namespace, overrides);
+    define_helpers(&context);
     // The templates are YAML files read in name order, like a folder of manifests.
     let files =
         mercato_operator::local::manifest_files(&chart().join("templates")).expect("templates/");
     let mut docs = Vec::new();
     for (file, text) in files {
-        let mut template = Template::default();
-        let funcs: [(&str, Func); 3] =
-            [("toYaml", to_yaml), ("nindent", nindent), ("quote", quote)];
-        template.add_funcs(&funcs);
-        template
-            .parse(text)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        let out = template
-            .render(&Context::from(to_gtmpl(&root)))
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let out =
+            render_text(&text, &context).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for doc in serde_yaml::Deserializer::from_str(&out) {
             let value = serde_yaml::Value::deserialize(doc)
                 .unwrap_or_else(|e| panic!("{} renders invalid YAML: {e}\n{out}", file.display()));
@@ -136,6 +118,82 @@ pub fn render_release(
         }
     }
     docs
+}
+
+/// values.yaml with `overrides` merged over it, as `helm --set`/`-f` would.
+fn values(overrides: serde_json::Value) -> serde_json::Value {
+    let mut values: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart().join("values.yaml")).expect("values.yaml"),
+    )
+    .expect("values.yaml parses");
+    merge(&mut values, overrides);
+    values
+}
+
+/// What templates see: .Values, .Release and .Chart.
+fn root_context(release: &str, namespace: &str, overrides: serde_json::Value) -> Value {
+    let values = values(overrides);
+    let chart_meta: serde_json::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart().join("Chart.yaml")).expect("Chart.yaml"),
+    )
+    .expect("Chart.yaml parses");
+    let root = serde_json::json!({
+        "Values": values,
+        "Release": {"Name": release, "Namespace": namespace, "Service": "Helm"},
+        "Chart": {"Name": chart_meta["name"], "Version": chart_meta["version"], "AppVersion": chart_meta["appVersion"]},
+    });
+    to_gtmpl(&root)
+}
+
+/// Renders one template's text with the chart's helpers and functions.
+fn render_text(text: &str, context: &Value) -> Result<String, String> {
+    let mut template = Template::default();
+    let funcs: [(&str, Func); 4] = [
+        ("toYaml", to_yaml),
+        ("nindent", nindent),
+        ("quote", quote),
+        ("include", include),
+    ];
+    template.add_funcs(&funcs);
+    template.parse(text).map_err(|e| e.to_string())?;
+    template
+        .render(&Context::from(context.clone()))
+        .map_err(|e| e.to_string())
+}
+
+thread_local! {
+    /// The helpers of `_helpers.tpl`, rendered with the release's root context.
+    static HELPERS: std::cell::RefCell<HashMap<String, String>> = Default::default();
+}
+
+/// Renders every `define` of `_helpers.tpl` with the root context, for `include`.
+fn define_helpers(context: &Value) {
+    let helpers =
+        std::fs::read_to_string(chart().join("templates/_helpers.tpl")).expect("_helpers.tpl");
+    let names: Vec<String> = helpers
+        .split("define \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next().map(str::to_owned))
+        .collect();
+    assert!(!names.is_empty(), "_helpers.tpl defines nothing");
+    let mut rendered = HashMap::new();
+    for name in names {
+        let text = format!("{helpers}{{{{- template \"{name}\" . -}}}}");
+        let out = render_text(&text, context).unwrap_or_else(|e| panic!("{name}: {e}"));
+        rendered.insert(name, out.trim().to_owned());
+    }
+    HELPERS.with(|h| *h.borrow_mut() = rendered);
+}
+
+/// Helm's `include NAME CONTEXT`, for the context the chart always passes: the root.
+fn include(args: &[Value]) -> Result<Value, FuncError> {
+    let [Value::String(name), _context] = args else {
+        return Err(FuncError::ExactlyXArgs("include".into(), 2));
+    };
+    HELPERS
+        .with(|h| h.borrow().get(name).cloned())
+        .map(Value::from)
+        .ok_or_else(|| FuncError::Generic(format!("no template {name:?} in _helpers.tpl")))
 }
 
 fn merge(base: &mut serde_json::Value, over: serde_json::Value) {
@@ -162,6 +220,9 @@ fn typed(docs: &[serde_yaml::Value]) -> HashMap<(String, String), serde_yaml::Va
             "ServiceAccount" => same_after_parsing::<ServiceAccount>(doc),
             "Role" => same_after_parsing::<Role>(doc),
             "RoleBinding" => same_after_parsing::<RoleBinding>(doc),
+            "PodDisruptionBudget" => same_after_parsing::<PodDisruptionBudget>(doc),
+            "HorizontalPodAutoscaler" => same_after_parsing::<HorizontalPodAutoscaler>(doc),
+            "Ingress" => same_after_parsing::<Ingress>(doc),
             other => panic!("the chart renders an unexpected kind {other}"),
         };
         parsed.unwrap_or_else(|e| panic!("{kind} {name} does not parse: {e}"));
@@ -343,4 +404,152 @@ fn the_chart_serves_tls_from_a_secret() {
         serde_yaml::to_string(&objects[&("Deployment".to_owned(), "shop-operator".to_owned())])
             .expect("yaml");
     assert!(operator.contains("our-ca"), "{operator}");
+}
+
+/// Every override the tests render with, and the values a platform team would set.
+fn overrides_in_use() -> Vec<serde_json::Value> {
+    vec![
+        serde_json::json!({}),
+        serde_json::json!({
+            "engines": {"existingSecret": "our-engines"},
+            "gateway": {"holdTtl": "60s", "replicas": 3},
+            "secrets": {"admin": {"email": "ops@example.com", "passwordSecret": "our-admin"}},
+            "sources": {"s3Secret": "our-s3"},
+        }),
+        serde_json::json!({"gateway": {"tls": {"secretName": "shop-gateway-tls", "caSecretName": "our-ca"}}}),
+        extras(),
+    ]
+}
+
+fn extras() -> serde_json::Value {
+    serde_json::json!({
+        "imagePullSecrets": [{"name": "regcred"}, {"name": "mirror"}],
+        "gateway": {
+            "autoscaling": {"enabled": true, "maxReplicas": 20},
+            "ingress": {"enabled": true, "className": "nginx", "host": "tickets.example.com",
+                        "tlsSecretName": "tickets-tls", "annotations": {"a.example/b": "c"}},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "shop", "effect": "NoSchedule"}],
+            "nodeSelector": {"pool": "web"},
+            "podAnnotations": {"prometheus.io/scrape": "true"},
+        },
+        "operator": {"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [{"matchExpressions": [{"key": "pool", "operator": "In", "values": ["ops"]}]}]}}}},
+    })
+}
+
+#[test]
+fn the_values_schema_accepts_what_the_chart_is_given_and_refuses_typos() {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(chart().join("values.schema.json")).expect("values.schema.json"),
+    )
+    .expect("the schema is JSON");
+    let validator = jsonschema::draft7::new(&schema).expect("a draft-07 schema");
+    for overrides in overrides_in_use() {
+        let merged = values(overrides.clone());
+        let errors: Vec<String> = validator
+            .iter_errors(&merged)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(errors.is_empty(), "{overrides}: {errors:?}");
+    }
+    for (typo, why) in [
+        (serde_json::json!({"gateway": {"replcas": 3}}), "replcas"),
+        (
+            serde_json::json!({"image": {"pullPolicy": "Sometimes"}}),
+            "Sometimes",
+        ),
+        (
+            serde_json::json!({"gateway": {"podDisruptionBudget": {"apiVersion": "policy/v2"}}}),
+            "policy/v2",
+        ),
+        (serde_json::json!({"workers": {"memory": "lots"}}), "lots"),
+    ] {
+        let merged = values(typo.clone());
+        let errors: Vec<String> = validator
+            .iter_errors(&merged)
+            .map(|e| e.to_string())
+            .collect();
+        assert!(
+            errors.iter().any(|e| e.contains(why)),
+            "{typo} was not refused: {errors:?}"
+        );
+    }
+}
+
+#[test]
+fn the_chart_renders_ingress_autoscaling_disruption_budgets_and_placement() {
+    let objects = typed(&render(extras()));
+    let get = |kind: &str, name: &str| {
+        objects
+            .get(&(kind.to_owned(), name.to_owned()))
+            .unwrap_or_else(|| panic!("no {kind} {name} among {:?}", objects.keys()))
+    };
+    let gateway = get("Deployment", "shop-gateway");
+    // The autoscaler owns the replica count.
+    assert!(gateway["spec"]["replicas"].is_null(), "{gateway:?}");
+    let pod = serde_yaml::to_string(&gateway["spec"]["template"]).expect("pod");
+    for wanted in [
+        "regcred",
+        "mirror",
+        "dedicated",
+        "pool: web",
+        "prometheus.io/scrape",
+    ] {
+        assert!(pod.contains(wanted), "{wanted} missing from {pod}");
+    }
+    let operator = serde_yaml::to_string(get("Deployment", "shop-operator")).expect("operator");
+    assert!(operator.contains("nodeAffinity"), "{operator}");
+    // Worker pods pull with the same secrets: the operator is told their names.
+    assert!(operator.contains("regcred,mirror"), "{operator}");
+    let hpa = get("HorizontalPodAutoscaler", "shop-gateway");
+    assert_eq!(hpa["spec"]["maxReplicas"], serde_yaml::Value::from(20));
+    let ingress = serde_yaml::to_string(get("Ingress", "shop-gateway")).expect("ingress");
+    assert!(
+        ingress.contains("tickets.example.com") && ingress.contains("tickets-tls"),
+        "{ingress}"
+    );
+    get("PodDisruptionBudget", "shop-gateway");
+    get("PodDisruptionBudget", "shop-operator");
+    // Kubernetes' recommended labels on every object.
+    for ((kind, name), doc) in &objects {
+        let labels = &doc["metadata"]["labels"];
+        assert_eq!(
+            labels["app.kubernetes.io/managed-by"], "Helm",
+            "{kind} {name}"
+        );
+        assert!(
+            labels["helm.sh/chart"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("mercato-")),
+            "{kind} {name}: {labels:?}"
+        );
+    }
+    // Off by default: no Ingress, no autoscaler; the disruption budgets are on.
+    let defaults = typed(&render(serde_json::json!({})));
+    assert!(!defaults
+        .keys()
+        .any(|(k, _)| k == "Ingress" || k == "HorizontalPodAutoscaler"));
+    assert!(defaults.keys().any(|(k, _)| k == "PodDisruptionBudget"));
+}
+
+#[test]
+fn the_install_notes_say_how_to_reach_the_gateway() {
+    let notes = std::fs::read_to_string(chart().join("templates/NOTES.txt")).expect("NOTES.txt");
+    let render_notes = |overrides: serde_json::Value| {
+        let context = root_context("shop", "mercato", overrides);
+        define_helpers(&context);
+        render_text(&notes, &context).expect("NOTES.txt renders")
+    };
+    let plain = render_notes(serde_json::json!({}));
+    assert!(
+        plain.contains("kubectl port-forward -n mercato svc/shop-gateway 8080:8080")
+            && plain.contains("kubectl get mev -n mercato -w")
+            && plain.contains("mercato-session-keys"),
+        "{plain}"
+    );
+    let exposed = render_notes(extras());
+    assert!(
+        exposed.contains("https://tickets.example.com/api/v1/events"),
+        "{exposed}"
+    );
 }

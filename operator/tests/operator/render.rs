@@ -198,3 +198,29 @@ fn payments_pods_mount_the_webhook_secret_and_the_gateways_ca() {
         .iter()
         .any(|s| s.metadata.name.as_deref() == Some("mercato-payments")));
 }
+
+#[test]
+fn worker_pods_pull_with_the_configured_secrets() {
+    let stadium = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stadium-event.yaml");
+    let text = std::fs::read_to_string(stadium).expect("example");
+    let settings = WorkerSettings {
+        image_pull_secrets: vec!["regcred".into(), "mirror".into()],
+        ..WorkerSettings::default()
+    };
+    let out = render(&text, "shop", AT.parse().expect("time"), &settings).expect("renders");
+    let sets: Vec<StatefulSet> = serde_yaml::Deserializer::from_str(&out)
+        .skip(1)
+        .filter_map(|doc| serde_yaml::from_value(serde_yaml::Value::deserialize(doc).ok()?).ok())
+        .collect();
+    assert!(!sets.is_empty());
+    for set in sets {
+        let pod = set.spec.and_then(|s| s.template.spec).expect("a pod");
+        let names: Vec<String> = pod
+            .image_pull_secrets
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        assert_eq!(names, ["regcred", "mirror"]);
+    }
+}
