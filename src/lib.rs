@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod data_dir;
 pub mod engines;
 pub mod operator;
 pub mod platform;

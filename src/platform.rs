@@ -31,6 +31,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use warp::http::StatusCode;
 
+use crate::data_dir::{DataDirError, DataDirLock};
 use crate::engines::{EngineError, Engines};
 
 #[derive(Debug, Clone)]
@@ -72,6 +73,8 @@ pub enum PlatformError {
     Gateway(#[from] mercato_gateway::GatewayError),
     #[error("cannot open the search index")]
     Search(#[from] SearchError),
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
     #[error("cannot set up the installation's secrets")]
     Secrets(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("cannot write {path}: {source}")]
@@ -90,6 +93,8 @@ pub struct Platform {
     pub ports: Ports,
     /// The webhook secret, for tests that post the payment provider's webhooks themselves.
     pub webhook_secret: Vec<u8>,
+    /// Held while the platform runs: no other process works on its data directory.
+    _data_dir_lock: Option<DataDirLock>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -322,6 +327,11 @@ pub fn start_worker(
 impl Platform {
     /// Everything in one process: the gateway and one replica of every worker.
     pub async fn start(config: PlatformConfig) -> Result<Platform, PlatformError> {
+        // Before anything opens a file there: a repair or another `up` may be at work on it.
+        let data_dir_lock = match &config.data_dir {
+            Some(dir) => Some(DataDirLock::acquire(dir, "mercato up")?),
+            None => None,
+        };
         let ports = config.engines.connect(config.data_dir.as_deref()).await?;
         // Kept beside the data, never in the store; in memory for a run without a folder.
         let secrets = match &config.data_dir {
@@ -396,6 +406,7 @@ impl Platform {
             applied,
             ports,
             webhook_secret,
+            _data_dir_lock: data_dir_lock,
             shutdown,
             tasks,
         })

@@ -51,6 +51,14 @@ pub fn run(data_dir: &Path, check_only: bool) -> anyhow::Result<()> {
     if !data_dir.is_dir() {
         anyhow::bail!("{} is not a data dir", data_dir.display());
     }
+    // Held to the end: `mercato up` cannot start on the directory meanwhile, and a running one
+    // makes this refuse (a live writer's last frame is not damage, and must not be cut).
+    let command = if check_only {
+        "mercato repair --check"
+    } else {
+        "mercato repair"
+    };
+    let _lock = crate::data_dir::DataDirLock::acquire(data_dir, command)?;
     let mut damaged = 0;
     for path in logs(data_dir) {
         if !path.exists() {

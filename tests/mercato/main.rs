@@ -5,6 +5,7 @@
 
 mod chart;
 mod cluster;
+mod data_dir;
 mod engines;
 mod gateway_tls;
 mod kube_api;
