@@ -7,6 +7,7 @@ pub mod commerce;
 pub mod dead_letters;
 pub mod events;
 pub mod holds;
+pub mod once;
 pub mod orders;
 pub mod payments;
 pub mod purchase;

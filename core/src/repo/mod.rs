@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod checkouts;
 pub mod events;
 pub mod holds;
+pub mod once;
 pub mod orders;
 pub mod stock;
 pub mod users;

@@ -10,5 +10,6 @@ mod dead_letters;
 mod disk_full;
 mod holds_race;
 mod manifest_sources;
+mod once;
 mod purchase;
 mod url_sources;

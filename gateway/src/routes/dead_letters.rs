@@ -7,11 +7,15 @@
 use std::time::Duration;
 
 use mercato_core::bus::Bus;
-use mercato_core::clock::{now_ms, to_rfc3339};
-use mercato_core::codec::{decode, encode};
+use mercato_core::clock::to_rfc3339;
+use mercato_core::codec::decode;
 use mercato_core::domain::catalog::excerpt;
-use mercato_core::domain::dead_letters::DeadLetter;
+use mercato_core::domain::dead_letters::{
+    already_replayed, replay_in_progress, replayable, DeadLetter, Skip,
+};
+use mercato_core::domain::once::{decode_mark, Mark};
 use mercato_core::names::{tables, topics};
+use mercato_core::repo::once::{self, Claimed, OnceRow};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -65,7 +69,10 @@ pub async fn list(state: &AppState, q: &Query) -> ApiResult {
             .rows
             .iter()
             .find(|r| r.clustering == key)
-            .and_then(|r| decode::<u64>(&r.value).ok())
+            .and_then(|r| match decode_mark(&r.value) {
+                Mark::Done { at_ms } => at_ms,
+                Mark::Claimed { .. } => None,
+            })
             .map(to_rfc3339)
     };
     let letters: Vec<Value> = records
@@ -105,7 +112,8 @@ struct ReplayRequest {
 
 /// Sends each chosen dead letter's original record back to its topic (by its key, so to the
 /// partition it came from), and records the replay. A letter replayed before is skipped
-/// unless `again`; each skipped one says why.
+/// unless `again`; each skipped one says why. Of concurrent requests naming the same letter,
+/// one replays it (`repo::once`): the others hear it is replayed, or being replayed.
 pub async fn replay(state: &AppState, auth: Option<&str>, body: &[u8]) -> ApiResult {
     admin(state, auth)?;
     let request: ReplayRequest = parse_json(body)?;
@@ -124,63 +132,56 @@ pub async fn replay(state: &AppState, auth: Option<&str>, body: &[u8]) -> ApiRes
     let mut replayed = Vec::new();
     let mut skipped = Vec::new();
     for offset in offsets {
-        let skip = |code: &str, message: String| json!({"offset": offset, "code": code, "message": message});
-        if offset >= end {
-            skipped.push(skip(
-                "not_found",
-                format!("the dead-letter topic has {end} records"),
-            ));
-            continue;
-        }
-        let found = bus
-            .fetch(topics::DEAD_LETTERS, PARTITION, offset, 1, Duration::ZERO)
-            .await?;
-        let Some(record) = found.into_iter().find(|r| r.offset == offset) else {
-            skipped.push(skip("not_found", "the record is no longer kept".into()));
-            continue;
+        let skip = |s: Skip| json!({"offset": offset, "code": s.code, "message": s.message});
+        let record = if offset < end {
+            bus.fetch(topics::DEAD_LETTERS, PARTITION, offset, 1, Duration::ZERO)
+                .await?
+                .into_iter()
+                .find(|r| r.offset == offset)
+        } else {
+            None
         };
-        let letter = match decode::<DeadLetter>(&record.value) {
-            Ok(l) => l,
-            Err(e) => {
-                skipped.push(skip("undecodable", format!("not a dead letter: {e}")));
+        let letter = match replayable(offset, end, record.as_ref().map(|r| r.value.as_slice())) {
+            Ok(letter) => letter,
+            Err(s) => {
+                skipped.push(skip(s));
                 continue;
             }
         };
         let key = replay_key(offset);
-        if !request.again {
-            if let Some(row) = store.get(tables::DEAD_LETTER_REPLAYS, "", &key).await? {
-                let at = decode::<u64>(&row.value)
-                    .map(to_rfc3339)
-                    .unwrap_or_default();
-                skipped.push(skip(
-                    "already_replayed",
-                    format!("replayed at {at}; add \"again\": true to replay it once more"),
-                ));
+        let row = replay_row(&key);
+        let claim = match once::claim(store, row, request.again).await? {
+            Claimed::Act(claim) => claim,
+            Claimed::Done { at_ms } => {
+                skipped.push(skip(already_replayed(at_ms.map(to_rfc3339))));
                 continue;
             }
-        }
+            Claimed::InProgress { since_ms } => {
+                skipped.push(skip(replay_in_progress(to_rfc3339(since_ms))));
+                continue;
+            }
+        };
         let sent = bus
             .send(&letter.topic, &letter.key, letter.value.clone())
             .await;
         let (partition, new_offset) = match sent {
             Ok(at) => at,
-            Err(mercato_core::bus::BusError::UnknownTopic(t)) => {
-                skipped.push(skip("unknown_topic", format!("topic {t:?} does not exist")));
-                continue;
+            Err(e) => {
+                // Not sent: the claim goes back, so a retry replays it.
+                once::give_back(store, row, claim).await?;
+                if let mercato_core::bus::BusError::UnknownTopic(t) = e {
+                    skipped.push(skip(Skip {
+                        code: "unknown_topic",
+                        message: format!("topic {t:?} does not exist"),
+                    }));
+                    continue;
+                }
+                return Err(e.into());
             }
-            Err(e) => return Err(e.into()),
         };
-        // Written after the send: a failure between the two can only replay a letter twice,
-        // which its worker answers idempotently, never lose a replay.
-        store
-            .put(
-                tables::DEAD_LETTER_REPLAYS,
-                "",
-                &key,
-                encode(&now_ms()),
-                None,
-            )
-            .await?;
+        // A failure here leaves the claim, which goes stale and can be taken over: the
+        // letter may then be replayed twice (its worker answers idempotently), never lost.
+        once::finish(store, row, claim).await?;
         replayed.push(json!({
             "offset": offset,
             "topic": letter.topic,
@@ -191,4 +192,15 @@ pub async fn replay(state: &AppState, auth: Option<&str>, body: &[u8]) -> ApiRes
     Ok(ApiReply::ok(
         json!({"replayed": replayed, "skipped": skipped}),
     ))
+}
+
+/// A replay's row; a claim older than a minute belongs to a request that died.
+fn replay_row(key: &str) -> OnceRow<'_> {
+    OnceRow {
+        table: tables::DEAD_LETTER_REPLAYS,
+        partition: "",
+        clustering: key,
+        ttl: None,
+        stale_after: Duration::from_secs(60),
+    }
 }
