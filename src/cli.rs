@@ -417,11 +417,10 @@ pub fn main() -> ExitCode {
                         client: crate::trust::trusting(reqwest::Client::builder(), roots),
                         // Only the payments role posts webhooks.
                         secret: if role == "payments" {
-                            SecretFlags {
-                                session_keys_dir: None,
-                                webhook_secret_file,
-                            }
-                            .webhook_secret("mercato worker payments")?
+                            crate::secrets::webhook_secret(
+                                webhook_secret_file.as_deref(),
+                                "mercato worker payments",
+                            )?
                         } else {
                             Vec::new()
                         },

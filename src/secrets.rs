@@ -46,12 +46,15 @@ impl SecretFlags {
 
     /// The webhook secret a payments worker signs with (the gateways verify with it).
     pub fn webhook_secret(&self, who: &str) -> anyhow::Result<Vec<u8>> {
-        let path = self
-            .webhook_secret_file
-            .as_deref()
-            .ok_or_else(|| missing(who, "--webhook-secret-file", "MERCATO_WEBHOOK_SECRET_FILE"))?;
-        read_secret(path).context("--webhook-secret-file")
+        webhook_secret(self.webhook_secret_file.as_deref(), who)
     }
+}
+
+/// The webhook secret in `file` (`--webhook-secret-file`), required of `who`.
+pub fn webhook_secret(file: Option<&Path>, who: &str) -> anyhow::Result<Vec<u8>> {
+    let path =
+        file.ok_or_else(|| missing(who, "--webhook-secret-file", "MERCATO_WEBHOOK_SECRET_FILE"))?;
+    read_secret(path).context("--webhook-secret-file")
 }
 
 /// The first admin, from a Secret: an email and a file with the password.

@@ -296,20 +296,19 @@ impl LocalReconciler {
         let current = catalog::load_inventory(&*self.ports.store, name).await?;
         let finished =
             |c: &InventoryRecord| c.publish.finished_ms.is_some() && c.publish.error.is_none();
-        // A URL pinned by its checksum is what the declaration says it is: an unchanged one is
-        // not downloaded again at every reconcile, and its digest is the declaration's.
-        let pinned = spec
-            .source
-            .as_ref()
-            .is_some_and(|s| s.url.is_some() && s.sha256.is_some());
+        // A URL pinned by its checksum is what the declaration says it is: its digest is the
+        // declaration's (the bytes are verified against the checksum when downloaded), so an
+        // unchanged one is not downloaded again at every reconcile.
         // Serializing a validated spec to JSON cannot fail: it has only plain fields.
-        if pinned {
-            let spec_json = serde_json::to_string(&spec).unwrap_or_default();
-            let digest = inventory::digest(&spec_json, None).map_err(source_err)?;
-            if current
-                .as_ref()
-                .is_some_and(|c| c.digest == digest && finished(c))
-            {
+        let pinned_digest = match spec.source.as_ref() {
+            Some(s) if s.url.is_some() && s.sha256.is_some() => {
+                let spec_json = serde_json::to_string(&spec).unwrap_or_default();
+                Some(inventory::digest(&spec_json, None).map_err(source_err)?)
+            }
+            _ => None,
+        };
+        if let (Some(digest), Some(c)) = (&pinned_digest, &current) {
+            if c.digest == *digest && finished(c) {
                 return Ok("unchanged");
             }
         }
@@ -324,15 +323,16 @@ impl LocalReconciler {
             None => None,
         };
         let spec_json = serde_json::to_string(&spec).unwrap_or_default();
-        let digest = {
-            let spec_json = spec_json.clone();
-            let source = source.clone();
-            // The checksum stands for a pinned URL's bytes, already verified.
-            let hashed = source.filter(|_| !pinned);
-            tokio::task::spawn_blocking(move || inventory::digest(&spec_json, hashed.as_ref()))
-                .await
-                .map_err(|e| source_err(SourceError::Invalid(e.to_string())))?
-                .map_err(source_err)?
+        let digest = match pinned_digest {
+            Some(digest) => digest,
+            None => {
+                let spec_json = spec_json.clone();
+                let source = source.clone();
+                tokio::task::spawn_blocking(move || inventory::digest(&spec_json, source.as_ref()))
+                    .await
+                    .map_err(|e| source_err(SourceError::Invalid(e.to_string())))?
+                    .map_err(source_err)?
+            }
         };
         let action = match &current {
             Some(c) if c.digest == digest && finished(c) => return Ok("unchanged"),

@@ -219,12 +219,6 @@ pub struct Source {
     download: Option<(String, Arc<tempfile::TempPath>)>,
 }
 
-impl PartialEq for Source {
-    fn eq(&self, other: &Self) -> bool {
-        self.path == other.path && self.max_bytes == other.max_bytes
-    }
-}
-
 impl Source {
     /// A URL's bytes, saved in `file`.
     pub(crate) fn downloaded(url: &str, file: Arc<tempfile::TempPath>, max_bytes: u64) -> Self {

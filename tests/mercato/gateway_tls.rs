@@ -7,13 +7,9 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use std::time::Duration;
-
-use crate::processes::{Process, RedisServer};
+use crate::processes::{buy_two_seats, gateway_url, Process, RedisServer};
 use mercato_e2e::Api;
 use mercato_testkit::tls::TestCertificates;
-use reqwest::StatusCode;
-use serde_json::json;
 
 const MERCATO: &str = env!("CARGO_BIN_EXE_mercato");
 
@@ -56,12 +52,8 @@ async fn the_gateway_serves_tls_that_the_admin_commands_verify() {
         work.path(),
         "listening on https://",
     );
-    let addr = line
-        .split("listening on https://")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let url = gateway_url(&line);
+    let addr = url.strip_prefix("https://").unwrap().to_owned();
     let port = addr.rsplit(':').next().unwrap();
     let manifest = work.path().join("event.yaml");
     std::fs::write(
@@ -127,32 +119,7 @@ async fn the_gateway_serves_tls_that_the_admin_commands_verify() {
     }
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&certs.ca).unwrap()).unwrap();
     let api = Api::trusting(&format!("https://localhost:{port}"), vec![ca]);
-    let shopper = api.shopper("tls@example.com").await.unwrap();
-    let seats: Vec<String> = shopper
-        .seat_statuses("tls-night", "floor")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(id, _)| id)
-        .take(2)
-        .collect();
-    let hold = shopper.hold("tls-night", &seats).await.unwrap();
-    assert_eq!(hold.status, StatusCode::CREATED, "{:?}", hold.body);
-    let order = shopper
-        .post_keyed(
-            "/api/v1/orders",
-            &json!({"hold_id": hold.body["id"], "payment": {"card_number": "4242424242424242"}}),
-            "tls-order-1",
-        )
-        .await
-        .unwrap();
-    assert_eq!(order.status, StatusCode::ACCEPTED, "{:?}", order.body);
-    let id = order.body["id"].as_str().unwrap();
-    let settled = shopper
-        .settled_order(id, Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(settled["status"], "paid", "{settled}");
+    buy_two_seats(&api, "tls@example.com", "tls-night").await;
 }
 
 /// Wrong certificate files stop the gateway before it touches an engine, with the reason.

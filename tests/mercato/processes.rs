@@ -124,13 +124,7 @@ impl Cluster {
             }
             let (process, line) =
                 cluster.spawn(&format!("gateway-{n}"), &args, "listening on http://");
-            let addr = line
-                .split("listening on ")
-                .nth(1)
-                .and_then(|rest| rest.split_whitespace().next())
-                .unwrap()
-                .to_owned();
-            cluster.gateways.push(addr);
+            cluster.gateways.push(gateway_url(&line));
             cluster.processes.push(process);
         }
         cluster.webhook = format!("{}/api/v1/payments/webhook", cluster.gateways[0]);
@@ -245,6 +239,50 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The URL a gateway's ready line (`mercato gateway listening on URL (...)`) names.
+pub fn gateway_url(line: &str) -> String {
+    line.split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("not a gateway's ready line: {line}"))
+        .to_owned()
+}
+
+/// A new shopper `email` holds two seats of `event`'s floor and pays; the order must be paid
+/// within 30 s (a session token signed and checked, a webhook signed, posted and verified).
+pub async fn buy_two_seats(api: &mercato_e2e::Api, email: &str, event: &str) {
+    let shopper = api.shopper(email).await.unwrap();
+    let seats: Vec<String> = shopper
+        .seat_statuses(event, "floor")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .take(2)
+        .collect();
+    let hold = shopper.hold(event, &seats).await.unwrap();
+    assert_eq!(hold.status, reqwest::StatusCode::CREATED, "{:?}", hold.body);
+    let order = shopper
+        .post_keyed(
+            "/api/v1/orders",
+            &serde_json::json!({"hold_id": hold.body["id"], "payment": {"card_number": "4242424242424242"}}),
+            &format!("order-of-{email}"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        order.status,
+        reqwest::StatusCode::ACCEPTED,
+        "{:?}",
+        order.body
+    );
+    let settled = shopper
+        .settled_order(order.body["id"].as_str().unwrap(), Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(settled["status"], "paid", "{settled}");
 }
 
 /// Makes the installation's secrets under `dir`; returns the variables that give them to a

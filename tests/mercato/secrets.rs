@@ -4,9 +4,8 @@
 //! all work with them.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use crate::processes::{Process, RedisServer};
+use crate::processes::{buy_two_seats, gateway_url, Process, RedisServer};
 use mercato_e2e::Api;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -55,35 +54,6 @@ fn assert_absent(secrets: &[String], what: &str, haystack: &[u8]) {
     }
 }
 
-/// A shopper buys two seats: a session token signed, a webhook signed and verified.
-async fn buy(api: &Api, event: &str) {
-    let shopper = api.shopper("buyer@example.com").await.unwrap();
-    let seats: Vec<String> = shopper
-        .seat_statuses(event, "floor")
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(id, _)| id)
-        .take(2)
-        .collect();
-    let hold = shopper.hold(event, &seats).await.unwrap();
-    assert_eq!(hold.status, StatusCode::CREATED, "{:?}", hold.body);
-    let order = shopper
-        .post_keyed(
-            "/api/v1/orders",
-            &json!({"hold_id": hold.body["id"], "payment": {"card_number": "4242424242424242"}}),
-            "secrets-order",
-        )
-        .await
-        .unwrap();
-    assert_eq!(order.status, StatusCode::ACCEPTED, "{:?}", order.body);
-    let settled = shopper
-        .settled_order(order.body["id"].as_str().unwrap(), Duration::from_secs(30))
-        .await
-        .unwrap();
-    assert_eq!(settled["status"], "paid", "{settled}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mercato_up_keeps_its_secrets_out_of_the_store_and_the_logs() {
     let work = tempfile::tempdir().unwrap();
@@ -114,7 +84,7 @@ async fn mercato_up_keeps_its_secrets_out_of_the_store_and_the_logs() {
         .unwrap()
         .trim()
         .to_owned();
-    buy(&Api::new(&base), "quiet").await;
+    buy_two_seats(&Api::new(&base), "buyer@example.com", "quiet").await;
     drop(up);
 
     let secrets = secrets_in(&data.join("secrets"));
@@ -200,12 +170,7 @@ async fn split_processes_keep_their_secrets_out_of_the_store_and_the_logs() {
         work.path(),
         "listening on http://",
     );
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .unwrap()
-        .to_owned();
+    let addr = gateway_url(&line);
     let webhook = format!("{addr}/api/v1/payments/webhook");
     let mut workers = vec![gateway];
     for role in ["holds", "payments"] {
@@ -216,7 +181,7 @@ async fn split_processes_keep_their_secrets_out_of_the_store_and_the_logs() {
         workers.push(Process::mercato(role, &args, &env, work.path(), "running (").0);
     }
     let api = Api::new(&addr);
-    buy(&api, "hushed").await;
+    buy_two_seats(&api, "buyer@example.com", "hushed").await;
 
     // The first admin signs in with the password from the file, and is an admin.
     let session = api

@@ -18,11 +18,9 @@ pub enum Mark {
     Done { at_ms: Option<u64> },
 }
 
-/// What a request about to act should do.
+/// What a request whose claim was refused (a row stood in the way) should do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
-    /// Its claim is the one written: act, then mark done.
-    Act,
     /// Taken already; act only if asked to do it again, by taking the row over.
     Done { at_ms: Option<u64> },
     /// Another request claimed it and may still be acting.
@@ -55,15 +53,14 @@ pub fn decode_mark(bytes: &[u8]) -> Mark {
 }
 
 /// The decision for a request whose conditional claim was not written because `existing` was
-/// there (`None`: the claim was written).
-pub fn decide(existing: Option<Mark>, now_ms: u64, stale_after_ms: u64) -> Decision {
+/// there. (A request whose claim was written acts.)
+pub fn decide(existing: Mark, now_ms: u64, stale_after_ms: u64) -> Decision {
     match existing {
-        None => Decision::Act,
-        Some(Mark::Done { at_ms }) => Decision::Done { at_ms },
-        Some(Mark::Claimed { at_ms }) if now_ms.saturating_sub(at_ms) >= stale_after_ms => {
+        Mark::Done { at_ms } => Decision::Done { at_ms },
+        Mark::Claimed { at_ms } if now_ms.saturating_sub(at_ms) >= stale_after_ms => {
             Decision::TakeOver
         }
-        Some(Mark::Claimed { at_ms }) => Decision::InProgress { since_ms: at_ms },
+        Mark::Claimed { at_ms } => Decision::InProgress { since_ms: at_ms },
     }
 }
 
@@ -89,23 +86,22 @@ mod tests {
     }
 
     #[test]
-    fn one_claim_acts_a_fresh_claim_waits_a_stale_one_is_taken_over() {
-        assert_eq!(decide(None, 100, 30), Decision::Act);
+    fn a_fresh_claim_waits_a_stale_one_is_taken_over_a_done_one_is_done() {
         assert_eq!(
-            decide(Some(Mark::Claimed { at_ms: 90 }), 100, 30),
+            decide(Mark::Claimed { at_ms: 90 }, 100, 30),
             Decision::InProgress { since_ms: 90 }
         );
         assert_eq!(
-            decide(Some(Mark::Claimed { at_ms: 70 }), 100, 30),
+            decide(Mark::Claimed { at_ms: 70 }, 100, 30),
             Decision::TakeOver
         );
         assert_eq!(
-            decide(Some(Mark::Done { at_ms: Some(1) }), 100, 30),
+            decide(Mark::Done { at_ms: Some(1) }, 100, 30),
             Decision::Done { at_ms: Some(1) }
         );
         // A clock that went back does not make a claim stale.
         assert_eq!(
-            decide(Some(Mark::Claimed { at_ms: 200 }), 100, 30),
+            decide(Mark::Claimed { at_ms: 200 }, 100, 30),
             Decision::InProgress { since_ms: 200 }
         );
     }

@@ -70,7 +70,7 @@ pub async fn claim(store: &dyn Store, row: OnceRow<'_>, again: bool) -> RepoResu
         (_, None) => return Ok(Claimed::InProgress { since_ms: now }),
     };
     let decision = decide(
-        Some(decode_mark(&existing.value)),
+        decode_mark(&existing.value),
         now,
         row.stale_after.as_millis() as u64,
     );
@@ -81,8 +81,6 @@ pub async fn claim(store: &dyn Store, row: OnceRow<'_>, again: bool) -> RepoResu
         }
         Decision::Done { at_ms } => Ok(Claimed::Done { at_ms }),
         Decision::InProgress { since_ms } => Ok(Claimed::InProgress { since_ms }),
-        // The insert was refused: a row was there.
-        Decision::Act => Ok(Claimed::InProgress { since_ms: now }),
     }
 }
 

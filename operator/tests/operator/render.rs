@@ -135,20 +135,25 @@ fn inside_the_on_sale_surge_the_holds_and_payments_workers_scale_up() {
     assert_eq!(holds_and_payments(replicas("2026-01-01T12:00:00Z")), [2, 1]);
 }
 
-#[test]
-fn payments_pods_mount_the_webhook_secret_and_the_gateways_ca() {
+/// The worker StatefulSets the stadium example renders to with `settings`.
+fn stadium_sets(settings: &WorkerSettings) -> Vec<StatefulSet> {
     let stadium = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stadium-event.yaml");
     let text = std::fs::read_to_string(stadium).expect("example");
+    let out = render(&text, "shop", AT.parse().expect("time"), settings).expect("renders");
+    serde_yaml::Deserializer::from_str(&out)
+        .skip(1)
+        .filter_map(|doc| serde_yaml::from_value(serde_yaml::Value::deserialize(doc).ok()?).ok())
+        .collect()
+}
+
+#[test]
+fn payments_pods_mount_the_webhook_secret_and_the_gateways_ca() {
     let settings = WorkerSettings {
         webhook_url: "https://shop-gateway.shop.svc:8080/api/v1/payments/webhook".into(),
         webhook_ca_secret: Some("shop-gateway-tls".into()),
         ..WorkerSettings::default()
     };
-    let out = render(&text, "shop", AT.parse().expect("time"), &settings).expect("renders");
-    let sets: Vec<StatefulSet> = serde_yaml::Deserializer::from_str(&out)
-        .skip(1)
-        .filter_map(|doc| serde_yaml::from_value(serde_yaml::Value::deserialize(doc).ok()?).ok())
-        .collect();
+    let sets = stadium_sets(&settings);
     for set in &sets {
         let name = set.metadata.name.as_deref().expect("a name");
         let pod = set
@@ -201,17 +206,11 @@ fn payments_pods_mount_the_webhook_secret_and_the_gateways_ca() {
 
 #[test]
 fn worker_pods_pull_with_the_configured_secrets() {
-    let stadium = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stadium-event.yaml");
-    let text = std::fs::read_to_string(stadium).expect("example");
     let settings = WorkerSettings {
         image_pull_secrets: vec!["regcred".into(), "mirror".into()],
         ..WorkerSettings::default()
     };
-    let out = render(&text, "shop", AT.parse().expect("time"), &settings).expect("renders");
-    let sets: Vec<StatefulSet> = serde_yaml::Deserializer::from_str(&out)
-        .skip(1)
-        .filter_map(|doc| serde_yaml::from_value(serde_yaml::Value::deserialize(doc).ok()?).ok())
-        .collect();
+    let sets = stadium_sets(&settings);
     assert!(!sets.is_empty());
     for set in sets {
         let pod = set.spec.and_then(|s| s.template.spec).expect("a pod");
