@@ -22,6 +22,8 @@ pub mod repo;
 
 #[cfg(test)]
 mod fuzz_tests;
+#[cfg(test)]
+mod record_layouts;
 
 use std::sync::Arc;
 

@@ -98,8 +98,11 @@ impl From<Refusal> for ApiError {
             | Refusal::ReturnExceedsDelivered { .. }
             | Refusal::NotOnSale
             | Refusal::SalesClosed => StatusCode::UNPROCESSABLE_ENTITY,
+            Refusal::Earlier { status, .. } => {
+                StatusCode::from_u16(*status).unwrap_or(StatusCode::CONFLICT)
+            }
         };
-        ApiError::new(status, refusal.code(), refusal.to_string())
+        ApiError::new(status, refusal.code().to_owned(), refusal.to_string())
     }
 }
 

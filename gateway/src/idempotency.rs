@@ -35,6 +35,8 @@ enum Entry {
     },
 }
 
+mercato_core::first_layout!(Entry);
+
 /// A request under an idempotency key: where its answer is kept, and what it must match.
 #[derive(Clone)]
 pub struct Keyed {

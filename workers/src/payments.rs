@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mercato_core::bus::Record;
 use mercato_core::clock::now_ms;
+use mercato_core::codec::decode;
 
 use mercato_core::domain::commands::{
     CommandResult, Outcome, PaymentCommand, SeatChange, SeatChangeKind,
@@ -70,7 +71,7 @@ impl PaymentsWorker {
     }
 
     async fn decide(&self, record: &Record) -> RepoResult<Vec<Emit>> {
-        let command = match PaymentCommand::decode(&record.value) {
+        let command = match decode::<PaymentCommand>(&record.value) {
             Ok(c) => c,
             Err(e) => {
                 return Ok(vec![Emit::dead_letter(
@@ -350,7 +351,7 @@ impl BatchHandler for PaymentsWorker {
         crate::runtime::per_key(records, |r| self.decide(r)).await
     }
     fn poisoned(&self, record: &Record, error: &RepoError) -> Vec<Emit> {
-        PaymentCommand::decode(&record.value)
+        decode::<PaymentCommand>(&record.value)
             .ok()
             .and_then(|c| c.command_id().map(str::to_owned))
             .map(|id| crate::runtime::poisoned_result(&id, error))

@@ -7,13 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use mercato_core::bus::{owned_partitions, Bus, BusError, KeyedRecords, Record};
+use mercato_core::codec;
 use mercato_core::domain::commands::{CommandResult, Outcome};
 pub use mercato_core::domain::dead_letters::DeadLetter;
 use mercato_core::names::topics;
 use mercato_core::repo::RepoError;
 use mercato_core::store::report;
 use mercato_core::Ports;
-use serde::Serialize;
 use tokio::sync::{watch, Mutex, OwnedMutexGuard};
 
 /// A record a handler wants emitted once its batch is decided.
@@ -25,20 +25,20 @@ pub struct Emit {
 }
 
 impl Emit {
-    pub fn new<T: Serialize>(topic: &'static str, key: impl Into<Vec<u8>>, value: &T) -> Self {
+    pub fn new<T: codec::Record>(topic: &'static str, key: impl Into<Vec<u8>>, value: &T) -> Self {
         Self {
             topic: Cow::Borrowed(topic),
             key: key.into(),
-            value: mercato_core::codec::encode(value),
+            value: codec::encode(value),
         }
     }
 
     /// To a topic named at run time (a warehouse's own topic).
-    pub fn to<T: Serialize>(topic: String, key: impl Into<Vec<u8>>, value: &T) -> Self {
+    pub fn to<T: codec::Record>(topic: String, key: impl Into<Vec<u8>>, value: &T) -> Self {
         Self {
             topic: Cow::Owned(topic),
             key: key.into(),
-            value: mercato_core::codec::encode(value),
+            value: codec::encode(value),
         }
     }
 

@@ -45,6 +45,8 @@ struct ChargeRecord {
     due_ms: u64,
 }
 
+mercato_core::first_layout!(ChargeRecord);
+
 pub struct SandboxProvider {
     store: Arc<dyn Store>,
     secret: Vec<u8>,
@@ -159,7 +161,7 @@ impl SandboxProvider {
             due.push(row);
         }
         let posts = due.iter().map(|row| async move {
-            let body = match ProviderEvent::decode(&row.value) {
+            let body = match mercato_core::codec::decode::<ProviderEvent>(&row.value) {
                 Ok(event) => serde_json::to_vec(&event).map_err(|e| e.to_string())?,
                 Err(e) => {
                     tracing::error!(error = %e, key = row.clustering, "dropping an undecodable outbox entry");

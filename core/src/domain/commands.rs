@@ -7,7 +7,7 @@ use super::holds::Hold;
 use super::orders::Order;
 use super::payments::{PaymentMethod, ProviderEvent, ProviderEventV1};
 use super::refusal::Refusal;
-use crate::codec::{decode, CodecError};
+use crate::codec::{decode_either, CodecError, Record};
 
 /// On the `holds` topic, keyed by `<event>/<section of the first seat>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,28 +97,17 @@ impl PaymentCommand {
             PaymentCommand::Provider(_) => None,
         }
     }
+}
 
-    /// Decodes a command, including those queued before refunds had ids.
-    pub fn decode(bytes: &[u8]) -> Result<PaymentCommand, CodecError> {
-        match decode::<PaymentCommand>(bytes) {
-            Ok(c) => Ok(c),
-            Err(first) => match decode::<PaymentCommandV1>(bytes) {
-                Ok(PaymentCommandV1::PlaceOrder {
-                    command_id,
-                    order_id,
-                    user_id,
-                    hold_id,
-                    method,
-                }) => Ok(PaymentCommand::PlaceOrder {
-                    command_id,
-                    order_id,
-                    user_id,
-                    hold_id,
-                    method,
-                }),
-                Ok(PaymentCommandV1::Provider(e)) => Ok(PaymentCommand::Provider(e.into())),
-                Err(_) => Err(first),
-            },
+impl Record for PaymentCommand {
+    /// 2: a provider's refund event names its refund (`ProviderEvent::refund_id`). Layout 1
+    /// was written both without refund ids and, before layouts were versioned, with them.
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_either::<PaymentCommand, PaymentCommandV1>(body),
+            v => Err(CodecError::UnknownVersion(v)),
         }
     }
 }
@@ -133,6 +122,27 @@ enum PaymentCommandV1 {
         method: PaymentMethod,
     },
     Provider(ProviderEventV1),
+}
+
+impl From<PaymentCommandV1> for PaymentCommand {
+    fn from(old: PaymentCommandV1) -> Self {
+        match old {
+            PaymentCommandV1::PlaceOrder {
+                command_id,
+                order_id,
+                user_id,
+                hold_id,
+                method,
+            } => PaymentCommand::PlaceOrder {
+                command_id,
+                order_id,
+                user_id,
+                hold_id,
+                method,
+            },
+            PaymentCommandV1::Provider(e) => PaymentCommand::Provider(e.into()),
+        }
+    }
 }
 
 /// On the `results` topic, keyed by command id.
@@ -165,6 +175,79 @@ pub enum Outcome {
     CheckoutReleased,
     /// A cancellation or a return was accepted.
     OrderUpdated(Order),
+}
+
+impl Record for CommandResult {
+    /// 2: a refusal is a typed [`Refusal`]; it was an HTTP status, a code and a message.
+    /// Layout 1 was written both ways (the change went out without a bump).
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_either::<CommandResult, CommandResultV1>(body),
+            v => Err(CodecError::UnknownVersion(v)),
+        }
+    }
+}
+
+/// Layout 1 of a result, before refusals were typed.
+#[derive(Deserialize)]
+struct CommandResultV1 {
+    command_id: String,
+    outcome: OutcomeV1,
+}
+
+#[derive(Deserialize)]
+enum OutcomeV1 {
+    HoldPlaced(Hold),
+    SeatsUnavailable {
+        seat_ids: Vec<String>,
+    },
+    HoldReleased,
+    OrderAccepted(Order),
+    Refused {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    Failed {
+        message: String,
+    },
+    CheckoutPlaced(Checkout),
+    InsufficientStock {
+        short: Vec<(String, u64)>,
+    },
+    CheckoutReleased,
+    OrderUpdated(Order),
+}
+
+impl From<CommandResultV1> for CommandResult {
+    fn from(old: CommandResultV1) -> Self {
+        let outcome = match old.outcome {
+            OutcomeV1::HoldPlaced(hold) => Outcome::HoldPlaced(hold),
+            OutcomeV1::SeatsUnavailable { seat_ids } => Outcome::SeatsUnavailable { seat_ids },
+            OutcomeV1::HoldReleased => Outcome::HoldReleased,
+            OutcomeV1::OrderAccepted(order) => Outcome::OrderAccepted(order),
+            OutcomeV1::Refused {
+                status,
+                code,
+                message,
+            } => Outcome::Refused(Refusal::Earlier {
+                status,
+                code,
+                message,
+            }),
+            OutcomeV1::Failed { message } => Outcome::Failed { message },
+            OutcomeV1::CheckoutPlaced(checkout) => Outcome::CheckoutPlaced(checkout),
+            OutcomeV1::InsufficientStock { short } => Outcome::InsufficientStock { short },
+            OutcomeV1::CheckoutReleased => Outcome::CheckoutReleased,
+            OutcomeV1::OrderUpdated(order) => Outcome::OrderUpdated(order),
+        };
+        CommandResult {
+            command_id: old.command_id,
+            outcome,
+        }
+    }
 }
 
 impl Outcome {
@@ -243,3 +326,11 @@ pub enum SeatChangeKind {
     Released,
     Sold,
 }
+
+crate::first_layout!(
+    HoldCommand,
+    CheckoutCommand,
+    AllocateOrder,
+    WarehouseMessage,
+    SeatChange
+);

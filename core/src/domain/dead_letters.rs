@@ -59,6 +59,8 @@ pub fn replay_in_progress(since: String) -> Skip {
     }
 }
 
+crate::first_layout!(DeadLetter);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,3 +26,5 @@ pub fn seat_price(spec: &EventSpec, section: &str) -> Option<mercato_crds::Money
         .find(|t| t.id == tier)
         .map(|t| t.price.clone())
 }
+
+crate::first_layout!(EventRecord);

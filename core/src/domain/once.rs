@@ -64,6 +64,8 @@ pub fn decide(existing: Mark, now_ms: u64, stale_after_ms: u64) -> Decision {
     }
 }
 
+crate::first_layout!(Mark);
+
 #[cfg(test)]
 mod tests {
     use super::*;

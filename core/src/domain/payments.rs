@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::Money;
-use crate::codec::{decode, CodecError};
+use crate::codec::{decode_either, CodecError, Record};
 
 /// A tokenized card: the card number itself never travels on the bus or reaches the store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,14 +40,15 @@ pub struct ProviderEvent {
     pub refund_id: Option<String>,
 }
 
-impl ProviderEvent {
-    /// Decodes a stored or queued event, including those written before refunds had ids.
-    pub fn decode(bytes: &[u8]) -> Result<ProviderEvent, CodecError> {
-        match decode::<ProviderEvent>(bytes) {
-            Ok(e) => Ok(e),
-            Err(first) => decode::<ProviderEventV1>(bytes)
-                .map(ProviderEvent::from)
-                .map_err(|_| first),
+impl Record for ProviderEvent {
+    /// 2: a refund event names its refund. Layout 1 was written both without `refund_id` and,
+    /// before layouts were versioned, with it.
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_either::<ProviderEvent, ProviderEventV1>(body),
+            v => Err(CodecError::UnknownVersion(v)),
         }
     }
 }

@@ -68,11 +68,19 @@ pub enum Refusal {
     ShipmentNotShipped,
     #[error("the shipment is already {}", format!("{status:?}").to_lowercase())]
     ShipmentAlreadyAdvanced { status: ShipmentStatus },
+    /// A refusal answered by a release from before refusals were typed (a result of layout 1
+    /// still on the results topic during an upgrade), passed on exactly as it was given.
+    #[error("{message}")]
+    Earlier {
+        status: u16,
+        code: String,
+        message: String,
+    },
 }
 
 impl Refusal {
     /// The error code the API answers with; stable across releases.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> &str {
         match self {
             Refusal::HoldNotFound => "hold_not_found",
             Refusal::HoldExpired => "hold_expired",
@@ -100,6 +108,7 @@ impl Refusal {
             Refusal::ShipmentCancelled => "order_cancelled",
             Refusal::ShipmentNotShipped => "not_shipped",
             Refusal::ShipmentAlreadyAdvanced { .. } => "shipment_already_advanced",
+            Refusal::Earlier { code, .. } => code,
         }
     }
 }
@@ -107,6 +116,7 @@ impl Refusal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::commands::{CommandResult, Outcome};
 
     #[test]
     fn a_refusal_survives_the_results_topic_and_keeps_its_code() {
@@ -115,7 +125,17 @@ mod tests {
             asked: 3,
             returnable: 1,
         };
-        let back: Refusal = crate::codec::decode(&crate::codec::encode(&refusal)).unwrap();
+        let result = CommandResult {
+            command_id: "c1".into(),
+            outcome: Outcome::Refused(refusal.clone()),
+        };
+        let back = match crate::codec::decode::<CommandResult>(&crate::codec::encode(&result)) {
+            Ok(CommandResult {
+                outcome: Outcome::Refused(back),
+                ..
+            }) => back,
+            other => panic!("not a refusal: {other:?}"),
+        };
         assert_eq!(back, refusal);
         assert_eq!(back.code(), "invalid_return");
         assert_eq!(

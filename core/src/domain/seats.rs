@@ -136,6 +136,8 @@ pub fn all_seats(section: &Section) -> impl Iterator<Item = SeatId> + '_ {
     })
 }
 
+crate::first_layout!(Claim);
+
 #[cfg(test)]
 mod tests {
     use super::*;

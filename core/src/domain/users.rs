@@ -18,3 +18,5 @@ pub struct User {
     pub role: Role,
     pub created_ms: u64,
 }
+
+crate::first_layout!(User);

@@ -210,7 +210,7 @@ pub async fn inventory_status(
 
 /// The SKUs one generation of an inventory lists, in sorted chunks.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct SkuChunk {
+pub(crate) struct SkuChunk {
     generation: u64,
     skus: Vec<String>,
 }
@@ -287,3 +287,5 @@ fn rejected_prefix(generation: u64) -> String {
 fn counts_key(partition: u32) -> String {
     format!("p{partition:04}")
 }
+
+crate::first_layout!(SkuChunk);

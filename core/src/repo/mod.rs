@@ -18,10 +18,9 @@ use std::time::{Duration, Instant};
 
 use mercato_crds::EventSpec;
 use parking_lot::RwLock;
-use serde::{de::DeserializeOwned, Serialize};
 
 use crate::bus::BusError;
-use crate::codec::{decode, encode, CodecError};
+use crate::codec::{decode, encode, CodecError, Record};
 use crate::names::tables;
 use crate::store::{Row, Store, StoreError};
 
@@ -84,7 +83,7 @@ pub struct Versioned<T> {
     pub expires_at_ms: Option<u64>,
 }
 
-pub fn decode_row<T: DeserializeOwned>(table: &'static str, row: Row) -> RepoResult<Versioned<T>> {
+pub fn decode_row<T: Record>(table: &'static str, row: Row) -> RepoResult<Versioned<T>> {
     let value = decode(&row.value).map_err(|cause| RepoError::Codec { table, cause })?;
     Ok(Versioned {
         value,
@@ -113,7 +112,7 @@ pub async fn page<T>(
     Ok((values, page.next))
 }
 
-pub async fn get<T: DeserializeOwned>(
+pub async fn get<T: Record>(
     store: &dyn Store,
     table: &'static str,
     partition: &str,
@@ -125,7 +124,7 @@ pub async fn get<T: DeserializeOwned>(
     }
 }
 
-pub async fn put<T: Serialize + Sync>(
+pub async fn put<T: Record + Sync>(
     store: &dyn Store,
     table: &'static str,
     partition: &str,
@@ -140,7 +139,7 @@ pub async fn put<T: Serialize + Sync>(
 }
 
 /// Compare-and-set of a typed row; `Ok(None)` when the version no longer matches.
-pub async fn cas<T: Serialize + Sync>(
+pub async fn cas<T: Record + Sync>(
     store: &dyn Store,
     table: &'static str,
     partition: &str,

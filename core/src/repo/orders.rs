@@ -22,7 +22,7 @@ const FLAGGED_PARTITION: &str = "all";
 pub async fn load_order(store: &dyn Store, id: &str) -> RepoResult<Option<Versioned<Order>>> {
     match store.get(tables::ORDERS, id, "").await? {
         Some(row) => Ok(Some(Versioned {
-            value: Order::decode(&row.value).map_err(|cause| RepoError::Codec {
+            value: crate::codec::decode::<Order>(&row.value).map_err(|cause| RepoError::Codec {
                 table: tables::ORDERS,
                 cause,
             })?,

@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use serde::{de::DeserializeOwned, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use super::{self as repo, RepoError, RepoResult, Versioned};
 use crate::bus::Bus;
 use crate::clock::now_ms;
-use crate::codec::encode;
+use crate::codec::{encode, Record};
 use crate::domain::catalog::{InventoryRecord, Product};
 use crate::domain::commerce::stock::StockLevel;
 use crate::domain::commerce::{crosses_threshold, LowStockAlert};
@@ -40,8 +40,16 @@ pub struct StockChange<T> {
     pub after: u64,
 }
 
+/// What a once-only change decided, kept beside the stock row. Its layout is the caller's (a
+/// newtype adds nothing on the wire), still at its first version; a caller that changes the
+/// shape of what it decides must change its operation's name too.
+#[derive(Serialize, Deserialize)]
+struct OnceValue<T>(T);
+
+impl<T: Serialize + DeserializeOwned> Record for OnceValue<T> {}
+
 /// The value a once-only change recorded, if it was made.
-pub async fn once_value<T: DeserializeOwned>(
+pub async fn once_value<T: Serialize + DeserializeOwned>(
     store: &dyn Store,
     sku: &str,
     op: &str,
@@ -50,7 +58,11 @@ pub async fn once_value<T: DeserializeOwned>(
         .get(tables::STOCK, sku, &format!("{OP_PREFIX}{op}"))
         .await?
     {
-        Some(row) => Ok(Some(repo::decode_row::<T>(tables::STOCK, row)?.value)),
+        Some(row) => Ok(Some(
+            repo::decode_row::<OnceValue<T>>(tables::STOCK, row)?
+                .value
+                .0,
+        )),
         None => Ok(None),
     }
 }
@@ -108,6 +120,7 @@ pub async fn change_stock<T: Serialize + DeserializeOwned>(
                 ttl: None,
             },
         }];
+        let value = OnceValue(value);
         if let Some(m) = &marker {
             writes.push(Write::InsertIfAbsent {
                 clustering: m.clone(),
@@ -117,7 +130,7 @@ pub async fn change_stock<T: Serialize + DeserializeOwned>(
         }
         if store.batch(tables::STOCK, sku, writes).await?.applied {
             return Ok(StockChange {
-                value,
+                value: value.0,
                 before,
                 after,
             });

@@ -321,3 +321,12 @@ pub fn excerpt(raw: &[u8], max: usize) -> String {
     }
     format!("{}…", &text[..end])
 }
+
+crate::first_layout!(
+    CatalogFact,
+    IngestRecord,
+    InventoryRecord,
+    IngestCounts,
+    RejectedRecord,
+    Product
+);

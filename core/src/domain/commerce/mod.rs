@@ -278,3 +278,11 @@ pub struct DeclaredStock {
     pub physical: u64,
     pub available: u64,
 }
+
+crate::first_layout!(
+    CartLine,
+    Checkout,
+    DeclaredStock,
+    LowStockAlert,
+    WarehouseRecord
+);

@@ -236,6 +236,8 @@ impl StockLevel {
     }
 }
 
+crate::first_layout!(StockLevel);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -157,6 +157,8 @@ pub(crate) fn example(state: HoldState, expires_at_ms: u64) -> Hold {
     }
 }
 
+crate::first_layout!(Hold);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::commerce::Goods;
 use super::Money;
-use crate::codec::{decode, CodecError};
+use crate::codec::{decode_either, CodecError, Record};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -66,14 +66,15 @@ pub struct Order {
     pub goods: Option<Box<Goods>>,
 }
 
-impl Order {
-    /// Decodes an order row, including rows written before orders could carry goods.
-    pub fn decode(bytes: &[u8]) -> Result<Order, CodecError> {
-        match decode::<Order>(bytes) {
-            Ok(order) => Ok(order),
-            Err(first) => decode::<TicketOrderV1>(bytes)
-                .map(Order::from)
-                .map_err(|_| first),
+impl Record for Order {
+    /// 2: an order may carry goods. Layout 1 was written both as a ticket order and, before
+    /// layouts were versioned, with goods.
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_either::<Order, TicketOrderV1>(body),
+            v => Err(CodecError::UnknownVersion(v)),
         }
     }
 }
