@@ -213,15 +213,18 @@ fn a_result_written_before_refusals_were_typed_still_decodes() {
 }
 
 #[test]
-fn a_result_of_the_current_layout_tagged_1_still_decodes_and_new_ones_are_tagged_2() {
+fn results_of_the_current_layout_tagged_1_or_2_still_decode_and_new_ones_are_tagged_3() {
     // Between the change and the bump, typed refusals went out tagged 1.
     let result = CommandResult {
         command_id: "c2".into(),
         outcome: Outcome::Refused(Refusal::HoldExpired),
     };
     let mut bytes = encode(&result);
-    assert_eq!(bytes[0], 2);
+    assert_eq!(bytes[0], 3);
     assert_eq!(decode::<CommandResult>(&bytes).unwrap(), result);
-    bytes[0] = 1;
-    assert_eq!(decode::<CommandResult>(&bytes).unwrap(), result);
+    // Layout 3 only added a refusal at the end: layout 2's bodies are layout 3's.
+    for older in [2, 1] {
+        bytes[0] = older;
+        assert_eq!(decode::<CommandResult>(&bytes).unwrap(), result);
+    }
 }

@@ -93,7 +93,8 @@ impl From<Refusal> for ApiError {
             | Refusal::NotDelivered
             | Refusal::ShipmentCancelled
             | Refusal::ShipmentNotShipped
-            | Refusal::ShipmentAlreadyAdvanced { .. } => StatusCode::CONFLICT,
+            | Refusal::ShipmentAlreadyAdvanced { .. }
+            | Refusal::RefundExceedsCharge { .. } => StatusCode::CONFLICT,
             Refusal::ReturnListsSkuTwice { .. }
             | Refusal::ReturnExceedsDelivered { .. }
             | Refusal::NotOnSale

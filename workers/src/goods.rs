@@ -25,7 +25,7 @@ use mercato_core::names::topics;
 use mercato_core::repo::RepoResult;
 use mercato_core::store::Store;
 
-use crate::payments::provider_down;
+use crate::payments::{not_owed, provider_down};
 use crate::runtime::Emit;
 
 pub struct GoodsOrders {
@@ -116,10 +116,13 @@ impl GoodsOrders {
             }
             Settlement::Refunded => {
                 let refund_id = settle::refund_id(event);
-                update_order(&*self.store, &order.id, |o| {
-                    Ok::<_, ()>(settle::refunded(o, refund_id))
+                let recorded = update_order(&*self.store, &order.id, |o| {
+                    settle::refunded(o, refund_id, &event.amount)
                 })
                 .await?;
+                if let Some(Err(mismatch)) = recorded {
+                    not_owed(event, &mismatch);
+                }
                 Ok(Vec::new())
             }
             Settlement::Nothing => Ok(Vec::new()),
@@ -192,18 +195,16 @@ impl GoodsOrders {
         reason: &str,
     ) -> RepoResult<()> {
         let recorded = update_order(&*self.store, order_id, |o| {
-            Ok::<_, ()>(settle::owe_refund(
-                o,
-                &event.payment_id,
-                &event.amount,
-                reason,
-                now_ms(),
-            ))
+            settle::owe_refund(o, &event.payment_id, &event.amount, reason, now_ms())
         })
         .await?;
         match recorded {
             Some(Ok(order)) => self.request_refunds(&order).await,
-            _ => Ok(()),
+            Some(Err(refusal)) => {
+                tracing::warn!(order = order_id, %refusal, "a whole refund not recorded");
+                Ok(())
+            }
+            None => Ok(()),
         }
     }
 

@@ -49,6 +49,17 @@ pub(crate) fn provider_down(e: PaymentError) -> RepoError {
     }
 }
 
+/// A signed refund event the order is not owed (another amount, an unknown refund): nothing
+/// changes, and an operator is told.
+pub(crate) fn not_owed(event: &ProviderEvent, mismatch: &settle::RefundMismatch) {
+    tracing::warn!(
+        order = event.order_id,
+        event = event.id,
+        %mismatch,
+        "a signed refund webhook the order is not owed; ignored"
+    );
+}
+
 fn result(command_id: String, outcome: Outcome) -> Emit {
     let result = CommandResult {
         command_id: command_id.clone(),
@@ -261,7 +272,11 @@ impl PaymentsWorker {
                 self.reopen_hold(&next.hold_id, &next.id).await?;
             }
             Settlement::Refunded => {
-                settle::refunded(&mut next, settle::refund_id(event));
+                let refund_id = settle::refund_id(event);
+                if let Err(mismatch) = settle::refunded(&mut next, refund_id, &event.amount) {
+                    not_owed(event, &mismatch);
+                    return Ok(Vec::new());
+                }
             }
             // A duplicate webhook, or one about a settled order: nothing changes.
             Settlement::Nothing | Settlement::AfterPaid | Settlement::RefundCancelled => {

@@ -7,7 +7,7 @@ use super::holds::Hold;
 use super::orders::Order;
 use super::payments::{PaymentMethod, ProviderEvent, ProviderEventV1};
 use super::refusal::Refusal;
-use crate::codec::{decode_either, CodecError, Record};
+use crate::codec::{decode_body, decode_either, CodecError, Record};
 
 /// On the `holds` topic, keyed by `<event>/<section of the first seat>`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -180,11 +180,13 @@ pub enum Outcome {
 impl Record for CommandResult {
     /// 2: a refusal is a typed [`Refusal`]; it was an HTTP status, a code and a message.
     /// Layout 1 was written both ways (the change went out without a bump).
-    const VERSION: u8 = 2;
+    /// 3: `Refusal::RefundExceedsCharge`, added last: a body of layout 2 reads as 3.
+    const VERSION: u8 = 3;
 
     fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
         match version {
             1 => decode_either::<CommandResult, CommandResultV1>(body),
+            2 => decode_body(body),
             v => Err(CodecError::UnknownVersion(v)),
         }
     }

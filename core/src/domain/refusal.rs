@@ -76,6 +76,15 @@ pub enum Refusal {
         code: String,
         message: String,
     },
+    #[error(
+        "a refund of {asked} (minor units of {currency}) is more than is left of the charge \
+         ({refundable})"
+    )]
+    RefundExceedsCharge {
+        asked: i64,
+        refundable: i64,
+        currency: String,
+    },
 }
 
 impl Refusal {
@@ -108,6 +117,7 @@ impl Refusal {
             Refusal::ShipmentCancelled => "order_cancelled",
             Refusal::ShipmentNotShipped => "not_shipped",
             Refusal::ShipmentAlreadyAdvanced { .. } => "shipment_already_advanced",
+            Refusal::RefundExceedsCharge { .. } => "refund_exceeds_charge",
             Refusal::Earlier { code, .. } => code,
         }
     }

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::settle::owe_refund;
+use super::settle::{may_refund, owe_refund, refundable};
 use super::{Order, OrderStatus};
 use crate::domain::commerce::{Goods, Return, ShipmentStatus};
 use crate::domain::refusal::Refusal;
@@ -26,6 +26,10 @@ pub fn cancel(order: &mut Order, user_id: &str, now_ms: u64) -> Result<bool, Ref
         }
         OrderStatus::PaymentFailed | OrderStatus::Expired => return Err(Refusal::NotCancellable),
     };
+    if paid {
+        // Checked before anything changes: a cancellation refunds the whole charge.
+        may_refund(order, &order.total)?;
+    }
     let Some(g) = order.goods.as_deref_mut() else {
         return Err(Refusal::OrderNotFound);
     };
@@ -43,7 +47,7 @@ pub fn cancel(order: &mut Order, user_id: &str, now_ms: u64) -> Result<bool, Ref
     }
     if let (true, Some(payment_id)) = (paid, order.payment_id.clone()) {
         let total = order.total.clone();
-        owe_refund(order, &payment_id, &total, "cancelled", now_ms);
+        owe_refund(order, &payment_id, &total, "cancelled", now_ms)?;
     }
     order.status = OrderStatus::Cancelled;
     Ok(true)
@@ -79,6 +83,7 @@ pub fn take_return(
     }
     let currency = order.total.currency.clone();
     let status = order.status;
+    let refundable = refundable(order);
     let Some(g) = order.goods.as_deref_mut() else {
         return Err(Refusal::OrderNotFound);
     };
@@ -121,6 +126,13 @@ pub fn take_return(
         }
     }
     let amount = return_amount(g, items, &currency);
+    if amount.amount > refundable {
+        return Err(Refusal::RefundExceedsCharge {
+            asked: amount.amount,
+            refundable,
+            currency,
+        });
+    }
     g.returns.push(Return {
         id: return_id.to_owned(),
         items: placed,
@@ -137,7 +149,7 @@ pub fn take_return(
         &amount,
         &format!("return: {reason}"),
         now_ms,
-    );
+    )?;
     Ok(true)
 }
 

@@ -5,6 +5,7 @@
 use super::{Order, OrderStatus, RefundStatus, Ticket};
 use crate::domain::commerce::{Refund, RefundState};
 use crate::domain::payments::{ProviderEvent, ProviderEventKind};
+use crate::domain::refusal::Refusal;
 use crate::domain::Money;
 
 /// What a verified provider event does to the order it is about.
@@ -99,23 +100,58 @@ pub fn declined(order: &mut Order, reason: Option<&str>) -> bool {
     true
 }
 
-/// The provider confirmed refund `refund_id`. A product order records it on that refund, and
-/// once every refund is through, a cancelled or wholly returned order is refunded. False when
-/// it was recorded before (a redelivered webhook) or the order has no such refund.
-pub fn refunded(order: &mut Order, refund_id: &str) -> bool {
+/// Why a refund the provider reports is not one the order is owed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefundMismatch {
+    #[error("the order is owed no refund {refund_id:?}")]
+    Unknown { refund_id: String },
+    #[error("refund {refund_id:?} is for {confirmed:?}, the order is owed {owed:?}")]
+    Amount {
+        refund_id: String,
+        confirmed: Money,
+        owed: Money,
+    },
+}
+
+/// The provider confirmed refund `refund_id` of `amount`. A product order records it on that
+/// refund, and once every refund is through, a cancelled or wholly returned order is
+/// refunded; a ticket order is only ever refunded whole. Ok(false) when it was recorded
+/// before (a redelivered webhook). A refund the order does not owe, or of another amount,
+/// changes nothing: the caller logs the mismatch.
+pub fn refunded(
+    order: &mut Order,
+    refund_id: &str,
+    amount: &Money,
+) -> Result<bool, RefundMismatch> {
     let status = order.status;
     let Some(g) = order.goods.as_deref_mut() else {
+        if *amount != order.total {
+            return Err(RefundMismatch::Amount {
+                refund_id: refund_id.to_owned(),
+                confirmed: amount.clone(),
+                owed: order.total.clone(),
+            });
+        }
         if order.refund == Some(RefundStatus::Refunded) {
-            return false;
+            return Ok(false);
         }
         order.refund = Some(RefundStatus::Refunded);
-        return true;
+        return Ok(true);
     };
     let Some(r) = g.refunds.iter_mut().find(|r| r.id == refund_id) else {
-        return false;
+        return Err(RefundMismatch::Unknown {
+            refund_id: refund_id.to_owned(),
+        });
     };
+    if r.amount != *amount {
+        return Err(RefundMismatch::Amount {
+            refund_id: refund_id.to_owned(),
+            confirmed: amount.clone(),
+            owed: r.amount.clone(),
+        });
+    }
     if r.state == RefundState::Refunded {
-        return false;
+        return Ok(false);
     }
     r.state = RefundState::Refunded;
     let all_refunded = g.refunds.iter().all(|r| r.state == RefundState::Refunded);
@@ -124,18 +160,52 @@ pub fn refunded(order: &mut Order, refund_id: &str) -> bool {
     if all_refunded && whole {
         order.status = OrderStatus::Refunded;
     }
-    true
+    Ok(true)
 }
 
-/// Records that a product order is owed `amount` back under `id`, once: false when a refund
-/// with that id is recorded already, or the order is not a product order.
-pub fn owe_refund(order: &mut Order, id: &str, amount: &Money, reason: &str, now_ms: u64) -> bool {
-    let Some(g) = order.goods.as_deref_mut() else {
-        return false;
-    };
-    if g.refunds.iter().any(|r| r.id == id) {
-        return false;
+/// What is left of a product order's charge to refund: the total, less every refund owed so
+/// far, whatever its state (one asked for and not yet through is spoken for).
+pub fn refundable(order: &Order) -> i64 {
+    let owed: i64 = order
+        .goods
+        .as_deref()
+        .map_or(0, |g| g.refunds.iter().map(|r| r.amount.amount).sum());
+    order.total.amount - owed
+}
+
+/// Whether `amount` may be refunded on top of what is owed already: in the charge's currency,
+/// and no more than is left of it. The one check that keeps the sum of an order's refunds
+/// within what it was charged.
+pub fn may_refund(order: &Order, amount: &Money) -> Result<(), Refusal> {
+    let refundable = refundable(order);
+    if amount.currency != order.total.currency || amount.amount < 0 || amount.amount > refundable {
+        return Err(Refusal::RefundExceedsCharge {
+            asked: amount.amount,
+            refundable,
+            currency: order.total.currency.clone(),
+        });
     }
+    Ok(())
+}
+
+/// Records that a product order is owed `amount` back under `id`, once. Ok(false) when a
+/// refund with that id is recorded already, or the order is not a product order; refused
+/// when it would take the order's refunds past its charge (see [`may_refund`]).
+pub fn owe_refund(
+    order: &mut Order,
+    id: &str,
+    amount: &Money,
+    reason: &str,
+    now_ms: u64,
+) -> Result<bool, Refusal> {
+    match order.goods.as_deref() {
+        None => return Ok(false),
+        Some(g) if g.refunds.iter().any(|r| r.id == id) => return Ok(false),
+        Some(_) => may_refund(order, amount)?,
+    }
+    let Some(g) = order.goods.as_deref_mut() else {
+        return Ok(false);
+    };
     g.refunds.push(Refund {
         id: id.to_owned(),
         amount: amount.clone(),
@@ -143,5 +213,5 @@ pub fn owe_refund(order: &mut Order, id: &str, amount: &Money, reason: &str, now
         state: RefundState::Requested,
         created_ms: now_ms,
     });
-    true
+    Ok(true)
 }

@@ -86,8 +86,14 @@ enum Op {
     Ship(usize),
     Deliver(usize),
     Cancel,
-    Return { id: u8, sku: usize, quantity: u64 },
+    Return {
+        id: u8,
+        sku: usize,
+        quantity: u64,
+    },
     RefundConfirmed(usize),
+    /// The provider reports refund i for one minor unit more than the order owes.
+    RefundOfAnotherAmount(usize),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -101,6 +107,7 @@ fn op() -> impl Strategy<Value = Op> {
             quantity
         }),
         (0usize..4).prop_map(Op::RefundConfirmed),
+        (0usize..4).prop_map(Op::RefundOfAnotherAmount),
     ]
 }
 
@@ -127,14 +134,18 @@ fn apply(order: &mut Order, op: &Op) -> bool {
             "too big",
             1,
         ),
-        Op::RefundConfirmed(i) => {
-            let id = next
+        Op::RefundConfirmed(i) | Op::RefundOfAnotherAmount(i) => {
+            let (id, mut amount) = next
                 .goods
                 .as_deref()
                 .and_then(|g| g.refunds.get(*i))
-                .map(|r| r.id.clone())
-                .unwrap_or_default();
-            Ok(refunded(&mut next, &id))
+                .map(|r| (r.id.clone(), r.amount.clone()))
+                .unwrap_or_else(|| (format!("unknown_{i}"), next.total.clone()));
+            if matches!(op, Op::RefundOfAnotherAmount(_)) {
+                amount.amount += 1;
+            }
+            // A refund the order is not owed changes nothing (checked below as "no change").
+            Ok(refunded(&mut next, &id, &amount).unwrap_or(false))
         }
     };
     match changed {
@@ -179,6 +190,7 @@ proptest! {
         for op in &ops {
             if apply(&mut order, op) {
                 // A replay of the same command is no change at all.
+                prop_assert!(!matches!(op, Op::RefundOfAnotherAmount(_)), "a refund of another amount recorded");
                 if !matches!(op, Op::RefundConfirmed(_)) {
                     prop_assert!(!apply(&mut order, op), "{:?} did something twice", op);
                 }
@@ -213,4 +225,81 @@ proptest! {
             }
         }
     }
+}
+
+/// The sum of an order's refunds stays within its charge, checked where a refund is owed: a
+/// return or a cancellation that would pass it is refused and changes nothing.
+#[test]
+fn no_refund_is_owed_beyond_what_is_left_of_the_charge() {
+    use super::settle::owe_refund;
+    use crate::domain::commerce::Refund;
+    use crate::domain::refusal::Refusal;
+
+    // Two mugs, 2,400 charged, delivered; 2,000 of it owed back already (say, a goodwill
+    // refund recorded by an older release).
+    let mut order = allocated(&[(2, 0)]);
+    for to in [ShipmentStatus::Shipped, ShipmentStatus::Delivered] {
+        advance(&mut order, "w0", "o1.0", to, Some("TRK1"), 1).unwrap();
+    }
+    order.goods.as_deref_mut().unwrap().refunds.push(Refund {
+        id: "goodwill".into(),
+        amount: Money {
+            amount: 2_000,
+            currency: "EUR".into(),
+        },
+        reason: "goodwill".into(),
+        state: RefundState::Requested,
+        created_ms: 0,
+    });
+    let before = order.clone();
+    let exceeds = Err(Refusal::RefundExceedsCharge {
+        asked: 1_200,
+        refundable: 400,
+        currency: "EUR".into(),
+    });
+    let mut next = order.clone();
+    let mug = [("mug".to_owned(), 1)];
+    assert_eq!(
+        take_return(&mut next, "ada", "ret_1", &mug, "too big", 1),
+        exceeds
+    );
+    assert_eq!(next, before, "a refused return changed the order");
+
+    let eur = |amount| Money {
+        amount,
+        currency: "EUR".into(),
+    };
+    assert!(owe_refund(&mut next, "r_401", &eur(401), "x", 1).is_err());
+    assert!(owe_refund(
+        &mut next,
+        "r_usd",
+        &Money {
+            amount: 1,
+            currency: "USD".into()
+        },
+        "x",
+        1
+    )
+    .is_err());
+    assert!(owe_refund(&mut next, "r_neg", &eur(-1), "x", 1).is_err());
+    assert_eq!(next, before);
+    assert_eq!(owe_refund(&mut next, "r_400", &eur(400), "x", 1), Ok(true));
+    assert!(owe_refund(&mut next, "r_1", &eur(1), "x", 1).is_err());
+
+    // A paid order whose charge is partly owed back already cannot be cancelled for all of it.
+    let mut paid = allocated(&[(1, 0)]);
+    let part = Refund {
+        id: "goodwill".into(),
+        amount: eur(1),
+        reason: "goodwill".into(),
+        state: RefundState::Refunded,
+        created_ms: 0,
+    };
+    paid.goods.as_deref_mut().unwrap().refunds.push(part);
+    let before = paid.clone();
+    assert!(matches!(
+        cancel(&mut paid, "ada", 1),
+        Err(Refusal::RefundExceedsCharge { .. })
+    ));
+    assert_eq!(paid, before, "a refused cancellation changed the order");
 }
