@@ -9,7 +9,7 @@ use std::path::Path;
 use proptest::prelude::*;
 
 use crate::domain::catalog::{normalize_product, NormalizeContext};
-use crate::log_file::{inspect, open_frames, push_frame, LogFileError};
+use crate::log_file::{inspect, open_frames, push_frame, synced_marker, LogFileError, MARKER_LEN};
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig {
@@ -42,6 +42,20 @@ fn framed(bodies: &[Vec<u8>]) -> Vec<u8> {
     out
 }
 
+/// What a writer leaves: each body appended and synced, then its synced marker.
+fn written(bodies: &[Vec<u8>]) -> (Vec<u8>, Vec<usize>) {
+    // A file starts with a marker: opening or creating it writes one.
+    let mut out = synced_marker(0).to_vec();
+    let mut offsets = Vec::new();
+    for b in bodies {
+        offsets.push(out.len());
+        push_frame(b, &mut out);
+        let synced = out.len() as u64;
+        out.extend_from_slice(&synced_marker(synced));
+    }
+    (out, offsets)
+}
+
 fn bodies() -> impl Strategy<Value = Vec<Vec<u8>>> {
     prop::collection::vec(prop::collection::vec(any::<u8>(), 1..64), 0..12)
 }
@@ -58,10 +72,11 @@ proptest! {
         let damage = inspect(&path).unwrap();
         let (_, opened) = open_bytes(dir.path(), &bytes);
         match (damage, opened) {
-            (None, Ok(len)) => prop_assert_eq!(len, bytes.len() as u64),
+            // Opening adds a synced marker after what it keeps.
+            (None, Ok(len)) => prop_assert_eq!(len, bytes.len() as u64 + MARKER_LEN),
             (Some(d), Ok(len)) => {
                 prop_assert!(d.torn, "only a torn tail is cut: {:?}", d);
-                prop_assert_eq!(len, d.offset);
+                prop_assert_eq!(len, d.offset + MARKER_LEN);
             }
             (Some(d), Err(LogFileError::Corrupt { offset, .. })) => {
                 prop_assert!(!d.torn);
@@ -90,11 +105,55 @@ proptest! {
             whole += 1;
         }
         prop_assert_eq!(&seen[..], &bodies[..whole]);
-        prop_assert_eq!(len, end);
+        prop_assert_eq!(len, end + MARKER_LEN);
     }
 
-    /// One flipped bit in the body of a frame that is followed by others is damage: opening
-    /// refuses at that frame's offset and drops nothing silently.
+    /// The last flush (frames after the last synced marker) reaches the disk in any order: any
+    /// stretch of it lost (zeros), even with whole frames after, is a torn tail, and every
+    /// frame before it is kept.
+    #[test]
+    fn a_flush_torn_with_its_pages_out_of_order_is_cut_never_damage(
+        synced in bodies(),
+        flush in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..64), 1..6),
+        from in any::<prop::sample::Index>(),
+        span in 1usize..64,
+    ) {
+        let (mut bytes, _) = written(&synced);
+        let kept = bytes.len();
+        bytes.extend_from_slice(&framed(&flush));
+        let lost_from = kept + from.index(bytes.len() - kept);
+        let lost_to = (lost_from + span).min(bytes.len());
+        bytes[lost_from..lost_to].fill(0);
+        let dir = tempfile::tempdir().unwrap();
+        let (seen, opened) = open_bytes(dir.path(), &bytes);
+        let len = opened.map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&seen[..synced.len()], &synced[..]);
+        prop_assert!(len as usize >= kept + MARKER_LEN as usize);
+    }
+
+    /// A flipped bit in any frame a writer synced, the last one included, is damage: opening
+    /// refuses at that frame's offset and cuts nothing.
+    #[test]
+    fn a_flipped_bit_in_any_synced_frame_even_the_last_is_refused(
+        bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..64), 1..8),
+        which in any::<prop::sample::Index>(),
+        byte in any::<prop::sample::Index>(),
+        bit in 0u8..8,
+    ) {
+        let (mut bytes, offsets) = written(&bodies);
+        let victim = which.index(bodies.len());
+        bytes[offsets[victim] + 8 + byte.index(bodies[victim].len())] ^= 1 << bit;
+        let dir = tempfile::tempdir().unwrap();
+        let (_, opened) = open_bytes(dir.path(), &bytes);
+        match opened {
+            Err(LogFileError::Corrupt { offset: at, .. }) => prop_assert_eq!(at, offsets[victim] as u64),
+            other => prop_assert!(false, "expected corruption at {}, got {:?}", offsets[victim], other.map_err(|e| e.to_string())),
+        }
+        prop_assert_eq!(std::fs::read(dir.path().join("log")).unwrap(), bytes, "nothing was cut");
+    }
+
+    /// In a file from before synced markers, one flipped bit in the body of a frame that is
+    /// followed by others is damage: opening refuses at that frame's offset and drops nothing.
     #[test]
     fn a_flipped_bit_in_an_acknowledged_frame_is_refused(
         bodies in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..64), 2..8),

@@ -89,7 +89,7 @@ impl EmbeddedBus {
         }
         let (file, base) = recovered.active;
         let disk = Disk {
-            active: Mutex::new(Active { file, base }),
+            active: Mutex::new(Active::new(file, base)),
             segments: Arc::new(recovered.segments),
             compactor,
             segment_bytes: segment_bytes.max(1),

@@ -6,14 +6,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io;
+use std::io::{self, Write as _};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::RwLock;
 
-use crate::log_file::{sync_parent, MAX_FRAME};
+use crate::log_file::{sync_parent, synced_marker, MAX_FRAME};
 
 /// A segment is sealed once it has grown past this.
 pub const DEFAULT_SEGMENT_BYTES: u64 = 64 << 20;
@@ -79,15 +79,25 @@ impl Segments {
         })
     }
 
-    /// Creates the segment that starts at `base` and returns it, open for appending.
+    /// Creates the segment that starts at `base` and returns it, open for appending. It starts
+    /// with a synced marker (see [`crate::log_file`]), synced, so a crash in its first flush
+    /// reads as a torn tail; its first frame sits at `base + MARKER_LEN`. A segment that could
+    /// not be made whole is removed again.
     pub(super) fn create(&self, base: u64) -> io::Result<File> {
         let path = segment_path(&self.dir, base);
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create_new(true)
             .open(&path)?;
-        sync_parent(&path)?;
+        let started = file
+            .write_all(&synced_marker(0))
+            .and_then(|()| file.sync_data())
+            .and_then(|()| sync_parent(&path));
+        if let Err(e) = started {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
         self.readers
             .write()
             .insert(base, Arc::new(File::open(&path)?));

@@ -23,7 +23,7 @@ use super::partition::Partition;
 use super::segments::Segments;
 use super::snapshot::Compactor;
 use super::{BusError, BusResult};
-use crate::log_file::is_out_of_space;
+use crate::log_file::{append_synced_marker, is_out_of_space, synced_marker, MARKER_LEN};
 
 /// How long appends are refused without trying after the disk was found full: a storm of
 /// producers then costs one failed write per interval, not one each.
@@ -75,6 +75,22 @@ pub(super) struct Active {
     pub(super) file: File,
     /// The log position of its first byte.
     pub(super) base: u64,
+    /// The position of a synced marker whose write failed: the next flush writes it before
+    /// its frames (the position was reserved for it).
+    pub(super) marker_owed: Option<u64>,
+    /// Set when a marker could be neither written nor cut back: the file's end is unknown.
+    pub(super) end_unknown: bool,
+}
+
+impl Active {
+    pub(super) fn new(file: File, base: u64) -> Active {
+        Active {
+            file,
+            base,
+            marker_owed: None,
+            end_unknown: false,
+        }
+    }
 }
 
 /// The log on disk: where appends go, where old records are read back from, and who folds
@@ -187,7 +203,7 @@ impl Wal {
                 }
             }
             None => {
-                let (_, upto, touched, _) = take_pending(&self.pending);
+                let (_, upto, touched, _) = take_pending(&self.pending, false);
                 (upto, touched)
             }
         };
@@ -227,12 +243,12 @@ impl Wal {
     pub(super) fn flush_now(&self) {
         if let Some(disk) = &self.disk {
             let mut active = disk.active.lock();
-            let (buf, _, _, _) = take_pending(&self.pending);
-            if active
-                .file
-                .write_all(&buf)
-                .and_then(|_| active.file.sync_data())
-                .is_err()
+            let (buf, _, _, at) = take_pending(&self.pending, true);
+            let owed = active.marker_owed.take();
+            let synced = at + buf.len() as u64 - active.base;
+            if active.end_unknown
+                || write_and_sync(&mut active, owed, &buf).is_err()
+                || (!buf.is_empty() && append_synced_marker(&mut active.file, synced).is_err())
             {
                 tracing::warn!("flushing the bus log on close failed");
             }
@@ -241,8 +257,9 @@ impl Wal {
 }
 
 impl Disk {
-    /// Writes what is buffered and syncs it, starting a new segment first if the last is full;
-    /// the last frame's number and the partitions the frames touched.
+    /// Writes what is buffered and syncs it; the last frame's number and the partitions the
+    /// frames touched. Then marks the log synced: at the end of the segment, or at the start
+    /// of a new one once this one is full (handing the sealed one to the compactor).
     fn write(
         &self,
         pending: &Mutex<Pending>,
@@ -251,20 +268,24 @@ impl Disk {
         // The segment lock is taken before the buffer, here and on drop, so buffers reach the
         // log in the order they were filled.
         let mut active = self.active.lock();
-        let (buf, upto, touched, at) = take_pending(pending);
-        let written = (|| {
-            if !buf.is_empty() && at - active.base >= self.segment_bytes {
-                let file = self.segments.create(at)?;
-                let sealed = std::mem::replace(&mut *active, Active { file, base: at });
-                self.compactor.sealed(sealed.base, at);
+        if active.end_unknown {
+            return Err(FlushFailure::Fatal(std::io::Error::other(
+                "a synced marker could not be cut back; the bus log's end is unknown",
+            )));
+        }
+        let (buf, upto, touched, at) = take_pending(pending, true);
+        let owed = active.marker_owed.take();
+        match write_and_sync(&mut active, owed, &buf) {
+            Ok(()) if buf.is_empty() => Ok((upto, touched)),
+            Ok(()) => {
+                self.mark_synced(&mut active, at + buf.len() as u64);
+                Ok((upto, touched))
             }
-            active.file.write_all(&buf)?;
-            active.file.sync_data()
-        })();
-        match written {
-            Ok(()) => Ok((upto, touched)),
             Err(e) if is_out_of_space(&e) => {
-                match forget_unwritten(&active, pending, at, touched, durable_seq) {
+                // The owed marker stays owed, its position reserved.
+                active.marker_owed = owed;
+                let from = owed.unwrap_or(at);
+                match forget_unwritten(&active, pending, from, at, touched, durable_seq) {
                     Ok(()) => Err(FlushFailure::OutOfSpace(e)),
                     Err(cut) => Err(FlushFailure::Fatal(cut)),
                 }
@@ -272,16 +293,55 @@ impl Disk {
             Err(e) => Err(FlushFailure::Fatal(e)),
         }
     }
+
+    /// The log is durable through position `end` (where a marker's place was reserved).
+    fn mark_synced(&self, active: &mut Active, end: u64) {
+        if end - active.base >= self.segment_bytes {
+            match self.segments.create(end) {
+                Ok(file) => {
+                    let sealed = std::mem::replace(active, Active::new(file, end));
+                    self.compactor.sealed(sealed.base, end);
+                    return;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "starting a new bus segment failed; the full one goes on growing until it succeeds");
+                }
+            }
+        }
+        let synced = end - active.base;
+        match append_synced_marker(&mut active.file, synced) {
+            Ok(true) => {}
+            Ok(false) => active.marker_owed = Some(end),
+            Err(e) => {
+                tracing::error!(error = %e, "a synced marker could not be cut back");
+                active.end_unknown = true;
+            }
+        }
+    }
+}
+
+/// Writes the marker owed at `owed` (if any) and `buf` after it, and syncs.
+fn write_and_sync(active: &mut Active, owed: Option<u64>, buf: &[u8]) -> std::io::Result<()> {
+    if let Some(at) = owed {
+        active.file.write_all(&synced_marker(at - active.base))?;
+    }
+    active.file.write_all(buf)?;
+    active.file.sync_data()
 }
 
 /// The buffered frames, the number of the last, the partitions they touched, and the log
-/// position they go to.
-fn take_pending(pending: &Mutex<Pending>) -> (Vec<u8>, u64, Touched, u64) {
+/// position they go to. With `reserve`, the position after them is kept for a synced marker.
+fn take_pending(pending: &Mutex<Pending>, reserve: bool) -> (Vec<u8>, u64, Touched, u64) {
     let mut p = pending.lock();
     let at = p.base;
     // The buffer goes to the log now (its caller holds the segment lock): later frames start
-    // after it.
-    p.base += p.buf.len() as u64;
+    // after it, and after its marker.
+    let marker = if reserve && !p.buf.is_empty() {
+        MARKER_LEN
+    } else {
+        0
+    };
+    p.base += p.buf.len() as u64 + marker;
     (
         std::mem::take(&mut p.buf),
         p.seq,
@@ -290,17 +350,19 @@ fn take_pending(pending: &Mutex<Pending>) -> (Vec<u8>, u64, Touched, u64) {
     )
 }
 
-/// After a flush ran out of space: cuts the log back to `at` (its last durable byte), and
+/// After a flush ran out of space: cuts the log back to `from` (its last durable byte), and
 /// forgets every frame not yet durable, those the flush took (`taken`) and those buffered
-/// since, so that every producer waiting on one is refused. Runs under the segment lock.
+/// since, so that every producer waiting on one is refused; the next frame goes to `at` (past
+/// an owed marker's place). Runs under the segment lock.
 fn forget_unwritten(
     active: &Active,
     pending: &Mutex<Pending>,
+    from: u64,
     at: u64,
     taken: Touched,
     durable_seq: u64,
 ) -> std::io::Result<()> {
-    active.file.set_len(at - active.base)?;
+    active.file.set_len(from - active.base)?;
     active.file.sync_data()?;
     let mut p = pending.lock();
     let through = p.seq;

@@ -14,7 +14,9 @@ use std::fs::File;
 use std::io::{self, Write as _};
 use std::path::Path;
 
-use crate::log_file::{open_frames, push_frame, LogFileError, Reader};
+use crate::log_file::{
+    append_synced_marker, open_frames, push_frame, LogFileError, Reader, MARKER_LEN,
+};
 
 /// One row's state after a group commit: its stored bytes (header and value), or `None` when
 /// the group deleted it.
@@ -139,6 +141,12 @@ impl Journal {
         match written {
             Ok(()) => {
                 self.len += self.buf.len() as u64;
+                // Durable now, whatever happens to the marker after it.
+                match append_synced_marker(&mut self.file, self.len) {
+                    Ok(true) => self.len += MARKER_LEN,
+                    Ok(false) => {}
+                    Err(_) => self.broken = true,
+                }
                 Ok(())
             }
             Err(e) => {
@@ -184,8 +192,9 @@ impl Journal {
         self.len
     }
 
+    /// Holds no record (a synced marker at most).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len <= MARKER_LEN
     }
 
     /// Empties the journal once what it holds is durable elsewhere.
@@ -195,6 +204,11 @@ impl Journal {
         // file to a stale length (zeros would read as a frame).
         self.len = 0;
         self.broken = false;
+        // A marker first, so the journal speaks markers from its first byte: a crash in its
+        // first append then reads as a torn tail, never as old-style corruption.
+        if append_synced_marker(&mut self.file, 0)? {
+            self.len = MARKER_LEN;
+        }
         self.file.sync_data()
     }
 }
@@ -239,7 +253,8 @@ mod tests {
         drop(f);
         let (mut j, records) = Journal::open(&path).unwrap();
         assert_eq!(records, vec![record(1), record(2), record(3)]);
-        assert_eq!(j.len(), whole);
+        // Cut back to the last whole record, and marked synced there.
+        assert_eq!(j.len(), whole + MARKER_LEN);
         // Appends continue after the last whole record.
         j.append(&record(4)).unwrap();
         drop(j);
