@@ -13,9 +13,7 @@ use chrono::Utc;
 use futures::future::join_all;
 use mercato_core::bus::Record;
 use mercato_core::codec::decode;
-use mercato_core::domain::commands::{
-    CommandResult, HoldCommand, Outcome, SeatChange, SeatChangeKind,
-};
+use mercato_core::domain::commands::{CommandResult, HoldCommand, Outcome, SeatChangeKind};
 use mercato_core::domain::holds::{
     claims_to_release, decide_release, Hold, Placed, Placement, ReleaseDecision, Step,
 };
@@ -27,6 +25,7 @@ use mercato_core::repo::{EventCache, RepoError, RepoResult};
 use mercato_core::store::Store;
 
 use crate::runtime::{BatchHandler, Emit};
+use crate::seat_changes::seat_change;
 
 /// Tries of a release whose compare-and-set keeps losing before it is refused as contended.
 const RELEASE_TRIES: usize = 5;
@@ -55,7 +54,7 @@ impl HoldsWorker {
                 )])
             }
         };
-        let (outcome, change) = match &command {
+        let (outcome, emit) = match &command {
             HoldCommand::Place {
                 hold_id,
                 user_id,
@@ -74,13 +73,7 @@ impl HoldsWorker {
         };
         let command_id = command.command_id().to_owned();
         let mut emits = Vec::with_capacity(2);
-        if let Some(change) = change {
-            emits.push(Emit::new(
-                topics::SEAT_CHANGES,
-                change.event_id.clone(),
-                &change,
-            ));
-        }
+        emits.extend(emit);
         let result = CommandResult {
             command_id: command_id.clone(),
             outcome,
@@ -96,7 +89,7 @@ impl HoldsWorker {
         event_id: &str,
         seat_ids: &[String],
         ttl: Duration,
-    ) -> RepoResult<(Outcome, Option<SeatChange>)> {
+    ) -> RepoResult<(Outcome, Option<Emit>)> {
         let Some(spec) = self.events.get(event_id).await? else {
             return Ok((Outcome::Refused(Refusal::EventNotFound), None));
         };
@@ -133,38 +126,45 @@ impl HoldsWorker {
                     for (section, claims) in release {
                         rows::release_claims(&*self.store, event_id, &section, &claims).await?;
                     }
-                    return Ok((outcome, change));
+                    let emit =
+                        change.map(|c| seat_change(event_id, &c.seat_ids, c.change, hold_id));
+                    return Ok((outcome, emit));
                 }
             }
         }
     }
 
-    async fn release(
-        &self,
-        hold_id: &str,
-        user_id: &str,
-    ) -> RepoResult<(Outcome, Option<SeatChange>)> {
+    async fn release(&self, hold_id: &str, user_id: &str) -> RepoResult<(Outcome, Option<Emit>)> {
         for _ in 0..RELEASE_TRIES {
             let hold = rows::load(&*self.store, hold_id).await?;
             let current = hold.as_ref().map(|h| (&h.value, h.version));
-            let (released, expected) = match decide_release(current, user_id) {
+            let released = match decide_release(current, user_id) {
                 ReleaseDecision::Refuse(refusal) => return Ok((Outcome::Refused(refusal), None)),
-                ReleaseDecision::AlreadyReleased => return Ok((Outcome::HoldReleased, None)),
-                ReleaseDecision::Release { released, expected } => (released, expected),
+                // Released before, maybe by this very command in a batch that failed after the
+                // write: give back what is still claimed and say so again, so the release is
+                // heard however often the batch is handled.
+                ReleaseDecision::AlreadyReleased => match hold {
+                    Some(h) => h.value,
+                    None => return Ok((Outcome::HoldReleased, None)),
+                },
+                ReleaseDecision::Release { released, expected } => {
+                    if rows::cas(&*self.store, &released, expected)
+                        .await?
+                        .is_none()
+                    {
+                        continue;
+                    }
+                    released
+                }
             };
-            if rows::cas(&*self.store, &released, expected)
-                .await?
-                .is_none()
-            {
-                continue;
-            }
             self.release_claims(&released).await?;
-            let change = SeatChange {
-                event_id: released.event_id.clone(),
-                seat_ids: released.seat_ids.clone(),
-                change: SeatChangeKind::Released,
-            };
-            return Ok((Outcome::HoldReleased, Some(change)));
+            let emit = seat_change(
+                &released.event_id,
+                &released.seat_ids,
+                SeatChangeKind::Released,
+                &released.id,
+            );
+            return Ok((Outcome::HoldReleased, Some(emit)));
         }
         Ok((Outcome::Refused(Refusal::HoldContended), None))
     }
@@ -272,5 +272,115 @@ mod tests {
             Outcome::HoldPlaced(hold) => assert_eq!(hold.seat_ids, ["pit-1-1", "pit-1-2"]),
             other => panic!("a canonical hold is placed: {other:?}"),
         }
+    }
+
+    fn release(hold_id: &str) -> Record {
+        let command = HoldCommand::Release {
+            command_id: format!("rel-{hold_id}"),
+            hold_id: hold_id.to_owned(),
+            user_id: "ada".into(),
+        };
+        Record {
+            partition: 0,
+            offset: 1,
+            timestamp_ms: 0,
+            key: b"gig/pit".to_vec(),
+            value: encode(&command),
+        }
+    }
+
+    fn seat_changes(emits: &[Emit]) -> Vec<(Vec<String>, SeatChangeKind)> {
+        emits
+            .iter()
+            .filter(|e| e.topic == topics::SEAT_CHANGES)
+            .map(|e| {
+                let c = decode::<mercato_core::domain::commands::SeatChange>(&e.value).unwrap();
+                assert_eq!(c.event_id, "gig");
+                (c.seat_ids, c.change)
+            })
+            .collect()
+    }
+
+    /// A batch handled again (its first emits lost with a failure after the writes) says
+    /// again what changed: a placed hold's seats held, a released hold's seats released (and
+    /// its claims given back), each seat once in its canonical spelling, even from a row
+    /// written before seat ids were checked.
+    #[tokio::test]
+    async fn a_batch_handled_again_is_heard_again_in_canonical_spelling() {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory().unwrap());
+        mercato_testkit::fixtures::gig(&*store).await;
+        let worker = HoldsWorker::new(Arc::clone(&store));
+        let seats = vec!["pit-1-1".to_owned(), "pit-1-2".to_owned()];
+        let placing = place("hold-gig.pit.abc", &["pit-1-1", "pit-1-2"]);
+        for round in 0..2 {
+            let emits = worker
+                .handle(topics::HOLDS, std::slice::from_ref(&placing))
+                .await
+                .unwrap();
+            let Outcome::HoldPlaced(hold) = outcome(&emits) else {
+                panic!("round {round}: {:?}", outcome(&emits));
+            };
+            let held = SeatChangeKind::Held {
+                expires_at_ms: hold.expires_at_ms,
+            };
+            assert_eq!(
+                seat_changes(&emits),
+                [(seats.clone(), held)],
+                "round {round}"
+            );
+        }
+        for round in 0..2 {
+            let emits = worker
+                .handle(topics::HOLDS, &[release("hold-gig.pit.abc")])
+                .await
+                .unwrap();
+            assert_eq!(outcome(&emits), Outcome::HoldReleased, "round {round}");
+            assert_eq!(
+                seat_changes(&emits),
+                [(seats.clone(), SeatChangeKind::Released)],
+                "round {round}"
+            );
+        }
+        let claims = mercato_core::repo::holds::section_claims(&*store, "gig", "pit")
+            .await
+            .unwrap();
+        assert!(claims.is_empty(), "claims left: {claims:?}");
+
+        // A row from before seat ids were canonical: another spelling, a seat twice, and an
+        // id naming no seat (left out, and logged).
+        let old = Hold {
+            id: "hold-gig.pit.old".into(),
+            user_id: "ada".into(),
+            event_id: "gig".into(),
+            seat_ids: ["PIT-01-3", "pit-1-4", "pit-1-4", "zz"]
+                .map(str::to_owned)
+                .to_vec(),
+            created_ms: 0,
+            expires_at_ms: u64::MAX / 2,
+            state: mercato_core::domain::holds::HoldState::Active,
+        };
+        let (partition, key) = rows::hold_key(&old.id).unwrap();
+        store
+            .put(
+                mercato_core::names::tables::SEAT_CLAIMS,
+                &partition,
+                &key,
+                encode(&old),
+                None,
+            )
+            .await
+            .unwrap();
+        let emits = worker
+            .handle(topics::HOLDS, &[release("hold-gig.pit.old")])
+            .await
+            .unwrap();
+        assert_eq!(outcome(&emits), Outcome::HoldReleased);
+        assert_eq!(
+            seat_changes(&emits),
+            [(
+                vec!["pit-1-3".to_owned(), "pit-1-4".to_owned()],
+                SeatChangeKind::Released
+            )]
+        );
     }
 }

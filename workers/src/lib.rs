@@ -13,5 +13,6 @@ pub mod payments;
 mod purchase;
 pub mod runtime;
 pub mod sandbox;
+pub mod seat_changes;
 
 pub use runtime::{run_worker, BatchHandler, Emit, WorkerSpec};

@@ -15,9 +15,7 @@ use mercato_core::bus::Record;
 use mercato_core::clock::now_ms;
 use mercato_core::codec::decode;
 
-use mercato_core::domain::commands::{
-    CommandResult, Outcome, PaymentCommand, SeatChange, SeatChangeKind,
-};
+use mercato_core::domain::commands::{CommandResult, Outcome, PaymentCommand, SeatChangeKind};
 use mercato_core::domain::holds::{sale_of, Hold, SectionSale};
 use mercato_core::domain::orders::settle::{self, Settlement};
 use mercato_core::domain::orders::{place, Order};
@@ -33,6 +31,7 @@ use mercato_core::store::Store;
 
 use crate::goods::GoodsOrders;
 use crate::runtime::{BatchHandler, Emit};
+use crate::seat_changes::seat_change;
 
 pub struct PaymentsWorker {
     store: Arc<dyn Store>,
@@ -58,6 +57,12 @@ pub(crate) fn not_owed(event: &ProviderEvent, mismatch: &settle::RefundMismatch)
         %mismatch,
         "a signed refund webhook the order is not owed; ignored"
     );
+}
+
+/// A ticket order's seats, heard as sold.
+fn seats_sold(order: &Order) -> Emit {
+    let seats: Vec<String> = order.items.iter().map(|i| i.seat_id.clone()).collect();
+    seat_change(&order.event_id, &seats, SeatChangeKind::Sold, &order.id)
 }
 
 fn result(command_id: String, outcome: Outcome) -> Emit {
@@ -245,15 +250,7 @@ impl PaymentsWorker {
                             repo::holds::cas(&*self.store, &bought, h.version).await?;
                         }
                     }
-                    emits.push(Emit::new(
-                        topics::SEAT_CHANGES,
-                        next.event_id.clone(),
-                        &SeatChange {
-                            event_id: next.event_id.clone(),
-                            seat_ids: next.items.iter().map(|i| i.seat_id.clone()).collect(),
-                            change: SeatChangeKind::Sold,
-                        },
-                    ));
+                    emits.push(seats_sold(&next));
                 } else {
                     settle::lapsed(&mut next);
                     self.provider
@@ -278,10 +275,19 @@ impl PaymentsWorker {
                     return Ok(Vec::new());
                 }
             }
-            // A duplicate webhook, or one about a settled order: nothing changes.
-            Settlement::Nothing | Settlement::AfterPaid | Settlement::RefundCancelled => {
-                return Ok(Vec::new())
+            // The order is paid already: a batch handled again after failing past that write
+            // (or a duplicate webhook). Redo what follows the payment, which is idempotent: the
+            // hold bought, and its seats heard as sold.
+            Settlement::AfterPaid => {
+                if let Some(h) = repo::holds::load(&*self.store, &next.hold_id).await? {
+                    if let Some(bought) = purchase::finish(&h.value, &next.id, Finish::Bought) {
+                        repo::holds::cas(&*self.store, &bought, h.version).await?;
+                    }
+                }
+                return Ok(vec![seats_sold(&next)]);
             }
+            // A duplicate webhook, or one about a settled order: nothing changes.
+            Settlement::Nothing | Settlement::RefundCancelled => return Ok(Vec::new()),
         }
         next.updated_ms = now_ms();
         if !orders::cas_order(&*self.store, &next, order.version).await? {
@@ -372,5 +378,89 @@ impl BatchHandler for PaymentsWorker {
             .map(|id| crate::runtime::poisoned_result(&id, error))
             .into_iter()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mercato_core::codec::encode;
+    use mercato_core::domain::commands::SeatChange;
+    use mercato_core::domain::orders::{OrderItem, OrderStatus};
+    use mercato_core::domain::payments::ProviderEventKind;
+    use mercato_core::domain::Money;
+    use mercato_core::store::EmbeddedStore;
+
+    use super::*;
+    use crate::sandbox::SandboxProvider;
+
+    /// A charge settled again for a ticket order already paid (its batch handled again after
+    /// the order was written, its emits lost) says again that the seats are sold, in their
+    /// canonical spelling.
+    #[tokio::test]
+    async fn a_paid_ticket_order_settled_again_is_heard_as_sold_again() {
+        let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory().unwrap());
+        let provider = Arc::new(SandboxProvider::new(Arc::clone(&store), b"k".to_vec()));
+        let worker = PaymentsWorker::new(Arc::clone(&store), provider);
+        let eur = |amount| Money {
+            amount,
+            currency: "EUR".into(),
+        };
+        let item = |seat: &str| OrderItem {
+            seat_id: seat.into(),
+            price: eur(100),
+        };
+        let order = Order {
+            id: "o1".into(),
+            user_id: "ada".into(),
+            event_id: "gig".into(),
+            hold_id: "hold-gig.pit.abc".into(),
+            // An order from before seat ids were canonical.
+            items: vec![item("PIT-01-1"), item("pit-1-2")],
+            total: eur(200),
+            status: OrderStatus::Paid,
+            payment_id: Some("pay_1".into()),
+            failure: None,
+            refund: None,
+            tickets: Vec::new(),
+            created_ms: 0,
+            updated_ms: 0,
+            goods: None,
+        };
+        orders::create_order(&*store, &order).await.unwrap();
+        let event = ProviderEvent {
+            id: "evt_1".into(),
+            kind: ProviderEventKind::ChargeSucceeded,
+            order_id: "o1".into(),
+            payment_id: "pay_1".into(),
+            amount: eur(200),
+            reason: None,
+            refund_id: None,
+        };
+        let record = Record {
+            partition: 0,
+            offset: 0,
+            timestamp_ms: 0,
+            key: b"o1".to_vec(),
+            value: encode(&PaymentCommand::Provider(event)),
+        };
+        let emits = worker.handle(topics::PAYMENTS, &[record]).await.unwrap();
+        let changes: Vec<SeatChange> = emits
+            .iter()
+            .filter(|e| e.topic == topics::SEAT_CHANGES)
+            .map(|e| decode(&e.value).unwrap())
+            .collect();
+        assert_eq!(
+            changes,
+            [SeatChange {
+                event_id: "gig".into(),
+                seat_ids: vec!["pit-1-1".into(), "pit-1-2".into()],
+                change: SeatChangeKind::Sold,
+            }]
+        );
+        let (after, _) = {
+            let row = orders::load_order(&*store, "o1").await.unwrap().unwrap();
+            (row.value, row.version)
+        };
+        assert_eq!(after.status, OrderStatus::Paid, "nothing else changes");
     }
 }

@@ -59,6 +59,31 @@ impl SeatId {
     }
 }
 
+/// The seats a row names, each once, in canonical spelling and in the row's order; and the ids
+/// it holds that name no seat in any spelling. Rows written before seat ids were canonical may
+/// spell a seat another way or twice; the unreadable ones are the caller's to report, never to
+/// drop in silence.
+pub fn canonical_seats<'a>(
+    written: impl IntoIterator<Item = &'a String>,
+) -> (Vec<SeatId>, Vec<String>) {
+    let mut seen = std::collections::BTreeSet::new();
+    let mut seats = Vec::new();
+    let mut unreadable = Vec::new();
+    for text in written {
+        let seat = match SeatId::read(text) {
+            Ok(seat) => Some(seat),
+            Err(SeatIdError::NotCanonical { canonical, .. }) => SeatId::parse(&canonical),
+            Err(SeatIdError::Malformed(_)) => None,
+        };
+        match seat {
+            Some(seat) if seen.insert(seat.clone()) => seats.push(seat),
+            Some(_) => {}
+            None => unreadable.push(text.clone()),
+        }
+    }
+    (seats, unreadable)
+}
+
 /// A row or seat number: ASCII digits only (no sign, no spaces), at least 1. Leading zeros are
 /// read here and refused by the canonical check, so the caller can say how to write it.
 fn number(text: &str) -> Option<u32> {

@@ -1,10 +1,8 @@
 //! Holds: a shopper's claim on seats for a while.
 
-use std::collections::BTreeSet;
-
 use serde::{Deserialize, Serialize};
 
-use super::seats::{Claim, SeatId, SeatIdError};
+use super::seats::{canonical_seats, Claim, SeatId};
 
 mod place;
 mod release;
@@ -55,18 +53,9 @@ impl Hold {
     /// The hold's seats, each once, in canonical form and in the order the hold names them. A
     /// hold is written with canonical, distinct seat ids; rows written before seat ids were
     /// canonical may spell a seat another way or twice, and still price and ticket each seat
-    /// once.
+    /// once (see [`canonical_seats`] for ids that name no seat at all).
     pub fn seats(&self) -> Vec<SeatId> {
-        let mut seen = BTreeSet::new();
-        self.seat_ids
-            .iter()
-            .filter_map(|text| match SeatId::read(text) {
-                Ok(seat) => Some(seat),
-                Err(SeatIdError::NotCanonical { canonical, .. }) => SeatId::parse(&canonical),
-                Err(SeatIdError::Malformed(_)) => None,
-            })
-            .filter(|seat| seen.insert(seat.clone()))
-            .collect()
+        canonical_seats(&self.seat_ids).0
     }
 
     pub fn status(&self, now_ms: u64) -> HoldStatus {

@@ -179,13 +179,21 @@ impl Placement {
                 self.tries = 0;
                 self.next_claim()
             }
-            // A redelivered command: the hold is there, with the claims it made then.
+            // A redelivered command (or a batch handled again after a failure): the hold is
+            // there, with the claims it made then. While it stands, its seats are said to be
+            // held again: the first answer's change may never have been sent.
             SectionClaimed::Refused {
                 hold: Some(existing),
                 ..
             } if with_hold => Step::Done(Placed {
+                change: (existing.state == HoldState::Active).then(|| SeatChange {
+                    event_id: existing.event_id.clone(),
+                    seat_ids: existing.seat_ids.clone(),
+                    change: SeatChangeKind::Held {
+                        expires_at_ms: existing.expires_at_ms,
+                    },
+                }),
                 outcome: Outcome::HoldPlaced(existing),
-                change: None,
                 release: Vec::new(),
             }),
             SectionClaimed::Refused { holders, .. } => {

@@ -18,7 +18,8 @@ pub enum Settlement {
     /// [`lapsed`] and refund the charge.
     Sell,
     /// The charge went through and the order is paid already (a replay after a crash): redo
-    /// what follows the payment, which the crash may have cut short.
+    /// what follows the payment, which the crash may have cut short (for a ticket order, the
+    /// hold bought and its seats heard as sold).
     AfterPaid,
     /// The charge went through after the order was cancelled: refund it whole.
     RefundCancelled,
@@ -32,8 +33,7 @@ pub fn settlement(order: &Order, event: &ProviderEvent) -> Settlement {
     let goods = order.goods.is_some();
     match (event.kind, order.status) {
         (ProviderEventKind::ChargeSucceeded, OrderStatus::PendingPayment) => Settlement::Sell,
-        // A ticket order's payment has nothing to redo: its seats were sold with it.
-        (ProviderEventKind::ChargeSucceeded, OrderStatus::Paid) if goods => Settlement::AfterPaid,
+        (ProviderEventKind::ChargeSucceeded, OrderStatus::Paid) => Settlement::AfterPaid,
         (ProviderEventKind::ChargeSucceeded, OrderStatus::Cancelled) if goods => {
             Settlement::RefundCancelled
         }
