@@ -215,6 +215,62 @@ impl Api {
             .collect())
     }
 
+    /// Seat id -> status for one section, read from the compact seat map (runs of
+    /// `<count><a|h|s>` over the section's seats, row by row).
+    pub async fn seat_map_statuses(
+        &self,
+        event_id: &str,
+        section: &str,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let a = self
+            .get(&format!(
+                "/api/v1/events/{event_id}/seatmap?section={section}"
+            ))
+            .await?;
+        let s = &a.body["sections"][0];
+        let (rows, per_row) = (
+            s["rows"].as_u64().unwrap_or(0),
+            s["seats_per_row"].as_u64().unwrap_or(0),
+        );
+        let runs = s["status"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no compact seat map: {}", a.body))?;
+        let mut statuses = Vec::new();
+        let mut count = String::new();
+        for c in runs.chars() {
+            if c.is_ascii_digit() {
+                count.push(c);
+                continue;
+            }
+            let n: usize = count.parse().context("a run without a count")?;
+            count.clear();
+            let status = match c {
+                'a' => "available",
+                'h' => "held",
+                's' => "sold",
+                other => return Err(anyhow!("unknown status {other:?} in {runs}")),
+            };
+            statuses.extend(std::iter::repeat_n(status, n));
+        }
+        let ids = (1..=rows).flat_map(|r| (1..=per_row).map(move |n| format!("{section}-{r}-{n}")));
+        if statuses.len() as u64 != rows * per_row {
+            return Err(anyhow!(
+                "{} statuses for {} seats",
+                statuses.len(),
+                rows * per_row
+            ));
+        }
+        Ok(ids
+            .zip(statuses)
+            .map(|(id, s)| (id, s.to_owned()))
+            .collect())
+    }
+
+    /// The gateway's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Polls an order until `done` holds for it (or the deadline passes).
     pub async fn order_until(
         &self,

@@ -178,6 +178,8 @@ impl Reply for ApiError {
 pub struct ApiReply {
     pub status: StatusCode,
     pub body: Option<ReplyBody>,
+    /// Headers beyond the content type (`ETag`, `Cache-Control`).
+    pub headers: Vec<(warp::http::header::HeaderName, String)>,
 }
 
 #[derive(Debug, Clone)]
@@ -201,18 +203,21 @@ impl ApiReply {
         Self {
             status: StatusCode::OK,
             body: Some(ReplyBody::Json(body)),
+            headers: Vec::new(),
         }
     }
     pub fn created(body: Value) -> Self {
         Self {
             status: StatusCode::CREATED,
             body: Some(ReplyBody::Json(body)),
+            headers: Vec::new(),
         }
     }
     pub fn accepted(body: Value) -> Self {
         Self {
             status: StatusCode::ACCEPTED,
             body: Some(ReplyBody::Json(body)),
+            headers: Vec::new(),
         }
     }
     /// 200 with JSON text shared with other requests.
@@ -220,6 +225,38 @@ impl ApiReply {
         Self {
             status: StatusCode::OK,
             body: Some(ReplyBody::Raw(body)),
+            headers: Vec::new(),
+        }
+    }
+
+    /// `body`, with a strong `ETag` of its bytes and `Cache-Control: no-cache` (keep it, ask
+    /// again each time); 304 without a body when `if_none_match` names that tag already.
+    pub fn revalidated(body: Value, if_none_match: Option<&str>) -> Self {
+        use sha2::Digest;
+        let text = body.to_string();
+        let digest = sha2::Sha256::digest(text.as_bytes());
+        let etag = format!("\"{}\"", hex::encode(&digest[..16]));
+        let known = if_none_match.is_some_and(|given| {
+            given
+                .split(',')
+                .map(|t| t.trim().trim_start_matches("W/"))
+                .any(|t| t == etag || t == "*")
+        });
+        let headers = vec![
+            (warp::http::header::ETAG, etag),
+            (warp::http::header::CACHE_CONTROL, "no-cache".to_owned()),
+        ];
+        if known {
+            return Self {
+                status: StatusCode::NOT_MODIFIED,
+                body: None,
+                headers,
+            };
+        }
+        Self {
+            status: StatusCode::OK,
+            body: Some(ReplyBody::Raw(text.into())),
+            headers,
         }
     }
 
@@ -227,13 +264,15 @@ impl ApiReply {
         Self {
             status: StatusCode::NO_CONTENT,
             body: None,
+            headers: Vec::new(),
         }
     }
 }
 
 impl Reply for ApiReply {
     fn into_response(self) -> Response {
-        match self.body {
+        let headers = self.headers;
+        let mut resp = match self.body {
             Some(ReplyBody::Json(b)) => {
                 warp::reply::with_status(warp::reply::json(&b), self.status).into_response()
             }
@@ -247,7 +286,13 @@ impl Reply for ApiReply {
                 resp
             }
             None => warp::reply::with_status(warp::reply(), self.status).into_response(),
+        };
+        for (name, value) in headers {
+            if let Ok(value) = warp::http::HeaderValue::from_str(&value) {
+                resp.headers_mut().insert(name, value);
+            }
         }
+        resp
     }
 }
 

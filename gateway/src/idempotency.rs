@@ -157,7 +157,11 @@ where
                     .and_then(|b| serde_json::from_str(&b).ok())
                     .map(crate::error::ReplyBody::Json);
                 // Errors replay too, byte for byte, as the first answer had them.
-                Ok(ApiReply { status, body })
+                Ok(ApiReply {
+                    status,
+                    body,
+                    headers: Vec::new(),
+                })
             }
             Some(Entry::InFlight { fingerprint }) if fingerprint == k.fingerprint => {
                 Err(ApiError::new(

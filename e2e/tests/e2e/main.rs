@@ -12,4 +12,5 @@ mod holds_race;
 mod manifest_sources;
 mod once;
 mod purchase;
+mod seat_map;
 mod url_sources;

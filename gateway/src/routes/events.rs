@@ -1,9 +1,9 @@
-//! Events, their availability and their seat maps.
+//! Events and their availability. Their seat maps are in [`super::seat_map`].
 
 use std::collections::HashMap;
 use std::time::Instant;
 
-use mercato_core::domain::seats::{all_seats, SeatStatus};
+use mercato_core::domain::seats::SeatStatus;
 use mercato_core::repo;
 use mercato_crds::EventSpec;
 use serde_json::{json, Value};
@@ -24,7 +24,7 @@ pub(crate) async fn load(
 }
 
 /// Claims of one section: seat id -> held or sold.
-async fn section_claims(
+pub(super) async fn section_claims(
     state: &AppState,
     event_id: &str,
     section: &str,
@@ -114,41 +114,4 @@ pub async fn get(state: &AppState, id: &str) -> ApiResult {
         .map(|s| json!({"id": s.id, "name": s.name.clone().unwrap_or_else(|| s.id.clone()), "tier": s.tier, "rows": s.rows, "seats_per_row": s.seats_per_row}))
         .collect::<Vec<_>>());
     Ok(ApiReply::ok(body))
-}
-
-pub async fn seats(state: &AppState, id: &str, q: &Query) -> ApiResult {
-    let spec = load(state, id).await?;
-    let sections: Vec<_> = match q.get("section") {
-        Some(wanted) => {
-            let s = spec
-                .sections
-                .iter()
-                .find(|s| &s.id == wanted)
-                .ok_or_else(|| {
-                    ApiError::not_found(
-                        "section_not_found",
-                        format!("event {id:?} has no section {wanted:?}"),
-                    )
-                })?;
-            vec![s]
-        }
-        None => spec.sections.iter().collect(),
-    };
-    let mut seats = Vec::new();
-    for section in sections {
-        let claims = section_claims(state, id, &section.id).await?;
-        for seat in all_seats(section) {
-            let key = seat.to_string();
-            let status = claims.get(&key).copied().unwrap_or(SeatStatus::Available);
-            seats.push(json!({
-                "id": key,
-                "section": seat.section,
-                "row": seat.row,
-                "number": seat.seat,
-                "tier": section.tier,
-                "status": status,
-            }));
-        }
-    }
-    Ok(ApiReply::ok(json!({"seats": seats})))
 }

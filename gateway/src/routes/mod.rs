@@ -12,6 +12,7 @@ mod fulfilment;
 mod holds;
 mod ops;
 mod orders;
+mod seat_map;
 mod shop;
 mod table;
 

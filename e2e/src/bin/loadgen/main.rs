@@ -8,6 +8,7 @@
 mod catalog;
 mod commerce;
 mod onsale;
+mod seatmap;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,8 @@ enum Scenario {
     Catalog(catalog::Catalog),
     /// Carts, checkouts and paid orders split across warehouses, end to end.
     Commerce(commerce::Commerce),
+    /// Read a half-held stadium's seat map: listed seat by seat, compactly, revalidated.
+    Seatmap(seatmap::SeatMap),
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -62,6 +65,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Onsale(o) => onsale::run(o, &server).await,
             Scenario::Catalog(c) => catalog::run(c, &server).await,
             Scenario::Commerce(c) => commerce::run(c, &server).await,
+            Scenario::Seatmap(m) => seatmap::run(m, &server).await,
         }
     });
     server.shutdown_background();

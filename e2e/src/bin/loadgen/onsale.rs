@@ -28,7 +28,7 @@ impl RunReport {
     }
 }
 
-fn stadium(name: &str, sections: u32) -> String {
+pub(crate) fn stadium(name: &str, sections: u32) -> String {
     let mut yaml = format!(
         "apiVersion: mercato.dev/v1alpha1\nkind: Event\nmetadata:\n  name: {name}\nspec:\n  title: Load test {name}\n  \
          venue: {{ name: Load Stadium, city: Benchmark, lat: 0.0, lon: 0.0 }}\n  startsAt: 2099-01-01T20:00:00Z\n  \
@@ -43,7 +43,7 @@ fn stadium(name: &str, sections: u32) -> String {
 }
 
 /// Every hold-sized block of adjacent seats, shuffled: the order buyers go for them.
-fn blocks(sections: u32, per_hold: u32) -> Vec<Vec<String>> {
+pub(crate) fn blocks(sections: u32, per_hold: u32) -> Vec<Vec<String>> {
     let mut out = Vec::new();
     for s in 1..=sections {
         for row in 1..=50 {
