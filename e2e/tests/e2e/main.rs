@@ -2,6 +2,7 @@
 //! instead of one per file), one module per scenario.
 
 mod bad_input;
+mod best_available;
 mod catalog;
 mod commerce;
 mod commerce_crash;

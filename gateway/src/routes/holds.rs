@@ -5,23 +5,37 @@ use mercato_core::clock::{now_ms, to_rfc3339};
 use mercato_core::codec::encode;
 use mercato_core::domain::commands::{HoldCommand, Outcome};
 use mercato_core::domain::holds::{self, Hold, RequestProblem, SeatListProblem};
+use mercato_core::domain::seats::SeatId;
 use mercato_core::names::topics;
 use mercato_core::repo;
+use mercato_crds::EventSpec;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use warp::http::StatusCode;
 
+use super::best_seats;
 use super::events::load;
 use crate::auth::Caller;
 use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
 use crate::idempotency::Keyed;
 use crate::state::AppState;
 
+/// A hold names its seats, or asks for a `quantity` of the best left (optionally in one
+/// `section` or `tier`, `together` in one row by default).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct NewHold {
     event_id: String,
-    seat_ids: Vec<String>,
+    #[serde(default)]
+    seat_ids: Option<Vec<String>>,
+    #[serde(default)]
+    quantity: Option<u32>,
+    #[serde(default)]
+    section: Option<String>,
+    #[serde(default)]
+    tier: Option<String>,
+    #[serde(default)]
+    together: Option<bool>,
 }
 
 pub fn hold_view(h: &Hold) -> Value {
@@ -58,33 +72,44 @@ pub(super) async fn place(
     body: &[u8],
 ) -> ApiResult {
     let req: NewHold = parse_json(body)?;
-    if req.seat_ids.is_empty() {
+    let by_quantity = req.section.is_some() || req.tier.is_some() || req.together.is_some();
+    let seat_ids = match (req.seat_ids, req.quantity) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "name the seats (seat_ids) or ask for a quantity, not both",
+            ))
+        }
+        (None, Some(quantity)) => {
+            let spec = load(state, &req.event_id).await?;
+            let wanted = best_seats::Wanted {
+                quantity,
+                section: req.section,
+                tier: req.tier,
+                together: req.together.unwrap_or(true),
+            };
+            return best_seats::place(state, caller, keyed, &spec, &req.event_id, wanted).await;
+        }
+        (Some(_), None) if by_quantity => {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                "section, tier and together go with a quantity, not with seat_ids",
+            ))
+        }
+        (Some(ids), None) => ids,
+        (None, None) => Vec::new(),
+    };
+    if seat_ids.is_empty() {
         return Err(seat_list_error(SeatListProblem::Empty));
     }
     let spec = load(state, &req.event_id).await?;
     // The check the holds worker makes again: here for a fast, detailed answer.
-    let seats = holds::check_request(&spec, &req.seat_ids, Utc::now()).map_err(request_error)?;
-    let ttl = state
-        .config
-        .hold_ttl_override
-        .unwrap_or_else(|| spec.hold_duration());
-    let first_section = seats.first().map(|s| s.section.clone()).unwrap_or_default();
+    let seats = holds::check_request(&spec, &seat_ids, Utc::now()).map_err(request_error)?;
     let unique = match keyed {
         Some(k) => k.derived_id("h"),
         None => uuid::Uuid::now_v7().simple().to_string(),
     };
-    let hold_id = holds::new_id(&req.event_id, &first_section, &unique);
-    let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
-    let cmd = HoldCommand::Place {
-        command_id: command_id.clone(),
-        hold_id,
-        user_id: caller.user_id.clone(),
-        event_id: req.event_id.clone(),
-        seat_ids: seats.iter().map(ToString::to_string).collect(),
-        ttl_ms: ttl.as_millis() as u64,
-    };
-    let key = format!("{}/{first_section}", req.event_id);
-    match command(state, topics::HOLDS, &key, &command_id, encode(&cmd)).await? {
+    match send_place(state, &caller, &spec, &req.event_id, &seats, &unique).await? {
         Outcome::HoldPlaced(hold) => Ok(ApiReply::created(hold_view(&hold))),
         Outcome::SeatsUnavailable { seat_ids } => Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -96,8 +121,37 @@ pub(super) async fn place(
     }
 }
 
+/// Sends the command placing a hold of `seats` (checked already) for the caller, its id
+/// made of `unique`, and awaits the worker's outcome.
+pub(super) async fn send_place(
+    state: &AppState,
+    caller: &Caller,
+    spec: &EventSpec,
+    event_id: &str,
+    seats: &[SeatId],
+    unique: &str,
+) -> Result<Outcome, ApiError> {
+    let ttl = state
+        .config
+        .hold_ttl_override
+        .unwrap_or_else(|| spec.hold_duration());
+    let first_section = seats.first().map(|s| s.section.clone()).unwrap_or_default();
+    let hold_id = holds::new_id(event_id, &first_section, unique);
+    let command_id = format!("cmd_{}", uuid::Uuid::new_v4().simple());
+    let cmd = HoldCommand::Place {
+        command_id: command_id.clone(),
+        hold_id,
+        user_id: caller.user_id.clone(),
+        event_id: event_id.to_owned(),
+        seat_ids: seats.iter().map(ToString::to_string).collect(),
+        ttl_ms: ttl.as_millis() as u64,
+    };
+    let key = format!("{event_id}/{first_section}");
+    command(state, topics::HOLDS, &key, &command_id, encode(&cmd)).await
+}
+
 /// The answer to a hold request that may not be placed as asked.
-fn request_error(problem: RequestProblem) -> ApiError {
+pub(super) fn request_error(problem: RequestProblem) -> ApiError {
     match problem {
         RequestProblem::Seats(problem) => seat_list_error(problem),
         RequestProblem::NotOnSale { on_sale_at } => ApiError::new(
@@ -115,7 +169,7 @@ fn request_error(problem: RequestProblem) -> ApiError {
 }
 
 /// The answer to a hold's seat list that cannot be claimed as asked.
-fn seat_list_error(problem: SeatListProblem) -> ApiError {
+pub(super) fn seat_list_error(problem: SeatListProblem) -> ApiError {
     match problem {
         SeatListProblem::Empty => {
             ApiError::bad_request("empty_seat_list", "a hold needs at least one seat")

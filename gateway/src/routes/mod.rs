@@ -4,6 +4,7 @@
 
 pub(crate) mod accounts;
 mod admin;
+mod best_seats;
 mod body;
 mod catalog;
 mod dead_letters;

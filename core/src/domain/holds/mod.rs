@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::seats::{canonical_seats, Claim, SeatId};
 
+pub mod best;
 mod place;
 mod release;
 mod request;
