@@ -22,6 +22,7 @@ use mercato_workers::allocator::AllocatorWorker;
 use mercato_workers::checkout::CheckoutWorker;
 use mercato_workers::holds::HoldsWorker;
 use mercato_workers::ingest::IngestWorker;
+use mercato_workers::lapses::Lapses;
 use mercato_workers::payments::PaymentsWorker;
 pub use mercato_workers::runtime::DEFAULT_POISON_ATTEMPTS;
 use mercato_workers::sandbox::SandboxProvider;
@@ -275,12 +276,26 @@ pub fn start_worker(
     let store = || Arc::clone(&ports.store);
     let (role, topic, max_batch, handler): (&'static str, _, _, Arc<dyn BatchHandler>) = match role
     {
-        "holds" => (
-            "holds",
-            topics::HOLDS,
-            512,
-            Arc::new(HoldsWorker::new(store())),
-        ),
+        "holds" => {
+            let lapses = Lapses::new(store(), Arc::clone(&ports.bus));
+            let (watching, stop) = (Arc::clone(&lapses), stop.clone());
+            tokio::spawn(async move {
+                // Holds placed before this replica started (a crash, a rescale) are watched too.
+                match watching.rebuild(replica, replicas).await {
+                    Ok(found) => tracing::debug!(found, "standing holds watched for their lapse"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "finding standing holds to watch failed; their lapses go unannounced")
+                    }
+                }
+                watching.run(stop).await;
+            });
+            (
+                "holds",
+                topics::HOLDS,
+                512,
+                Arc::new(HoldsWorker::with_lapses(store(), lapses)),
+            )
+        }
         "payments" => (
             "payments",
             topics::PAYMENTS,

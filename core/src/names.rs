@@ -47,6 +47,10 @@ pub mod tables {
     /// Partition `<event>/<section>`, clustering seat id: a hold or a sale of that seat; and,
     /// after every seat id, the rows of the holds whose first seat is in that section.
     pub const SEAT_CLAIMS: &str = "seat_claims";
+    /// Partition `<event>/<section>` (the hold's own), clustering hold id: the holds whose
+    /// lapse was announced on `seat-changes`, so a restarted holds worker does not announce
+    /// it again.
+    pub const HOLD_LAPSES: &str = "hold_lapses";
     pub const ORDERS: &str = "orders";
     /// Partition user id, clustering `<inverted created ms>/<order id>`: newest first.
     pub const USER_ORDERS: &str = "user_orders";

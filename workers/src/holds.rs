@@ -15,7 +15,7 @@ use mercato_core::bus::Record;
 use mercato_core::codec::decode;
 use mercato_core::domain::commands::{CommandResult, HoldCommand, Outcome, SeatChangeKind};
 use mercato_core::domain::holds::{
-    claims_to_release, decide_release, Hold, Placed, Placement, ReleaseDecision, Step,
+    claims_to_release, decide_release, Hold, HoldState, Placed, Placement, ReleaseDecision, Step,
 };
 use mercato_core::domain::refusal::Refusal;
 use mercato_core::domain::seats::by_section;
@@ -24,6 +24,7 @@ use mercato_core::repo::holds as rows;
 use mercato_core::repo::{EventCache, RepoError, RepoResult};
 use mercato_core::store::Store;
 
+use crate::lapses::Lapses;
 use crate::runtime::{BatchHandler, Emit};
 use crate::seat_changes::seat_change;
 
@@ -33,6 +34,8 @@ const RELEASE_TRIES: usize = 5;
 pub struct HoldsWorker {
     store: Arc<dyn Store>,
     events: EventCache,
+    /// Told of every hold placed, to announce its lapse; none in tests of placing alone.
+    lapses: Option<Arc<Lapses>>,
 }
 
 impl HoldsWorker {
@@ -40,6 +43,15 @@ impl HoldsWorker {
         Self {
             events: EventCache::new(Arc::clone(&store), Duration::from_secs(5)),
             store,
+            lapses: None,
+        }
+    }
+
+    /// A worker that has `lapses` watch every hold it places.
+    pub fn with_lapses(store: Arc<dyn Store>, lapses: Arc<Lapses>) -> Self {
+        Self {
+            lapses: Some(lapses),
+            ..Self::new(store)
         }
     }
 
@@ -71,6 +83,11 @@ impl HoldsWorker {
                 hold_id, user_id, ..
             } => self.release(hold_id, user_id).await?,
         };
+        if let (Outcome::HoldPlaced(hold), Some(lapses)) = (&outcome, &self.lapses) {
+            if hold.state == HoldState::Active {
+                lapses.watch(hold);
+            }
+        }
         let command_id = command.command_id().to_owned();
         let mut emits = Vec::with_capacity(2);
         emits.extend(emit);

@@ -9,6 +9,7 @@ pub mod checkout;
 pub mod goods;
 pub mod holds;
 pub mod ingest;
+pub mod lapses;
 pub mod payments;
 mod purchase;
 pub mod runtime;

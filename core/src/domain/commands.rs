@@ -324,15 +324,30 @@ pub struct SeatChange {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum SeatChangeKind {
-    Held { expires_at_ms: u64 },
+    Held {
+        expires_at_ms: u64,
+    },
     Released,
     Sold,
+    /// The hold's time ran out and its seats came free, announced when they did.
+    Lapsed,
+}
+
+impl Record for SeatChange {
+    /// 2: `SeatChangeKind::Lapsed`, added last: a body of layout 1 reads as 2.
+    const VERSION: u8 = 2;
+
+    fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
+        match version {
+            1 => decode_body(body),
+            v => Err(CodecError::UnknownVersion(v)),
+        }
+    }
 }
 
 crate::first_layout!(
     HoldCommand,
     CheckoutCommand,
     AllocateOrder,
-    WarehouseMessage,
-    SeatChange
+    WarehouseMessage
 );

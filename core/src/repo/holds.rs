@@ -262,3 +262,58 @@ pub async fn section_claims(
         }
     }
 }
+
+/// Whether `hold`'s lapse was announced already.
+pub async fn lapse_heard(store: &dyn Store, hold: &Hold) -> RepoResult<bool> {
+    let Some((partition, _)) = hold_key(&hold.id) else {
+        return Ok(true);
+    };
+    Ok(store
+        .get(tables::HOLD_LAPSES, &partition, &hold.id)
+        .await?
+        .is_some())
+}
+
+/// Records that `hold`'s lapse was announced at `at_ms`, kept as long as the hold's row.
+pub async fn mark_lapse_heard(store: &dyn Store, hold: &Hold, at_ms: u64) -> RepoResult<()> {
+    if let Some((partition, _)) = hold_key(&hold.id) {
+        store
+            .insert_if_absent(
+                tables::HOLD_LAPSES,
+                &partition,
+                &hold.id,
+                encode(&at_ms),
+                Some(ROW_TTL),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// The hold rows of one section's partition (those whose first seat is there), a page at a
+/// time after `cursor` (a hold id); and the next page's cursor.
+pub async fn holds_page(
+    store: &dyn Store,
+    event_id: &str,
+    section: &str,
+    cursor: Option<&str>,
+    limit: usize,
+) -> RepoResult<(Vec<Hold>, Option<String>)> {
+    let partition = section_partition(event_id, section);
+    // Hold rows sort after every seat: start past the seats.
+    let after = match cursor {
+        Some(hold_id) => format!("{ROW_PREFIX}{hold_id}"),
+        None => "~".to_owned(),
+    };
+    let page = store
+        .scan(tables::SEAT_CLAIMS, &partition, Some(&after), limit)
+        .await?;
+    let mut holds = Vec::new();
+    for row in page.rows {
+        if row.clustering.starts_with(ROW_PREFIX) {
+            holds.push(super::decode_row::<Hold>(tables::SEAT_CLAIMS, row)?.value);
+        }
+    }
+    let next = page.next.and(holds.last().map(|h: &Hold| h.id.clone()));
+    Ok((holds, next))
+}
