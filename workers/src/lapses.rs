@@ -4,8 +4,9 @@
 //! watches the clock and announces.
 //!
 //! Each holds replica keeps a timer of the holds its partitions placed, due when their claims
-//! expire. At the due time it reads the hold: bought or released first, nothing; otherwise the
-//! seats no longer claimed by it are announced `lapsed`, and the announcement recorded in
+//! expire. At the due time it reads the hold: bought or released first, nothing; otherwise its
+//! seats no longer claimed by anyone are announced `lapsed` (one taken by another hold since
+//! was announced `held` by that one), and the announcement recorded in
 //! `hold_lapses`, so a replica started later (which rebuilds its timer from the hold rows of
 //! its partitions) does not announce it again. A crash between the announcement and the
 //! record announces it once more: consumers see a lapse at least once, as every seat change.
@@ -200,9 +201,17 @@ impl Lapses {
                     Some(Claim::Sold { hold_id: by, .. }) if by == hold.id => {
                         return Ok(Checked::Done);
                     }
-                    _ => lapsed.push(seat),
+                    // Free: it lapsed from this hold.
+                    None => lapsed.push(seat),
+                    // Claimed by another hold since: it came free and was taken again, which
+                    // that hold announced; saying "lapsed" now would say it is free.
+                    Some(_) => {}
                 }
             }
+        }
+        if lapsed.is_empty() {
+            rows::mark_lapse_heard(&*self.store, &hold, now_ms()).await?;
+            return Ok(Checked::Done);
         }
         let emit = seat_change(&hold.event_id, &lapsed, SeatChangeKind::Lapsed, &hold.id);
         if let Err(e) = self.bus.send(&emit.topic, &emit.key, emit.value).await {

@@ -139,3 +139,40 @@ async fn a_lapse_is_announced_within_a_second_once_and_never_for_a_hold_ended_fi
     let third = Lapses::new(Arc::clone(&store), Arc::clone(&bus));
     assert_eq!(third.rebuild(0, 1).await.unwrap(), 0);
 }
+
+/// A seat that came free and was taken by another hold before anyone announced the first
+/// hold's lapse is not announced as lapsed (it is held): only the second hold's lapse frees it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seat_taken_again_before_the_lapse_is_heard_is_not_announced_free() {
+    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::in_memory());
+    let store: Arc<dyn Store> = Arc::new(EmbeddedStore::in_memory().unwrap());
+    for topic in [topics::HOLDS, topics::SEAT_CHANGES] {
+        bus.ensure_topic(topic, 1).await.unwrap();
+    }
+    mercato_testkit::fixtures::gig(&*store).await;
+    // No replica watches while the first hold lapses and another takes its seat.
+    let worker = HoldsWorker::new(Arc::clone(&store));
+    let first = placed(&worker, place(1, &["pit-4-1", "pit-4-2"])).await;
+    tokio::time::sleep(Duration::from_millis(TTL_MS + 200)).await;
+    let second = placed(&worker, place(2, &["pit-4-1"])).await;
+    assert!(second.expires_at_ms > first.expires_at_ms);
+
+    let (_stop_tx, stop) = watch::channel(false);
+    let lapses = Lapses::new(Arc::clone(&store), Arc::clone(&bus));
+    assert_eq!(lapses.rebuild(0, 1).await.unwrap(), 2);
+    tokio::spawn(Arc::clone(&lapses).run(stop));
+    let deadline = second.expires_at_ms + 1_000;
+    while now_ms() < deadline && announced(&*bus).await.len() < 2 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let heard: Vec<Vec<String>> = announced(&*bus)
+        .await
+        .into_iter()
+        .map(|c| c.seat_ids)
+        .collect();
+    assert_eq!(
+        heard,
+        [vec!["pit-4-2".to_owned()], vec!["pit-4-1".to_owned()]],
+        "the first hold's lapse names only the seat still free; the second's frees pit-4-1"
+    );
+}
