@@ -212,6 +212,34 @@ fn a_result_written_before_refusals_were_typed_still_decodes() {
     assert_eq!(refusal.to_string(), "the hold was released");
 }
 
+/// A seat change as layout 2 wrote it (before it named its hold): event "e", seat ids
+/// ["a-1-1"], variant 3 `Lapsed`.
+const SEAT_CHANGE_V2: &[u8] = &[
+    0x02, 0x01, b'e', 0x01, 0x05, b'a', b'-', b'1', b'-', b'1', 0x03,
+];
+
+#[test]
+fn a_seat_change_written_before_it_named_its_hold_still_decodes() {
+    use crate::domain::commands::{SeatChange, SeatChangeKind};
+    let change: SeatChange = decode(SEAT_CHANGE_V2).expect("layout 2 decodes");
+    assert_eq!(
+        change,
+        SeatChange {
+            event_id: "e".into(),
+            seat_ids: vec!["a-1-1".into()],
+            change: SeatChangeKind::Lapsed,
+            hold_id: None,
+        }
+    );
+    let mut v1 = SEAT_CHANGE_V2.to_vec();
+    v1[0] = 1;
+    v1[10] = 0x02; // Sold: layout 1 had no Lapsed
+    assert_eq!(
+        decode::<SeatChange>(&v1).unwrap().change,
+        SeatChangeKind::Sold
+    );
+}
+
 #[test]
 fn results_of_the_current_layout_tagged_1_or_2_still_decode_and_new_ones_are_tagged_3() {
     // Between the change and the bump, typed refusals went out tagged 1.

@@ -313,6 +313,10 @@ mod tests {
             .map(|e| {
                 let c = decode::<mercato_core::domain::commands::SeatChange>(&e.value).unwrap();
                 assert_eq!(c.event_id, "gig");
+                assert!(c
+                    .hold_id
+                    .as_deref()
+                    .is_some_and(|h| h.starts_with("hold-gig.pit.")));
                 (c.seat_ids, c.change)
             })
             .collect()

@@ -62,7 +62,12 @@ pub(crate) fn not_owed(event: &ProviderEvent, mismatch: &settle::RefundMismatch)
 /// A ticket order's seats, heard as sold.
 fn seats_sold(order: &Order) -> Emit {
     let seats: Vec<String> = order.items.iter().map(|i| i.seat_id.clone()).collect();
-    seat_change(&order.event_id, &seats, SeatChangeKind::Sold, &order.id)
+    seat_change(
+        &order.event_id,
+        &seats,
+        SeatChangeKind::Sold,
+        &order.hold_id,
+    )
 }
 
 fn result(command_id: String, outcome: Outcome) -> Emit {
@@ -455,6 +460,7 @@ mod tests {
                 event_id: "gig".into(),
                 seat_ids: vec!["pit-1-1".into(), "pit-1-2".into()],
                 change: SeatChangeKind::Sold,
+                hold_id: Some("hold-gig.pit.abc".into()),
             }]
         );
         let (after, _) = {

@@ -320,6 +320,20 @@ pub struct SeatChange {
     pub event_id: String,
     pub seat_ids: Vec<String>,
     pub change: SeatChangeKind,
+    /// The hold the seats were held by, released from, lapsed from, or sold through: two
+    /// workers may announce changes of one seat in the other order than they made them (a
+    /// hold of one section releasing a seat another section's hold then takes), and a reader
+    /// applies a release or a lapse only to seats still held by that hold. `None` in changes
+    /// from before it was named.
+    pub hold_id: Option<String>,
+}
+
+/// Layouts 1 and 2 of a seat change, before it named its hold.
+#[derive(Deserialize)]
+struct SeatChangeV2 {
+    event_id: String,
+    seat_ids: Vec<String>,
+    change: SeatChangeKind,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -334,12 +348,18 @@ pub enum SeatChangeKind {
 }
 
 impl Record for SeatChange {
-    /// 2: `SeatChangeKind::Lapsed`, added last: a body of layout 1 reads as 2.
-    const VERSION: u8 = 2;
+    /// 2: `SeatChangeKind::Lapsed`, added last (a body of layout 1 reads as 2).
+    /// 3: `hold_id`.
+    const VERSION: u8 = 3;
 
     fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
         match version {
-            1 => decode_body(body),
+            1 | 2 => decode_body::<SeatChangeV2>(body).map(|c| SeatChange {
+                event_id: c.event_id,
+                seat_ids: c.seat_ids,
+                change: c.change,
+                hold_id: None,
+            }),
             v => Err(CodecError::UnknownVersion(v)),
         }
     }

@@ -142,6 +142,7 @@ impl Placement {
                 change: SeatChangeKind::Held {
                     expires_at_ms: self.hold.expires_at_ms,
                 },
+                hold_id: Some(self.hold.id.clone()),
             }),
             release: Vec::new(),
         })
@@ -192,6 +193,7 @@ impl Placement {
                     change: SeatChangeKind::Held {
                         expires_at_ms: existing.expires_at_ms,
                     },
+                    hold_id: Some(existing.id.clone()),
                 }),
                 outcome: Outcome::HoldPlaced(existing),
                 release: Vec::new(),
