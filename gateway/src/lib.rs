@@ -9,6 +9,7 @@ pub mod keyring;
 pub mod metrics;
 pub mod results;
 mod routes;
+pub mod seat_feed;
 pub mod state;
 pub mod tls;
 
@@ -52,6 +53,13 @@ pub async fn serve(
         Arc::clone(&state.ports.bus),
         Arc::clone(&state.waiters),
         &format!("gateway-{}", uuid::Uuid::new_v4().simple()),
+        shutdown.clone(),
+    )
+    .await?;
+    seat_feed::start_reader(
+        Arc::clone(&state.ports.bus),
+        Arc::clone(&state.seat_feed),
+        &format!("gateway-seats-{}", uuid::Uuid::new_v4().simple()),
         shutdown.clone(),
     )
     .await?;

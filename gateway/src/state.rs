@@ -86,6 +86,8 @@ pub struct AppState {
     pub search: Option<Arc<mercato_search::Search>>,
     pub password_work: Bulkhead,
     pub search_work: Bulkhead,
+    /// Every seat change, folded: what the live seat streams watch.
+    pub seat_feed: Arc<crate::seat_feed::SeatFeed>,
 }
 
 impl AppState {
@@ -99,6 +101,7 @@ impl AppState {
     ) -> Self {
         Self {
             password_work: Bulkhead::new("password", config.password_work),
+            seat_feed: Arc::default(),
             search_work: Bulkhead::new("search", config.search_work),
             events: EventCache::new(Arc::clone(&ports.store), Duration::from_secs(2)),
             ports,

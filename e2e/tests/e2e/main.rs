@@ -14,4 +14,5 @@ mod manifest_sources;
 mod once;
 mod purchase;
 mod seat_map;
+mod seat_stream;
 mod url_sources;

@@ -14,6 +14,7 @@ mod holds;
 mod ops;
 mod orders;
 mod seat_map;
+mod seat_stream;
 mod shop;
 mod table;
 
@@ -76,6 +77,24 @@ pub fn routes(
                 dispatch(s, method, path.as_str(), query, headers, stream).await
             },
         );
+    // Server-Sent Events stream rather than answer: outside the route table.
+    let seat_stream =
+        warp::path!("api" / "v1" / "events" / String / "seats" / "stream")
+            .and(warp::get())
+            .and(warp::query::<HashMap<String, String>>())
+            .and(warp::header::optional::<String>("last-event-id"))
+            .and(st.clone())
+            .then(
+                |event: String,
+                 q: HashMap<String, String>,
+                 last: Option<String>,
+                 s: Arc<AppState>| async move {
+                    let section = q.get("section").map(String::as_str);
+                    seat_stream::open(s, &event, section, last.as_deref())
+                        .await
+                        .unwrap_or_else(Reply::into_response)
+                },
+            );
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| crate::error::ApiReply::ok(serde_json::json!({"status": "ok"})).into_response());
@@ -96,7 +115,9 @@ pub fn routes(
             }
             r
         });
-    healthz
+    seat_stream
+        .or(healthz)
+        .unify()
         .or(readyz)
         .unify()
         .or(metrics)

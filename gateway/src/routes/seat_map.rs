@@ -41,7 +41,7 @@ fn sections<'a>(spec: &'a EventSpec, id: &str, q: &Query) -> Result<Vec<&'a Sect
 }
 
 /// Every seat of `section` with its status, in `all_seats` order.
-async fn statuses(
+pub(super) async fn statuses(
     state: &AppState,
     event_id: &str,
     section: &Section,
@@ -121,7 +121,7 @@ fn seats_in(section: &Section) -> u64 {
     u64::from(section.rows) * u64::from(section.seats_per_row)
 }
 
-fn compact_section(section: &Section, statuses: &[SeatStatus]) -> Value {
+pub(super) fn compact_section(section: &Section, statuses: &[SeatStatus]) -> Value {
     let count = |wanted: SeatStatus| statuses.iter().filter(|s| **s == wanted).count();
     json!({
         "id": section.id,
