@@ -118,6 +118,34 @@ async fn watchers_follow_holds_releases_and_lapses_and_resume_exactly() {
         .await
         .unwrap();
     let base = run.api.base().to_owned();
+    // Asked wrongly: a code, not a stream.
+    for (path, last, code) in [
+        ("/api/v1/events/live/seats/stream", None, "section_required"),
+        (
+            "/api/v1/events/live/seats/stream?section=roof",
+            None,
+            "section_not_found",
+        ),
+        (
+            "/api/v1/events/nope/seats/stream?section=floor",
+            None,
+            "event_not_found",
+        ),
+        (
+            "/api/v1/events/live/seats/stream?section=floor",
+            Some("x7"),
+            "invalid_last_event_id",
+        ),
+    ] {
+        let mut req = reqwest::Client::new().get(format!("{base}{path}"));
+        if let Some(last) = last {
+            req = req.header("last-event-id", last);
+        }
+        let resp = req.send().await.unwrap();
+        assert!(resp.status().is_client_error(), "{path}: {}", resp.status());
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{path}");
+    }
     let stop = Arc::new(Mutex::new(false));
     let views: Vec<Arc<Mutex<View>>> = (0..WATCHERS).map(|_| Arc::default()).collect();
     for view in &views {

@@ -78,23 +78,26 @@ pub fn routes(
             },
         );
     // Server-Sent Events stream rather than answer: outside the route table.
-    let seat_stream =
-        warp::path!("api" / "v1" / "events" / String / "seats" / "stream")
-            .and(warp::get())
-            .and(warp::query::<HashMap<String, String>>())
-            .and(warp::header::optional::<String>("last-event-id"))
-            .and(st.clone())
-            .then(
-                |event: String,
-                 q: HashMap<String, String>,
-                 last: Option<String>,
-                 s: Arc<AppState>| async move {
-                    let section = q.get("section").map(String::as_str);
-                    seat_stream::open(s, &event, section, last.as_deref())
-                        .await
-                        .unwrap_or_else(Reply::into_response)
-                },
-            );
+    let seat_stream = warp::path!("api" / "v1" / "events" / String / "seats" / "stream")
+        .and(warp::get())
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
+        .and(warp::header::optional::<String>("last-event-id"))
+        .and(st.clone())
+        .then(
+            |event: String, query: String, last: Option<String>, s: Arc<AppState>| async move {
+                let opened = match serde_urlencoded::from_str::<Query>(&query) {
+                    Ok(q) => {
+                        let section = q.get("section").map(String::as_str);
+                        seat_stream::open(s, &event, section, last.as_deref()).await
+                    }
+                    Err(_) => Err(ApiError::bad_request(
+                        "invalid_query",
+                        "the query string is malformed",
+                    )),
+                };
+                opened.unwrap_or_else(Reply::into_response)
+            },
+        );
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| crate::error::ApiReply::ok(serde_json::json!({"status": "ok"})).into_response());
