@@ -37,6 +37,9 @@ pub struct Delta {
     pub seat_ids: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
+    /// This delta as JSON, made once for every client watching.
+    #[serde(skip)]
+    pub json: String,
 }
 
 #[derive(Default)]
@@ -121,12 +124,15 @@ impl SeatFeed {
         for (section, name, seat_ids) in event.fold(change) {
             let feed = event.sections.entry(section).or_default();
             feed.version += 1;
-            let delta = Arc::new(Delta {
+            let mut delta = Delta {
                 version: feed.version,
                 change: name,
                 seat_ids,
                 expires_at_ms,
-            });
+                json: String::new(),
+            };
+            delta.json = serde_json::to_string(&delta).unwrap_or_default();
+            let delta = Arc::new(delta);
             feed.backlog.push_back(Arc::clone(&delta));
             if feed.backlog.len() > BACKLOG {
                 feed.backlog.pop_front();

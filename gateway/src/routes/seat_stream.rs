@@ -24,8 +24,7 @@ fn delta_event(delta: &Delta) -> Event {
     Event::default()
         .event(delta.change)
         .id(delta.version.to_string())
-        .json_data(delta)
-        .unwrap_or_else(|_| Event::default().event("reset"))
+        .data(delta.json.as_str())
 }
 
 pub async fn open(

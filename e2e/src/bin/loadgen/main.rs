@@ -9,6 +9,7 @@ mod catalog;
 mod commerce;
 mod onsale;
 mod seatmap;
+mod seatstream;
 
 use clap::{Parser, Subcommand};
 
@@ -32,6 +33,8 @@ enum Scenario {
     Commerce(commerce::Commerce),
     /// Read a half-held stadium's seat map: listed seat by seat, compactly, revalidated.
     Seatmap(seatmap::SeatMap),
+    /// Watch a section's live stream with many clients while it sells out.
+    Seatstream(seatstream::SeatStream),
 }
 
 pub fn median(mut v: Vec<f64>) -> f64 {
@@ -66,6 +69,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Catalog(c) => catalog::run(c, &server).await,
             Scenario::Commerce(c) => commerce::run(c, &server).await,
             Scenario::Seatmap(m) => seatmap::run(m, &server).await,
+            Scenario::Seatstream(s) => seatstream::run(s, &server).await,
         }
     });
     server.shutdown_background();
