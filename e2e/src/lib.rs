@@ -227,43 +227,8 @@ impl Api {
                 "/api/v1/events/{event_id}/seatmap?section={section}"
             ))
             .await?;
-        let s = &a.body["sections"][0];
-        let (rows, per_row) = (
-            s["rows"].as_u64().unwrap_or(0),
-            s["seats_per_row"].as_u64().unwrap_or(0),
-        );
-        let runs = s["status"]
-            .as_str()
-            .ok_or_else(|| anyhow!("no compact seat map: {}", a.body))?;
-        let mut statuses = Vec::new();
-        let mut count = String::new();
-        for c in runs.chars() {
-            if c.is_ascii_digit() {
-                count.push(c);
-                continue;
-            }
-            let n: usize = count.parse().context("a run without a count")?;
-            count.clear();
-            let status = match c {
-                'a' => "available",
-                'h' => "held",
-                's' => "sold",
-                other => return Err(anyhow!("unknown status {other:?} in {runs}")),
-            };
-            statuses.extend(std::iter::repeat_n(status, n));
-        }
-        let ids = (1..=rows).flat_map(|r| (1..=per_row).map(move |n| format!("{section}-{r}-{n}")));
-        if statuses.len() as u64 != rows * per_row {
-            return Err(anyhow!(
-                "{} statuses for {} seats",
-                statuses.len(),
-                rows * per_row
-            ));
-        }
-        Ok(ids
-            .zip(statuses)
-            .map(|(id, s)| (id, s.to_owned()))
-            .collect())
+        compact_statuses(&a.body["sections"][0])
+            .with_context(|| format!("no compact seat map: {}", a.body))
     }
 
     /// The gateway's base URL.
@@ -397,6 +362,48 @@ spec:
     - {{ id: {section}, tier: std, rows: 1, seatsPerRow: {seats} }}
 "#
     )
+}
+
+/// Seat id -> status of one section of a compact seat map (runs of `<count><a|h|s>` over its
+/// seats, row by row), as the seat map and the seat stream's snapshot give it.
+pub fn compact_statuses(section: &Value) -> anyhow::Result<Vec<(String, String)>> {
+    let id = section["id"].as_str().context("a section without an id")?;
+    let (rows, per_row) = (
+        section["rows"].as_u64().unwrap_or(0),
+        section["seats_per_row"].as_u64().unwrap_or(0),
+    );
+    let runs = section["status"]
+        .as_str()
+        .context("a section without a status")?;
+    let mut statuses = Vec::new();
+    let mut count = String::new();
+    for c in runs.chars() {
+        if c.is_ascii_digit() {
+            count.push(c);
+            continue;
+        }
+        let n: usize = count.parse().context("a run without a count")?;
+        count.clear();
+        let status = match c {
+            'a' => "available",
+            'h' => "held",
+            's' => "sold",
+            other => return Err(anyhow!("unknown status {other:?} in {runs}")),
+        };
+        statuses.extend(std::iter::repeat_n(status, n));
+    }
+    if statuses.len() as u64 != rows * per_row {
+        return Err(anyhow!(
+            "{} statuses for {} seats",
+            statuses.len(),
+            rows * per_row
+        ));
+    }
+    let ids = (1..=rows).flat_map(|r| (1..=per_row).map(move |n| format!("{id}-{r}-{n}")));
+    Ok(ids
+        .zip(statuses)
+        .map(|(id, s)| (id, s.to_owned()))
+        .collect())
 }
 
 /// Starting the platform in this process, for tests.

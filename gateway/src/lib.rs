@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod bulkhead;
 pub mod error;
+pub mod follow;
 pub mod idempotency;
 pub mod keyring;
 pub mod metrics;

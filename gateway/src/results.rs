@@ -5,8 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mercato_core::bus::{Bus, BusResult, PartitionConsumer, StartAt};
-use mercato_core::codec::decode;
+use mercato_core::bus::{Bus, BusResult, StartAt};
 use mercato_core::domain::commands::{CommandResult, Outcome};
 use mercato_core::names::topics;
 use parking_lot::Mutex;
@@ -63,42 +62,13 @@ pub async fn start_consumer(
     consumer_id: &str,
     shutdown: watch::Receiver<bool>,
 ) -> BusResult<()> {
-    let partitions = bus.partitions(topics::RESULTS).await?;
-    for p in 0..partitions {
-        let mut consumer = PartitionConsumer::open(
-            Arc::clone(&bus),
-            consumer_id,
-            topics::RESULTS,
-            p,
-            StartAt::End,
-        )
-        .await?;
-        let waiters = Arc::clone(&waiters);
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let batch = tokio::select! {
-                    b = consumer.next_batch(4096, Duration::from_secs(1)) => b,
-                    _ = shutdown.changed() => return,
-                };
-                match batch {
-                    Ok(records) => {
-                        for r in records {
-                            match decode::<CommandResult>(&r.value) {
-                                Ok(result) => waiters.complete(result),
-                                Err(e) => {
-                                    tracing::warn!(error = %e, offset = r.offset, "undecodable result")
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, partition = p, "reading results failed");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }
-        });
-    }
-    Ok(())
+    crate::follow::follow(
+        bus,
+        topics::RESULTS,
+        StartAt::End,
+        consumer_id,
+        shutdown,
+        move |result: CommandResult| waiters.complete(result),
+    )
+    .await
 }

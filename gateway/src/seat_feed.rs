@@ -12,10 +12,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
-use mercato_core::bus::{Bus, BusResult, PartitionConsumer, StartAt};
-use mercato_core::codec::decode;
+use mercato_core::bus::{Bus, BusResult, StartAt};
 use mercato_core::domain::commands::{SeatChange, SeatChangeKind};
 use mercato_core::domain::seats::{canonical_seats, SeatStatus};
 use mercato_core::names::topics;
@@ -185,44 +183,15 @@ pub async fn start_reader(
     consumer_id: &str,
     shutdown: watch::Receiver<bool>,
 ) -> BusResult<()> {
-    let partitions = bus.partitions(topics::SEAT_CHANGES).await?;
-    for p in 0..partitions {
-        let mut consumer = PartitionConsumer::open(
-            Arc::clone(&bus),
-            consumer_id,
-            topics::SEAT_CHANGES,
-            p,
-            StartAt::Beginning,
-        )
-        .await?;
-        let feed = Arc::clone(&feed);
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                let batch = tokio::select! {
-                    b = consumer.next_batch(4096, Duration::from_secs(1)) => b,
-                    _ = shutdown.changed() => return,
-                };
-                match batch {
-                    Ok(records) => {
-                        for r in records {
-                            match decode::<SeatChange>(&r.value) {
-                                Ok(change) => feed.apply(&change),
-                                Err(e) => {
-                                    tracing::warn!(error = %e, offset = r.offset, "undecodable seat change")
-                                }
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, partition = p, "reading seat changes failed");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }
-        });
-    }
-    Ok(())
+    crate::follow::follow(
+        bus,
+        topics::SEAT_CHANGES,
+        StartAt::Beginning,
+        consumer_id,
+        shutdown,
+        move |change: SeatChange| feed.apply(&change),
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mercato_e2e::{event_manifest, harness};
+use mercato_e2e::{compact_statuses, event_manifest, harness};
 use reqwest::StatusCode;
 use serde_json::Value;
 
@@ -24,28 +24,9 @@ struct View {
     snapshots: usize,
 }
 
-/// Seat id -> status from a compact section (`<count><a|h|s>` runs, one row).
+/// Seat id -> status from a compact section.
 fn statuses(section: &Value) -> HashMap<String, String> {
-    let id = section["id"].as_str().unwrap_or_default().to_owned();
-    let mut out = HashMap::new();
-    let (mut n, mut seat) = (String::new(), 1);
-    for c in section["status"].as_str().unwrap_or_default().chars() {
-        if c.is_ascii_digit() {
-            n.push(c);
-            continue;
-        }
-        let status = match c {
-            'a' => "available",
-            'h' => "held",
-            _ => "sold",
-        };
-        for _ in 0..n.parse::<u32>().unwrap() {
-            out.insert(format!("{id}-1-{seat}"), status.to_owned());
-            seat += 1;
-        }
-        n.clear();
-    }
-    out
+    compact_statuses(section).unwrap().into_iter().collect()
 }
 
 /// Opens the stream (resuming after `last`) and applies what comes to `view` until the

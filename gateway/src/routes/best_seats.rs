@@ -15,6 +15,7 @@ use warp::http::StatusCode;
 
 use super::events::section_claims;
 use super::holds::{hold_view, other_outcome, request_error, seat_list_error, send_place};
+use super::seat_map::section;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiReply, ApiResult};
 use crate::idempotency::Keyed;
@@ -48,13 +49,8 @@ fn sections<'a>(
             ));
         }
     }
-    if let Some(section) = &wanted.section {
-        if !spec.sections.iter().any(|s| &s.id == section) {
-            return Err(ApiError::not_found(
-                "section_not_found",
-                format!("event {event_id:?} has no section {section:?}"),
-            ));
-        }
+    if let Some(wanted) = &wanted.section {
+        section(spec, event_id, wanted)?;
     }
     Ok(spec
         .sections

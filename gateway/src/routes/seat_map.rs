@@ -22,20 +22,27 @@ use crate::state::AppState;
 /// compact map (one JSON object per seat of a stadium is megabytes per poll).
 pub const FULL_LISTING_MAX_SEATS: u64 = 10_000;
 
+/// Section `wanted` of event `id`, or 404 `section_not_found`.
+pub(super) fn section<'a>(
+    spec: &'a EventSpec,
+    id: &str,
+    wanted: &str,
+) -> Result<&'a Section, ApiError> {
+    spec.sections
+        .iter()
+        .find(|s| s.id == wanted)
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "section_not_found",
+                format!("event {id:?} has no section {wanted:?}"),
+            )
+        })
+}
+
 /// The sections asked for: `section=` or all of them.
 fn sections<'a>(spec: &'a EventSpec, id: &str, q: &Query) -> Result<Vec<&'a Section>, ApiError> {
     match q.get("section") {
-        Some(wanted) => spec
-            .sections
-            .iter()
-            .find(|s| &s.id == wanted)
-            .map(|s| vec![s])
-            .ok_or_else(|| {
-                ApiError::not_found(
-                    "section_not_found",
-                    format!("event {id:?} has no section {wanted:?}"),
-                )
-            }),
+        Some(wanted) => Ok(vec![section(spec, id, wanted)?]),
         None => Ok(spec.sections.iter().collect()),
     }
 }

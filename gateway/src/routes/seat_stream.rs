@@ -15,7 +15,7 @@ use warp::sse::Event;
 use warp::Reply;
 
 use super::events::load;
-use super::seat_map::{compact_section, statuses};
+use super::seat_map::{self, compact_section, statuses};
 use crate::error::ApiError;
 use crate::seat_feed::Delta;
 use crate::state::AppState;
@@ -40,16 +40,7 @@ pub async fn open(
             "watch one section: ?section=<id>",
         ));
     };
-    let section = spec
-        .sections
-        .iter()
-        .find(|s| s.id == wanted)
-        .ok_or_else(|| {
-            ApiError::not_found(
-                "section_not_found",
-                format!("event {event_id:?} has no section {wanted:?}"),
-            )
-        })?;
+    let section = seat_map::section(&spec, event_id, wanted)?;
     let last = match last_event_id {
         None => None,
         Some(text) => Some(text.trim().parse::<u64>().map_err(|_| {
