@@ -18,8 +18,8 @@ use std::time::Duration;
 use mercato_core::bus::{owned_partitions, partition_for, Bus};
 use mercato_core::clock::now_ms;
 use mercato_core::domain::commands::SeatChangeKind;
-use mercato_core::domain::holds::{Hold, HoldState};
-use mercato_core::domain::seats::{by_section, Claim};
+use mercato_core::domain::holds::{decide_lapse, Hold, HoldState, LapseDecision};
+use mercato_core::domain::seats::by_section;
 use mercato_core::names::topics;
 use mercato_core::repo::holds as rows;
 use mercato_core::repo::{events, RepoResult};
@@ -181,34 +181,24 @@ impl Lapses {
             return Ok(Checked::Done);
         };
         let hold = row.value;
-        // Bought or released first: its seats went another way, announced by whoever did it.
-        if !matches!(hold.state, HoldState::Active | HoldState::Purchasing { .. })
-            || rows::lapse_heard(&*self.store, &hold).await?
-        {
+        if rows::lapse_heard(&*self.store, &hold).await? {
             return Ok(Checked::Done);
         }
-        let mut lapsed = Vec::new();
+        let mut claims = Vec::new();
         for (section, group) in by_section(&hold.seats()) {
             let seats: Vec<String> = group.iter().map(ToString::to_string).collect();
             let holders = rows::claims_of(&*self.store, &hold.event_id, &section, &seats).await?;
-            for (seat, holder) in seats.into_iter().zip(holders) {
-                match holder.map(|h| h.claim) {
-                    // Still claimed by it: the store has not expired the claim yet.
-                    Some(Claim::Held { hold_id: by }) if by == hold.id => {
-                        return Ok(Checked::Later(now_ms() + STEP.as_millis() as u64));
-                    }
-                    // Sold to it: the hold was being bought, and was.
-                    Some(Claim::Sold { hold_id: by, .. }) if by == hold.id => {
-                        return Ok(Checked::Done);
-                    }
-                    // Free: it lapsed from this hold.
-                    None => lapsed.push(seat),
-                    // Claimed by another hold since: it came free and was taken again, which
-                    // that hold announced; saying "lapsed" now would say it is free.
-                    Some(_) => {}
-                }
-            }
+            claims.extend(
+                seats
+                    .into_iter()
+                    .zip(holders.into_iter().map(|h| h.map(|h| h.claim))),
+            );
         }
+        let lapsed = match decide_lapse(&hold, &claims) {
+            LapseDecision::Over => return Ok(Checked::Done),
+            LapseDecision::NotYet => return Ok(Checked::Later(now_ms() + STEP.as_millis() as u64)),
+            LapseDecision::Lapsed(seats) => seats,
+        };
         if lapsed.is_empty() {
             rows::mark_lapse_heard(&*self.store, &hold, now_ms()).await?;
             return Ok(Checked::Done);

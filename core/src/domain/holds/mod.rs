@@ -5,11 +5,13 @@ use serde::{Deserialize, Serialize};
 use super::seats::{canonical_seats, Claim, SeatId};
 
 pub mod best;
+mod lapse;
 mod place;
 mod release;
 mod request;
 mod sale;
 
+pub use lapse::{decide_lapse, LapseDecision};
 pub use place::{Placed, Placement, Step};
 pub use release::{claims_to_release, decide_release, ReleaseDecision};
 pub use request::{check_request, requested_seats, RequestProblem, SeatListProblem};
