@@ -15,6 +15,8 @@ pub const MIN_HOLD: Duration = Duration::from_secs(1);
 pub const MAX_HOLD: Duration = Duration::from_secs(3600);
 const MAX_SEATS_PER_ROW: u32 = 500;
 const MAX_ROWS: u32 = 500;
+/// The most places a general-admission section may have: a large festival floor.
+pub const MAX_GA_CAPACITY: u32 = 100_000;
 /// The most seats any event lets one hold take (`maxSeatsPerHold` is at most this).
 pub const MAX_SEATS_PER_HOLD: u32 = 100;
 
@@ -48,8 +50,13 @@ pub struct PriceTier {
     pub price: Money,
 }
 
-/// A block of seats: `rows` rows of `seatsPerRow` seats, all in one price tier.
-/// Seat ids are `<section>-<row>-<seat>` with rows and seats numbered from 1.
+/// A block of seats: `rows` rows of `seatsPerRow` seats, all in one price tier. Seat ids are
+/// `<section>-<row>-<seat>` with rows and seats numbered from 1.
+///
+/// Or a standing floor: `generalAdmission: {capacity}` instead of rows. Its places are
+/// claimed like seats (each place is a seat id `<section>-1-<n>`, n from 1 to the capacity,
+/// so holds, lapses, orders and tickets work the same and capacity is counted exactly), but a
+/// shopper asks for a quantity, never for a place by name.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Section {
@@ -57,10 +64,76 @@ pub struct Section {
     #[serde(default)]
     pub name: Option<String>,
     pub tier: String,
+    /// Rows of seats; with `seatsPerRow`, for a seated section.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 500))]
-    pub rows: u32,
+    pub rows: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 500))]
-    pub seats_per_row: u32,
+    pub seats_per_row: Option<u32>,
+    /// A standing floor of `capacity` places, instead of rows of seats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub general_admission: Option<GeneralAdmission>,
+}
+
+/// A general-admission section: places, not seats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GeneralAdmission {
+    /// How many people the floor takes.
+    #[schemars(range(min = 1, max = 100000))]
+    pub capacity: u32,
+}
+
+impl Section {
+    /// A seated section of `rows` rows of `seats_per_row` seats.
+    pub fn seated(id: &str, tier: &str, rows: u32, seats_per_row: u32) -> Section {
+        Section {
+            id: id.into(),
+            name: None,
+            tier: tier.into(),
+            rows: Some(rows),
+            seats_per_row: Some(seats_per_row),
+            general_admission: None,
+        }
+    }
+
+    /// A general-admission section of `capacity` places.
+    pub fn standing(id: &str, tier: &str, capacity: u32) -> Section {
+        Section {
+            id: id.into(),
+            name: None,
+            tier: tier.into(),
+            rows: None,
+            seats_per_row: None,
+            general_admission: Some(GeneralAdmission { capacity }),
+        }
+    }
+
+    pub fn is_general_admission(&self) -> bool {
+        self.general_admission.is_some()
+    }
+
+    /// Rows of seats; a general-admission section's places are one row.
+    pub fn row_count(&self) -> u32 {
+        match self.general_admission {
+            Some(_) => 1,
+            None => self.rows.unwrap_or(0),
+        }
+    }
+
+    /// Seats in each row; a general-admission section's one row holds its capacity.
+    pub fn row_length(&self) -> u32 {
+        match self.general_admission {
+            Some(ga) => ga.capacity,
+            None => self.seats_per_row.unwrap_or(0),
+        }
+    }
+
+    /// Seats or places.
+    pub fn capacity(&self) -> u64 {
+        u64::from(self.row_count()) * u64::from(self.row_length())
+    }
 }
 
 /// A ticketed show: a venue, its seat map in sections, price tiers, and when tickets go on sale.
@@ -78,6 +151,7 @@ pub struct Section {
     printcolumn(name = "Available", type_ = "integer", json_path = ".status.available"),
     printcolumn(name = "Held", type_ = "integer", json_path = ".status.held"),
     printcolumn(name = "Sold", type_ = "integer", json_path = ".status.sold"),
+    printcolumn(name = "Standing", type_ = "integer", json_path = ".status.standing"),
     printcolumn(
         name = "Ready",
         type_ = "string",
@@ -128,10 +202,7 @@ impl EventSpec {
     }
 
     pub fn capacity(&self) -> u64 {
-        self.sections
-            .iter()
-            .map(|s| u64::from(s.rows) * u64::from(s.seats_per_row))
-            .sum()
+        self.sections.iter().map(Section::capacity).sum()
     }
 
     pub fn validate(&self) -> Vec<Problem> {
@@ -242,19 +313,7 @@ impl EventSpec {
                 &format!("{path}.tier"),
                 format!("unknown tier {:?}", section.tier),
             );
-            need(
-                (1..=MAX_ROWS).contains(&section.rows),
-                &format!("{path}.rows"),
-                format!("{} is outside 1..{MAX_ROWS}", section.rows),
-            );
-            need(
-                (1..=MAX_SEATS_PER_ROW).contains(&section.seats_per_row),
-                &format!("{path}.seatsPerRow"),
-                format!(
-                    "{} is outside 1..{MAX_SEATS_PER_ROW}",
-                    section.seats_per_row
-                ),
-            );
+            validate_shape(section, &path, &mut need);
         }
         if let Some(workers) = &self.workers {
             for (role, scale) in [("holds", &workers.holds), ("payments", &workers.payments)] {
@@ -267,6 +326,45 @@ impl EventSpec {
             }
         }
         problems
+    }
+}
+
+/// A section is seated (`rows` and `seatsPerRow`, each in range) or general admission
+/// (`generalAdmission.capacity` in range), never both.
+fn validate_shape(section: &Section, path: &str, need: &mut impl FnMut(bool, &str, String)) {
+    match (
+        section.general_admission,
+        section.rows,
+        section.seats_per_row,
+    ) {
+        (Some(ga), None, None) => need(
+            (1..=MAX_GA_CAPACITY).contains(&ga.capacity),
+            &format!("{path}.generalAdmission.capacity"),
+            format!("{} is outside 1..{MAX_GA_CAPACITY}", ga.capacity),
+        ),
+        (Some(_), _, _) => need(
+            false,
+            &format!("{path}.generalAdmission"),
+            "a general-admission section has a capacity, not rows or seatsPerRow".into(),
+        ),
+        (None, rows, per_row) => {
+            need(
+                rows.is_some_and(|r| (1..=MAX_ROWS).contains(&r)),
+                &format!("{path}.rows"),
+                match rows {
+                    Some(r) => format!("{r} is outside 1..{MAX_ROWS}"),
+                    None => "a seated section needs rows (or generalAdmission)".into(),
+                },
+            );
+            need(
+                per_row.is_some_and(|n| (1..=MAX_SEATS_PER_ROW).contains(&n)),
+                &format!("{path}.seatsPerRow"),
+                match per_row {
+                    Some(n) => format!("{n} is outside 1..{MAX_SEATS_PER_ROW}"),
+                    None => "a seated section needs seatsPerRow (or generalAdmission)".into(),
+                },
+            );
+        }
     }
 }
 

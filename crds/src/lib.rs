@@ -17,8 +17,8 @@ pub mod workers;
 
 pub use definitions::{definitions, definitions_yaml, DEFINITION_FILES};
 pub use event::{
-    is_id, Event, EventSpec, Money, PriceTier, Section, Venue, DEFAULT_HOLD, MAX_HOLD,
-    MAX_SEATS_PER_HOLD, MIN_HOLD,
+    is_id, Event, EventSpec, GeneralAdmission, Money, PriceTier, Section, Venue, DEFAULT_HOLD,
+    MAX_GA_CAPACITY, MAX_HOLD, MAX_SEATS_PER_HOLD, MIN_HOLD,
 };
 pub use inventory::{
     Inventory, InventorySpec, ProductSource, Seller, SourceFormat, DEFAULT_LOW_STOCK_THRESHOLD,

@@ -340,4 +340,47 @@ spec:
             "unknown fields are typos: {e}"
         );
     }
+
+    #[test]
+    fn a_section_is_seated_or_a_standing_floor_never_both_nor_neither() {
+        let problems = |section: &str| -> Vec<String> {
+            let text = THEATRE.replace("{ id: a, tier: stalls, rows: 2, seatsPerRow: 3 }", section);
+            match Manifest::parse_stream(&text) {
+                Ok(parsed) => {
+                    let [Manifest::Event { spec, .. }] = parsed.as_slice() else {
+                        panic!("one event expected");
+                    };
+                    assert_eq!(spec.capacity(), 250);
+                    Vec::new()
+                }
+                Err(ManifestError::Invalid { problems, .. }) => {
+                    problems.into_iter().map(|p| p.path).collect()
+                }
+                Err(other) => panic!("{other}"),
+            }
+        };
+        assert!(
+            problems("{ id: a, tier: stalls, generalAdmission: { capacity: 250 } }").is_empty()
+        );
+        assert_eq!(
+            problems("{ id: a, tier: stalls, generalAdmission: { capacity: 0 } }"),
+            ["spec.sections[0].generalAdmission.capacity"]
+        );
+        assert_eq!(
+            problems("{ id: a, tier: stalls, generalAdmission: { capacity: 100001 } }"),
+            ["spec.sections[0].generalAdmission.capacity"]
+        );
+        assert_eq!(
+            problems("{ id: a, tier: stalls, rows: 2, generalAdmission: { capacity: 5 } }"),
+            ["spec.sections[0].generalAdmission"]
+        );
+        assert_eq!(
+            problems("{ id: a, tier: stalls }"),
+            ["spec.sections[0].rows", "spec.sections[0].seatsPerRow"]
+        );
+        assert_eq!(
+            problems("{ id: a, tier: stalls, rows: 3 }"),
+            ["spec.sections[0].seatsPerRow"]
+        );
+    }
 }

@@ -73,6 +73,10 @@ pub struct EventStatus {
     pub held: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sold: Option<u64>,
+    /// General-admission places still available, when the event has standing floors (they
+    /// are counted in `available` too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub standing: Option<u64>,
     /// When the on-sale surge starts or ends next, if one is declared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub surge: Option<String>,

@@ -79,7 +79,7 @@ fn definitions_carry_what_kubectl_users_rely_on() {
             .map(|c| c.name.to_uppercase())
             .collect();
         let expected: &[&str] = match names.kind.as_str() {
-            "Event" => &["AVAILABLE", "HELD", "SOLD", "READY", "AGE"],
+            "Event" => &["AVAILABLE", "HELD", "SOLD", "STANDING", "READY", "AGE"],
             "Inventory" => &["PRODUCTS", "REJECTED", "READY", "AGE"],
             "Warehouse" => &["SKUS", "UNITS", "READY", "AGE"],
             other => panic!("unexpected kind {other}"),
@@ -100,6 +100,11 @@ fn schemas_bound_what_can_be_bounded() {
     assert_eq!(
         spec["sections"]["items"]["properties"]["rows"]["minimum"],
         1.0
+    );
+    assert_eq!(
+        spec["sections"]["items"]["properties"]["generalAdmission"]["properties"]["capacity"]
+            ["maximum"],
+        100000.0
     );
     assert!(spec["holdDuration"]["pattern"].is_string());
     assert_eq!(

@@ -88,3 +88,84 @@ pub async fn race_for_seats(clients: Vec<Api>, event_id: &str, seats: &[String])
         refused: named_taken.len(),
     }
 }
+
+/// What a race for a general-admission floor ended with.
+#[derive(Debug, Default)]
+pub struct PlacesRaced {
+    /// Which hold took each place.
+    pub held_by: HashMap<String, String>,
+    /// Each hold answered, with its places.
+    pub holds: Vec<(String, Vec<String>)>,
+    /// The quantities refused with 409 `not_enough_places`.
+    pub refused: Vec<u32>,
+    /// Requests that got no answer (the platform died under them).
+    pub unanswered: usize,
+}
+
+/// Each client asks, at the same moment, for 1 to 4 places (round the clients) of the
+/// general-admission `section` of `event_id`; `answered` counts the answers as they come.
+/// Fails the test unless every hold got exactly its quantity of the section's places, no
+/// place went to two holds, at most `capacity` places were taken, and every refusal is 409
+/// `not_enough_places`. A request with no answer at all (a killed platform) is counted, not
+/// failed.
+pub async fn race_for_places(
+    clients: Vec<Api>,
+    event_id: &str,
+    section: &str,
+    capacity: usize,
+    answered: Arc<std::sync::atomic::AtomicUsize>,
+) -> PlacesRaced {
+    let n = clients.len();
+    let barrier = Arc::new(Barrier::new(n));
+    let mut tasks = Vec::with_capacity(n);
+    for (i, client) in clients.into_iter().enumerate() {
+        let quantity = 1 + (i % 4) as u32;
+        let body =
+            serde_json::json!({"event_id": event_id, "quantity": quantity, "section": section});
+        let (barrier, answered) = (Arc::clone(&barrier), Arc::clone(&answered));
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let answer = client.post("/api/v1/holds", &body).await;
+            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            (quantity, answer)
+        }));
+    }
+    let mut raced = PlacesRaced::default();
+    let prefix = format!("{section}-1-");
+    for t in tasks {
+        let (quantity, answer) = t.await.unwrap();
+        let Ok(answer) = answer else {
+            raced.unanswered += 1;
+            continue;
+        };
+        match answer.status {
+            StatusCode::CREATED => {
+                let hold = answer.body["id"].as_str().unwrap().to_owned();
+                let got: Vec<String> =
+                    serde_json::from_value(answer.body["seat_ids"].clone()).unwrap();
+                assert_eq!(got.len(), quantity as usize, "{}", answer.body);
+                for place in &got {
+                    let n: usize = place
+                        .strip_prefix(&prefix)
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or_else(|| panic!("{place} is not a place of {section}"));
+                    assert!((1..=capacity).contains(&n), "{place} is beyond the floor");
+                    if let Some(other) = raced.held_by.insert(place.clone(), hold.clone()) {
+                        panic!("place {place} held by both {other} and {hold}");
+                    }
+                }
+                raced.holds.push((hold, got));
+            }
+            StatusCode::CONFLICT => {
+                assert_eq!(answer.code(), "not_enough_places", "{}", answer.body);
+                raced.refused.push(quantity);
+            }
+            other => panic!("unexpected answer {other}: {}", answer.body),
+        }
+    }
+    assert!(
+        raced.held_by.len() <= capacity,
+        "more places held than the floor has"
+    );
+    raced
+}

@@ -134,7 +134,7 @@ pub fn section<'a>(spec: &'a EventSpec, id: &str) -> Option<&'a Section> {
 
 pub fn exists(spec: &EventSpec, seat: &SeatId) -> bool {
     section(spec, &seat.section).is_some_and(|s| {
-        (1..=s.rows).contains(&seat.row) && (1..=s.seats_per_row).contains(&seat.seat)
+        (1..=s.row_count()).contains(&seat.row) && (1..=s.row_length()).contains(&seat.seat)
     })
 }
 
@@ -152,8 +152,8 @@ pub fn by_section(seats: &[SeatId]) -> BTreeMap<String, Vec<SeatId>> {
 
 /// Every seat of a section, in order.
 pub fn all_seats(section: &Section) -> impl Iterator<Item = SeatId> + '_ {
-    (1..=section.rows).flat_map(move |row| {
-        (1..=section.seats_per_row).map(move |seat| SeatId {
+    (1..=section.row_count()).flat_map(move |row| {
+        (1..=section.row_length()).map(move |seat| SeatId {
             section: section.id.clone(),
             row,
             seat,

@@ -15,4 +15,5 @@ mod once;
 mod purchase;
 mod seat_map;
 mod seat_stream;
+mod standing;
 mod url_sources;

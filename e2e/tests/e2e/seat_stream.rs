@@ -1,19 +1,22 @@
-//! The live seat stream: clients watching a section while holds are placed, released and
-//! lapse end with the store's seat map, see every version once and in order, hear a lapse
-//! within a second of its expiry, and a client resuming with `Last-Event-ID` gets exactly what
-//! it missed.
+//! The live seat stream: 200 clients watching a section while 500 clients race for its seats
+//! and holds are placed, released and lapse end with the store's seat map, see every version
+//! once and in order, hear a lapse within a second of its expiry, and a client resuming with
+//! `Last-Event-ID` gets exactly what it missed.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mercato_e2e::race::race_for_seats;
 use mercato_e2e::{compact_statuses, event_manifest, harness};
 use reqwest::StatusCode;
 use serde_json::Value;
 
-const WATCHERS: usize = 20;
+const WATCHERS: usize = 200;
+const RACERS: usize = 500;
 const SEATS: u32 = 40;
-const TTL: Duration = Duration::from_millis(1500);
+/// Long enough for the race to be over before its first hold lapses.
+const TTL: Duration = Duration::from_millis(3000);
 
 #[derive(Default)]
 struct View {
@@ -148,6 +151,16 @@ async fn watchers_follow_holds_releases_and_lapses_and_resume_exactly() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let shoppers = run.api.shoppers("live", 4).await.unwrap();
+    // 500 clients race for seats 21 to 38 at once; their holds lapse later, like the rest.
+    let raced: Vec<String> = (21..=38).map(|n| format!("floor-1-{n}")).collect();
+    let racers = (0..RACERS).map(|i| shoppers[i % 4].separate()).collect();
+    let started = Instant::now();
+    let race = race_for_seats(racers, "live", &raced).await;
+    println!(
+        "seat stream: {RACERS} racers took {} seats in {} ms while {WATCHERS} watched",
+        race.held_by.len(),
+        started.elapsed().as_millis()
+    );
     let mut holds = Vec::new();
     for i in 0..10u32 {
         let seats = vec![

@@ -111,7 +111,7 @@ pub async fn get(state: &AppState, id: &str) -> ApiResult {
     body["sections"] = json!(spec
         .sections
         .iter()
-        .map(|s| json!({"id": s.id, "name": s.name.clone().unwrap_or_else(|| s.id.clone()), "tier": s.tier, "rows": s.rows, "seats_per_row": s.seats_per_row}))
+        .map(super::seat_map::section_shape)
         .collect::<Vec<_>>());
     Ok(ApiReply::ok(body))
 }

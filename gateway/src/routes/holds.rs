@@ -5,7 +5,7 @@ use mercato_core::clock::{now_ms, to_rfc3339};
 use mercato_core::codec::encode;
 use mercato_core::domain::commands::{HoldCommand, Outcome};
 use mercato_core::domain::holds::{self, Hold, RequestProblem, SeatListProblem};
-use mercato_core::domain::seats::SeatId;
+use mercato_core::domain::seats::{self, SeatId};
 use mercato_core::names::topics;
 use mercato_core::repo;
 use mercato_crds::EventSpec;
@@ -105,6 +105,20 @@ pub(super) async fn place(
     let spec = load(state, &req.event_id).await?;
     // The check the holds worker makes again: here for a fast, detailed answer.
     let seats = holds::check_request(&spec, &seat_ids, Utc::now()).map_err(request_error)?;
+    if let Some(floor) = seats
+        .iter()
+        .filter_map(|s| seats::section(&spec, &s.section))
+        .find(|s| s.is_general_admission())
+    {
+        return Err(ApiError::bad_request(
+            "general_admission_by_quantity",
+            format!(
+                "section {:?} is general admission: ask for a quantity, not for places by id",
+                floor.id
+            ),
+        )
+        .with_details(json!({"section": floor.id})));
+    }
     let unique = match keyed {
         Some(k) => k.derived_id("h"),
         None => uuid::Uuid::now_v7().simple().to_string(),

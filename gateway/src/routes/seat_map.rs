@@ -125,23 +125,33 @@ pub async fn compact(
 }
 
 fn seats_in(section: &Section) -> u64 {
-    u64::from(section.rows) * u64::from(section.seats_per_row)
+    section.capacity()
+}
+
+/// A section's shape as every answer shows it: seated, or a general-admission floor whose
+/// places are one row of `capacity` (`<section>-1-<n>`).
+pub(super) fn section_shape(section: &Section) -> Value {
+    json!({
+        "id": section.id,
+        "name": section.name.clone().unwrap_or_else(|| section.id.clone()),
+        "tier": section.tier,
+        "kind": if section.is_general_admission() { "general_admission" } else { "seated" },
+        "rows": section.row_count(),
+        "seats_per_row": section.row_length(),
+        "capacity": section.capacity(),
+    })
 }
 
 pub(super) fn compact_section(section: &Section, statuses: &[SeatStatus]) -> Value {
     let count = |wanted: SeatStatus| statuses.iter().filter(|s| **s == wanted).count();
-    json!({
-        "id": section.id,
-        "tier": section.tier,
-        "rows": section.rows,
-        "seats_per_row": section.seats_per_row,
-        "counts": {
-            "available": count(SeatStatus::Available),
-            "held": count(SeatStatus::Held),
-            "sold": count(SeatStatus::Sold),
-        },
-        "status": runs(statuses),
-    })
+    let mut shape = section_shape(section);
+    shape["counts"] = json!({
+        "available": count(SeatStatus::Available),
+        "held": count(SeatStatus::Held),
+        "sold": count(SeatStatus::Sold),
+    });
+    shape["status"] = json!(runs(statuses));
+    shape
 }
 
 /// Statuses as runs of `<count><letter>`.

@@ -32,6 +32,8 @@ pub enum Counts {
         capacity: u64,
         held: u64,
         sold: u64,
+        /// General-admission places and how many are held or sold, when the event has floors.
+        standing: Option<(u64, u64)>,
         /// When the on-sale surge starts or ends next, if one is declared.
         surge: Option<String>,
     },
@@ -76,6 +78,7 @@ impl KindStatus for EventStatus {
                 capacity,
                 held,
                 sold,
+                standing,
                 surge,
             } => EventStatus {
                 common,
@@ -83,6 +86,7 @@ impl KindStatus for EventStatus {
                 available: Some(capacity.saturating_sub(held.saturating_add(*sold))),
                 held: Some(*held),
                 sold: Some(*sold),
+                standing: standing.map(|(places, taken)| places.saturating_sub(taken)),
                 surge: surge.clone(),
             },
             _ => EventStatus {
@@ -159,10 +163,16 @@ pub async fn content(
     match manifest {
         Manifest::Event { metadata, spec } => {
             let (mut held, mut sold) = (0u64, 0u64);
+            let mut standing: Option<(u64, u64)> = None;
             for section in &spec.sections {
-                for (_, status) in
-                    repo::holds::section_claims(store, &metadata.name, &section.id).await?
-                {
+                let claims =
+                    repo::holds::section_claims(store, &metadata.name, &section.id).await?;
+                if section.is_general_admission() {
+                    let (places, taken) = standing.get_or_insert((0, 0));
+                    *places += section.capacity();
+                    *taken += claims.len() as u64;
+                }
+                for (_, status) in claims {
                     match status {
                         SeatStatus::Sold => sold += 1,
                         _ => held += 1,
@@ -185,6 +195,7 @@ pub async fn content(
                 capacity: spec.capacity(),
                 held,
                 sold,
+                standing,
                 surge: surge_text,
             };
         }

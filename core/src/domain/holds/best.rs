@@ -12,12 +12,17 @@
 //! With `together`, an offer is `quantity` adjacent free seats in one row; a group that fits
 //! nowhere in one row is not split. Without, an offer is the best `quantity` free seats in
 //! that order, wherever they are.
+//!
+//! General-admission sections have places, not seats, and no best: [`free_places`] lists a
+//! floor's free places and the gateway takes the quantity asked for at random among them, so
+//! shoppers racing for the last places of a floor spread over all of them instead of all
+//! losing the same one. Seated offers never come from a general-admission section.
 
 use std::collections::HashSet;
 
 use mercato_crds::Section;
 
-use crate::domain::seats::SeatId;
+use crate::domain::seats::{all_seats, SeatId};
 
 /// How far a group of `len` seats starting at `first` sits from the middle of a row of
 /// `per_row`, in half seats.
@@ -46,13 +51,14 @@ pub fn best_available(
         seat,
     };
     let mut offers = Vec::new();
+    let seated = || sections.iter().filter(|s| !s.is_general_admission());
     if together {
-        for section in sections {
-            let per_row = section.seats_per_row;
+        for section in seated() {
+            let per_row = section.row_length();
             if quantity > per_row {
                 continue;
             }
-            for row in 1..=section.rows {
+            for row in 1..=section.row_count() {
                 let free_here: Vec<bool> = (1..=per_row).map(|s| free(section, row, s)).collect();
                 // Every window of `quantity` free seats, nearest the centre first; then the
                 // disjoint ones kept in that order.
@@ -85,9 +91,9 @@ pub fn best_available(
         return offers;
     }
     let mut current = Vec::new();
-    for section in sections {
-        let per_row = section.seats_per_row;
-        for row in 1..=section.rows {
+    for section in seated() {
+        let per_row = section.row_length();
+        for row in 1..=section.row_count() {
             let mut order: Vec<u32> = (1..=per_row).collect();
             order.sort_by_key(|&s| (off_centre(s, 1, per_row), s));
             for s in order.into_iter().filter(|&s| free(section, row, s)) {
@@ -104,18 +110,23 @@ pub fn best_available(
     offers
 }
 
+/// The free places of general-admission sections, in order. `taken` holds the canonical ids
+/// of places held or sold.
+pub fn free_places(sections: &[&Section], taken: &HashSet<String>) -> Vec<SeatId> {
+    sections
+        .iter()
+        .filter(|s| s.is_general_admission())
+        .flat_map(|s| all_seats(s))
+        .filter(|place| !taken.contains(&place.to_string()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn section(id: &str, rows: u32, per_row: u32) -> Section {
-        Section {
-            id: id.into(),
-            name: None,
-            tier: "std".into(),
-            rows,
-            seats_per_row: per_row,
-        }
+        Section::seated(id, "std", rows, per_row)
     }
 
     fn ids(offer: &[SeatId]) -> Vec<String> {
@@ -178,5 +189,21 @@ mod tests {
         let full = taken(&["a-1-1", "a-1-2"]);
         assert!(best_available(&[&a], &full, 1, false, 10).is_empty());
         assert!(best_available(&[&a], &full, 0, true, 10).is_empty());
+    }
+
+    #[test]
+    fn a_standing_floor_offers_its_free_places_and_no_seats() {
+        let (a, floor) = (section("a", 1, 4), Section::standing("floor", "std", 5));
+        let taken = taken(&["floor-1-2", "floor-1-5", "a-1-1"]);
+        let places = free_places(&[&a, &floor], &taken);
+        assert_eq!(ids(&places), ["floor-1-1", "floor-1-3", "floor-1-4"]);
+        // Seated offers never come from the floor, together or not.
+        assert!(best_available(&[&floor], &taken, 1, false, 10).is_empty());
+        assert!(best_available(&[&floor], &taken, 2, true, 10).is_empty());
+        let seated = best_available(&[&floor, &a], &taken, 1, false, 10);
+        assert!(
+            seated.iter().flatten().all(|s| s.section == "a"),
+            "{seated:?}"
+        );
     }
 }
