@@ -11,8 +11,11 @@
 //! nothing. Each section's deltas are numbered 1, 2, 3, … with no gaps.
 
 use std::collections::{HashMap, VecDeque};
+use std::fmt::Write as _;
 use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
 use mercato_core::bus::{Bus, BusResult, StartAt};
 use mercato_core::domain::commands::{SeatChange, SeatChangeKind};
 use mercato_core::domain::seats::{canonical_seats, SeatStatus};
@@ -25,6 +28,8 @@ use tokio::sync::{broadcast, watch};
 pub const BACKLOG: usize = 4096;
 /// Deltas a watching client may fall behind by before it is told to reconnect.
 const LAG: usize = 1024;
+/// How often every watcher hears something, so proxies keep idle streams open.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// What changed in one section, numbered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -35,16 +40,35 @@ pub struct Delta {
     pub seat_ids: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at_ms: Option<u64>,
-    /// This delta as JSON, made once for every client watching.
+    /// This delta as a Server-Sent Events frame, made once and shared (not copied) by every
+    /// client watching.
     #[serde(skip)]
-    pub json: String,
+    pub frame: Bytes,
+}
+
+/// What a watcher is pushed: a delta, or a keep-alive (one timer for the whole feed rather
+/// than one per client).
+#[derive(Debug, Clone)]
+pub enum Pushed {
+    Delta(Arc<Delta>),
+    KeepAlive,
+}
+
+/// An SSE frame: `event`, `id` and one `data` line (JSON has no raw newlines).
+pub fn sse_frame(event: &str, id: Option<u64>, data: &str) -> Bytes {
+    let mut frame = format!("event:{event}\n");
+    if let Some(id) = id {
+        let _ = writeln!(frame, "id:{id}");
+    }
+    let _ = write!(frame, "data:{data}\n\n");
+    Bytes::from(frame)
 }
 
 #[derive(Default)]
 struct SectionFeed {
     version: u64,
     backlog: VecDeque<Arc<Delta>>,
-    watchers: Option<broadcast::Sender<Arc<Delta>>>,
+    watchers: Option<broadcast::Sender<Pushed>>,
 }
 
 #[derive(Default)]
@@ -59,7 +83,7 @@ struct EventSeats {
 pub struct Watch {
     pub version: u64,
     pub missed: Option<Vec<Arc<Delta>>>,
-    pub next: broadcast::Receiver<Arc<Delta>>,
+    pub next: broadcast::Receiver<Pushed>,
 }
 
 #[derive(Default)]
@@ -127,9 +151,10 @@ impl SeatFeed {
                 change: name,
                 seat_ids,
                 expires_at_ms,
-                json: String::new(),
+                frame: Bytes::new(),
             };
-            delta.json = serde_json::to_string(&delta).unwrap_or_default();
+            let json = serde_json::to_string(&delta).unwrap_or_default();
+            delta.frame = sse_frame(delta.change, Some(delta.version), &json);
             let delta = Arc::new(delta);
             feed.backlog.push_back(Arc::clone(&delta));
             if feed.backlog.len() > BACKLOG {
@@ -137,7 +162,22 @@ impl SeatFeed {
             }
             if let Some(tx) = &feed.watchers {
                 // No receiver left is fine: nobody watches.
-                let _ = tx.send(delta);
+                let _ = tx.send(Pushed::Delta(delta));
+            }
+        }
+    }
+
+    /// Pushes a keep-alive to every section somebody watches, and forgets the channels of
+    /// sections nobody watches any more.
+    pub fn keep_alive(&self) {
+        let mut events = self.events.lock();
+        for event in events.values_mut() {
+            for feed in event.sections.values_mut() {
+                if let Some(tx) = &feed.watchers {
+                    if tx.send(Pushed::KeepAlive).is_err() {
+                        feed.watchers = None;
+                    }
+                }
             }
         }
     }
@@ -176,13 +216,25 @@ impl SeatFeed {
     }
 }
 
-/// Reads every partition of `seat-changes` from its beginning into `feed` until shutdown.
+/// Reads every partition of `seat-changes` from its beginning into `feed` until shutdown, and
+/// pushes the watchers' keep-alives.
 pub async fn start_reader(
     bus: Arc<dyn Bus>,
     feed: Arc<SeatFeed>,
     consumer_id: &str,
     shutdown: watch::Receiver<bool>,
 ) -> BusResult<()> {
+    let (beating, mut stop) = (Arc::clone(&feed), shutdown.clone());
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(KEEP_ALIVE);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => beating.keep_alive(),
+                _ = stop.changed() => return,
+            }
+        }
+    });
     crate::follow::follow(
         bus,
         topics::SEAT_CHANGES,
@@ -222,10 +274,19 @@ mod tests {
             "h1",
         ));
         feed.apply(&change(SeatChangeKind::Lapsed, &["a-1-1"], "h1")); // free already
-        let got: Vec<Arc<Delta>> = std::iter::from_fn(|| a.next.try_recv().ok()).collect();
+        let got: Vec<Arc<Delta>> = std::iter::from_fn(|| a.next.try_recv().ok())
+            .filter_map(|p| match p {
+                Pushed::Delta(d) => Some(d),
+                Pushed::KeepAlive => None,
+            })
+            .collect();
         assert_eq!(got.len(), 2);
         assert_eq!((got[0].version, got[0].change), (1, "held"));
         assert_eq!(got[0].seat_ids, ["a-1-1", "a-1-2"]);
+        assert_eq!(
+            &got[0].frame[..],
+            &b"event:held\nid:1\ndata:{\"version\":1,\"change\":\"held\",\"seat_ids\":[\"a-1-1\",\"a-1-2\"],\"expires_at_ms\":9}\n\n"[..]
+        );
         assert_eq!((got[1].version, got[1].change), (2, "released"));
         assert_eq!(
             feed.watch("gig", "b", None).version,
@@ -238,5 +299,19 @@ mod tests {
         assert_eq!(resumed.iter().map(|d| d.version).collect::<Vec<_>>(), [2]);
         assert_eq!(feed.watch("gig", "a", Some(2)).missed.unwrap().len(), 0);
         assert!(feed.watch("gig", "a", Some(7)).missed.is_none());
+    }
+
+    #[test]
+    fn keep_alives_reach_every_watcher_and_unwatched_sections_are_forgotten() {
+        let feed = SeatFeed::default();
+        let mut a = feed.watch("gig", "a", None);
+        let b = feed.watch("gig", "b", None);
+        drop(b);
+        feed.keep_alive();
+        assert!(matches!(a.next.try_recv(), Ok(Pushed::KeepAlive)));
+        let events = feed.events.lock();
+        let sections = &events["gig"].sections;
+        assert!(sections["a"].watchers.is_some());
+        assert!(sections["b"].watchers.is_none(), "nobody watches b");
     }
 }

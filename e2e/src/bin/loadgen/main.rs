@@ -37,6 +37,50 @@ enum Scenario {
     Seatstream(seatstream::SeatStream),
 }
 
+/// The platform a scenario drives: a running gateway (`--url`, with an admin `--token`), or
+/// one started in this process on a temporary data dir (`None`: in memory, no fsync).
+pub struct Target {
+    pub api: mercato_e2e::Api,
+    pub admin: mercato_e2e::Api,
+    /// Kept until the scenario ends: the in-process platform and its data dir.
+    _platform: Option<(mercato::platform::Platform, tempfile::TempDir)>,
+}
+
+pub async fn target(
+    url: Option<String>,
+    token: Option<String>,
+    in_memory: bool,
+    server: &tokio::runtime::Runtime,
+) -> anyhow::Result<Target> {
+    use anyhow::Context;
+    if let Some(url) = url {
+        let token = token.context("--url needs --token (an admin token) to apply the event")?;
+        let api = mercato_e2e::Api::new(&url);
+        let admin = api.with_token(&token);
+        return Ok(Target {
+            api,
+            admin,
+            _platform: None,
+        });
+    }
+    let dir = tempfile::tempdir()?;
+    let data_dir = (!in_memory).then(|| dir.path().to_owned());
+    let run = server
+        .spawn(mercato_e2e::harness::start(data_dir, None))
+        .await??;
+    let kept = if in_memory {
+        "in memory".to_owned()
+    } else {
+        format!("data in {}", dir.path().display())
+    };
+    println!("platform started in-process at {} ({kept})", run.api.base());
+    Ok(Target {
+        api: run.api,
+        admin: run.admin,
+        _platform: Some((run.platform, dir)),
+    })
+}
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]

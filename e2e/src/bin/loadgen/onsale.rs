@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, ensure, Context};
+use anyhow::{bail, ensure};
 use hdrhistogram::Histogram;
-use mercato_e2e::{harness, Api};
+use mercato_e2e::Api;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use reqwest::StatusCode;
@@ -239,27 +239,11 @@ pub async fn run(opts: Onsale, server: &tokio::runtime::Runtime) -> anyhow::Resu
         buyers > 0 && users > 0 && runs > 0,
         "--buyers, --users and --runs must be positive"
     );
-    let (_platform, _dir, api, admin) = match url {
-        Some(url) => {
-            let token =
-                token.context("--url needs --token (an admin token) to apply the stadium")?;
-            let api = Api::new(&url);
-            let admin = api.with_token(&token);
-            (None, None, api, admin)
-        }
-        None => {
-            let dir = tempfile::tempdir()?;
-            let data_dir = (!in_memory).then(|| dir.path().to_owned());
-            let run = server.spawn(harness::start(data_dir, None)).await??;
-            let kept = if in_memory {
-                "in memory".to_owned()
-            } else {
-                format!("data in {}", dir.path().display())
-            };
-            println!("platform started in-process at {} ({kept})", run.api.base);
-            (Some(run.platform), Some(dir), run.api, run.admin)
-        }
-    };
+    let crate::Target {
+        api,
+        admin,
+        _platform,
+    } = crate::target(url, token, in_memory, server).await?;
     print!("signing up {users} shoppers ... ");
     let mut shoppers = Vec::with_capacity(users);
     let tag = uuid::Uuid::new_v4().simple().to_string();

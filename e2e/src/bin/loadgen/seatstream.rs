@@ -4,13 +4,13 @@
 //! its arrival. Prints clients, deltas delivered per second, and the delay percentiles.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use anyhow::ensure;
 use futures::stream::{self, StreamExt};
 use hdrhistogram::Histogram;
-use mercato_e2e::harness;
+use memchr::memmem::Finder;
 use reqwest::StatusCode;
 use std::sync::Mutex;
 
@@ -28,20 +28,53 @@ pub struct SeatStream {
     /// Concurrent buyers holding pairs of seats until the section (2,500 seats) is sold out.
     #[arg(long, default_value_t = 100)]
     buyers: usize,
+    /// A running gateway; without it the platform runs in this process (each watcher is a
+    /// socket at both ends then: 10,000 watchers need twice the open files).
+    #[arg(long)]
+    url: Option<String>,
+    /// An admin token for `--url` (to apply the event).
+    #[arg(long, env = "MERCATO_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+/// The end of an SSE frame and the key of a placement time, searched with memchr's SIMD
+/// finders built once: the watchers share the machine with the gateway they measure.
+static FRAME_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
+const KEY: &[u8] = b"\"expires_at_ms\":";
+static EXPIRES: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(KEY));
+
+/// The `expires_at_ms` of a held delta's frame.
+fn expires_at(block: &[u8]) -> Option<i64> {
+    let at = EXPIRES.find(block)? + KEY.len();
+    let digits = block[at..]
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    std::str::from_utf8(&block[at..at + digits])
+        .ok()?
+        .parse()
+        .ok()
 }
 
 pub async fn run(opts: SeatStream, server: &tokio::runtime::Runtime) -> anyhow::Result<()> {
-    let SeatStream { watchers, buyers } = opts;
+    let SeatStream {
+        watchers,
+        buyers,
+        url,
+        token,
+    } = opts;
     ensure!(
         watchers > 0 && buyers > 0,
         "--watchers and --buyers must be positive"
     );
-    let dir = tempfile::tempdir()?;
-    let run = server
-        .spawn(harness::start(Some(dir.path().to_owned()), None))
-        .await??;
-    let (api, admin) = (run.api.clone(), run.admin.clone());
-    let event = "seatstream";
+    let crate::Target {
+        api,
+        admin,
+        _platform,
+    } = crate::target(url, token, false, server).await?;
+    // A fresh event each run, so runs against one running platform do not meet.
+    let tag = uuid::Uuid::new_v4().simple().to_string();
+    let event = &format!("seatstream-{}", &tag[..8]);
     let applied = admin
         .send(
             reqwest::Method::POST,
@@ -51,9 +84,8 @@ pub async fn run(opts: SeatStream, server: &tokio::runtime::Runtime) -> anyhow::
         )
         .await?;
     ensure!(applied.status == StatusCode::ACCEPTED, "{}", applied.body);
-    let delays = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
-        1, 600_000, 3,
-    )?));
+    // One histogram per watcher (its lock is never contended), merged at the end.
+    let mut delays = Vec::with_capacity(watchers);
     let delivered = Arc::new(AtomicUsize::new(0));
     let connected = Arc::new(AtomicUsize::new(0));
     let url = format!(
@@ -62,12 +94,12 @@ pub async fn run(opts: SeatStream, server: &tokio::runtime::Runtime) -> anyhow::
     );
     let mut tasks = Vec::new();
     for _ in 0..watchers {
-        let (url, delays, delivered, connected) = (
-            url.clone(),
-            Arc::clone(&delays),
-            Arc::clone(&delivered),
-            Arc::clone(&connected),
-        );
+        let mine = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
+            1, 600_000, 3,
+        )?));
+        delays.push(Arc::clone(&mine));
+        let (url, delivered, connected) =
+            (url.clone(), Arc::clone(&delivered), Arc::clone(&connected));
         tasks.push(tokio::spawn(async move {
             let mut resp = reqwest::Client::new().get(&url).send().await?;
             ensure!(
@@ -76,26 +108,26 @@ pub async fn run(opts: SeatStream, server: &tokio::runtime::Runtime) -> anyhow::
                 resp.status()
             );
             connected.fetch_add(1, Ordering::Relaxed);
-            let mut text = String::new();
+            // Each watcher keeps its own histogram and counts per chunk: the watchers share
+            // the machine with the gateway, so what they cost is kept small.
+            let mut pending: Vec<u8> = Vec::new();
             while let Some(chunk) = resp.chunk().await? {
                 let now = chrono::Utc::now().timestamp_millis();
-                text.push_str(&String::from_utf8_lossy(&chunk));
-                while let Some(end) = text.find("\n\n") {
-                    let block: String = text.drain(..end + 2).collect();
+                pending.extend_from_slice(&chunk);
+                let mut done = 0;
+                let mut heard = 0;
+                while let Some(end) = FRAME_END.find(&pending[done..]) {
+                    let block = &pending[done..done + end];
+                    done += end + 2;
                     // Only held deltas carry the placement time (through their expiry).
-                    let Some(at) = block.find("\"expires_at_ms\":") else {
-                        continue;
-                    };
-                    let digits: String = block[at + 16..]
-                        .chars()
-                        .take_while(char::is_ascii_digit)
-                        .collect();
-                    if let Ok(expires) = digits.parse::<i64>() {
+                    if let Some(expires) = expires_at(block) {
                         let delay = (now - (expires - HOLD_MS)).max(1) as u64;
-                        let _ = delays.lock().map(|mut h| h.record(delay));
-                        delivered.fetch_add(1, Ordering::Relaxed);
+                        let _ = mine.lock().map(|mut h| h.record(delay));
+                        heard += 1;
                     }
                 }
+                pending.drain(..done);
+                delivered.fetch_add(heard, Ordering::Relaxed);
             }
             Ok::<_, anyhow::Error>(())
         }));
@@ -111,7 +143,10 @@ pub async fn run(opts: SeatStream, server: &tokio::runtime::Runtime) -> anyhow::
     }
     let mut shoppers = Vec::new();
     for u in 0..20 {
-        shoppers.push(api.shopper(&format!("stream{u}@loadgen.example")).await?);
+        shoppers.push(
+            api.shopper(&format!("stream{u}-{}@loadgen.example", &tag[..8]))
+                .await?,
+        );
     }
     let pairs = blocks(1, 2);
     let started = Instant::now();
@@ -133,9 +168,13 @@ pub async fn run(opts: SeatStream, server: &tokio::runtime::Runtime) -> anyhow::
     let elapsed = started.elapsed();
     let got = delivered.load(Ordering::Relaxed);
     ensure!(got == expected, "{got} deltas delivered of {expected}");
-    let d = delays
-        .lock()
-        .map_err(|_| anyhow::anyhow!("a watcher panicked"))?;
+    let mut d = Histogram::<u64>::new_with_bounds(1, 600_000, 3)?;
+    for mine in &delays {
+        let mine = mine
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a watcher panicked"))?;
+        d.add(&*mine)?;
+    }
     println!(
         "seatstream: {watchers} watchers, {placed} holds placed by {buyers} buyers in {:.2}s; {got} deltas delivered ({:.0}/s); delay from placement p50 {} ms, p99 {} ms, max {} ms",
         elapsed.as_secs_f64(),
@@ -147,6 +186,5 @@ pub async fn run(opts: SeatStream, server: &tokio::runtime::Runtime) -> anyhow::
     for t in tasks {
         t.abort();
     }
-    drop(run);
     Ok(())
 }
