@@ -122,6 +122,54 @@ impl Coord for RedisCoord {
         self.conn().llen(key(queue)).await.map_err(unavailable)
     }
 
+    async fn rank_insert(&self, set: &str, member: &str, score: u64) -> CoordResult<bool> {
+        let added: u64 = redis::cmd("ZADD")
+            .arg(key(set))
+            .arg("NX")
+            .arg(score)
+            .arg(member)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(added > 0)
+    }
+
+    async fn rank_of(&self, set: &str, member: &str) -> CoordResult<Option<u64>> {
+        let rank: Option<u64> = self
+            .conn()
+            .zrank(key(set), member)
+            .await
+            .map_err(unavailable)?;
+        Ok(rank)
+    }
+
+    async fn rank_pop(&self, set: &str, count: u64) -> CoordResult<Vec<String>> {
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        // Member, score, member, score, ...
+        let flat: Vec<String> = redis::cmd("ZPOPMIN")
+            .arg(key(set))
+            .arg(count)
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(flat.into_iter().step_by(2).collect())
+    }
+
+    async fn rank_len(&self, set: &str) -> CoordResult<u64> {
+        self.conn().zcard(key(set)).await.map_err(unavailable)
+    }
+
+    async fn rank_remove(&self, set: &str, member: &str) -> CoordResult<bool> {
+        let n: u64 = self
+            .conn()
+            .zrem(key(set), member)
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
     async fn publish(&self, channel: &str, message: &[u8]) -> CoordResult<usize> {
         self.conn()
             .publish(key(channel), message)

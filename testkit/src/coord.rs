@@ -11,6 +11,8 @@ pub async fn run_all(coord: Arc<dyn Coord>) {
     set_if_absent_race(Arc::clone(&coord)).await;
     rate_limit_window(&*coord).await;
     queues_are_fifo(&*coord).await;
+    ranked_sets_order_by_score_then_member(&*coord).await;
+    ranked_insert_race(Arc::clone(&coord)).await;
     pub_sub_fans_out(&*coord).await;
 }
 
@@ -104,4 +106,73 @@ pub async fn pub_sub_fans_out(coord: &dyn Coord) {
             .unwrap();
         assert_eq!(got, b"seat-changed");
     }
+}
+
+pub async fn ranked_sets_order_by_score_then_member(coord: &dyn Coord) {
+    let set = unique("ranked");
+    assert_eq!(coord.rank_pop(&set, 3).await.unwrap(), Vec::<String>::new());
+    assert_eq!(coord.rank_of(&set, "ada").await.unwrap(), None);
+    // Scores up to 2^53 stay exact (Redis keeps doubles).
+    let big = (1u64 << 53) - 1;
+    for (member, score) in [
+        ("cy", 7),
+        ("ada", 7),
+        ("bo", 2),
+        ("dee", big),
+        ("eve", big - 1),
+    ] {
+        assert!(coord.rank_insert(&set, member, score).await.unwrap());
+    }
+    assert!(
+        !coord.rank_insert(&set, "bo", 100).await.unwrap(),
+        "a member keeps its first score"
+    );
+    assert_eq!(coord.rank_len(&set).await.unwrap(), 5);
+    for (member, rank) in [("bo", 0), ("ada", 1), ("cy", 2), ("eve", 3), ("dee", 4)] {
+        assert_eq!(
+            coord.rank_of(&set, member).await.unwrap(),
+            Some(rank),
+            "{member}"
+        );
+    }
+    assert!(coord.rank_remove(&set, "cy").await.unwrap());
+    assert!(!coord.rank_remove(&set, "cy").await.unwrap());
+    assert_eq!(coord.rank_of(&set, "eve").await.unwrap(), Some(2));
+    assert_eq!(coord.rank_pop(&set, 2).await.unwrap(), ["bo", "ada"]);
+    assert_eq!(coord.rank_pop(&set, 5).await.unwrap(), ["eve", "dee"]);
+    assert_eq!(coord.rank_len(&set).await.unwrap(), 0);
+    assert!(
+        coord.rank_insert(&set, "bo", 1).await.unwrap(),
+        "popped: may join again"
+    );
+    assert!(coord.delete(&set).await.unwrap());
+    assert_eq!(coord.rank_len(&set).await.unwrap(), 0);
+}
+
+/// Many clients insert the same members at once, with different scores: each member is in
+/// once, and one insert of each wins.
+pub async fn ranked_insert_race(coord: Arc<dyn Coord>) {
+    let set = unique("ranked-race");
+    let tasks: Vec<_> = (0..64u64)
+        .map(|i| {
+            let (coord, set) = (Arc::clone(&coord), set.clone());
+            tokio::spawn(async move {
+                coord
+                    .rank_insert(&set, &format!("m{}", i % 8), i)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        won += usize::from(t.await.unwrap());
+    }
+    assert_eq!(won, 8, "one insert of each member wins");
+    assert_eq!(coord.rank_len(&set).await.unwrap(), 8);
+    let popped = coord.rank_pop(&set, 100).await.unwrap();
+    let mut distinct = popped.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 8, "{popped:?}");
 }

@@ -1,7 +1,7 @@
 //! The in-process Coord: maps under a mutex, with TTLs checked on access (as Redis does lazily)
 //! and pub/sub on broadcast channels.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -18,7 +18,15 @@ struct State {
     keys: HashMap<String, (Vec<u8>, Option<Instant>)>,
     counters: HashMap<String, (u64, Instant)>,
     queues: HashMap<String, VecDeque<Vec<u8>>>,
+    ranked: HashMap<String, Ranked>,
     channels: HashMap<String, broadcast::Sender<Vec<u8>>>,
+}
+
+/// A sorted set: members in (score, member) order, and each member's score.
+#[derive(Default)]
+struct Ranked {
+    order: BTreeSet<(u64, String)>,
+    scores: HashMap<String, u64>,
 }
 
 #[derive(Default)]
@@ -69,7 +77,8 @@ impl Coord for EmbeddedCoord {
         let key_removed = st.keys.remove(key).is_some_and(|e| live(&e, now));
         let counter_removed = st.counters.remove(key).is_some_and(|(_, at)| at > now);
         let queue_removed = st.queues.remove(key).is_some();
-        Ok(key_removed || counter_removed || queue_removed)
+        let ranked_removed = st.ranked.remove(key).is_some();
+        Ok(key_removed || counter_removed || queue_removed || ranked_removed)
     }
 
     async fn incr_window(&self, key: &str, window: Duration) -> CoordResult<u64> {
@@ -113,6 +122,69 @@ impl Coord for EmbeddedCoord {
             .queues
             .get(queue)
             .map_or(0, |q| q.len() as u64))
+    }
+
+    async fn rank_insert(&self, set: &str, member: &str, score: u64) -> CoordResult<bool> {
+        let mut st = self.state.lock();
+        let ranked = st.ranked.entry(set.to_owned()).or_default();
+        if ranked.scores.contains_key(member) {
+            return Ok(false);
+        }
+        ranked.scores.insert(member.to_owned(), score);
+        ranked.order.insert((score, member.to_owned()));
+        Ok(true)
+    }
+
+    async fn rank_of(&self, set: &str, member: &str) -> CoordResult<Option<u64>> {
+        let st = self.state.lock();
+        let Some(ranked) = st.ranked.get(set) else {
+            return Ok(None);
+        };
+        // O(rank), where Redis's ZRANK is O(log n): the embedded engine serves one process,
+        // whose queues are tens of thousands long at most.
+        Ok(ranked
+            .scores
+            .get(member)
+            .map(|score| ranked.order.range(..(*score, member.to_owned())).count() as u64))
+    }
+
+    async fn rank_pop(&self, set: &str, count: u64) -> CoordResult<Vec<String>> {
+        let mut st = self.state.lock();
+        let Some(ranked) = st.ranked.get_mut(set) else {
+            return Ok(Vec::new());
+        };
+        let mut popped = Vec::new();
+        while (popped.len() as u64) < count {
+            let Some((_, member)) = ranked.order.pop_first() else {
+                break;
+            };
+            ranked.scores.remove(&member);
+            popped.push(member);
+        }
+        if ranked.order.is_empty() {
+            st.ranked.remove(set);
+        }
+        Ok(popped)
+    }
+
+    async fn rank_len(&self, set: &str) -> CoordResult<u64> {
+        let st = self.state.lock();
+        Ok(st.ranked.get(set).map_or(0, |r| r.order.len() as u64))
+    }
+
+    async fn rank_remove(&self, set: &str, member: &str) -> CoordResult<bool> {
+        let mut st = self.state.lock();
+        let Some(ranked) = st.ranked.get_mut(set) else {
+            return Ok(false);
+        };
+        let Some(score) = ranked.scores.remove(member) else {
+            return Ok(false);
+        };
+        ranked.order.remove(&(score, member.to_owned()));
+        if ranked.order.is_empty() {
+            st.ranked.remove(set);
+        }
+        Ok(true)
     }
 
     async fn publish(&self, channel: &str, message: &[u8]) -> CoordResult<usize> {

@@ -1,5 +1,7 @@
 //! The Coord port, shaped like Redis: short-lived shared state.
 //!
+//! Ranked-set scores are integers below 2^53, so Redis's double scores hold them exactly.
+//!
 //! Rate-limit windows, waiting-room queues, keys with a TTL, and fan-out of change notices to
 //! every gateway replica. Losing it must never lose an order or a sale: nothing durable is kept
 //! here, it only buys speed and fairness.
@@ -35,6 +37,17 @@ pub trait Coord: Send + Sync + 'static {
     /// LPOP.
     async fn pop(&self, queue: &str) -> CoordResult<Option<Vec<u8>>>;
     async fn len(&self, queue: &str) -> CoordResult<u64>;
+    /// ZADD NX: puts `member` in the ranked set with `score` unless it is there already (its
+    /// first score stays); true if it was added. Members are ordered by score, then by member.
+    async fn rank_insert(&self, set: &str, member: &str, score: u64) -> CoordResult<bool>;
+    /// ZRANK: how many members come before `member`; `None` when it is not in the set.
+    async fn rank_of(&self, set: &str, member: &str) -> CoordResult<Option<u64>>;
+    /// ZPOPMIN: takes up to `count` members off the front, front first.
+    async fn rank_pop(&self, set: &str, count: u64) -> CoordResult<Vec<String>>;
+    /// ZCARD.
+    async fn rank_len(&self, set: &str) -> CoordResult<u64>;
+    /// ZREM: true if `member` was in the set.
+    async fn rank_remove(&self, set: &str, member: &str) -> CoordResult<bool>;
     /// PUBLISH; returns how many subscribers received it.
     async fn publish(&self, channel: &str, message: &[u8]) -> CoordResult<usize>;
     /// SUBSCRIBE: messages published from now on. A slow subscriber may miss messages (it sees
