@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::manifest::Problem;
 use crate::status::EventStatus;
+use crate::waiting_room::{validate_waiting_room, WaitingRoom};
 use crate::workers::{validate_scale, validate_surge, EventWorkers};
 
 pub const DEFAULT_HOLD: Duration = Duration::from_secs(600);
@@ -153,6 +154,16 @@ impl Section {
     printcolumn(name = "Sold", type_ = "integer", json_path = ".status.sold"),
     printcolumn(name = "Standing", type_ = "integer", json_path = ".status.standing"),
     printcolumn(
+        name = "Queue",
+        type_ = "integer",
+        json_path = ".status.waitingRoom.queued"
+    ),
+    printcolumn(
+        name = "Admitted",
+        type_ = "integer",
+        json_path = ".status.waitingRoom.admitted"
+    ),
+    printcolumn(
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
@@ -186,6 +197,9 @@ pub struct EventSpec {
     /// The holds and payments workers this event needs, and a surge around its on-sale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workers: Option<EventWorkers>,
+    /// A virtual waiting room in front of the on-sale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoom>,
 }
 
 impl EventSpec {
@@ -314,6 +328,9 @@ impl EventSpec {
                 format!("unknown tier {:?}", section.tier),
             );
             validate_shape(section, &path, &mut need);
+        }
+        if let Some(room) = &self.waiting_room {
+            validate_waiting_room("spec.waitingRoom", room, &mut problems);
         }
         if let Some(workers) = &self.workers {
             for (role, scale) in [("holds", &workers.holds), ("payments", &workers.payments)] {

@@ -12,6 +12,7 @@ mod fuzz_tests;
 mod inventory;
 mod manifest;
 pub mod status;
+mod waiting_room;
 mod warehouse;
 pub mod workers;
 
@@ -26,6 +27,9 @@ pub use inventory::{
 };
 pub use manifest::{
     validate_name, Manifest, ManifestError, ObjectMeta, Problem, API_VERSION, GROUP,
+};
+pub use waiting_room::{
+    WaitingRoom, DEFAULT_ADMISSION_WINDOW, DEFAULT_MAX_ACTIVE, DEFAULT_PRE_QUEUE,
 };
 pub use warehouse::{
     DeletionPolicy, Location, StockEntry, Warehouse, WarehouseSpec, MAX_WAREHOUSE_SKUS,

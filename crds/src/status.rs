@@ -77,9 +77,27 @@ pub struct EventStatus {
     /// are counted in `available` too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub standing: Option<u64>,
+    /// The waiting room, when the event declares one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_room: Option<WaitingRoomStatus>,
     /// When the on-sale surge starts or ends next, if one is declared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub surge: Option<String>,
+}
+
+/// What the operator reports on an Event's waiting room.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingRoomStatus {
+    /// `closed` (before the pre-queue), `pre_queue`, `admitting`, `paused`, `sold_out` or
+    /// `disabled`.
+    pub state: String,
+    /// Shoppers waiting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued: Option<u64>,
+    /// Shoppers with a live admission.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admitted: Option<u64>,
 }
 
 /// What the operator reports on an Inventory: how its latest publishing went.

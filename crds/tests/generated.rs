@@ -79,7 +79,16 @@ fn definitions_carry_what_kubectl_users_rely_on() {
             .map(|c| c.name.to_uppercase())
             .collect();
         let expected: &[&str] = match names.kind.as_str() {
-            "Event" => &["AVAILABLE", "HELD", "SOLD", "STANDING", "READY", "AGE"],
+            "Event" => &[
+                "AVAILABLE",
+                "HELD",
+                "SOLD",
+                "STANDING",
+                "QUEUE",
+                "ADMITTED",
+                "READY",
+                "AGE",
+            ],
             "Inventory" => &["PRODUCTS", "REJECTED", "READY", "AGE"],
             "Warehouse" => &["SKUS", "UNITS", "READY", "AGE"],
             other => panic!("unexpected kind {other}"),

@@ -11,7 +11,7 @@ use mercato_core::repo;
 use mercato_core::store::Store;
 use mercato_crds::status::{
     conditions as types, CommonStatus, Condition, EventStatus, InventoryStatus, TopicStatus,
-    WarehouseStatus,
+    WaitingRoomStatus, WarehouseStatus,
 };
 use mercato_crds::Manifest;
 use serde::Serialize;
@@ -34,6 +34,8 @@ pub enum Counts {
         sold: u64,
         /// General-admission places and how many are held or sold, when the event has floors.
         standing: Option<(u64, u64)>,
+        /// The waiting room's state by the clock, when the event declares one.
+        room: Option<&'static str>,
         /// When the on-sale surge starts or ends next, if one is declared.
         surge: Option<String>,
     },
@@ -79,6 +81,7 @@ impl KindStatus for EventStatus {
                 held,
                 sold,
                 standing,
+                room,
                 surge,
             } => EventStatus {
                 common,
@@ -87,6 +90,10 @@ impl KindStatus for EventStatus {
                 held: Some(*held),
                 sold: Some(*sold),
                 standing: standing.map(|(places, taken)| places.saturating_sub(taken)),
+                waiting_room: room.map(|state| WaitingRoomStatus {
+                    state: state.to_owned(),
+                    ..WaitingRoomStatus::default()
+                }),
                 surge: surge.clone(),
             },
             _ => EventStatus {
@@ -191,11 +198,23 @@ pub async fn content(
                     format!("ended {}", at(until))
                 });
             }
+            let room = spec.waiting_room.as_ref().map(|room| {
+                if !room.enabled {
+                    "disabled"
+                } else if now < room.opens(spec.on_sale_at) {
+                    "closed"
+                } else if now < spec.on_sale_at {
+                    "pre_queue"
+                } else {
+                    "open"
+                }
+            });
             out.counts = Counts::Event {
                 capacity: spec.capacity(),
                 held,
                 sold,
                 standing,
+                room,
                 surge: surge_text,
             };
         }
