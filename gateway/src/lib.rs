@@ -1,6 +1,7 @@
 //! The shopper-facing HTTP API. Thin by design: it validates, reads the store, sends commands
 //! and awaits their results; workers make every decision that could race.
 
+pub mod admission;
 pub mod auth;
 pub mod bulkhead;
 pub mod error;
