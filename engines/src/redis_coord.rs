@@ -170,6 +170,16 @@ impl Coord for RedisCoord {
         Ok(n > 0)
     }
 
+    async fn rank_trim(&self, set: &str, below: u64) -> CoordResult<u64> {
+        redis::cmd("ZREMRANGEBYSCORE")
+            .arg(key(set))
+            .arg("-inf")
+            .arg(format!("({below}"))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
     async fn publish(&self, channel: &str, message: &[u8]) -> CoordResult<usize> {
         self.conn()
             .publish(key(channel), message)

@@ -47,6 +47,11 @@ impl Keys {
         Self { ring, validation }
     }
 
+    /// The keys: admissions out of a waiting room are signed with them too.
+    pub fn ring(&self) -> &KeyRing {
+        &self.ring
+    }
+
     pub fn issue(
         &self,
         user_id: &str,

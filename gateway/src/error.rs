@@ -150,6 +150,12 @@ impl From<mercato_core::store::StoreError> for ApiError {
     }
 }
 
+impl From<mercato_core::coord::CoordError> for ApiError {
+    fn from(e: mercato_core::coord::CoordError) -> Self {
+        ApiError::unavailable("coord_unavailable", e.to_string())
+    }
+}
+
 impl From<mercato_core::bus::BusError> for ApiError {
     fn from(e: mercato_core::bus::BusError) -> Self {
         tracing::warn!(error = %e, "bus error while serving a request");

@@ -14,6 +14,7 @@ mod routes;
 pub mod seat_feed;
 pub mod state;
 pub mod tls;
+pub mod waiting_room;
 
 pub use routes::accounts::{ensure_admin, AdminAccount};
 pub use routes::routes;
@@ -65,6 +66,7 @@ pub async fn serve(
         shutdown.clone(),
     )
     .await?;
+    waiting_room::start_admitter(Arc::clone(&state), shutdown.clone());
     let mut stop = shutdown;
     let stopped = async move {
         while !*stop.borrow() {

@@ -147,6 +147,16 @@ pub async fn ranked_sets_order_by_score_then_member(coord: &dyn Coord) {
     );
     assert!(coord.delete(&set).await.unwrap());
     assert_eq!(coord.rank_len(&set).await.unwrap(), 0);
+
+    // Trimming by score: members scored below the bound go, the rest stay in order.
+    for (member, score) in [("a", 5), ("b", 10), ("c", 10), ("d", 11)] {
+        coord.rank_insert(&set, member, score).await.unwrap();
+    }
+    assert_eq!(coord.rank_trim(&set, 10).await.unwrap(), 1);
+    assert_eq!(coord.rank_of(&set, "b").await.unwrap(), Some(0));
+    assert_eq!(coord.rank_trim(&set, 12).await.unwrap(), 3);
+    assert_eq!(coord.rank_len(&set).await.unwrap(), 0);
+    assert_eq!(coord.rank_trim(&set, 12).await.unwrap(), 0);
 }
 
 /// Many clients insert the same members at once, with different scores: each member is in

@@ -187,6 +187,22 @@ impl Coord for EmbeddedCoord {
         Ok(true)
     }
 
+    async fn rank_trim(&self, set: &str, below: u64) -> CoordResult<u64> {
+        let mut st = self.state.lock();
+        let Some(ranked) = st.ranked.get_mut(set) else {
+            return Ok(0);
+        };
+        let kept = ranked.order.split_off(&(below, String::new()));
+        let removed = std::mem::replace(&mut ranked.order, kept);
+        for (_, member) in &removed {
+            ranked.scores.remove(member);
+        }
+        if ranked.order.is_empty() {
+            st.ranked.remove(set);
+        }
+        Ok(removed.len() as u64)
+    }
+
     async fn publish(&self, channel: &str, message: &[u8]) -> CoordResult<usize> {
         let st = self.state.lock();
         Ok(st

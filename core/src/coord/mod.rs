@@ -48,6 +48,8 @@ pub trait Coord: Send + Sync + 'static {
     async fn rank_len(&self, set: &str) -> CoordResult<u64>;
     /// ZREM: true if `member` was in the set.
     async fn rank_remove(&self, set: &str, member: &str) -> CoordResult<bool>;
+    /// ZREMRANGEBYSCORE set -inf (below: removes every member scored below `below`; how many.
+    async fn rank_trim(&self, set: &str, below: u64) -> CoordResult<u64>;
     /// PUBLISH; returns how many subscribers received it.
     async fn publish(&self, channel: &str, message: &[u8]) -> CoordResult<usize>;
     /// SUBSCRIBE: messages published from now on. A slow subscriber may miss messages (it sees

@@ -14,5 +14,6 @@ pub mod purchase;
 pub mod refusal;
 pub mod seats;
 pub mod users;
+pub mod waiting_room;
 
 pub use mercato_crds::Money;

@@ -17,3 +17,4 @@ mod seat_map;
 mod seat_stream;
 mod standing;
 mod url_sources;
+mod waiting_room;

@@ -47,6 +47,15 @@ async fn availability(
             return Ok(*a);
         }
     }
+    fresh_availability(state, id, spec).await
+}
+
+/// Seats available, held and sold as the store says now (and kept for [`availability`]).
+pub(crate) async fn fresh_availability(
+    state: &AppState,
+    id: &str,
+    spec: &EventSpec,
+) -> Result<Availability, ApiError> {
     let mut a = Availability {
         available: spec.capacity(),
         ..Availability::default()

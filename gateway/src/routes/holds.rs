@@ -19,6 +19,7 @@ use crate::auth::Caller;
 use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
 use crate::idempotency::Keyed;
 use crate::state::AppState;
+use crate::waiting_room;
 
 /// A hold names its seats, or asks for a `quantity` of the best left (optionally in one
 /// `section` or `tier`, `together` in one row by default).
@@ -36,6 +37,9 @@ struct NewHold {
     tier: Option<String>,
     #[serde(default)]
     together: Option<bool>,
+    /// The admission out of the event's waiting room, when it has one.
+    #[serde(default)]
+    admission: Option<String>,
 }
 
 pub fn hold_view(h: &Hold) -> Value {
@@ -82,13 +86,19 @@ pub(super) async fn place(
         }
         (None, Some(quantity)) => {
             let spec = load(state, &req.event_id).await?;
+            let user = caller.user_id.clone();
+            let admission = req.admission.as_deref();
+            waiting_room::check_admission(state, &spec, &req.event_id, &user, admission)?;
             let wanted = best_seats::Wanted {
                 quantity,
                 section: req.section,
                 tier: req.tier,
                 together: req.together.unwrap_or(true),
             };
-            return best_seats::place(state, caller, keyed, &spec, &req.event_id, wanted).await;
+            let placed =
+                best_seats::place(state, caller, keyed, &spec, &req.event_id, wanted).await?;
+            waiting_room::consumed(state, &spec, &req.event_id, &user).await;
+            return Ok(placed);
         }
         (Some(_), None) if by_quantity => {
             return Err(ApiError::bad_request(
@@ -103,6 +113,13 @@ pub(super) async fn place(
         return Err(seat_list_error(SeatListProblem::Empty));
     }
     let spec = load(state, &req.event_id).await?;
+    waiting_room::check_admission(
+        state,
+        &spec,
+        &req.event_id,
+        &caller.user_id,
+        req.admission.as_deref(),
+    )?;
     // The check the holds worker makes again: here for a fast, detailed answer.
     let seats = holds::check_request(&spec, &seat_ids, Utc::now()).map_err(request_error)?;
     if let Some(floor) = seats
@@ -124,7 +141,10 @@ pub(super) async fn place(
         None => uuid::Uuid::now_v7().simple().to_string(),
     };
     match send_place(state, &caller, &spec, &req.event_id, &seats, &unique).await? {
-        Outcome::HoldPlaced(hold) => Ok(ApiReply::created(hold_view(&hold))),
+        Outcome::HoldPlaced(hold) => {
+            waiting_room::consumed(state, &spec, &req.event_id, &caller.user_id).await;
+            Ok(ApiReply::created(hold_view(&hold)))
+        }
         Outcome::SeatsUnavailable { seat_ids } => Err(ApiError::new(
             StatusCode::CONFLICT,
             "seats_unavailable",

@@ -13,6 +13,7 @@ mod fulfilment;
 mod holds;
 mod ops;
 mod orders;
+mod queue;
 mod seat_map;
 mod seat_stream;
 mod shop;
@@ -35,6 +36,8 @@ use body::{drain, read_limited, BodyRefused, DRAIN_LIMIT};
 use table::{header, Body, Call, Route, ROUTES};
 
 type Query = HashMap<String, String>;
+
+pub(crate) use events::fresh_availability;
 
 /// Records the request in the metrics and turns the result into a response.
 fn finish(state: &AppState, route: &'static str, started: Instant, result: ApiResult) -> Response {

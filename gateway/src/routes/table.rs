@@ -12,8 +12,8 @@ use futures::future::BoxFuture;
 use warp::http::{HeaderMap, Method};
 
 use super::{
-    accounts, admin, catalog, events, fulfilment, holds, ops, orders, seat_map, shop, ApiResult,
-    Query,
+    accounts, admin, catalog, events, fulfilment, holds, ops, orders, queue, seat_map, shop,
+    ApiResult, Query,
 };
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -173,6 +173,8 @@ pub(super) static ROUTES: &[Route] = &[
     route!(GET "/api/v1/events/{}", "events_get", Ignored, |c| events::get(&c.state, c.param(0))),
     route!(GET "/api/v1/events/{}/seats", "events_seats", Ignored, |c| seat_map::seats(&c.state, c.param(0), &c.query()?, c.header("if-none-match"))),
     route!(GET "/api/v1/events/{}/seatmap", "events_seatmap", Ignored, |c| seat_map::compact(&c.state, c.param(0), &c.query()?, c.header("if-none-match"))),
+    route!(POST "/api/v1/events/{}/queue", "queue_join", Ignored, |c| queue::join(&c.state, c.auth(), c.param(0))),
+    route!(GET "/api/v1/events/{}/queue/{}", "queue_get", Ignored, |c| queue::get(&c.state, c.auth(), c.param(0), c.param(1))),
     route!(POST "/api/v1/holds", "holds_create", Json, |c| c.idempotent(|caller, keyed| holds::place(&c.state, caller, keyed, &c.body))),
     route!(GET "/api/v1/holds/{}", "holds_get", Ignored, |c| holds::get(&c.state, c.auth(), c.param(0))),
     route!(DELETE "/api/v1/holds/{}", "holds_delete", Ignored, |c| holds::release(&c.state, c.auth(), c.param(0))),

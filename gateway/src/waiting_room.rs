@@ -1,0 +1,296 @@
+//! The waiting room on the Coord port: each event's queue is a ranked set (the order is
+//! decided in [`mercato_core::domain::waiting_room`]), its live admissions another ranked set
+//! scored by expiry, and each admission a key holding its token. Embedded in `mercato up`, on
+//! Redis when gateways are separate processes: any gateway answers for any shopper, and a
+//! gateway restart loses no place.
+//!
+//! One admitter runs per event at a time: every gateway ticks, and the one that takes the
+//! tick's lock admits. An admission is consumed when its shopper holds seats.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use mercato_core::coord::{Coord, CoordResult};
+use mercato_core::domain::waiting_room::{self as room, Phase, RoomState, Seen};
+use mercato_crds::{EventSpec, WaitingRoom};
+use rand::Rng;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::admission;
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// How often the admitter looks at each event.
+pub const TICK: Duration = Duration::from_millis(500);
+/// How long the join counter and the room's published state live without being refreshed.
+const COUNTER_LIFE: Duration = Duration::from_secs(30 * 24 * 3600);
+const STATE_LIFE: Duration = Duration::from_secs(10);
+/// Events looked at per tick: rooms are on a few events at a time.
+const EVENTS_PER_TICK: usize = 1000;
+
+fn queue_key(event: &str) -> String {
+    format!("wr/{event}/queue")
+}
+fn joined_key(event: &str) -> String {
+    format!("wr/{event}/joined")
+}
+fn active_key(event: &str) -> String {
+    format!("wr/{event}/active")
+}
+fn admission_key(event: &str, user: &str) -> String {
+    format!("wr/{event}/admission/{user}")
+}
+fn state_key(event: &str) -> String {
+    format!("wr/{event}/state")
+}
+fn lock_key(event: &str) -> String {
+    format!("wr/{event}/admitter")
+}
+
+/// The room of an event, when it has one in use.
+pub fn enabled(spec: &EventSpec) -> Option<&WaitingRoom> {
+    spec.waiting_room.as_ref().filter(|r| r.enabled)
+}
+
+/// A shopper's ticket for an event: derived from both, so it names one place and proves
+/// nothing by itself (the caller's session does).
+pub fn ticket(event: &str, user: &str) -> String {
+    let digest = Sha256::digest(format!("{event}\n{user}").as_bytes());
+    format!("tk_{}", hex::encode(&digest[..12]))
+}
+
+/// Where a shopper stands, as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Place {
+    pub ticket: String,
+    pub state: String,
+    /// 1 for the head of the queue; unknown during the pre-queue (drawn at the on-sale).
+    pub position: Option<u64>,
+    pub ahead: Option<u64>,
+    pub eta_seconds: Option<u64>,
+    /// Once admitted: the token `POST /holds` asks for, and when it expires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission: Option<String>,
+}
+
+/// Joins `user` to the queue of `event` (joining again keeps the place) and says where they
+/// stand.
+pub async fn join(
+    state: &AppState,
+    spec: &EventSpec,
+    event: &str,
+    user: &str,
+) -> Result<Place, ApiError> {
+    let room_spec = enabled(spec).ok_or_else(|| no_room(event))?;
+    let now = Utc::now();
+    let phase = room::phase(room_spec, spec.on_sale_at, now);
+    let coord = &*state.ports.coord;
+    if coord.get(&admission_key(event, user)).await?.is_none() {
+        let joined = match phase {
+            Phase::Open => coord.incr_window(&joined_key(event), COUNTER_LIFE).await?,
+            _ => 0,
+        };
+        let draw: u32 = rand::thread_rng().gen();
+        let Some(score) = room::join_score(phase, draw, joined) else {
+            return Err(ApiError::new(
+                warp::http::StatusCode::CONFLICT,
+                "queue_not_open",
+                format!(
+                    "the queue for {event:?} opens at {}",
+                    room_spec.opens(spec.on_sale_at).to_rfc3339()
+                ),
+            )
+            .with_details(serde_json::json!({"opens_at": room_spec.opens(spec.on_sale_at)})));
+        };
+        coord.rank_insert(&queue_key(event), user, score).await?;
+    }
+    place(state, spec, event, user).await
+}
+
+/// Where `user` stands in the queue of `event`.
+pub async fn place(
+    state: &AppState,
+    spec: &EventSpec,
+    event: &str,
+    user: &str,
+) -> Result<Place, ApiError> {
+    let room_spec = enabled(spec).ok_or_else(|| no_room(event))?;
+    let coord = &*state.ports.coord;
+    let ticket = ticket(event, user);
+    if let Some(token) = coord.get(&admission_key(event, user)).await? {
+        return Ok(Place {
+            ticket,
+            state: "admitted".into(),
+            position: None,
+            ahead: None,
+            eta_seconds: Some(0),
+            admission: Some(String::from_utf8_lossy(&token).into_owned()),
+        });
+    }
+    let Some(rank) = coord.rank_of(&queue_key(event), user).await? else {
+        return Err(ApiError::not_found(
+            "ticket_not_found",
+            format!("you are not in the queue for {event:?}: join it (POST), or again if your admission lapsed"),
+        ));
+    };
+    let phase = room::phase(room_spec, spec.on_sale_at, Utc::now());
+    let room_state = match phase {
+        Phase::Closed => "closed".to_owned(),
+        Phase::PreQueue => "pre_queue".to_owned(),
+        Phase::Open => coord
+            .get(&state_key(event))
+            .await?
+            .map(|s| String::from_utf8_lossy(&s).into_owned())
+            .unwrap_or_else(|| "admitting".into()),
+    };
+    let open = phase == Phase::Open;
+    Ok(Place {
+        ticket,
+        state: room_state,
+        position: open.then_some(rank + 1),
+        ahead: open.then_some(rank),
+        eta_seconds: None,
+        admission: None,
+    })
+}
+
+/// Checks the admission a hold for `event` carries, when the event has a room in use.
+pub fn check_admission(
+    state: &AppState,
+    spec: &EventSpec,
+    event: &str,
+    user: &str,
+    token: Option<&str>,
+) -> Result<(), ApiError> {
+    if enabled(spec).is_none() {
+        return Ok(());
+    }
+    admission::check(state.keys.ring(), token, user, event).map_err(ApiError::from)
+}
+
+/// A shopper who held seats has used their admission: it no longer counts against the seats
+/// left. (The token stays valid until it expires, for the rest of their purchase.)
+pub async fn consumed(state: &AppState, spec: &EventSpec, event: &str, user: &str) {
+    if enabled(spec).is_some() {
+        if let Err(e) = state
+            .ports
+            .coord
+            .rank_remove(&active_key(event), user)
+            .await
+        {
+            tracing::warn!(event, error = %e, "could not mark an admission used");
+        }
+    }
+}
+
+fn no_room(event: &str) -> ApiError {
+    ApiError::not_found(
+        "no_waiting_room",
+        format!("{event:?} has no waiting room: hold seats directly"),
+    )
+}
+
+/// Admits every event's queue head at each [`TICK`] until shutdown.
+pub fn start_admitter(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(TICK);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = every.tick() => {
+                    if let Err(e) = tick(&state).await {
+                        tracing::warn!(error = %e.message, "the waiting room's admitter could not tick");
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    });
+}
+
+async fn tick(state: &AppState) -> Result<(), ApiError> {
+    let (ids, _) =
+        mercato_core::repo::events::listing_page(&*state.ports.store, None, EVENTS_PER_TICK)
+            .await?;
+    let now = Utc::now();
+    for id in ids {
+        let Some(spec) = state.events.get(&id).await? else {
+            continue;
+        };
+        let Some(room_spec) = enabled(&spec) else {
+            continue;
+        };
+        if room::phase(room_spec, spec.on_sale_at, now) != Phase::Open {
+            continue;
+        }
+        // One admitter per event per tick, whichever gateway takes the lock.
+        let lock = state
+            .ports
+            .coord
+            .set_if_absent(&lock_key(&id), b"1", TICK.mul_f32(0.8))
+            .await?;
+        if lock {
+            admit_event(state, &spec, room_spec, &id, now).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn admit_event(
+    state: &AppState,
+    spec: &EventSpec,
+    room_spec: &WaitingRoom,
+    event: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let coord = &*state.ports.coord;
+    let now_ms = now.timestamp_millis().max(0) as u64;
+    coord.rank_trim(&active_key(event), now_ms).await?;
+    let seats = crate::routes::fresh_availability(state, event, spec).await?;
+    let seen = Seen {
+        available: seats.available,
+        held: seats.held,
+        live_admissions: coord.rank_len(&active_key(event)).await?,
+        max_active: u64::from(room_spec.max_active()),
+        queued: coord.rank_len(&queue_key(event)).await?,
+    };
+    let (count, room_state) = room::admit(seen);
+    let window = room_spec.admission_window();
+    for user in coord.rank_pop(&queue_key(event), count).await? {
+        let (token, expires) = admission::admit(
+            state.keys.ring(),
+            &user,
+            event,
+            now.timestamp(),
+            window.as_secs() as i64,
+        )?;
+        coord
+            .set_if_absent(&admission_key(event, &user), token.as_bytes(), window)
+            .await?;
+        let expires_ms = u64::try_from(expires).unwrap_or(0).saturating_mul(1000);
+        coord
+            .rank_insert(&active_key(event), &user, expires_ms)
+            .await?;
+    }
+    publish_state(coord, event, room_state).await?;
+    Ok(())
+}
+
+async fn publish_state(coord: &dyn Coord, event: &str, room_state: RoomState) -> CoordResult<()> {
+    let text = match room_state {
+        RoomState::Closed => "closed",
+        RoomState::PreQueue => "pre_queue",
+        RoomState::Admitting => "admitting",
+        RoomState::Paused => "paused",
+        RoomState::SoldOut => "sold_out",
+    };
+    let key = state_key(event);
+    coord.delete(&key).await?;
+    coord
+        .set_if_absent(&key, text.as_bytes(), STATE_LIFE)
+        .await?;
+    Ok(())
+}
