@@ -49,6 +49,13 @@ fn state_key(event: &str) -> String {
 fn lock_key(event: &str) -> String {
     format!("wr/{event}/admitter")
 }
+fn rate_key(event: &str) -> String {
+    format!("wr/{event}/rate")
+}
+
+/// How much of the admission rate each tick's count makes: an average over about the last
+/// five seconds of ticks.
+const RATE_WEIGHT: f64 = 0.1;
 
 /// The room of an event, when it has one in use.
 pub fn enabled(spec: &EventSpec) -> Option<&WaitingRoom> {
@@ -147,12 +154,16 @@ pub async fn place(
             .unwrap_or_else(|| "admitting".into()),
     };
     let open = phase == Phase::Open;
+    let eta_seconds = match open {
+        true => room::eta_secs(rank + 1, read_rate(coord, event).await?),
+        false => None,
+    };
     Ok(Place {
         ticket,
         state: room_state,
         position: open.then_some(rank + 1),
         ahead: open.then_some(rank),
-        eta_seconds: None,
+        eta_seconds,
         admission: None,
     })
 }
@@ -276,7 +287,24 @@ async fn admit_event(
             .await?;
     }
     publish_state(coord, event, room_state).await?;
+    let rate = count as f64 / TICK.as_secs_f64();
+    let smoothed = RATE_WEIGHT * rate + (1.0 - RATE_WEIGHT) * read_rate(coord, event).await?;
+    let key = rate_key(event);
+    coord.delete(&key).await?;
+    coord
+        .set_if_absent(&key, format!("{smoothed:.4}").as_bytes(), STATE_LIFE)
+        .await?;
     Ok(())
+}
+
+/// Shoppers admitted per second lately (0 when the admitter has not run for a while).
+async fn read_rate(coord: &dyn Coord, event: &str) -> CoordResult<f64> {
+    Ok(coord
+        .get(&rate_key(event))
+        .await?
+        .and_then(|v| String::from_utf8_lossy(&v).parse::<f64>().ok())
+        .filter(|r| r.is_finite() && *r >= 0.0)
+        .unwrap_or(0.0))
 }
 
 async fn publish_state(coord: &dyn Coord, event: &str, room_state: RoomState) -> CoordResult<()> {

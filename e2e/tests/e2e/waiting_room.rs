@@ -125,7 +125,10 @@ async fn the_room_draws_the_pre_queue_admits_against_the_seats_left_and_resumes_
         let p = place(s, "queued", &tickets[i]).await;
         match p["state"].as_str().unwrap() {
             "admitted" => admitted.push((i, p["admission"].as_str().unwrap().to_owned())),
-            _ => positions.push((p["position"].as_u64().unwrap(), i)),
+            _ => {
+                assert!(p["eta_seconds"].as_u64().is_some(), "a wait estimate: {p}");
+                positions.push((p["position"].as_u64().unwrap(), i));
+            }
         }
     }
     assert_eq!(
