@@ -85,6 +85,17 @@ impl Coord for RedisCoord {
         Ok(set.is_some())
     }
 
+    async fn set(&self, k: &str, value: &[u8], ttl: Duration) -> CoordResult<()> {
+        redis::cmd("SET")
+            .arg(key(k))
+            .arg(value)
+            .arg("PX")
+            .arg(millis(ttl))
+            .query_async::<()>(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
     async fn get(&self, k: &str) -> CoordResult<Option<Vec<u8>>> {
         self.conn().get(key(k)).await.map_err(unavailable)
     }

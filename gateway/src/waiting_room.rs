@@ -289,10 +289,12 @@ async fn admit_event(
     publish_state(coord, event, room_state).await?;
     let rate = count as f64 / TICK.as_secs_f64();
     let smoothed = RATE_WEIGHT * rate + (1.0 - RATE_WEIGHT) * read_rate(coord, event).await?;
-    let key = rate_key(event);
-    coord.delete(&key).await?;
     coord
-        .set_if_absent(&key, format!("{smoothed:.4}").as_bytes(), STATE_LIFE)
+        .set(
+            &rate_key(event),
+            format!("{smoothed:.4}").as_bytes(),
+            STATE_LIFE,
+        )
         .await?;
     Ok(())
 }
@@ -315,10 +317,7 @@ async fn publish_state(coord: &dyn Coord, event: &str, room_state: RoomState) ->
         RoomState::Paused => "paused",
         RoomState::SoldOut => "sold_out",
     };
-    let key = state_key(event);
-    coord.delete(&key).await?;
     coord
-        .set_if_absent(&key, text.as_bytes(), STATE_LIFE)
-        .await?;
-    Ok(())
+        .set(&state_key(event), text.as_bytes(), STATE_LIFE)
+        .await
 }

@@ -35,6 +35,30 @@ pub async fn keys_with_ttl(coord: &dyn Coord) {
         .unwrap());
     assert!(coord.delete(&k).await.unwrap());
     assert!(!coord.delete(&k).await.unwrap());
+
+    // SET overwrites and gives a fresh TTL.
+    coord
+        .set(&k, b"d", Duration::from_millis(300))
+        .await
+        .unwrap();
+    coord
+        .set(&k, b"e", Duration::from_millis(300))
+        .await
+        .unwrap();
+    assert_eq!(coord.get(&k).await.unwrap(), Some(b"e".to_vec()));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    coord
+        .set(&k, b"f", Duration::from_millis(300))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        coord.get(&k).await.unwrap(),
+        Some(b"f".to_vec()),
+        "the TTL starts again at each SET"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(coord.get(&k).await.unwrap(), None);
 }
 
 pub async fn set_if_absent_race(coord: Arc<dyn Coord>) {

@@ -57,6 +57,15 @@ impl Coord for EmbeddedCoord {
         Ok(true)
     }
 
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> CoordResult<()> {
+        let now = Instant::now();
+        self.state
+            .lock()
+            .keys
+            .insert(key.to_owned(), (value.to_vec(), Some(now + ttl)));
+        Ok(())
+    }
+
     async fn get(&self, key: &str) -> CoordResult<Option<Vec<u8>>> {
         let now = Instant::now();
         let mut st = self.state.lock();

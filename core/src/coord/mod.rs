@@ -27,6 +27,8 @@ pub type CoordResult<T> = Result<T, CoordError>;
 pub trait Coord: Send + Sync + 'static {
     /// SET key value NX PX ttl: true if the key was set.
     async fn set_if_absent(&self, key: &str, value: &[u8], ttl: Duration) -> CoordResult<bool>;
+    /// SET key value PX ttl: sets it whether or not it was there, with a fresh TTL.
+    async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> CoordResult<()>;
     async fn get(&self, key: &str) -> CoordResult<Option<Vec<u8>>>;
     async fn delete(&self, key: &str) -> CoordResult<bool>;
     /// INCR on a counter that expires `window` after its first increment: a fixed-window rate

@@ -65,6 +65,43 @@ async fn hold(api: &Api, event: &str, seat: u32, admission: Option<&str>) -> mer
     api.post("/api/v1/holds", &body).await.unwrap()
 }
 
+/// The events of a place's stream, until it ends (an admission) or `within` passes.
+async fn stream_events(
+    api: &Api,
+    token: &str,
+    path: &str,
+    within: Duration,
+) -> Vec<(String, Value)> {
+    let mut resp = reqwest::Client::new()
+        .get(format!("{}{path}", api.base()))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let deadline = tokio::time::Instant::now() + within;
+    let mut text = String::new();
+    let mut events = Vec::new();
+    while let Ok(Ok(Some(chunk))) = tokio::time::timeout_at(deadline, resp.chunk()).await {
+        text.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = text.find("\n\n") {
+            let block: String = text.drain(..end + 2).collect();
+            let (mut name, mut data) = (String::new(), Value::Null);
+            for line in block.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim().to_owned();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data = serde_json::from_str(v.trim()).unwrap();
+                }
+            }
+            if !name.is_empty() {
+                events.push((name, data));
+            }
+        }
+    }
+    events
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_room_draws_the_pre_queue_admits_against_the_seats_left_and_resumes_on_lapses() {
     let run = harness::start(None, None).await.unwrap();
@@ -182,8 +219,21 @@ async fn the_room_draws_the_pre_queue_admits_against_the_seats_left_and_resumes_
         assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
     }
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    let (head, _) = positions[0];
+    let (head, head_shopper) = positions[0];
     assert_eq!(head, 1);
+    // The head of the queue watches its place: it hears the pause, then its admission, and
+    // the stream ends there.
+    let watcher = {
+        let api = shoppers[head_shopper].clone();
+        let token = api.token.clone().unwrap();
+        let path = format!(
+            "/api/v1/events/queued/queue/{}/stream",
+            tickets[head_shopper]
+        );
+        tokio::spawn(
+            async move { stream_events(&api, &token, &path, Duration::from_secs(20)).await },
+        )
+    };
     let waiting = place(
         &shoppers[positions[0].1],
         "queued",
@@ -204,5 +254,20 @@ async fn the_room_draws_the_pre_queue_admits_against_the_seats_left_and_resumes_
         again, SEATS as usize,
         "admitting again once the holds lapsed"
     );
+    let heard = watcher.await.unwrap();
+    let names: Vec<&str> = heard.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.first(), Some(&"place"), "{heard:?}");
+    assert_eq!(
+        names.last(),
+        Some(&"admitted"),
+        "the stream ends with the admission: {heard:?}"
+    );
+    assert!(
+        heard.iter().any(|(_, p)| p["state"] == "paused"),
+        "the pause was heard: {heard:?}"
+    );
+    let admission = &heard.last().unwrap().1["admission"];
+    let now = place(&shoppers[head_shopper], "queued", &tickets[head_shopper]).await;
+    assert_eq!(&now["admission"], admission);
     run.platform.stop().await;
 }

@@ -14,6 +14,7 @@ mod holds;
 mod ops;
 mod orders;
 mod queue;
+mod queue_stream;
 mod seat_map;
 mod seat_stream;
 mod shop;
@@ -101,6 +102,17 @@ pub fn routes(
                 opened.unwrap_or_else(Reply::into_response)
             },
         );
+    let queue_stream = warp::path!("api" / "v1" / "events" / String / "queue" / String / "stream")
+        .and(warp::get())
+        .and(warp::header::optional::<String>("authorization"))
+        .and(st.clone())
+        .then(
+            |event: String, ticket: String, auth: Option<String>, s: Arc<AppState>| async move {
+                queue_stream::open(s, event, ticket, auth)
+                    .await
+                    .unwrap_or_else(Reply::into_response)
+            },
+        );
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| crate::error::ApiReply::ok(serde_json::json!({"status": "ok"})).into_response());
@@ -122,6 +134,8 @@ pub fn routes(
             r
         });
     seat_stream
+        .or(queue_stream)
+        .unify()
         .or(healthz)
         .unify()
         .or(readyz)
