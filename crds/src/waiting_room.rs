@@ -16,6 +16,10 @@ const MAX_PRE_QUEUE: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const DEFAULT_ADMISSION_WINDOW: Duration = Duration::from_secs(10 * 60);
 const MIN_ADMISSION_WINDOW: Duration = Duration::from_secs(30);
 const MAX_ADMISSION_WINDOW: Duration = Duration::from_secs(3600);
+/// How long a queued shopper may go without looking at their place (a poll or an open
+/// stream) before the place is given up, when `abandonAfter` is not given.
+pub const DEFAULT_ABANDON_AFTER: Duration = Duration::from_secs(120);
+const MIN_ABANDON_AFTER: Duration = Duration::from_secs(10);
 /// The ceiling on live admissions when `maxActive` is not given.
 pub const DEFAULT_MAX_ACTIVE: u32 = 2_000;
 const MAX_MAX_ACTIVE: u32 = 1_000_000;
@@ -43,6 +47,11 @@ pub struct WaitingRoom {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 1000000))]
     pub max_active: Option<u32>,
+    /// How long a queued shopper may go without polling or streaming their place before it is
+    /// skipped as abandoned ("2m" by default, 10s..1h).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^\s*([0-9]+\s*[a-zA-Z]+\s*)+$"))]
+    pub abandon_after: Option<String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -68,6 +77,10 @@ impl WaitingRoom {
 
     pub fn admission_window(&self) -> Duration {
         duration(self.admission_window.as_deref(), DEFAULT_ADMISSION_WINDOW)
+    }
+
+    pub fn abandon_after(&self) -> Duration {
+        duration(self.abandon_after.as_deref(), DEFAULT_ABANDON_AFTER)
     }
 
     pub fn max_active(&self) -> u32 {
@@ -99,6 +112,11 @@ pub(crate) fn validate_waiting_room(path: &str, room: &WaitingRoom, problems: &m
         &room.admission_window,
         (MIN_ADMISSION_WINDOW, MAX_ADMISSION_WINDOW),
     );
+    check(
+        "abandonAfter",
+        &room.abandon_after,
+        (MIN_ABANDON_AFTER, MAX_ADMISSION_WINDOW),
+    );
     if let Some(max) = room.max_active {
         if !(1..=MAX_MAX_ACTIVE).contains(&max) {
             problems.push(Problem::new(
@@ -119,6 +137,7 @@ mod tests {
             opens_at: opens_at.map(Into::into),
             admission_window: window.map(Into::into),
             max_active: max,
+            abandon_after: None,
         }
     }
 
@@ -135,6 +154,10 @@ mod tests {
         assert_eq!(plain.pre_queue(), DEFAULT_PRE_QUEUE);
         assert_eq!(plain.admission_window(), DEFAULT_ADMISSION_WINDOW);
         assert_eq!(plain.max_active(), DEFAULT_MAX_ACTIVE);
+        assert_eq!(plain.abandon_after(), DEFAULT_ABANDON_AFTER);
+        let mut quick = room(None, None, None);
+        quick.abandon_after = Some("5s".into());
+        assert_eq!(problems(&quick), ["spec.waitingRoom.abandonAfter"]);
         let on_sale: DateTime<Utc> = "2027-01-01T10:00:00Z".parse().expect("a time");
         assert_eq!(
             room(Some("1h"), None, None).opens(on_sale).to_rfc3339(),

@@ -49,6 +49,12 @@ fn state_key(event: &str) -> String {
 fn lock_key(event: &str) -> String {
     format!("wr/{event}/admitter")
 }
+fn seen_key(event: &str, user: &str) -> String {
+    format!("wr/{event}/seen/{user}")
+}
+fn abandoned_key(event: &str) -> String {
+    format!("wr/{event}/abandoned")
+}
 fn rate_key(event: &str) -> String {
     format!("wr/{event}/rate")
 }
@@ -140,9 +146,17 @@ pub async fn place(
     let Some(rank) = coord.rank_of(&queue_key(event), user).await? else {
         return Err(ApiError::not_found(
             "ticket_not_found",
-            format!("you are not in the queue for {event:?}: join it (POST), or again if your admission lapsed"),
+            format!(
+                "you are not in the queue for {event:?}: join it (POST); a place is given up \
+                 when its shopper stops looking at it for {} s, and an admission lapses",
+                room_spec.abandon_after().as_secs()
+            ),
         ));
     };
+    // Looking at the place keeps it: one not looked at for abandonAfter is skipped.
+    coord
+        .set(&seen_key(event, user), b"1", room_spec.abandon_after())
+        .await?;
     let phase = room::phase(room_spec, spec.on_sale_at, Utc::now());
     let room_state = match phase {
         Phase::Closed => "closed".to_owned(),
@@ -271,6 +285,14 @@ async fn admit_event(
     let (count, room_state) = room::admit(seen);
     let window = room_spec.admission_window();
     for user in coord.rank_pop(&queue_key(event), count).await? {
+        if coord.get(&seen_key(event, &user)).await?.is_none() {
+            // Nobody has looked at this place for abandonAfter: skipped, and counted.
+            coord
+                .incr_window(&abandoned_key(event), COUNTER_LIFE)
+                .await?;
+            tracing::info!(event, user, "a waiting room place was abandoned");
+            continue;
+        }
         let (token, expires) = admission::admit(
             state.keys.ring(),
             &user,

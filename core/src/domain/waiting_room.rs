@@ -112,6 +112,7 @@ mod tests {
             opens_at: Some("1h".into()),
             admission_window: None,
             max_active: None,
+            abandon_after: None,
         }
     }
 

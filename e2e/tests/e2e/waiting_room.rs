@@ -271,3 +271,52 @@ async fn the_room_draws_the_pre_queue_admits_against_the_seats_left_and_resumes_
     assert_eq!(&now["admission"], admission);
     run.platform.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_place_nobody_looks_at_is_skipped_and_can_be_taken_again() {
+    let run = harness::start(None, None).await.unwrap();
+    let manifest = event("deserted", Duration::from_secs(12))
+        .replace("maxActive: 1000 }", "maxActive: 1000, abandonAfter: 10s }")
+        .replace(&format!("seatsPerRow: {SEATS}"), "seatsPerRow: 3");
+    assert!(manifest.contains("abandonAfter: 10s"));
+    run.apply(&manifest).await.unwrap();
+    let shoppers = run.api.shoppers("deserted", 3).await.unwrap();
+    let mut tickets = Vec::new();
+    for s in &shoppers {
+        tickets.push(
+            join(s, "deserted").await["ticket"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // Two keep looking at their places until the on-sale is past; the first never does.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(14);
+    while tokio::time::Instant::now() < deadline {
+        for i in 1..3 {
+            place(&shoppers[i], "deserted", &tickets[i]).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    for i in 1..3 {
+        let p = place(&shoppers[i], "deserted", &tickets[i]).await;
+        assert_eq!(p["state"], "admitted", "{p}");
+    }
+    let gone = shoppers[0]
+        .get(&format!("/api/v1/events/deserted/queue/{}", tickets[0]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (gone.status, gone.code()),
+        (StatusCode::NOT_FOUND, "ticket_not_found"),
+        "the abandoned place was skipped: {}",
+        gone.body
+    );
+    // Joining again takes a new place at the back, and the seat left is there for it.
+    let back = join(&shoppers[0], "deserted").await;
+    assert_eq!(back["position"], 1, "{back}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let p = place(&shoppers[0], "deserted", &tickets[0]).await;
+    assert_eq!(p["state"], "admitted", "{p}");
+    run.platform.stop().await;
+}
