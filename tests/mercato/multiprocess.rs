@@ -6,6 +6,9 @@
 //! - In a purchase storm, one holds worker is killed (SIGKILL) and started again, then Redis
 //!   (the bus and coordination) is killed and started again: every accepted order settles, no
 //!   seat is sold twice, and while Redis is away requests fail fast with 503 and a code.
+//! - A waiting room across both gateways: shoppers join through either and see the same
+//!   places through the other; one gateway is killed mid-queue: no place is lost, the other
+//!   gateway goes on admitting, and no shopper is admitted twice or beyond the seats left.
 //!
 //! Runs when `MERCATO_TEST_POSTGRES` and `MERCATO_TEST_REDIS` are set (CI sets both) and
 //! `redis-server` is installed: the test runs a Redis of its own, so that it can kill it. With
@@ -31,6 +34,8 @@ const RACERS: usize = 50;
 const STORM_ROWS: u32 = 6;
 const ROW_SEATS: u32 = 500;
 const STORM_SHOPPERS: usize = 24;
+const QUEUE_SEATS: u32 = 20;
+const QUEUERS: usize = 60;
 
 /// Codes a request may fail with while an engine or a worker is away: all 503.
 const AWAY: [&str; 4] = [
@@ -68,8 +73,12 @@ async fn separate_processes(bus: Option<String>) {
             "{}---\n{}",
             event_manifest("race", "floor", RACE_SEATS),
             event_manifest("storm", "hall", ROW_SEATS)
-                .replace("rows: 1,", &format!("rows: {STORM_ROWS},"))
-        ),
+                .replace("rows: 1,", &format!("rows: {STORM_ROWS},")),
+        ) + "---\n"
+            + &event_manifest("queued", "hall", QUEUE_SEATS).replace(
+                "  maxSeatsPerHold: 10\n",
+                "  maxSeatsPerHold: 10\n  holdDuration: 3s\n  waitingRoom: { opensAt: 1h }\n",
+            ),
     )
     .unwrap();
     let store = crate::processes::fresh_database(&postgres).await;
@@ -82,6 +91,101 @@ async fn separate_processes(bus: Option<String>) {
 
     race_across_gateways(&gateways).await;
     storm_through_failures(&gateways, &mut cluster, &mut redis).await;
+    queue_across_gateways(&gateways, &mut cluster).await;
+}
+
+/// Where a shopper stands, asked of one gateway.
+async fn queue_place(api: &Api, ticket: &str) -> Value {
+    let a = api
+        .get(&format!("/api/v1/events/queued/queue/{ticket}"))
+        .await
+        .unwrap();
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    a.body
+}
+
+async fn queue_across_gateways(gateways: &[Api; 2], cluster: &mut Cluster) {
+    let shoppers = gateways[0].shoppers("queuer", QUEUERS).await.unwrap();
+    // Join one by one, through alternate gateways: first come, first served.
+    let mut tickets = Vec::new();
+    for (i, s) in shoppers.iter().enumerate() {
+        let a = s
+            .against(&gateways[i % 2])
+            .post("/api/v1/events/queued/queue", &json!({}))
+            .await
+            .unwrap();
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        tickets.push(a.body["ticket"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Both gateways say the same of every place; as many admitted as there are seats.
+    let mut admitted: HashMap<usize, String> = HashMap::new();
+    for (i, s) in shoppers.iter().enumerate() {
+        let there = queue_place(&s.against(&gateways[0]), &tickets[i]).await;
+        let here = queue_place(&s.against(&gateways[1]), &tickets[i]).await;
+        assert_eq!(there["state"], here["state"], "{there} / {here}");
+        assert_eq!(there["position"], here["position"], "{there} / {here}");
+        if there["state"] == "admitted" {
+            admitted.insert(i, there["admission"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        admitted.len(),
+        QUEUE_SEATS as usize,
+        "one admission per seat"
+    );
+    assert!(
+        admitted.keys().all(|i| *i < QUEUE_SEATS as usize),
+        "the first to join are the first in: {:?}",
+        admitted.keys().collect::<Vec<_>>()
+    );
+
+    // One gateway dies mid-queue; the other goes on: half the admitted hold a seat (which
+    // uses their admissions up: the other half still count against the seats left, so nobody
+    // new is let in), the holds lapse, and as many more are let in, in order, each once.
+    cluster.kill_gateway(1);
+    let survivor = &gateways[0];
+    let mut seat = 0;
+    for i in 0..(QUEUE_SEATS as usize / 2) {
+        seat += 1;
+        let a = shoppers[i]
+            .against(survivor)
+            .post(
+                "/api/v1/holds",
+                &json!({"event_id": "queued", "seat_ids": [format!("hall-1-{seat}")], "admission": admitted[&i]}),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+    }
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let mut now_admitted = HashSet::new();
+    let mut waiting = Vec::new();
+    for (i, s) in shoppers.iter().enumerate() {
+        let p = queue_place(&s.against(survivor), &tickets[i]).await;
+        match p["state"].as_str().unwrap() {
+            "admitted" => {
+                now_admitted.insert(i);
+            }
+            _ => waiting.push(p["position"].as_u64().unwrap()),
+        }
+    }
+    let expected: HashSet<usize> = (0..(QUEUE_SEATS as usize * 3 / 2)).collect();
+    assert_eq!(
+        now_admitted, expected,
+        "the next ten, in order, and nobody else: no place lost, nobody twice"
+    );
+    waiting.sort_unstable();
+    assert_eq!(
+        waiting,
+        (1..=(QUEUERS - QUEUE_SEATS as usize * 3 / 2) as u64).collect::<Vec<_>>(),
+        "the rest keep their places, in order"
+    );
+    println!(
+        "waiting room: {QUEUERS} joined over two gateways, {} admitted for {QUEUE_SEATS} seats; one gateway killed, the other admitted the next {} in order",
+        admitted.len(),
+        QUEUE_SEATS / 2
+    );
 }
 
 async fn race_across_gateways(gateways: &[Api; 2]) {

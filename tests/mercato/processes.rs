@@ -161,6 +161,12 @@ impl Cluster {
         self.processes.push(process);
     }
 
+    /// SIGKILL of gateway `n`.
+    pub fn kill_gateway(&mut self, n: usize) {
+        let name = format!("gateway-{n}");
+        self.processes.retain(|p| p.name != name);
+    }
+
     /// SIGKILL: the worker gets no chance to finish its batch or commit its offset.
     pub fn kill_worker(&mut self, role: &str, replica: u32) {
         let name = format!("{role}-{replica}");
