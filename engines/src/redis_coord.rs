@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures::StreamExt;
-use mercato_core::coord::{Coord, CoordError, CoordResult};
+use mercato_core::coord::{Coord, CoordError, CoordResult, Taken};
 use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
 use redis::AsyncCommands;
@@ -27,6 +27,22 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n";
 
+/// GCRA on Redis's own clock, in microseconds: the bucket's theoretical arrival time is the
+/// key's value, kept until the bucket would be full again. Returns 0 when a token was taken,
+/// else the microseconds until one is there. (The same rule as `mercato_core::coord::gcra`.)
+const TAKE_TOKEN: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local burst = tonumber(ARGV[1])
+local every = tonumber(ARGV[2])
+local tolerance = every * (burst - 1)
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+if tat - now > tolerance then return math.max(1, math.floor(tat - now - tolerance)) end
+local new = tat + every
+redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.floor((new - now) / 1000) + 1)
+return 0";
+
 #[derive(Clone)]
 pub struct RedisCoord {
     inner: Arc<Inner>,
@@ -36,6 +52,7 @@ struct Inner {
     client: redis::Client,
     conn: ConnectionManager,
     incr_window: redis::Script,
+    take_token: redis::Script,
     /// One Redis subscription per channel, shared by this process's subscribers.
     channels: Mutex<HashMap<String, broadcast::Sender<Vec<u8>>>>,
 }
@@ -48,6 +65,7 @@ impl RedisCoord {
                 client,
                 conn,
                 incr_window: redis::Script::new(INCR_WINDOW),
+                take_token: redis::Script::new(TAKE_TOKEN),
                 channels: Mutex::new(HashMap::new()),
             }),
         })
@@ -113,6 +131,24 @@ impl Coord for RedisCoord {
             .invoke_async(&mut self.conn())
             .await
             .map_err(unavailable)
+    }
+
+    async fn take_token(&self, k: &str, burst: u32, every: Duration) -> CoordResult<Taken> {
+        let wait_us: u64 = self
+            .inner
+            .take_token
+            .key(key(k))
+            .arg(burst.max(1))
+            .arg(u64::try_from(every.as_micros()).unwrap_or(u64::MAX).max(1))
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(match wait_us {
+            0 => Taken::Yes,
+            us => Taken::No {
+                retry_after: Duration::from_micros(us),
+            },
+        })
     }
 
     async fn push(&self, queue: &str, item: &[u8]) -> CoordResult<u64> {

@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::unique;
-use mercato_core::coord::Coord;
+use mercato_core::coord::{Coord, Taken};
 
 pub async fn run_all(coord: Arc<dyn Coord>) {
     keys_with_ttl(&*coord).await;
     set_if_absent_race(Arc::clone(&coord)).await;
     rate_limit_window(&*coord).await;
+    token_buckets(&*coord).await;
     queues_are_fifo(&*coord).await;
     ranked_sets_order_by_score_then_member(&*coord).await;
     ranked_insert_race(Arc::clone(&coord)).await;
@@ -102,6 +103,34 @@ pub async fn rate_limit_window(coord: &dyn Coord) {
         1,
         "a new window starts at 1"
     );
+}
+
+/// A bucket of 3 refilled one per 200 ms: 3 at once, then a refusal saying how long to wait,
+/// then one more after that wait; buckets are per key.
+pub async fn token_buckets(coord: &dyn Coord) {
+    let k = unique("bucket");
+    let every = Duration::from_millis(200);
+    for _ in 0..3 {
+        assert_eq!(coord.take_token(&k, 3, every).await.unwrap(), Taken::Yes);
+    }
+    let Taken::No { retry_after } = coord.take_token(&k, 3, every).await.unwrap() else {
+        panic!("the bucket is empty after 3");
+    };
+    assert!(
+        retry_after > Duration::ZERO && retry_after <= every,
+        "{retry_after:?}"
+    );
+    assert_eq!(
+        coord.take_token(&unique("bucket"), 3, every).await.unwrap(),
+        Taken::Yes,
+        "another key, another bucket"
+    );
+    tokio::time::sleep(retry_after + Duration::from_millis(20)).await;
+    assert_eq!(coord.take_token(&k, 3, every).await.unwrap(), Taken::Yes);
+    assert!(matches!(
+        coord.take_token(&k, 3, every).await.unwrap(),
+        Taken::No { .. }
+    ));
 }
 
 pub async fn queues_are_fifo(coord: &dyn Coord) {

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
-use super::{Coord, CoordResult};
+use super::{gcra, Coord, CoordResult, Taken};
 
 const CHANNEL_CAPACITY: usize = 4096;
 
@@ -17,6 +17,8 @@ const CHANNEL_CAPACITY: usize = 4096;
 struct State {
     keys: HashMap<String, (Vec<u8>, Option<Instant>)>,
     counters: HashMap<String, (u64, Instant)>,
+    /// Token buckets: the theoretical arrival time, in microseconds since `epoch`.
+    buckets: HashMap<String, u64>,
     queues: HashMap<String, VecDeque<Vec<u8>>>,
     ranked: HashMap<String, Ranked>,
     channels: HashMap<String, broadcast::Sender<Vec<u8>>>,
@@ -29,9 +31,18 @@ struct Ranked {
     scores: HashMap<String, u64>,
 }
 
-#[derive(Default)]
 pub struct EmbeddedCoord {
     state: Mutex<State>,
+    epoch: Instant,
+}
+
+impl Default for EmbeddedCoord {
+    fn default() -> Self {
+        Self {
+            state: Mutex::default(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl EmbeddedCoord {
@@ -106,6 +117,21 @@ impl Coord for EmbeddedCoord {
             st.counters.retain(|_, (_, at)| *at > now);
         }
         Ok(count)
+    }
+
+    async fn take_token(&self, key: &str, burst: u32, every: Duration) -> CoordResult<Taken> {
+        let now = self.epoch.elapsed().as_micros() as u64;
+        let mut st = self.state.lock();
+        let tat = st.buckets.get(key).copied();
+        let (taken, kept) = gcra(tat, now, burst, every.as_micros() as u64);
+        if let Some(tat) = kept {
+            st.buckets.insert(key.to_owned(), tat);
+        }
+        if st.buckets.len() > 100_000 {
+            // Full buckets need no row: a time in the past is a full bucket.
+            st.buckets.retain(|_, tat| *tat > now);
+        }
+        Ok(taken)
     }
 
     async fn push(&self, queue: &str, item: &[u8]) -> CoordResult<u64> {

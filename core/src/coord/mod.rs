@@ -23,6 +23,34 @@ pub enum CoordError {
 
 pub type CoordResult<T> = Result<T, CoordError>;
 
+/// What [`Coord::take_token`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Taken {
+    Yes,
+    /// The bucket is empty: the next token is there after this.
+    No {
+        retry_after: Duration,
+    },
+}
+
+/// GCRA on microsecond times: from the bucket's theoretical arrival time `tat` (None: a full
+/// bucket) at `now`, whether a token is taken, and the new `tat` to keep (and for how long).
+pub fn gcra(tat: Option<u64>, now: u64, burst: u32, every_us: u64) -> (Taken, Option<u64>) {
+    let every_us = every_us.max(1);
+    let tolerance = every_us.saturating_mul(u64::from(burst.max(1)) - 1);
+    let start = tat.unwrap_or(now).max(now);
+    if start - now > tolerance {
+        let wait = start - now - tolerance;
+        return (
+            Taken::No {
+                retry_after: Duration::from_micros(wait),
+            },
+            None,
+        );
+    }
+    (Taken::Yes, Some(start + every_us))
+}
+
 #[async_trait]
 pub trait Coord: Send + Sync + 'static {
     /// SET key value NX PX ttl: true if the key was set.
@@ -34,6 +62,10 @@ pub trait Coord: Send + Sync + 'static {
     /// INCR on a counter that expires `window` after its first increment: a fixed-window rate
     /// limit. Returns the count including this call.
     async fn incr_window(&self, key: &str, window: Duration) -> CoordResult<u64>;
+    /// A token bucket of `burst` tokens refilled one per `every` (GCRA: one key holding the
+    /// bucket's theoretical arrival time): takes a token, or says how long until one is there.
+    /// Timed by the engine's own clock (Redis's TIME), so every gateway counts alike.
+    async fn take_token(&self, key: &str, burst: u32, every: Duration) -> CoordResult<Taken>;
     /// RPUSH; returns the queue's new length.
     async fn push(&self, queue: &str, item: &[u8]) -> CoordResult<u64>;
     /// LPOP.
