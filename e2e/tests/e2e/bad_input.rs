@@ -737,3 +737,45 @@ async fn bad_goods_requests_get_clear_errors() {
     assert_eq!(p.body["available"], 5);
     run.platform.stop().await;
 }
+
+/// A sign-in for an email with no account answers exactly as one with a wrong password, and
+/// takes as long: both check a password hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_email_signs_in_like_a_wrong_password_in_answer_and_time() {
+    let run = harness::start(None, None).await.unwrap();
+    run.api.shopper("known@example.com").await.unwrap();
+    let sign_in = |email: String| {
+        let api = run.api.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let a = api
+                .post(
+                    "/api/v1/sessions",
+                    &json!({"email": email, "password": "not the password"}),
+                )
+                .await
+                .unwrap();
+            (a, started.elapsed())
+        }
+    };
+    // One of each first: the unknown-email hash is made once, on first use.
+    sign_in("nobody-0@example.com".into()).await;
+    let (mut unknown, mut wrong) = (Vec::new(), Vec::new());
+    for i in 1..=5 {
+        let (a, took) = sign_in(format!("nobody-{i}@example.com")).await;
+        let (b, took_wrong) = sign_in("known@example.com".into()).await;
+        assert_eq!((a.status, a.code()), (b.status, b.code()));
+        assert_eq!(a.body, b.body, "the same answer, word for word");
+        unknown.push(took);
+        wrong.push(took_wrong);
+    }
+    unknown.sort();
+    wrong.sort();
+    let (unknown, wrong) = (unknown[2], wrong[2]);
+    println!("sign-in medians: unknown email {unknown:?}, wrong password {wrong:?}");
+    assert!(
+        unknown * 3 >= wrong && wrong * 3 >= unknown,
+        "an unknown email answers in {unknown:?}, a wrong password in {wrong:?}"
+    );
+    run.platform.stop().await;
+}

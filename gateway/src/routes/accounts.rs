@@ -144,6 +144,17 @@ fn email_taken() -> ApiError {
     )
 }
 
+/// A hash no password matches (of random bytes), made once with the same parameters as real
+/// ones: what an unknown email's sign-in is checked against.
+fn unknown_email_hash() -> Result<String, ApiError> {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(hash) = HASH.get() {
+        return Ok(hash.clone());
+    }
+    let hash = hash_password(&uuid::Uuid::new_v4().to_string())?;
+    Ok(HASH.get_or_init(|| hash).clone())
+}
+
 pub async fn create_session(state: &AppState, body: &[u8]) -> ApiResult {
     let req: Credentials = parse_json(body)?;
     let email = normalize_email(&req.email)?;
@@ -166,10 +177,16 @@ pub async fn create_session(state: &AppState, body: &[u8]) -> ApiResult {
     let store = &*state.ports.store;
     let user = users::by_email(store, &email).await?;
     let bad = || ApiError::unauthorized("wrong email or password");
+    let password = req.password;
     let Some(user) = user else {
+        // An unknown email costs the same hash check as a wrong password, so neither the
+        // answer nor its time tells whether an account exists.
+        state
+            .password_work
+            .run(move || unknown_email_hash().is_ok_and(|phc| verify_password(&password, &phc)))
+            .await?;
         return Err(bad());
     };
-    let password = req.password;
     let phc = user.password_hash.clone();
     if !state
         .password_work
