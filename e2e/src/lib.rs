@@ -429,8 +429,15 @@ pub mod harness {
         data_dir: Option<PathBuf>,
         hold_ttl: Option<Duration>,
     ) -> anyhow::Result<Running> {
-        start_with(PlatformConfig {
-            listen: "127.0.0.1:0".parse()?,
+        start_with(config(data_dir, hold_ttl)).await
+    }
+
+    /// The tests' platform: embedded engines on a free loopback port, sources in the
+    /// temporary folder; `data_dir` None keeps it in memory. Tests change what they need with
+    /// `PlatformConfig { checkout_ttl: …, ..config(…) }`.
+    pub fn config(data_dir: Option<PathBuf>, hold_ttl: Option<Duration>) -> PlatformConfig {
+        PlatformConfig {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
             manifests: None,
             hold_ttl,
@@ -439,8 +446,7 @@ pub mod harness {
             poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
             search_cache: mercato_search::DEFAULT_CACHE_ENTRIES,
             sources: sources(),
-        })
-        .await
+        }
     }
 
     /// Tests write their product sources to temporary folders.

@@ -31,32 +31,24 @@ const STATE_LIFE: Duration = Duration::from_secs(10);
 /// Events looked at per tick: rooms are on a few events at a time.
 const EVENTS_PER_TICK: usize = 1000;
 
-fn queue_key(event: &str) -> String {
-    format!("wr/{event}/queue")
+/// A key of an event's room on the Coord port: `wr/<event>/<what>`, the queue (a ranked set
+/// of users), `joined` (the count of joins after the on-sale), `active` (live admissions,
+/// scored by expiry), `admission/<user>` (its token), `seen/<user>` (refreshed by each look),
+/// `state`, `rate`, `abandoned`, and `admitter` (the tick's lock).
+fn room_key(event: &str, what: &str) -> String {
+    format!("wr/{event}/{what}")
 }
-fn joined_key(event: &str) -> String {
-    format!("wr/{event}/joined")
+fn queue_key(event: &str) -> String {
+    room_key(event, "queue")
 }
 fn active_key(event: &str) -> String {
-    format!("wr/{event}/active")
+    room_key(event, "active")
 }
 fn admission_key(event: &str, user: &str) -> String {
-    format!("wr/{event}/admission/{user}")
-}
-fn state_key(event: &str) -> String {
-    format!("wr/{event}/state")
-}
-fn lock_key(event: &str) -> String {
-    format!("wr/{event}/admitter")
+    room_key(event, &format!("admission/{user}"))
 }
 fn seen_key(event: &str, user: &str) -> String {
-    format!("wr/{event}/seen/{user}")
-}
-fn abandoned_key(event: &str) -> String {
-    format!("wr/{event}/abandoned")
-}
-fn rate_key(event: &str) -> String {
-    format!("wr/{event}/rate")
+    room_key(event, &format!("seen/{user}"))
 }
 
 /// How much of the admission rate each tick's count makes: an average over about the last
@@ -103,7 +95,11 @@ pub async fn join(
     let coord = &*state.ports.coord;
     if coord.get(&admission_key(event, user)).await?.is_none() {
         let joined = match phase {
-            Phase::Open => coord.incr_window(&joined_key(event), COUNTER_LIFE).await?,
+            Phase::Open => {
+                coord
+                    .incr_window(&room_key(event, "joined"), COUNTER_LIFE)
+                    .await?
+            }
             _ => 0,
         };
         let draw: u32 = rand::thread_rng().gen();
@@ -162,7 +158,7 @@ pub async fn place(
         Phase::Closed => "closed".to_owned(),
         Phase::PreQueue => "pre_queue".to_owned(),
         Phase::Open => coord
-            .get(&state_key(event))
+            .get(&room_key(event, "state"))
             .await?
             .map(|s| String::from_utf8_lossy(&s).into_owned())
             .unwrap_or_else(|| "admitting".into()),
@@ -255,7 +251,7 @@ async fn tick(state: &AppState) -> Result<(), ApiError> {
         let lock = state
             .ports
             .coord
-            .set_if_absent(&lock_key(&id), b"1", TICK.mul_f32(0.8))
+            .set_if_absent(&room_key(&id, "admitter"), b"1", TICK.mul_f32(0.8))
             .await?;
         if lock {
             admit_event(state, &spec, room_spec, &id, now).await?;
@@ -288,7 +284,7 @@ async fn admit_event(
         if coord.get(&seen_key(event, &user)).await?.is_none() {
             // Nobody has looked at this place for abandonAfter: skipped, and counted.
             coord
-                .incr_window(&abandoned_key(event), COUNTER_LIFE)
+                .incr_window(&room_key(event, "abandoned"), COUNTER_LIFE)
                 .await?;
             tracing::info!(event, user, "a waiting room place was abandoned");
             continue;
@@ -313,7 +309,7 @@ async fn admit_event(
     let smoothed = RATE_WEIGHT * rate + (1.0 - RATE_WEIGHT) * read_rate(coord, event).await?;
     coord
         .set(
-            &rate_key(event),
+            &room_key(event, "rate"),
             format!("{smoothed:.4}").as_bytes(),
             STATE_LIFE,
         )
@@ -324,7 +320,7 @@ async fn admit_event(
 /// Shoppers admitted per second lately (0 when the admitter has not run for a while).
 async fn read_rate(coord: &dyn Coord, event: &str) -> CoordResult<f64> {
     Ok(coord
-        .get(&rate_key(event))
+        .get(&room_key(event, "rate"))
         .await?
         .and_then(|v| String::from_utf8_lossy(&v).parse::<f64>().ok())
         .filter(|r| r.is_finite() && *r >= 0.0)
@@ -333,13 +329,11 @@ async fn read_rate(coord: &dyn Coord, event: &str) -> CoordResult<f64> {
 
 async fn publish_state(coord: &dyn Coord, event: &str, room_state: RoomState) -> CoordResult<()> {
     let text = match room_state {
-        RoomState::Closed => "closed",
-        RoomState::PreQueue => "pre_queue",
         RoomState::Admitting => "admitting",
         RoomState::Paused => "paused",
         RoomState::SoldOut => "sold_out",
     };
     coord
-        .set(&state_key(event), text.as_bytes(), STATE_LIFE)
+        .set(&room_key(event, "state"), text.as_bytes(), STATE_LIFE)
         .await
 }

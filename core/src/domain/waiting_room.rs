@@ -68,12 +68,10 @@ pub struct Seen {
     pub queued: u64,
 }
 
-/// What the room is doing, as shoppers are told.
+/// What the admitter is doing once the on-sale has started, as shoppers are told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RoomState {
-    Closed,
-    PreQueue,
     Admitting,
     /// Nothing is available, but seats are held and may lapse back.
     Paused,

@@ -19,15 +19,9 @@ const SLOW: &str = "4000 0000 0000 3220";
 
 async fn start(checkout_ttl: Duration) -> Running {
     harness::start_with(PlatformConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: None,
-        manifests: None,
-        hold_ttl: None,
         checkout_ttl: Some(checkout_ttl),
-        engines: Default::default(),
-        poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
-        sources: harness::sources(),
         search_cache: 0,
+        ..harness::config(None, None)
     })
     .await
     .unwrap()

@@ -24,15 +24,9 @@ const WAREHOUSES: [&str; 2] = ["crash-east", "crash-west"];
 #[ignore = "run by the commerce crash test as its child process"]
 fn commerce_child() {
     child::serve(|dir| PlatformConfig {
-        listen: "127.0.0.1:0".parse().expect("an address"),
-        data_dir: Some(dir),
-        manifests: None,
-        hold_ttl: None,
         checkout_ttl: Some(CHECKOUT_TTL),
-        engines: Default::default(),
-        poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
-        sources: mercato_e2e::harness::sources(),
         search_cache: 0,
+        ..mercato_e2e::harness::config(Some(dir), None)
     });
 }
 

@@ -22,15 +22,8 @@ const SEATS: u32 = 300;
 #[ignore = "run by the crash test as its child process"]
 fn platform_child() {
     child::serve(|dir| PlatformConfig {
-        listen: "127.0.0.1:0".parse().expect("an address"),
-        data_dir: Some(dir),
-        manifests: None,
-        hold_ttl: Some(HOLD_TTL),
-        checkout_ttl: None,
-        engines: Default::default(),
-        poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
-        sources: mercato_e2e::harness::sources(),
         search_cache: 0,
+        ..mercato_e2e::harness::config(Some(dir), Some(HOLD_TTL))
     });
 }
 

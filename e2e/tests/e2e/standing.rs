@@ -154,15 +154,8 @@ async fn three_hundred_clients_never_more_than_the_floor_and_lapses_give_it_back
 #[ignore = "run by the standing crash test as its child process"]
 fn standing_child() {
     child::serve(|dir| PlatformConfig {
-        listen: "127.0.0.1:0".parse().expect("an address"),
-        data_dir: Some(dir),
-        manifests: None,
-        hold_ttl: Some(CRASH_TTL),
-        checkout_ttl: None,
-        engines: Default::default(),
-        poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
-        sources: harness::sources(),
         search_cache: 0,
+        ..harness::config(Some(dir), Some(CRASH_TTL))
     });
 }
 

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::jiff::Timestamp;
 use mercato_core::domain::seats::SeatStatus;
+use mercato_core::domain::waiting_room::{self, Phase};
 use mercato_core::repo;
 use mercato_core::store::Store;
 use mercato_crds::status::{
@@ -200,13 +201,12 @@ pub async fn content(
             }
             let room = spec.waiting_room.as_ref().map(|room| {
                 if !room.enabled {
-                    "disabled"
-                } else if now < room.opens(spec.on_sale_at) {
-                    "closed"
-                } else if now < spec.on_sale_at {
-                    "pre_queue"
-                } else {
-                    "open"
+                    return "disabled";
+                }
+                match waiting_room::phase(room, spec.on_sale_at, now) {
+                    Phase::Closed => "closed",
+                    Phase::PreQueue => "pre_queue",
+                    Phase::Open => "open",
                 }
             });
             out.counts = Counts::Event {
