@@ -51,6 +51,9 @@ pub mod tables {
     /// lapse was announced on `seat-changes`, so a restarted holds worker does not announce
     /// it again.
     pub const HOLD_LAPSES: &str = "hold_lapses";
+    /// Partition `<event>/<user id>`, clustering "": the holds counted against the shopper's
+    /// cap of seats at the event (`domain::holds::quota`); written by the holds worker alone.
+    pub const HOLD_QUOTAS: &str = "hold_quotas";
     pub const ORDERS: &str = "orders";
     /// Partition user id, clustering `<inverted created ms>/<order id>`: newest first.
     pub const USER_ORDERS: &str = "user_orders";

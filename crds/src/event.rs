@@ -20,6 +20,10 @@ const MAX_ROWS: u32 = 500;
 pub const MAX_GA_CAPACITY: u32 = 100_000;
 /// The most seats any event lets one hold take (`maxSeatsPerHold` is at most this).
 pub const MAX_SEATS_PER_HOLD: u32 = 100;
+/// A shopper's seats in live holds at one event, unless the event says otherwise.
+pub const DEFAULT_SEATS_PER_USER: u32 = 8;
+/// The largest per-shopper cap an event may declare.
+pub const MAX_SEATS_PER_USER: u32 = 10_000;
 
 /// An integer number of minor units plus an ISO 4217 currency code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -190,6 +194,11 @@ pub struct EventSpec {
     #[serde(default)]
     #[schemars(range(min = 1, max = 100))]
     pub max_seats_per_hold: Option<u32>,
+    /// The most seats one shopper may have in live holds at this event at once, across all
+    /// their holds: 8 by default, or `maxSeatsPerHold` when that is larger.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_seats_per_user: Option<u32>,
     #[schemars(length(min = 1))]
     pub tiers: Vec<PriceTier>,
     #[schemars(length(min = 1))]
@@ -213,6 +222,12 @@ impl EventSpec {
 
     pub fn max_seats_per_hold(&self) -> u32 {
         self.max_seats_per_hold.unwrap_or(10)
+    }
+
+    /// The cap on one shopper's seats in live holds at this event.
+    pub fn max_seats_per_user(&self) -> u32 {
+        self.max_seats_per_user
+            .unwrap_or_else(|| DEFAULT_SEATS_PER_USER.max(self.max_seats_per_hold()))
     }
 
     pub fn capacity(&self) -> u64 {
@@ -266,6 +281,13 @@ impl EventSpec {
                 (1..=MAX_SEATS_PER_HOLD).contains(&max),
                 "spec.maxSeatsPerHold",
                 format!("{max} is outside 1..{MAX_SEATS_PER_HOLD}"),
+            );
+        }
+        if let Some(max) = self.max_seats_per_user {
+            need(
+                (1..=MAX_SEATS_PER_USER).contains(&max),
+                "spec.maxSeatsPerUser",
+                format!("{max} is outside 1..{MAX_SEATS_PER_USER}"),
             );
         }
         need(

@@ -343,7 +343,9 @@ pub fn goods_manifests(
     out
 }
 
-/// An Event manifest with one section of `seats` seats in a row, for tests.
+/// An Event manifest with one section of `seats` seats in a row, for tests. Its cap on one
+/// shopper's seats is out of the way: the races are run by a few shoppers standing for many
+/// (the cap has its own test, `seat_cap`).
 pub fn event_manifest(name: &str, section: &str, seats: u32) -> String {
     format!(
         r#"apiVersion: mercato.dev/v1alpha1
@@ -356,6 +358,7 @@ spec:
   startsAt: 2099-01-01T20:00:00Z
   onSaleAt: 2020-01-01T10:00:00Z
   maxSeatsPerHold: 10
+  maxSeatsPerUser: 10000
   tiers:
     - {{ id: std, name: Standard, price: {{ amount: 2500, currency: EUR }} }}
   sections:

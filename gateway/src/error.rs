@@ -94,7 +94,8 @@ impl From<Refusal> for ApiError {
             | Refusal::ShipmentCancelled
             | Refusal::ShipmentNotShipped
             | Refusal::ShipmentAlreadyAdvanced { .. }
-            | Refusal::RefundExceedsCharge { .. } => StatusCode::CONFLICT,
+            | Refusal::RefundExceedsCharge { .. }
+            | Refusal::SeatCapReached { .. } => StatusCode::CONFLICT,
             Refusal::ReturnListsSkuTwice { .. }
             | Refusal::ReturnExceedsDelivered { .. }
             | Refusal::NotOnSale
@@ -103,7 +104,13 @@ impl From<Refusal> for ApiError {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::CONFLICT)
             }
         };
-        ApiError::new(status, refusal.code().to_owned(), refusal.to_string())
+        let error = ApiError::new(status, refusal.code().to_owned(), refusal.to_string());
+        match refusal {
+            Refusal::SeatCapReached { held, cap } => {
+                error.with_details(json!({"held": held, "max_seats_per_user": cap}))
+            }
+            _ => error,
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! concurrently: the store's group commit turns them into one write transaction, and its
 //! conditions decide every race.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use futures::future::join_all;
 use mercato_core::bus::Record;
 use mercato_core::codec::decode;
 use mercato_core::domain::commands::{CommandResult, HoldCommand, Outcome, SeatChangeKind};
+use mercato_core::domain::holds::quota::{decide_count, still_counts, uncount, QuotaDecision};
 use mercato_core::domain::holds::{
     claims_to_release, decide_release, Hold, HoldState, Placed, Placement, ReleaseDecision, Step,
 };
@@ -21,6 +23,7 @@ use mercato_core::domain::refusal::Refusal;
 use mercato_core::domain::seats::by_section;
 use mercato_core::names::topics;
 use mercato_core::repo::holds as rows;
+use mercato_core::repo::quotas;
 use mercato_core::repo::{EventCache, RepoError, RepoResult};
 use mercato_core::store::Store;
 
@@ -30,6 +33,9 @@ use crate::seat_changes::seat_change;
 
 /// Tries of a release whose compare-and-set keeps losing before it is refused as contended.
 const RELEASE_TRIES: usize = 5;
+/// Tries of a shopper's seat count, changed meanwhile by their other holds, before the hold
+/// is refused as contended: more than one shopper can sensibly have in flight at once.
+const COUNT_TRIES: usize = 16;
 
 pub struct HoldsWorker {
     store: Arc<dyn Store>,
@@ -116,6 +122,12 @@ impl HoldsWorker {
             Ok(started) => started,
             Err(refusal) => return Ok((Outcome::Refused(refusal), None)),
         };
+        if let Some(refusal) = self
+            .count(placement.hold(), spec.max_seats_per_user())
+            .await?
+        {
+            return Ok((Outcome::Refused(refusal), None));
+        }
         loop {
             match step {
                 Step::Claim {
@@ -143,12 +155,80 @@ impl HoldsWorker {
                     for (section, claims) in release {
                         rows::release_claims(&*self.store, event_id, &section, &claims).await?;
                     }
+                    if !matches!(outcome, Outcome::HoldPlaced(_)) {
+                        self.uncount(placement.hold()).await?;
+                    }
                     let emit =
                         change.map(|c| seat_change(event_id, &c.seat_ids, c.change, hold_id));
                     return Ok((outcome, emit));
                 }
             }
         }
+    }
+
+    /// Counts `hold` against its shopper's cap of seats at its event (`cap`); the refusal when
+    /// it would pass the cap, or when the count kept changing under this command.
+    async fn count(&self, hold: &Hold, cap: u32) -> RepoResult<Option<Refusal>> {
+        let now = Utc::now().timestamp_millis().max(0) as u64;
+        for _ in 0..COUNT_TRIES {
+            let row = quotas::load(&*self.store, &hold.event_id, &hold.user_id).await?;
+            let current = row.as_ref().map(|r| &r.value);
+            let mut decision = decide_count(current, &HashSet::new(), hold, cap, now);
+            if let (QuotaDecision::Refuse { .. }, Some(current)) = (&decision, current) {
+                let ended = self.ended(&current.unexpired(now)).await?;
+                decision = decide_count(Some(current), &ended, hold, cap, now);
+            }
+            let next = match decision {
+                QuotaDecision::Counted => return Ok(None),
+                QuotaDecision::Refuse { held, cap } => {
+                    return Ok(Some(Refusal::SeatCapReached { held, cap }))
+                }
+                QuotaDecision::Count(next) => next,
+            };
+            let expected = row.map(|r| r.version);
+            if quotas::replace(&*self.store, &hold.event_id, &hold.user_id, &next, expected).await?
+            {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Refusal::HoldContended))
+    }
+
+    /// Of the counted holds `ids`, those released or bought.
+    async fn ended(&self, ids: &[String]) -> RepoResult<HashSet<String>> {
+        let rows = join_all(ids.iter().map(|id| rows::load(&*self.store, id))).await;
+        let mut ended = HashSet::new();
+        for (id, row) in ids.iter().zip(rows) {
+            if !still_counts(row?.as_ref().map(|r| &r.value)) {
+                ended.insert(id.clone());
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Takes a hold whose placement failed off its shopper's count. Best effort against a
+    /// count changing meanwhile: one left behind lapses with the hold it would have been.
+    async fn uncount(&self, hold: &Hold) -> RepoResult<()> {
+        for _ in 0..COUNT_TRIES {
+            let Some(row) = quotas::load(&*self.store, &hold.event_id, &hold.user_id).await? else {
+                return Ok(());
+            };
+            let Some(next) = uncount(&row.value, &hold.id) else {
+                return Ok(());
+            };
+            let written = quotas::replace(
+                &*self.store,
+                &hold.event_id,
+                &hold.user_id,
+                &next,
+                Some(row.version),
+            )
+            .await?;
+            if written {
+                return Ok(());
+            }
+        }
+        Ok(())
     }
 
     async fn release(&self, hold_id: &str, user_id: &str) -> RepoResult<(Outcome, Option<Emit>)> {

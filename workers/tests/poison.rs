@@ -23,12 +23,13 @@ const COMMANDS: usize = 10_000;
 const POISON_AT: usize = 5_000;
 
 fn place(n: usize) -> HoldCommand {
-    // Seats pit-1-1 .. pit-100-100: one distinct seat per hold, so every one can be placed.
+    // Seats pit-1-1 .. pit-100-100: one distinct seat per hold, each for a shopper of its
+    // own (under the seat cap), so every one can be placed.
     let seat = format!("pit-{}-{}", n / 100 + 1, n % 100 + 1);
     HoldCommand::Place {
         command_id: format!("cmd-{n}"),
         hold_id: holds::new_id("gig", "pit", &format!("h{n}")),
-        user_id: "ada".into(),
+        user_id: format!("shopper{n}"),
         event_id: "gig".into(),
         seat_ids: vec![seat],
         ttl_ms: 600_000,

@@ -181,12 +181,13 @@ impl Record for CommandResult {
     /// 2: a refusal is a typed [`Refusal`]; it was an HTTP status, a code and a message.
     /// Layout 1 was written both ways (the change went out without a bump).
     /// 3: `Refusal::RefundExceedsCharge`, added last: a body of layout 2 reads as 3.
-    const VERSION: u8 = 3;
+    /// 4: `Refusal::SeatCapReached`, added last: a body of layout 3 reads as 4.
+    const VERSION: u8 = 4;
 
     fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
         match version {
             1 => decode_either::<CommandResult, CommandResultV1>(body),
-            2 => decode_body(body),
+            2 | 3 => decode_body(body),
             v => Err(CodecError::UnknownVersion(v)),
         }
     }

@@ -85,6 +85,9 @@ pub enum Refusal {
         refundable: i64,
         currency: String,
     },
+    /// The shopper's seats in live holds at this event would pass its `maxSeatsPerUser`.
+    #[error("you may hold at most {cap} seats of this event at once; you hold {held}")]
+    SeatCapReached { held: u32, cap: u32 },
 }
 
 impl Refusal {
@@ -118,6 +121,7 @@ impl Refusal {
             Refusal::ShipmentNotShipped => "not_shipped",
             Refusal::ShipmentAlreadyAdvanced { .. } => "shipment_already_advanced",
             Refusal::RefundExceedsCharge { .. } => "refund_exceeds_charge",
+            Refusal::SeatCapReached { .. } => "seat_cap_reached",
             Refusal::Earlier { code, .. } => code,
         }
     }

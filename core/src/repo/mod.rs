@@ -8,6 +8,7 @@ pub mod events;
 pub mod holds;
 pub mod once;
 pub mod orders;
+pub mod quotas;
 pub mod stock;
 pub mod users;
 pub mod warehouses;

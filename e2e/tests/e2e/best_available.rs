@@ -22,6 +22,7 @@ spec:
   venue: { name: Hall, city: Testville, lat: 10.0, lon: 20.0 }
   startsAt: 2099-01-01T20:00:00Z
   onSaleAt: 2020-01-01T10:00:00Z
+  maxSeatsPerUser: 10000
   tiers:
     - { id: std, name: Standard, price: { amount: 2500, currency: EUR } }
     - { id: vip, name: VIP, price: { amount: 9000, currency: EUR } }

@@ -34,6 +34,7 @@ spec:
   venue: {{ name: Hall, city: Testville, lat: 10.0, lon: 20.0 }}
   startsAt: 2099-01-01T20:00:00Z
   onSaleAt: 2020-01-01T10:00:00Z
+  maxSeatsPerUser: 10000
   tiers:
     - {{ id: std, name: Seated, price: {{ amount: 4000, currency: EUR }} }}
     - {{ id: ga, name: Standing, price: {{ amount: 2500, currency: EUR }} }}

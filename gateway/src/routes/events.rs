@@ -112,6 +112,7 @@ pub async fn get(state: &AppState, id: &str) -> ApiResult {
     body["on_sale_at"] = json!(spec.on_sale_at);
     body["hold_duration_secs"] = json!(spec.hold_duration().as_secs());
     body["max_seats_per_hold"] = json!(spec.max_seats_per_hold());
+    body["max_seats_per_user"] = json!(spec.max_seats_per_user());
     body["tiers"] = json!(spec
         .tiers
         .iter()

@@ -7,6 +7,7 @@ use super::seats::{canonical_seats, Claim, SeatId};
 pub mod best;
 mod lapse;
 mod place;
+pub mod quota;
 mod release;
 mod request;
 mod sale;

@@ -32,7 +32,7 @@ pub(crate) fn stadium(name: &str, sections: u32) -> String {
     let mut yaml = format!(
         "apiVersion: mercato.dev/v1alpha1\nkind: Event\nmetadata:\n  name: {name}\nspec:\n  title: Load test {name}\n  \
          venue: {{ name: Load Stadium, city: Benchmark, lat: 0.0, lon: 0.0 }}\n  startsAt: 2099-01-01T20:00:00Z\n  \
-         onSaleAt: 2020-01-01T10:00:00Z\n  maxSeatsPerHold: 10\n  tiers:\n    - {{ id: std, name: Standard, price: {{ amount: 5000, currency: USD }} }}\n  sections:\n"
+         onSaleAt: 2020-01-01T10:00:00Z\n  maxSeatsPerHold: 10\n  maxSeatsPerUser: 10000\n  tiers:\n    - {{ id: std, name: Standard, price: {{ amount: 5000, currency: USD }} }}\n  sections:\n"
     );
     for s in 1..=sections {
         yaml.push_str(&format!(
