@@ -13,6 +13,7 @@ use crate::engines::Engines;
 use crate::platform::ROLES;
 use crate::secrets::{AdminFlags, SecretFlags};
 use crate::serve;
+use mercato_gateway::{ClientAddress, RateLimits};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +40,33 @@ pub struct Tuning {
     pub search_cache: usize,
     #[command(flatten)]
     pub poison: Poison,
+    /// A rate limit changed from its default: `NAME=BURST/PERIOD` (`holds-per-user=20/200ms`),
+    /// `NAME=off`, or `off` for every limit (load tests playing many shoppers from one
+    /// machine). Repeat it, or separate them with ',' in the variable. The limits:
+    /// sign-up-per-address, sign-in-per-address, sign-in-per-account, holds-per-user,
+    /// checkouts-per-user, orders-per-user.
+    #[arg(
+        long = "rate-limit",
+        env = "MERCATO_RATE_LIMITS",
+        value_delimiter = ','
+    )]
+    pub rate_limits: Vec<String>,
+    /// Read the client's address (what per-address limits count) from this header, which the
+    /// proxy in front sets (`x-forwarded-for`: its last address), not from the connection.
+    #[arg(long, env = "MERCATO_CLIENT_ADDRESS_HEADER")]
+    pub client_address_header: Option<String>,
+}
+
+impl Tuning {
+    /// The rate limits and where the client's address is read, as the flags say.
+    pub fn limits(&self) -> anyhow::Result<(RateLimits, ClientAddress)> {
+        let limits = RateLimits::parse(&self.rate_limits).context("--rate-limit")?;
+        let address = match &self.client_address_header {
+            Some(name) => ClientAddress::Header(name.trim().to_ascii_lowercase()),
+            None => ClientAddress::Peer,
+        };
+        Ok((limits, address))
+    }
 }
 
 /// When a record is given up on.

@@ -14,6 +14,7 @@ use mercato_core::names::topics;
 use mercato_core::Ports;
 use mercato_gateway::error::ApiError;
 use mercato_gateway::{AppState, GatewayConfig, ManifestSink, Secrets};
+pub use mercato_gateway::{ClientAddress, RateLimits};
 use mercato_operator::local::ApplyError;
 use mercato_operator::{ApplyReport, LocalReconciler};
 pub use mercato_operator::{SourcePolicy, DEFAULT_MAX_SOURCE_BYTES};
@@ -53,6 +54,10 @@ pub struct PlatformConfig {
     pub poison_attempts: u32,
     /// Which files an Inventory's `source.file` may name.
     pub sources: SourcePolicy,
+    /// Token buckets on sign-up, sign-in, holds, checkouts and orders.
+    pub rate_limits: RateLimits,
+    /// Where the client's address is read.
+    pub client_address: ClientAddress,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +159,8 @@ pub struct GatewayRole {
     pub secrets: Secrets,
     /// Serve TLS with this certificate; plain HTTP when `None`.
     pub tls: Option<mercato_gateway::ServerTls>,
+    pub rate_limits: RateLimits,
+    pub client_address: ClientAddress,
 }
 
 /// A running gateway.
@@ -232,6 +239,8 @@ pub async fn start_gateway(
         checkout_ttl: role
             .checkout_ttl
             .unwrap_or(mercato_core::domain::commerce::DEFAULT_CHECKOUT_TTL),
+        rate_limits: role.rate_limits,
+        client_address: role.client_address,
         ..GatewayConfig::default()
     };
     let state = Arc::new(
@@ -370,6 +379,8 @@ impl Platform {
                 secrets,
                 // One process on a laptop: its payment sandbox posts webhooks to it in the clear.
                 tls: None,
+                rate_limits: config.rate_limits.clone(),
+                client_address: config.client_address.clone(),
             },
             &stop,
         )

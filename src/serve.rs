@@ -35,6 +35,7 @@ pub async fn up(
     let sources = sources
         .policy(&default_source_dirs(manifests.as_deref()))
         .context("--sources-dir")?;
+    let (rate_limits, client_address) = tuning.limits()?;
     println!(
         "Starting Mercato (data in {}; {}) ...",
         data_dir.display(),
@@ -50,6 +51,8 @@ pub async fn up(
         engines,
         poison_attempts: tuning.poison.attempts,
         sources,
+        rate_limits,
+        client_address,
     })
     .await
     .context("mercato up failed to start")?;
@@ -111,6 +114,7 @@ pub async fn gateway(args: GatewayArgs, engines: Engines) -> anyhow::Result<()> 
         .sources
         .policy(&default_source_dirs(args.manifests.as_deref()))
         .context("--sources-dir")?;
+    let (rate_limits, client_address) = args.tuning.limits()?;
     let ports = engines
         .connect(None)
         .await
@@ -129,6 +133,8 @@ pub async fn gateway(args: GatewayArgs, engines: Engines) -> anyhow::Result<()> 
             sources,
             secrets: args.secrets,
             tls: args.tls.clone(),
+            rate_limits,
+            client_address,
         },
         &stop,
     )

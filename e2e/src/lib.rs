@@ -449,6 +449,10 @@ pub mod harness {
             poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
             search_cache: mercato_search::DEFAULT_CACHE_ENTRIES,
             sources: sources(),
+            // The tests play many shoppers from one address, as fast as they can; the limits
+            // have their own test (`rate_limits`).
+            rate_limits: mercato::platform::RateLimits::off(),
+            client_address: Default::default(),
         }
     }
 

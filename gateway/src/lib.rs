@@ -9,6 +9,7 @@ pub mod follow;
 pub mod idempotency;
 pub mod keyring;
 pub mod metrics;
+pub mod rate_limit;
 pub mod results;
 mod routes;
 pub mod seat_feed;
@@ -16,6 +17,7 @@ pub mod state;
 pub mod tls;
 pub mod waiting_room;
 
+pub use rate_limit::{ClientAddress, RateLimits};
 pub use routes::accounts::{ensure_admin, AdminAccount};
 pub use routes::routes;
 pub use state::{AppState, GatewayConfig, ManifestSink, Secrets};

@@ -17,10 +17,16 @@ pub struct RouteOnly {
     pub route: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: &'static str,
+}
+
 pub struct Metrics {
     pub registry: Registry,
     pub requests: Family<RouteLabels, Counter>,
     pub latency: Family<RouteOnly, Histogram>,
+    pub rate_limited: Family<LimitLabels, Counter>,
 }
 
 impl Metrics {
@@ -40,10 +46,17 @@ impl Metrics {
             "HTTP request latency by route",
             latency.clone(),
         );
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused 429 by a rate limit, by limit",
+            rate_limited.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
+            rate_limited,
         }
     }
 
@@ -54,6 +67,12 @@ impl Metrics {
         self.latency
             .get_or_create(&RouteOnly { route })
             .observe(seconds);
+    }
+
+    pub fn rate_limited(&self, limit: &'static str) {
+        self.rate_limited
+            .get_or_create(&LimitLabels { limit })
+            .inc();
     }
 
     pub fn render(&self) -> String {

@@ -16,6 +16,7 @@ use crate::bulkhead::{Bulkhead, BulkheadSize};
 use crate::error::ApiError;
 use crate::keyring::KeyRing;
 use crate::metrics::Metrics;
+use crate::rate_limit::{ClientAddress, RateLimits};
 use crate::results::Waiters;
 
 /// Where `POST /api/v1/admin/manifests` sends a YAML stream: the local reconciler of
@@ -41,6 +42,10 @@ pub struct GatewayConfig {
     pub password_work: BulkheadSize,
     /// Searches: a broad query counts every match into its facets.
     pub search_work: BulkheadSize,
+    /// Token buckets on sign-up, sign-in, holds, checkouts and orders.
+    pub rate_limits: RateLimits,
+    /// Where the client's address (what per-address limits count) is read.
+    pub client_address: ClientAddress,
 }
 
 impl Default for GatewayConfig {
@@ -53,6 +58,8 @@ impl Default for GatewayConfig {
             checkout_ttl: mercato_core::domain::commerce::DEFAULT_CHECKOUT_TTL,
             password_work: BulkheadSize::for_machine(),
             search_work: BulkheadSize::for_machine(),
+            rate_limits: RateLimits::default(),
+            client_address: ClientAddress::Peer,
         }
     }
 }

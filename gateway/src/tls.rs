@@ -7,8 +7,10 @@
 //! ALPN, graceful shutdown that lets requests in flight finish.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -141,7 +143,10 @@ pub(crate) async fn serve<F>(
             () = &mut stop => break,
         };
         let acceptor = tls.acceptor.clone();
-        let service = TowerToHyperService::new(warp::service(filter.clone()));
+        let service = TowerToHyperService::new(WithPeer {
+            inner: warp::service(filter.clone()),
+            peer: Peer(peer),
+        });
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             // A client that opens a connection and never says hello must not hold a task
@@ -167,6 +172,35 @@ pub(crate) async fn serve<F>(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The client's address on a TLS connection, put on each of its requests: warp does the same
+/// for the connections it accepts itself, with a type of its own that is private.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+#[derive(Clone)]
+struct WithPeer<S> {
+    inner: S,
+    peer: Peer,
+}
+
+impl<S, B> tower_service::Service<warp::http::Request<B>> for WithPeer<S>
+where
+    S: tower_service::Service<warp::http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: warp::http::Request<B>) -> Self::Future {
+        request.extensions_mut().insert(self.peer);
+        self.inner.call(request)
+    }
 }
 
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

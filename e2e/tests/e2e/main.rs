@@ -13,6 +13,7 @@ mod holds_race;
 mod manifest_sources;
 mod once;
 mod purchase;
+mod rate_limits;
 mod seat_cap;
 mod seat_map;
 mod seat_stream;

@@ -115,6 +115,8 @@ async fn a_gateway_without_a_local_reconciler_has_no_manifests_route() {
             sources: SourcePolicy::default(),
             secrets: mercato::secrets::ephemeral(),
             tls: None,
+            rate_limits: mercato::platform::RateLimits::off(),
+            client_address: Default::default(),
         },
         &stop,
     )
@@ -150,15 +152,8 @@ fn write_products(path: &Path, n: usize) {
 async fn sources_are_read_only_inside_the_folders_only_as_regular_files_and_only_so_big() {
     let folder = tempfile::tempdir().unwrap();
     let run = harness::start_with(PlatformConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: None,
-        manifests: None,
-        hold_ttl: None,
-        checkout_ttl: None,
-        engines: Default::default(),
-        poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
-        search_cache: mercato_search::DEFAULT_CACHE_ENTRIES,
         sources: SourcePolicy::new([folder.path().to_path_buf()], 1024).unwrap(),
+        ..harness::config(None, None)
     })
     .await
     .unwrap();

@@ -155,17 +155,10 @@ async fn sources_are_fetched_from_http_and_s3_checked_and_capped() {
     }
     let base = format!("http://{http}");
     let run = harness::start_with(PlatformConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: None,
-        manifests: None,
-        hold_ttl: None,
-        checkout_ttl: None,
-        engines: Default::default(),
-        poison_attempts: mercato::platform::DEFAULT_POISON_ATTEMPTS,
-        search_cache: mercato_search::DEFAULT_CACHE_ENTRIES,
         sources: SourcePolicy::new(Vec::new(), MAX_BYTES)
             .unwrap()
             .with_url_prefixes(vec![format!("{base}/"), "s3://catalogs/".to_owned()]),
+        ..harness::config(None, None)
     })
     .await
     .unwrap();

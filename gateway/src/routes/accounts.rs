@@ -1,7 +1,5 @@
 //! `POST /users` and `POST /sessions`.
 
-use std::time::Duration;
-
 use mercato_core::clock::now_ms;
 use mercato_core::domain::users::{Role, User};
 use mercato_core::repo::users;
@@ -11,11 +9,8 @@ use warp::http::StatusCode;
 
 use crate::auth::{hash_password, verify_password, SESSION_SECS};
 use crate::error::{parse_json, ApiError, ApiReply, ApiResult};
+use crate::rate_limit::{self, Limited};
 use crate::state::AppState;
-
-/// Failed sign-ins allowed per email per window before 429.
-const SIGN_IN_ATTEMPTS: u64 = 10;
-const SIGN_IN_WINDOW: Duration = Duration::from_secs(60);
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -158,22 +153,9 @@ fn unknown_email_hash() -> Result<String, ApiError> {
 pub async fn create_session(state: &AppState, body: &[u8]) -> ApiResult {
     let req: Credentials = parse_json(body)?;
     let email = normalize_email(&req.email)?;
-    let attempts = state
-        .ports
-        .coord
-        .incr_window(&format!("signin/{email}"), SIGN_IN_WINDOW)
-        .await
-        // Losing Coord may cost fairness, never the ability to sign in.
-        .unwrap_or(0);
-    if attempts > SIGN_IN_ATTEMPTS {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
-            "too many sign-in attempts; wait a minute",
-        );
-        e.retry_after_secs = Some(SIGN_IN_WINDOW.as_secs());
-        return Err(e);
-    }
+    // Per account, on top of the route's per-address bucket: guessing one account's
+    // password from many addresses is slowed too.
+    rate_limit::check(state, Limited::SignInPerAccount, &email).await?;
     let store = &*state.ports.store;
     let user = users::by_email(store, &email).await?;
     let bad = || ApiError::unauthorized("wrong email or password");

@@ -22,6 +22,7 @@ mod table;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -32,6 +33,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection, Reply};
 
 use crate::error::{ApiError, ApiResult};
+use crate::rate_limit::{self, Limited};
 use crate::state::AppState;
 use body::{drain, read_limited, BodyRefused, DRAIN_LIMIT};
 use table::{header, Body, Call, Route, ROUTES};
@@ -66,19 +68,33 @@ pub fn routes(
         let state = Arc::clone(&state);
         warp::any().map(move || Arc::clone(&state))
     };
+    // The client's address: warp's for plain connections, ours (tls.rs) for TLS ones.
+    let peer = warp::addr::remote()
+        .and(warp::ext::optional::<crate::tls::Peer>())
+        .map(|plain: Option<SocketAddr>, tls: Option<crate::tls::Peer>| plain.or(tls.map(|p| p.0)));
     let api = warp::method()
         .and(warp::path::full())
-        .and(
-            warp::query::raw()
-                .or(warp::any().map(String::new))
-                .unify(),
-        )
+        .and(warp::query::raw().or(warp::any().map(String::new)).unify())
         .and(warp::header::headers_cloned())
+        .and(peer)
         .and(warp::body::stream())
         .and(st.clone())
         .then(
-            |method: Method, path: FullPath, query: String, headers: HeaderMap, stream, s| async move {
-                dispatch(s, method, path.as_str(), query, headers, stream).await
+            |method: Method,
+             path: FullPath,
+             query: String,
+             headers: HeaderMap,
+             peer: Option<SocketAddr>,
+             stream,
+             s| async move {
+                let request = Request {
+                    method,
+                    path: path.as_str(),
+                    query,
+                    headers,
+                    peer,
+                };
+                dispatch(s, request, stream).await
             },
         );
     // Server-Sent Events stream rather than answer: outside the route table.
@@ -148,32 +164,35 @@ pub fn routes(
         .unify()
 }
 
-/// Finds the request's route and runs it: 404 when no route has the path, 405 when one has it
-/// for another method.
-async fn dispatch<S, B>(
-    state: Arc<AppState>,
+/// What a request brought, before its body.
+struct Request<'a> {
     method: Method,
-    path: &str,
+    path: &'a str,
     query: String,
     headers: HeaderMap,
-    stream: S,
-) -> Response
+    /// The connection's peer, when the transport has one.
+    peer: Option<SocketAddr>,
+}
+
+/// Finds the request's route and runs it: 404 when no route has the path, 405 when one has it
+/// for another method.
+async fn dispatch<S, B>(state: Arc<AppState>, request: Request<'_>, stream: S) -> Response
 where
     S: futures::Stream<Item = Result<B, warp::Error>>,
     B: bytes::Buf,
 {
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let segments: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
     let mut other_method = false;
     for route in ROUTES {
         let Some(params) = route.matches(&segments) else {
             continue;
         };
-        if route.method != method {
+        if route.method != request.method {
             other_method = true;
             continue;
         }
         let started = Instant::now();
-        let result = run(route, &state, path, params, query, headers, stream).await;
+        let result = run(route, &state, request, params, stream).await;
         return finish(&state, route.name, started, result);
     }
     let e = if other_method {
@@ -191,24 +210,35 @@ where
 async fn run<S, B>(
     route: &Route,
     state: &Arc<AppState>,
-    path: &str,
+    request: Request<'_>,
     params: Vec<String>,
-    query: String,
-    headers: HeaderMap,
     stream: S,
 ) -> ApiResult
 where
     S: futures::Stream<Item = Result<B, warp::Error>>,
     B: bytes::Buf,
 {
+    let Request {
+        path,
+        query,
+        headers,
+        peer,
+        ..
+    } = request;
     let announced = header(&headers, "content-length").and_then(|v| v.parse::<u64>().ok());
-    if let Some(guard) = route.guard {
-        if let Err(refused) = guard(state, header(&headers, "authorization")) {
-            if announced.is_none_or(|n| n <= DRAIN_LIMIT) {
-                drain(stream).await;
-            }
-            return Err(refused);
+    let checked = match route.guard {
+        Some(guard) => guard(state, header(&headers, "authorization")),
+        None => Ok(()),
+    };
+    let checked = match (checked, route.limit) {
+        (Ok(()), Some(limited)) => check_rate_limit(state, limited, peer, &headers).await,
+        (checked, _) => checked,
+    };
+    if let Err(refused) = checked {
+        if announced.is_none_or(|n| n <= DRAIN_LIMIT) {
+            drain(stream).await;
         }
+        return Err(refused);
     }
     let body = match route.body {
         Body::Ignored => Bytes::new(),
@@ -224,6 +254,33 @@ where
         body,
     ))
     .await
+}
+
+/// Takes a token of the route's bucket, before its body is read: per client address for
+/// routes anyone may call, per shopper for the others. A request without a valid token is not
+/// counted; its handler refuses it.
+async fn check_rate_limit(
+    state: &AppState,
+    limited: Limited,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    let who = match limited {
+        Limited::SignUpPerAddress | Limited::SignInPerAddress => state
+            .config
+            .client_address
+            .of(peer, headers)
+            .map(|ip| ip.to_string()),
+        _ => state
+            .keys
+            .caller(header(headers, "authorization"))
+            .ok()
+            .map(|caller| caller.user_id),
+    };
+    match who {
+        Some(who) => rate_limit::check(state, limited, &who).await,
+        None => Ok(()),
+    }
 }
 
 async fn recover(rejection: Rejection) -> Result<Response, Infallible> {

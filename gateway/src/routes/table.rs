@@ -18,6 +18,7 @@ use super::{
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::idempotency::{self, Keyed};
+use crate::rate_limit::Limited;
 use crate::state::AppState;
 use mercato_core::domain::commerce::ShipmentStatus;
 use mercato_core::domain::payments::SIGNATURE_HEADER;
@@ -114,6 +115,8 @@ pub(super) struct Route {
     pub name: &'static str,
     pub body: Body,
     pub guard: Option<Guard>,
+    /// The token bucket a request takes from before its body is read.
+    pub limit: Option<Limited>,
     pub handler: Handler,
 }
 
@@ -149,6 +152,7 @@ macro_rules! route {
             name: $name,
             body: $body,
             guard: $guard,
+            limit: None,
             handler: |$c: Call| Box::pin(async move { $call.await }),
         }
     };
@@ -167,25 +171,25 @@ use Body::{Ignored, Json};
 
 #[rustfmt::skip]
 pub(super) static ROUTES: &[Route] = &[
-    route!(POST "/api/v1/users", "users_create", Json, |c| accounts::create_user(&c.state, &c.body)),
-    route!(POST "/api/v1/sessions", "sessions_create", Json, |c| accounts::create_session(&c.state, &c.body)),
+    Route { limit: Some(Limited::SignUpPerAddress), ..route!(POST "/api/v1/users", "users_create", Json, |c| accounts::create_user(&c.state, &c.body)) },
+    Route { limit: Some(Limited::SignInPerAddress), ..route!(POST "/api/v1/sessions", "sessions_create", Json, |c| accounts::create_session(&c.state, &c.body)) },
     route!(GET "/api/v1/events", "events_list", Ignored, |c| events::list(&c.state, &c.query()?)),
     route!(GET "/api/v1/events/{}", "events_get", Ignored, |c| events::get(&c.state, c.param(0))),
     route!(GET "/api/v1/events/{}/seats", "events_seats", Ignored, |c| seat_map::seats(&c.state, c.param(0), &c.query()?, c.header("if-none-match"))),
     route!(GET "/api/v1/events/{}/seatmap", "events_seatmap", Ignored, |c| seat_map::compact(&c.state, c.param(0), &c.query()?, c.header("if-none-match"))),
     route!(POST "/api/v1/events/{}/queue", "queue_join", Ignored, |c| queue::join(&c.state, c.auth(), c.param(0))),
     route!(GET "/api/v1/events/{}/queue/{}", "queue_get", Ignored, |c| queue::get(&c.state, c.auth(), c.param(0), c.param(1))),
-    route!(POST "/api/v1/holds", "holds_create", Json, |c| c.idempotent(|caller, keyed| holds::place(&c.state, caller, keyed, &c.body))),
+    Route { limit: Some(Limited::HoldsPerUser), ..route!(POST "/api/v1/holds", "holds_create", Json, |c| c.idempotent(|caller, keyed| holds::place(&c.state, caller, keyed, &c.body))) },
     route!(GET "/api/v1/holds/{}", "holds_get", Ignored, |c| holds::get(&c.state, c.auth(), c.param(0))),
     route!(DELETE "/api/v1/holds/{}", "holds_delete", Ignored, |c| holds::release(&c.state, c.auth(), c.param(0))),
-    route!(POST "/api/v1/orders", "orders_create", Json, |c| c.idempotent(|caller, keyed| orders::place(&c.state, caller, keyed, &c.body))),
+    Route { limit: Some(Limited::OrdersPerUser), ..route!(POST "/api/v1/orders", "orders_create", Json, |c| c.idempotent(|caller, keyed| orders::place(&c.state, caller, keyed, &c.body))) },
     route!(GET "/api/v1/orders", "orders_list", Ignored, |c| orders::list(&c.state, c.auth(), &c.query()?)),
     route!(GET "/api/v1/orders/{}", "orders_get", Ignored, |c| orders::get(&c.state, c.auth(), c.param(0))),
     route!(POST "/api/v1/orders/{}/cancel", "orders_cancel", Json, |c| c.idempotent(|caller, _| fulfilment::cancel(&c.state, caller, c.param(0)))),
     route!(POST "/api/v1/orders/{}/returns", "orders_return", Json, |c| c.idempotent(|caller, keyed| fulfilment::create_return(&c.state, caller, keyed, c.param(0), &c.body))),
     route!(GET "/api/v1/cart", "cart_get", Ignored, |c| shop::get_cart(&c.state, c.auth())),
     route!(PUT "/api/v1/cart/items/{}", "cart_set_item", Json, |c| shop::set_item(&c.state, c.auth(), c.param(0), &c.body)),
-    route!(POST "/api/v1/checkouts", "checkouts_create", Json, |c| c.idempotent(|caller, keyed| shop::create_checkout(&c.state, caller, keyed, &c.body))),
+    Route { limit: Some(Limited::CheckoutsPerUser), ..route!(POST "/api/v1/checkouts", "checkouts_create", Json, |c| c.idempotent(|caller, keyed| shop::create_checkout(&c.state, caller, keyed, &c.body))) },
     route!(GET "/api/v1/checkouts/{}", "checkouts_get", Ignored, |c| shop::get_checkout(&c.state, c.auth(), c.param(0))),
     route!(DELETE "/api/v1/checkouts/{}", "checkouts_delete", Ignored, |c| shop::delete_checkout(&c.state, c.auth(), c.param(0))),
     route!(POST "/api/v1/warehouses/{}/shipments/{}/ship", "shipments_advance", Json, |c| fulfilment::advance(&c.state, c.auth(), c.param(0), c.param(1), ShipmentStatus::Shipped, &c.body)),

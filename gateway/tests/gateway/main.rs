@@ -5,3 +5,4 @@
 mod auth;
 mod bulkhead;
 mod error;
+mod rate_limit;

@@ -300,6 +300,7 @@ pub async fn run(opts: Catalog, server: &tokio::runtime::Runtime) -> anyhow::Res
         } else {
             mercato_search::DEFAULT_CACHE_ENTRIES
         },
+        ..harness::config(None, None)
     };
     let running = server.spawn(harness::start_with(config)).await??;
     println!(
