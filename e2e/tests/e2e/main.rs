@@ -13,6 +13,7 @@ mod holds_race;
 mod manifest_sources;
 mod once;
 mod purchase;
+mod queue_crowd;
 mod rate_limits;
 mod seat_cap;
 mod seat_map;
