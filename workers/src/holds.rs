@@ -36,10 +36,18 @@ const RELEASE_TRIES: usize = 5;
 /// Tries of a shopper's seat count, changed meanwhile by their other holds, before the hold
 /// is refused as contended: more than one shopper can sensibly have in flight at once.
 const COUNT_TRIES: usize = 16;
+/// Stripes of the in-process turn on seat counts: shoppers who share one wait for each other
+/// only for a read and a write.
+const COUNTING_STRIPES: usize = 64;
 
 pub struct HoldsWorker {
     store: Arc<dyn Store>,
     events: EventCache,
+    /// Shoppers' seat counts are changed one at a time per stripe in this process: the
+    /// commands of a batch are decided concurrently, and one shopper's many holds would
+    /// otherwise lose their compare-and-sets to each other until they gave up. Across
+    /// processes the compare-and-set alone decides.
+    counting: Vec<tokio::sync::Mutex<()>>,
     /// Told of every hold placed, to announce its lapse; none in tests of placing alone.
     lapses: Option<Arc<Lapses>>,
 }
@@ -49,6 +57,9 @@ impl HoldsWorker {
         Self {
             events: EventCache::new(Arc::clone(&store), Duration::from_secs(5)),
             store,
+            counting: (0..COUNTING_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
             lapses: None,
         }
     }
@@ -169,6 +180,7 @@ impl HoldsWorker {
     /// Counts `hold` against its shopper's cap of seats at its event (`cap`); the refusal when
     /// it would pass the cap, or when the count kept changing under this command.
     async fn count(&self, hold: &Hold, cap: u32) -> RepoResult<Option<Refusal>> {
+        let _turn = self.counting_turn(hold).await;
         let now = Utc::now().timestamp_millis().max(0) as u64;
         for _ in 0..COUNT_TRIES {
             let row = quotas::load(&*self.store, &hold.event_id, &hold.user_id).await?;
@@ -194,6 +206,14 @@ impl HoldsWorker {
         Ok(Some(Refusal::HoldContended))
     }
 
+    /// This process's turn to change the seat count of `hold`'s shopper at its event.
+    async fn counting_turn(&self, hold: &Hold) -> tokio::sync::MutexGuard<'_, ()> {
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&(&hold.event_id, &hold.user_id), &mut hasher);
+        let stripe = std::hash::Hasher::finish(&hasher) as usize % self.counting.len();
+        self.counting[stripe].lock().await
+    }
+
     /// Of the counted holds `ids`, those released or bought.
     async fn ended(&self, ids: &[String]) -> RepoResult<HashSet<String>> {
         let rows = join_all(ids.iter().map(|id| rows::load(&*self.store, id))).await;
@@ -209,6 +229,7 @@ impl HoldsWorker {
     /// Takes a hold whose placement failed off its shopper's count. Best effort against a
     /// count changing meanwhile: one left behind lapses with the hold it would have been.
     async fn uncount(&self, hold: &Hold) -> RepoResult<()> {
+        let _turn = self.counting_turn(hold).await;
         for _ in 0..COUNT_TRIES {
             let Some(row) = quotas::load(&*self.store, &hold.event_id, &hold.user_id).await? else {
                 return Ok(());
