@@ -190,18 +190,15 @@ impl Coord for RedisCoord {
         Ok(rank)
     }
 
-    async fn rank_pop(&self, set: &str, count: u64) -> CoordResult<Vec<String>> {
+    async fn rank_head(&self, set: &str, count: u64) -> CoordResult<Vec<String>> {
         if count == 0 {
             return Ok(Vec::new());
         }
-        // Member, score, member, score, ...
-        let flat: Vec<String> = redis::cmd("ZPOPMIN")
-            .arg(key(set))
-            .arg(count)
-            .query_async(&mut self.conn())
+        let last = isize::try_from(count - 1).unwrap_or(isize::MAX);
+        self.conn()
+            .zrange(key(set), 0, last)
             .await
-            .map_err(unavailable)?;
-        Ok(flat.into_iter().step_by(2).collect())
+            .map_err(unavailable)
     }
 
     async fn rank_len(&self, set: &str) -> CoordResult<u64> {

@@ -15,7 +15,7 @@ use mercato_core::coord::{Coord, CoordResult};
 use mercato_core::domain::waiting_room::{self as room, Phase, RoomState, Seen};
 use mercato_crds::{EventSpec, WaitingRoom};
 use rand::Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
@@ -76,9 +76,40 @@ pub struct Place {
     pub position: Option<u64>,
     pub ahead: Option<u64>,
     pub eta_seconds: Option<u64>,
-    /// Once admitted: the token `POST /holds` asks for, and when it expires.
+    /// Once admitted: the token `POST /holds` asks for, when the admitter decided it, and
+    /// when it lapses.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub admission: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admitted_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admission_expires_at: Option<String>,
+}
+
+/// An admission as kept on the Coord port (`admission/<user>`).
+#[derive(Serialize, Deserialize)]
+struct Admitted {
+    token: String,
+    /// When the admitter decided it: the start of its tick.
+    at_ms: u64,
+    expires_ms: u64,
+}
+
+impl Admitted {
+    /// Reads an admission; one kept by a release before admissions were JSON is its bare
+    /// token, with no times.
+    fn read(bytes: &[u8]) -> Admitted {
+        serde_json::from_slice(bytes).unwrap_or_else(|_| Admitted {
+            token: String::from_utf8_lossy(bytes).into_owned(),
+            at_ms: 0,
+            expires_ms: 0,
+        })
+    }
+}
+
+/// A time of an admission for the API; none for an admission that did not keep it.
+fn admission_time(ms: u64) -> Option<String> {
+    (ms > 0).then(|| mercato_core::clock::to_rfc3339(ms))
 }
 
 /// Joins `user` to the queue of `event` (joining again keeps the place) and says where they
@@ -129,17 +160,22 @@ pub async fn place(
     let room_spec = enabled(spec).ok_or_else(|| no_room(event))?;
     let coord = &*state.ports.coord;
     let ticket = ticket(event, user);
-    if let Some(token) = coord.get(&admission_key(event, user)).await? {
-        return Ok(Place {
-            ticket,
-            state: "admitted".into(),
-            position: None,
-            ahead: None,
-            eta_seconds: Some(0),
-            admission: Some(String::from_utf8_lossy(&token).into_owned()),
-        });
-    }
+    // The queue first, then the admission: the admitter writes an admission before it takes
+    // the place out of the queue, so a look between the two finds the place.
     let Some(rank) = coord.rank_of(&queue_key(event), user).await? else {
+        if let Some(kept) = coord.get(&admission_key(event, user)).await? {
+            let admitted = Admitted::read(&kept);
+            return Ok(Place {
+                ticket,
+                state: "admitted".into(),
+                position: None,
+                ahead: None,
+                eta_seconds: Some(0),
+                admission: Some(admitted.token),
+                admitted_at: admission_time(admitted.at_ms),
+                admission_expires_at: admission_time(admitted.expires_ms),
+            });
+        }
         return Err(ApiError::not_found(
             "ticket_not_found",
             format!(
@@ -175,6 +211,8 @@ pub async fn place(
         ahead: open.then_some(rank),
         eta_seconds,
         admission: None,
+        admitted_at: None,
+        admission_expires_at: None,
     })
 }
 
@@ -280,9 +318,12 @@ async fn admit_event(
     };
     let (count, room_state) = room::admit(seen);
     let window = room_spec.admission_window();
-    for user in coord.rank_pop(&queue_key(event), count).await? {
+    // The head leaves the queue only once its admission is written: a shopper looking at
+    // their place in between finds one or the other, never neither.
+    for user in coord.rank_head(&queue_key(event), count).await? {
         if coord.get(&seen_key(event, &user)).await?.is_none() {
             // Nobody has looked at this place for abandonAfter: skipped, and counted.
+            coord.rank_remove(&queue_key(event), &user).await?;
             coord
                 .incr_window(&room_key(event, "abandoned"), COUNTER_LIFE)
                 .await?;
@@ -296,13 +337,19 @@ async fn admit_event(
             now.timestamp(),
             window.as_secs() as i64,
         )?;
-        coord
-            .set_if_absent(&admission_key(event, &user), token.as_bytes(), window)
-            .await?;
         let expires_ms = u64::try_from(expires).unwrap_or(0).saturating_mul(1000);
+        let kept = Admitted {
+            token,
+            at_ms: now_ms,
+            expires_ms,
+        };
+        coord
+            .set_if_absent(&admission_key(event, &user), &json_bytes(&kept), window)
+            .await?;
         coord
             .rank_insert(&active_key(event), &user, expires_ms)
             .await?;
+        coord.rank_remove(&queue_key(event), &user).await?;
     }
     publish_state(coord, event, room_state).await?;
     let rate = count as f64 / TICK.as_secs_f64();
@@ -315,6 +362,11 @@ async fn admit_event(
         )
         .await?;
     Ok(())
+}
+
+fn json_bytes(value: &impl Serialize) -> Vec<u8> {
+    // Plain structs of strings and numbers always serialize.
+    serde_json::to_vec(value).unwrap_or_default()
 }
 
 /// Shoppers admitted per second lately (0 when the admitter has not run for a while).

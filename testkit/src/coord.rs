@@ -163,7 +163,10 @@ pub async fn pub_sub_fans_out(coord: &dyn Coord) {
 
 pub async fn ranked_sets_order_by_score_then_member(coord: &dyn Coord) {
     let set = unique("ranked");
-    assert_eq!(coord.rank_pop(&set, 3).await.unwrap(), Vec::<String>::new());
+    assert_eq!(
+        coord.rank_head(&set, 3).await.unwrap(),
+        Vec::<String>::new()
+    );
     assert_eq!(coord.rank_of(&set, "ada").await.unwrap(), None);
     // Scores up to 2^53 stay exact (Redis keeps doubles).
     let big = (1u64 << 53) - 1;
@@ -191,12 +194,23 @@ pub async fn ranked_sets_order_by_score_then_member(coord: &dyn Coord) {
     assert!(coord.rank_remove(&set, "cy").await.unwrap());
     assert!(!coord.rank_remove(&set, "cy").await.unwrap());
     assert_eq!(coord.rank_of(&set, "eve").await.unwrap(), Some(2));
-    assert_eq!(coord.rank_pop(&set, 2).await.unwrap(), ["bo", "ada"]);
-    assert_eq!(coord.rank_pop(&set, 5).await.unwrap(), ["eve", "dee"]);
+    assert_eq!(coord.rank_head(&set, 2).await.unwrap(), ["bo", "ada"]);
+    assert_eq!(
+        coord.rank_head(&set, 0).await.unwrap(),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        coord.rank_head(&set, 5).await.unwrap(),
+        ["bo", "ada", "eve", "dee"],
+        "the head stays in the set"
+    );
+    for member in ["bo", "ada", "eve", "dee"] {
+        assert!(coord.rank_remove(&set, member).await.unwrap());
+    }
     assert_eq!(coord.rank_len(&set).await.unwrap(), 0);
     assert!(
         coord.rank_insert(&set, "bo", 1).await.unwrap(),
-        "popped: may join again"
+        "removed: may join again"
     );
     assert!(coord.delete(&set).await.unwrap());
     assert_eq!(coord.rank_len(&set).await.unwrap(), 0);
@@ -233,7 +247,7 @@ pub async fn ranked_insert_race(coord: Arc<dyn Coord>) {
     }
     assert_eq!(won, 8, "one insert of each member wins");
     assert_eq!(coord.rank_len(&set).await.unwrap(), 8);
-    let popped = coord.rank_pop(&set, 100).await.unwrap();
+    let popped = coord.rank_head(&set, 100).await.unwrap();
     let mut distinct = popped.clone();
     distinct.sort();
     distinct.dedup();

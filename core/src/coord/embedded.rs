@@ -183,23 +183,16 @@ impl Coord for EmbeddedCoord {
             .map(|score| ranked.order.range(..(*score, member.to_owned())).count() as u64))
     }
 
-    async fn rank_pop(&self, set: &str, count: u64) -> CoordResult<Vec<String>> {
-        let mut st = self.state.lock();
-        let Some(ranked) = st.ranked.get_mut(set) else {
-            return Ok(Vec::new());
-        };
-        let mut popped = Vec::new();
-        while (popped.len() as u64) < count {
-            let Some((_, member)) = ranked.order.pop_first() else {
-                break;
-            };
-            ranked.scores.remove(&member);
-            popped.push(member);
-        }
-        if ranked.order.is_empty() {
-            st.ranked.remove(set);
-        }
-        Ok(popped)
+    async fn rank_head(&self, set: &str, count: u64) -> CoordResult<Vec<String>> {
+        let st = self.state.lock();
+        Ok(st.ranked.get(set).map_or_else(Vec::new, |ranked| {
+            ranked
+                .order
+                .iter()
+                .take(usize::try_from(count).unwrap_or(usize::MAX))
+                .map(|(_, member)| member.clone())
+                .collect()
+        }))
     }
 
     async fn rank_len(&self, set: &str) -> CoordResult<u64> {

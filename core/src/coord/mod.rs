@@ -76,8 +76,8 @@ pub trait Coord: Send + Sync + 'static {
     async fn rank_insert(&self, set: &str, member: &str, score: u64) -> CoordResult<bool>;
     /// ZRANK: how many members come before `member`; `None` when it is not in the set.
     async fn rank_of(&self, set: &str, member: &str) -> CoordResult<Option<u64>>;
-    /// ZPOPMIN: takes up to `count` members off the front, front first.
-    async fn rank_pop(&self, set: &str, count: u64) -> CoordResult<Vec<String>>;
+    /// ZRANGE 0 count-1: up to `count` members at the front, front first, left in the set.
+    async fn rank_head(&self, set: &str, count: u64) -> CoordResult<Vec<String>>;
     /// ZCARD.
     async fn rank_len(&self, set: &str) -> CoordResult<u64>;
     /// ZREM: true if `member` was in the set.

@@ -17,7 +17,7 @@ const AT_ONCE: usize = 256;
 const SEATS: usize = 10;
 const LATE: usize = 50;
 
-fn event(on_sale: chrono::DateTime<Utc>) -> String {
+fn event(on_sale: chrono::DateTime<Utc>, seats: usize) -> String {
     format!(
         r#"apiVersion: mercato.dev/v1alpha1
 kind: Event
@@ -32,9 +32,11 @@ spec:
   tiers:
     - {{ id: std, name: Standard, price: {{ amount: 2500, currency: EUR }} }}
   sections:
-    - {{ id: hall, tier: std, rows: 1, seatsPerRow: {SEATS} }}
+    - {{ id: hall, tier: std, rows: {}, seatsPerRow: {} }}
 "#,
-        on_sale.to_rfc3339()
+        on_sale.to_rfc3339(),
+        seats.div_ceil(100),
+        seats.min(100),
     )
 }
 
@@ -70,7 +72,7 @@ fn rank_correlation(a: &[usize], b: &[usize]) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_thousand_joiners_each_get_a_place_in_a_fair_draw() {
     let run = harness::start(None, None).await.unwrap();
-    run.apply(&event(Utc::now() + chrono::Duration::hours(1)))
+    run.apply(&event(Utc::now() + chrono::Duration::hours(1), SEATS))
         .await
         .unwrap();
     // One pool of connections for the crowd; each shopper its own session.
@@ -110,7 +112,7 @@ async fn ten_thousand_joiners_each_get_a_place_in_a_fair_draw() {
     }
 
     // The on-sale, brought forward to now: the draw, and one admission per seat.
-    run.apply(&event(Utc::now() - chrono::Duration::seconds(1)))
+    run.apply(&event(Utc::now() - chrono::Duration::seconds(1), SEATS))
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -176,5 +178,40 @@ async fn ten_thousand_joiners_each_get_a_place_in_a_fair_draw() {
         "{CROWD} joins in {joining:?} ({:.0}/s, {AT_ONCE} at once), rank correlation with arrival {rho:.4}",
         CROWD as f64 / joining.as_secs_f64()
     );
+    run.platform.stop().await;
+}
+
+/// Everyone let in at once: every stream hears its own admission, none an error (a look
+/// between the admitter's writes once found neither the place nor the admission).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_stream_hears_its_admission_when_all_are_let_in_at_once() {
+    const STREAMS: usize = 300;
+    let run = harness::start(None, None).await.unwrap();
+    run.apply(&event(Utc::now() + chrono::Duration::hours(1), STREAMS))
+        .await
+        .unwrap();
+    let mut listening = Vec::new();
+    for i in 0..STREAMS {
+        let token = run.platform.session_for(&format!("streamer{i}")).unwrap();
+        let shopper = run.api.with_token(&token);
+        let ticket = join(&shopper).await["ticket"].as_str().unwrap().to_owned();
+        listening.push(tokio::spawn(async move {
+            let path = format!("/api/v1/events/crowd/queue/{ticket}/stream");
+            super::waiting_room::stream_events(&shopper, &token, &path, Duration::from_secs(30))
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    run.apply(&event(Utc::now() - chrono::Duration::seconds(1), STREAMS))
+        .await
+        .unwrap();
+    for heard in listening {
+        let events = heard.await.unwrap();
+        let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+        assert_eq!(names.last(), Some(&"admitted"), "{events:?}");
+        assert!(!names.contains(&"error"), "{events:?}");
+        let admitted_at = events.last().unwrap().1["admitted_at"].as_str().unwrap();
+        assert!(chrono::DateTime::parse_from_rfc3339(admitted_at).is_ok());
+    }
     run.platform.stop().await;
 }

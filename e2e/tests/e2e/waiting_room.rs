@@ -66,7 +66,7 @@ async fn hold(api: &Api, event: &str, seat: u32, admission: Option<&str>) -> mer
 }
 
 /// The events of a place's stream, until it ends (an admission) or `within` passes.
-async fn stream_events(
+pub(crate) async fn stream_events(
     api: &Api,
     token: &str,
     path: &str,
@@ -161,7 +161,15 @@ async fn the_room_draws_the_pre_queue_admits_against_the_seats_left_and_resumes_
     for (i, s) in shoppers[..EARLY].iter().enumerate() {
         let p = place(s, "queued", &tickets[i]).await;
         match p["state"].as_str().unwrap() {
-            "admitted" => admitted.push((i, p["admission"].as_str().unwrap().to_owned())),
+            "admitted" => {
+                let at = chrono::DateTime::parse_from_rfc3339(p["admitted_at"].as_str().unwrap());
+                let until = chrono::DateTime::parse_from_rfc3339(
+                    p["admission_expires_at"].as_str().unwrap(),
+                );
+                let (at, until) = (at.unwrap(), until.unwrap());
+                assert!(at <= Utc::now() && until > at, "{p}");
+                admitted.push((i, p["admission"].as_str().unwrap().to_owned()))
+            }
             _ => {
                 assert!(p["eta_seconds"].as_u64().is_some(), "a wait estimate: {p}");
                 positions.push((p["position"].as_u64().unwrap(), i));

@@ -10,6 +10,7 @@ mod commerce;
 mod onsale;
 mod seatmap;
 mod seatstream;
+mod waiting_room;
 
 use clap::{Parser, Subcommand};
 
@@ -35,6 +36,8 @@ enum Scenario {
     Seatmap(seatmap::SeatMap),
     /// Watch a section's live stream with many clients while it sells out.
     Seatstream(seatstream::SeatStream),
+    /// A crowd joins a waiting room; many streams hear their admission at the on-sale.
+    WaitingRoom(waiting_room::WaitingRoomBench),
 }
 
 /// The platform a scenario drives: a running gateway (`--url`, with an admin `--token`), or
@@ -81,6 +84,13 @@ pub async fn target(
     })
 }
 
+impl Target {
+    /// The platform running in this process, if it is.
+    pub fn platform(&self) -> Option<&mercato::platform::Platform> {
+        self._platform.as_ref().map(|(p, _)| p)
+    }
+}
+
 pub fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -114,6 +124,7 @@ fn main() -> anyhow::Result<()> {
             Scenario::Commerce(c) => commerce::run(c, &server).await,
             Scenario::Seatmap(m) => seatmap::run(m, &server).await,
             Scenario::Seatstream(s) => seatstream::run(s, &server).await,
+            Scenario::WaitingRoom(w) => waiting_room::run(w, &server).await,
         }
     });
     server.shutdown_background();
