@@ -1,7 +1,7 @@
 //! The in-process Coord: maps under a mutex, with TTLs checked on access (as Redis does lazily)
 //! and pub/sub on broadcast channels.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use super::ranked::RankedSet;
 use super::{gcra, Coord, CoordResult, Taken};
 
 const CHANNEL_CAPACITY: usize = 4096;
@@ -20,15 +21,8 @@ struct State {
     /// Token buckets: the theoretical arrival time, in microseconds since `epoch`.
     buckets: HashMap<String, u64>,
     queues: HashMap<String, VecDeque<Vec<u8>>>,
-    ranked: HashMap<String, Ranked>,
+    ranked: HashMap<String, RankedSet>,
     channels: HashMap<String, broadcast::Sender<Vec<u8>>>,
-}
-
-/// A sorted set: members in (score, member) order, and each member's score.
-#[derive(Default)]
-struct Ranked {
-    order: BTreeSet<(u64, String)>,
-    scores: HashMap<String, u64>,
 }
 
 pub struct EmbeddedCoord {
@@ -161,43 +155,28 @@ impl Coord for EmbeddedCoord {
 
     async fn rank_insert(&self, set: &str, member: &str, score: u64) -> CoordResult<bool> {
         let mut st = self.state.lock();
-        let ranked = st.ranked.entry(set.to_owned()).or_default();
-        if ranked.scores.contains_key(member) {
-            return Ok(false);
-        }
-        ranked.scores.insert(member.to_owned(), score);
-        ranked.order.insert((score, member.to_owned()));
-        Ok(true)
+        Ok(st
+            .ranked
+            .entry(set.to_owned())
+            .or_default()
+            .insert(member, score))
     }
 
     async fn rank_of(&self, set: &str, member: &str) -> CoordResult<Option<u64>> {
         let st = self.state.lock();
-        let Some(ranked) = st.ranked.get(set) else {
-            return Ok(None);
-        };
-        // O(rank), where Redis's ZRANK is O(log n): the embedded engine serves one process,
-        // whose queues are tens of thousands long at most.
-        Ok(ranked
-            .scores
-            .get(member)
-            .map(|score| ranked.order.range(..(*score, member.to_owned())).count() as u64))
+        Ok(st.ranked.get(set).and_then(|ranked| ranked.rank(member)))
     }
 
     async fn rank_head(&self, set: &str, count: u64) -> CoordResult<Vec<String>> {
         let st = self.state.lock();
         Ok(st.ranked.get(set).map_or_else(Vec::new, |ranked| {
-            ranked
-                .order
-                .iter()
-                .take(usize::try_from(count).unwrap_or(usize::MAX))
-                .map(|(_, member)| member.clone())
-                .collect()
+            ranked.head(usize::try_from(count).unwrap_or(usize::MAX))
         }))
     }
 
     async fn rank_len(&self, set: &str) -> CoordResult<u64> {
         let st = self.state.lock();
-        Ok(st.ranked.get(set).map_or(0, |r| r.order.len() as u64))
+        Ok(st.ranked.get(set).map_or(0, |r| r.len() as u64))
     }
 
     async fn rank_remove(&self, set: &str, member: &str) -> CoordResult<bool> {
@@ -205,14 +184,11 @@ impl Coord for EmbeddedCoord {
         let Some(ranked) = st.ranked.get_mut(set) else {
             return Ok(false);
         };
-        let Some(score) = ranked.scores.remove(member) else {
-            return Ok(false);
-        };
-        ranked.order.remove(&(score, member.to_owned()));
-        if ranked.order.is_empty() {
+        let removed = ranked.remove(member);
+        if ranked.is_empty() {
             st.ranked.remove(set);
         }
-        Ok(true)
+        Ok(removed)
     }
 
     async fn rank_trim(&self, set: &str, below: u64) -> CoordResult<u64> {
@@ -220,15 +196,11 @@ impl Coord for EmbeddedCoord {
         let Some(ranked) = st.ranked.get_mut(set) else {
             return Ok(0);
         };
-        let kept = ranked.order.split_off(&(below, String::new()));
-        let removed = std::mem::replace(&mut ranked.order, kept);
-        for (_, member) in &removed {
-            ranked.scores.remove(member);
-        }
-        if ranked.order.is_empty() {
+        let removed = ranked.trim_below(below);
+        if ranked.is_empty() {
             st.ranked.remove(set);
         }
-        Ok(removed.len() as u64)
+        Ok(removed)
     }
 
     async fn publish(&self, channel: &str, message: &[u8]) -> CoordResult<usize> {

@@ -7,6 +7,7 @@
 //! here, it only buys speed and fairness.
 
 mod embedded;
+mod ranked;
 
 use std::time::Duration;
 
