@@ -11,6 +11,7 @@ pub mod keyring;
 pub mod metrics;
 pub mod rate_limit;
 pub mod results;
+pub mod room_feed;
 mod routes;
 pub mod seat_feed;
 pub mod state;

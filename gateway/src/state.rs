@@ -95,6 +95,8 @@ pub struct AppState {
     pub search_work: Bulkhead,
     /// Every seat change, folded: what the live seat streams watch.
     pub seat_feed: Arc<crate::seat_feed::SeatFeed>,
+    /// The waiting rooms' admitter ticks: what the streams of places follow.
+    pub room_feed: Arc<crate::room_feed::RoomFeed>,
 }
 
 impl AppState {
@@ -109,6 +111,7 @@ impl AppState {
         Self {
             password_work: Bulkhead::new("password", config.password_work),
             seat_feed: Arc::default(),
+            room_feed: Arc::default(),
             search_work: Bulkhead::new("search", config.search_work),
             events: EventCache::new(Arc::clone(&ports.store), Duration::from_secs(2)),
             ports,

@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::admission;
 use crate::error::ApiError;
+use crate::room_feed::{self, Tick};
 use crate::state::AppState;
 
 /// How often the admitter looks at each event.
@@ -28,6 +29,9 @@ pub const TICK: Duration = Duration::from_millis(500);
 /// How long the join counter and the room's published state live without being refreshed.
 const COUNTER_LIFE: Duration = Duration::from_secs(30 * 24 * 3600);
 const STATE_LIFE: Duration = Duration::from_secs(10);
+/// Admissions written before the streams hear of them: a round of thousands is heard batch
+/// by batch.
+const TICK_BATCH: usize = 1024;
 /// Events looked at per tick: rooms are on a few events at a time.
 const EVENTS_PER_TICK: usize = 1000;
 
@@ -163,18 +167,8 @@ pub async fn place(
     // The queue first, then the admission: the admitter writes an admission before it takes
     // the place out of the queue, so a look between the two finds the place.
     let Some(rank) = coord.rank_of(&queue_key(event), user).await? else {
-        if let Some(kept) = coord.get(&admission_key(event, user)).await? {
-            let admitted = Admitted::read(&kept);
-            return Ok(Place {
-                ticket,
-                state: "admitted".into(),
-                position: None,
-                ahead: None,
-                eta_seconds: Some(0),
-                admission: Some(admitted.token),
-                admitted_at: admission_time(admitted.at_ms),
-                admission_expires_at: admission_time(admitted.expires_ms),
-            });
+        if let Some(place) = admitted(state, event, user).await? {
+            return Ok(place);
         }
         return Err(ApiError::not_found(
             "ticket_not_found",
@@ -214,6 +208,42 @@ pub async fn place(
         admitted_at: None,
         admission_expires_at: None,
     })
+}
+
+/// The place of `user` once admitted to `event`; `None` while they are not.
+pub async fn admitted(
+    state: &AppState,
+    event: &str,
+    user: &str,
+) -> Result<Option<Place>, ApiError> {
+    let Some(kept) = state.ports.coord.get(&admission_key(event, user)).await? else {
+        return Ok(None);
+    };
+    let admitted = Admitted::read(&kept);
+    Ok(Some(Place {
+        ticket: ticket(event, user),
+        state: "admitted".into(),
+        position: None,
+        ahead: None,
+        eta_seconds: Some(0),
+        admission: Some(admitted.token),
+        admitted_at: admission_time(admitted.at_ms),
+        admission_expires_at: admission_time(admitted.expires_ms),
+    }))
+}
+
+/// The place `ahead` of the head after `tick`, for a shopper who was at `last`.
+pub fn moved(last: &Place, ahead: u64, tick: &Tick) -> Place {
+    Place {
+        ticket: last.ticket.clone(),
+        state: tick.state.clone(),
+        position: Some(ahead + 1),
+        ahead: Some(ahead),
+        eta_seconds: room::eta_secs(ahead + 1, tick.rate),
+        admission: None,
+        admitted_at: None,
+        admission_expires_at: None,
+    }
 }
 
 /// Checks the admission a hold for `event` carries, when the event has a room in use.
@@ -317,41 +347,7 @@ async fn admit_event(
         queued: coord.rank_len(&queue_key(event)).await?,
     };
     let (count, room_state) = room::admit(seen);
-    let window = room_spec.admission_window();
-    // The head leaves the queue only once its admission is written: a shopper looking at
-    // their place in between finds one or the other, never neither.
-    for user in coord.rank_head(&queue_key(event), count).await? {
-        if coord.get(&seen_key(event, &user)).await?.is_none() {
-            // Nobody has looked at this place for abandonAfter: skipped, and counted.
-            coord.rank_remove(&queue_key(event), &user).await?;
-            coord
-                .incr_window(&room_key(event, "abandoned"), COUNTER_LIFE)
-                .await?;
-            tracing::info!(event, user, "a waiting room place was abandoned");
-            continue;
-        }
-        let (token, expires) = admission::admit(
-            state.keys.ring(),
-            &user,
-            event,
-            now.timestamp(),
-            window.as_secs() as i64,
-        )?;
-        let expires_ms = u64::try_from(expires).unwrap_or(0).saturating_mul(1000);
-        let kept = Admitted {
-            token,
-            at_ms: now_ms,
-            expires_ms,
-        };
-        coord
-            .set_if_absent(&admission_key(event, &user), &json_bytes(&kept), window)
-            .await?;
-        coord
-            .rank_insert(&active_key(event), &user, expires_ms)
-            .await?;
-        coord.rank_remove(&queue_key(event), &user).await?;
-    }
-    publish_state(coord, event, room_state).await?;
+    let state_text = publish_state(coord, event, room_state).await?;
     let rate = count as f64 / TICK.as_secs_f64();
     let smoothed = RATE_WEIGHT * rate + (1.0 - RATE_WEIGHT) * read_rate(coord, event).await?;
     coord
@@ -360,6 +356,80 @@ async fn admit_event(
             format!("{smoothed:.4}").as_bytes(),
             STATE_LIFE,
         )
+        .await?;
+    let tick = |removed| Tick {
+        seq: 0,
+        removed,
+        state: state_text.to_owned(),
+        rate: smoothed,
+        at_ms: now_ms,
+    };
+    // The head leaves the queue only once its admission is written: a shopper looking at
+    // their place in between finds one or the other, never neither. The streams hear of
+    // each batch as soon as it is written, not after the whole round.
+    let head = coord.rank_head(&queue_key(event), count).await?;
+    if head.is_empty() {
+        return publish_tick(coord, event, tick(0)).await;
+    }
+    for batch in head.chunks(TICK_BATCH) {
+        for user in batch {
+            admit_one(state, room_spec, event, user, now).await?;
+        }
+        publish_tick(coord, event, tick(batch.len() as u64)).await?;
+    }
+    Ok(())
+}
+
+/// Admits the shopper at the head of the queue, or skips their place if it was abandoned;
+/// either way it leaves the queue, last.
+async fn admit_one(
+    state: &AppState,
+    room_spec: &WaitingRoom,
+    event: &str,
+    user: &str,
+    now: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let coord = &*state.ports.coord;
+    if coord.get(&seen_key(event, user)).await?.is_none() {
+        // Nobody has looked at this place for abandonAfter: skipped, and counted.
+        coord.rank_remove(&queue_key(event), user).await?;
+        coord
+            .incr_window(&room_key(event, "abandoned"), COUNTER_LIFE)
+            .await?;
+        tracing::info!(event, user, "a waiting room place was abandoned");
+        return Ok(());
+    }
+    let window = room_spec.admission_window();
+    let (token, expires) = admission::admit(
+        state.keys.ring(),
+        user,
+        event,
+        now.timestamp(),
+        window.as_secs() as i64,
+    )?;
+    let expires_ms = u64::try_from(expires).unwrap_or(0).saturating_mul(1000);
+    let kept = Admitted {
+        token,
+        at_ms: now.timestamp_millis().max(0) as u64,
+        expires_ms,
+    };
+    coord
+        .set_if_absent(&admission_key(event, user), &json_bytes(&kept), window)
+        .await?;
+    coord
+        .rank_insert(&active_key(event), user, expires_ms)
+        .await?;
+    coord.rank_remove(&queue_key(event), user).await?;
+    Ok(())
+}
+
+/// Numbers `tick` and tells every gateway's streams of it.
+async fn publish_tick(coord: &dyn Coord, event: &str, mut tick: Tick) -> Result<(), ApiError> {
+    tick.seq = coord
+        .incr_window(&room_key(event, "ticks_seq"), COUNTER_LIFE)
+        .await?;
+    coord
+        .publish(&room_feed::channel(event), &json_bytes(&tick))
         .await?;
     Ok(())
 }
@@ -379,7 +449,11 @@ async fn read_rate(coord: &dyn Coord, event: &str) -> CoordResult<f64> {
         .unwrap_or(0.0))
 }
 
-async fn publish_state(coord: &dyn Coord, event: &str, room_state: RoomState) -> CoordResult<()> {
+async fn publish_state(
+    coord: &dyn Coord,
+    event: &str,
+    room_state: RoomState,
+) -> CoordResult<&'static str> {
     let text = match room_state {
         RoomState::Admitting => "admitting",
         RoomState::Paused => "paused",
@@ -387,5 +461,6 @@ async fn publish_state(coord: &dyn Coord, event: &str, room_state: RoomState) ->
     };
     coord
         .set(&room_key(event, "state"), text.as_bytes(), STATE_LIFE)
-        .await
+        .await?;
+    Ok(text)
 }
