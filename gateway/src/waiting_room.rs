@@ -72,7 +72,7 @@ pub fn ticket(event: &str, user: &str) -> String {
 }
 
 /// Where a shopper stands, as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Place {
     pub ticket: String,
     pub state: String,

@@ -178,7 +178,7 @@ impl Follower {
                 }
                 Next::Send(place)
                     if place.state != shown.state
-                        || (shown_at.elapsed() >= SHOW_EVERY && json!(place) != json!(shown)) =>
+                        || (shown_at.elapsed() >= SHOW_EVERY && place != shown) =>
                 {
                     let sent = tx.send(place_event(&place)).await;
                     shown_at = Instant::now();
