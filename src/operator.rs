@@ -207,6 +207,9 @@ async fn run_controllers(
         .connect(None)
         .await
         .context("cannot reach the engines")?;
+    // An embedded Coord is the operator's own, not the gateways': nothing to count there.
+    let rooms = matches!(engines.coord, crate::engines::CoordEngine::Redis(_))
+        .then(|| std::sync::Arc::clone(&ports.coord));
     // kube's error already carries its causes; printing the chain would repeat them.
     let client = kube::Client::try_default().await.map_err(|e| {
         anyhow::anyhow!(
@@ -237,8 +240,11 @@ async fn run_controllers(
             client,
             &namespace,
             ports,
-            settings,
-            sources,
+            cluster::RunOptions {
+                settings,
+                sources,
+                rooms,
+            },
             metrics,
             async move {
                 let _ = stopped.await;
@@ -283,8 +289,11 @@ async fn run_controllers(
         client,
         &namespace,
         ports,
-        settings,
-        sources,
+        cluster::RunOptions {
+            settings,
+            sources,
+            rooms,
+        },
         metrics,
         async move {
             let _ = until.wait_for(Option::is_some).await;

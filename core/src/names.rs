@@ -95,3 +95,39 @@ pub mod tables {
     /// Partition "", clustering a dead letter's offset (20 digits): when it was replayed.
     pub const DEAD_LETTER_REPLAYS: &str = "dead_letter_replays";
 }
+
+/// The keys of the waiting rooms on the Coord port, `wr/<event>/<what>`: the gateways keep
+/// them, the operator counts them for an Event's status.
+pub mod rooms {
+    /// A key of an event's room: besides those below, `joined` (the count of joins after the
+    /// on-sale), `state`, `rate`, `abandoned`, `ticks_seq` (the admitter's tick numbers) and
+    /// `admitter` (the tick's lock).
+    pub fn key(event: &str, what: &str) -> String {
+        format!("wr/{event}/{what}")
+    }
+
+    /// The queue: a ranked set of users.
+    pub fn queue(event: &str) -> String {
+        key(event, "queue")
+    }
+
+    /// The live admissions: a ranked set of users scored by expiry.
+    pub fn active(event: &str) -> String {
+        key(event, "active")
+    }
+
+    /// A user's admission: its token and times.
+    pub fn admission(event: &str, user: &str) -> String {
+        key(event, &format!("admission/{user}"))
+    }
+
+    /// Refreshed by each look at a user's place: a place without it is abandoned.
+    pub fn seen(event: &str, user: &str) -> String {
+        key(event, &format!("seen/{user}"))
+    }
+
+    /// The channel the admitter's ticks go out on.
+    pub fn ticks(event: &str) -> String {
+        key(event, "ticks")
+    }
+}

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use mercato_core::coord::{Coord, CoordResult};
+use mercato_core::names::rooms;
 
 /// Ticks kept for a stream that is slow to take them; past it, it looks in full.
 const TICKS_KEPT: usize = 16;
@@ -37,11 +38,6 @@ pub struct Tick {
     pub at_ms: u64,
 }
 
-/// The channel an event's ticks go out on.
-pub fn channel(event: &str) -> String {
-    format!("wr/{event}/ticks")
-}
-
 /// Every event's ticks this gateway hears, by event; a subscription to the Coord port is
 /// opened for an event when its first stream opens, and closed after its last one goes.
 #[derive(Default)]
@@ -59,7 +55,7 @@ impl RoomFeed {
         if let Some(tx) = self.events.lock().get(event) {
             return Ok(tx.subscribe());
         }
-        let mut heard = coord.subscribe(&channel(event)).await?;
+        let mut heard = coord.subscribe(&rooms::ticks(event)).await?;
         let mut events = self.events.lock();
         // Another stream of the same event may have subscribed meanwhile: use its channel.
         if let Some(tx) = events.get(event) {

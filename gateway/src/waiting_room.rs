@@ -21,7 +21,7 @@ use tokio::sync::watch;
 
 use crate::admission;
 use crate::error::ApiError;
-use crate::room_feed::{self, Tick};
+use crate::room_feed::Tick;
 use crate::state::AppState;
 
 /// How often the admitter looks at each event.
@@ -35,25 +35,10 @@ const TICK_BATCH: usize = 1024;
 /// Events looked at per tick: rooms are on a few events at a time.
 const EVENTS_PER_TICK: usize = 1000;
 
-/// A key of an event's room on the Coord port: `wr/<event>/<what>`, the queue (a ranked set
-/// of users), `joined` (the count of joins after the on-sale), `active` (live admissions,
-/// scored by expiry), `admission/<user>` (its token), `seen/<user>` (refreshed by each look),
-/// `state`, `rate`, `abandoned`, and `admitter` (the tick's lock).
-fn room_key(event: &str, what: &str) -> String {
-    format!("wr/{event}/{what}")
-}
-fn queue_key(event: &str) -> String {
-    room_key(event, "queue")
-}
-fn active_key(event: &str) -> String {
-    room_key(event, "active")
-}
-fn admission_key(event: &str, user: &str) -> String {
-    room_key(event, &format!("admission/{user}"))
-}
-fn seen_key(event: &str, user: &str) -> String {
-    room_key(event, &format!("seen/{user}"))
-}
+use mercato_core::names::rooms::{
+    active as active_key, admission as admission_key, key as room_key, queue as queue_key,
+    seen as seen_key,
+};
 
 /// How much of the admission rate each tick's count makes: an average over about the last
 /// five seconds of ticks.
@@ -429,7 +414,10 @@ async fn publish_tick(coord: &dyn Coord, event: &str, mut tick: Tick) -> Result<
         .incr_window(&room_key(event, "ticks_seq"), COUNTER_LIFE)
         .await?;
     coord
-        .publish(&room_feed::channel(event), &json_bytes(&tick))
+        .publish(
+            &mercato_core::names::rooms::ticks(event),
+            &json_bytes(&tick),
+        )
         .await?;
     Ok(())
 }

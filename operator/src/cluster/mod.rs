@@ -28,6 +28,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Client};
+use mercato_core::coord::Coord;
 use mercato_core::Ports;
 use mercato_crds::{Event, Inventory, Warehouse};
 use parking_lot::Mutex;
@@ -59,6 +60,9 @@ pub struct Context {
     pub backoff: Mutex<HashMap<String, u32>>,
     /// The clock deciding surges (a test sets its own).
     pub now: fn() -> DateTime<Utc>,
+    /// Where the gateways keep their waiting rooms, when the operator shares it with them:
+    /// the Events' queue and admission counts are read there.
+    pub rooms: Option<Arc<dyn Coord>>,
 }
 
 impl Context {
@@ -87,6 +91,7 @@ impl Context {
             metrics,
             backoff: Mutex::new(HashMap::new()),
             now: Utc::now,
+            rooms: None,
         }
     }
 }
@@ -109,6 +114,17 @@ pub fn retry_after(attempts: u32) -> Duration {
     Duration::from_secs(secs.min(300))
 }
 
+/// What the controllers are told besides their client and engines.
+pub struct RunOptions {
+    /// The image and resources of worker pods.
+    pub settings: WorkerSettings,
+    /// Which files an Inventory's `source.file` may name.
+    pub sources: SourcePolicy,
+    /// The gateways' Coord, when the operator shares it (Redis): the Events' waiting rooms
+    /// are counted there. `None` for an operator with a Coord of its own.
+    pub rooms: Option<Arc<dyn Coord>>,
+}
+
 /// Runs the three controllers until `shutdown` resolves.
 ///
 /// The operator serves one namespace: it holds one set of engines, and the declarations that
@@ -117,11 +133,15 @@ pub async fn run(
     client: Client,
     namespace: &str,
     ports: Ports,
-    settings: WorkerSettings,
-    sources: SourcePolicy,
+    options: RunOptions,
     metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
+    let RunOptions {
+        settings,
+        sources,
+        rooms,
+    } = options;
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     tokio::select! {
         () = shutdown.clone() => return,
@@ -157,6 +177,7 @@ pub async fn run(
     let mut ctx = Context::new(client, ports, settings, stores, metrics);
     // The same rule as `mercato up`: a declared `source.file` is read only under these folders.
     ctx.content = ctx.content.with_sources(sources);
+    ctx.rooms = rooms;
     let ctx = Arc::new(ctx);
     // An inventory whose publishing a previous leader left unfinished is published again.
     match ctx.content.resume().await {

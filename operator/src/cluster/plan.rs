@@ -15,6 +15,8 @@ use crate::workloads::{workloads, BuildError, Object, WorkerSettings};
 pub const RESYNC: Duration = Duration::from_secs(300);
 /// How soon a declaration whose workers or content are still settling is looked at again.
 pub const SETTLING: Duration = Duration::from_secs(10);
+/// How soon an Event whose waiting room is taking shoppers is looked at again, for its counts.
+pub const LIVE_ROOM: Duration = Duration::from_secs(30);
 
 /// What one reconcile will bring about.
 #[derive(Debug, PartialEq)]

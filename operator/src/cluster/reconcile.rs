@@ -114,6 +114,10 @@ async fn apply<K: Declared>(obj: &K, namespace: &str, ctx: &Context) -> Result<A
         .get_or_create(&KindLabel { kind: K::KIND })
         .inc_by(done.applied.writes as u64);
     // Status.
+    let live_room = matches!(
+        &done.content.counts,
+        status::Counts::Event { room: Some(room), .. } if room.is_live()
+    );
     let status: K::Status = status::observed(
         Observation {
             generation,
@@ -128,7 +132,12 @@ async fn apply<K: Declared>(obj: &K, namespace: &str, ctx: &Context) -> Result<A
     );
     let settling = status::is_true(status.common(), types::PROGRESSING);
     write_status(obj, ctx, status).await?;
-    Ok(Action::requeue(plan.requeue_after(settling)))
+    let mut wait = plan.requeue_after(settling);
+    if live_room {
+        // Its queue and admission counts move by the second.
+        wait = wait.min(plan::LIVE_ROOM);
+    }
+    Ok(Action::requeue(wait))
 }
 
 /// What carrying out a plan found.
@@ -149,7 +158,13 @@ async fn carry_out(
     let topics = ensure_all(&*ctx.topics, &plan.topology.topics).await?;
     ctx.content.apply_manifest(manifest).await?;
     let applied = apply_objects(&ctx.client, namespace, &plan.objects).await?;
-    let content = status::content(&*ctx.ports.store, manifest, (ctx.now)()).await?;
+    let content = status::content(
+        &*ctx.ports.store,
+        ctx.rooms.as_deref(),
+        manifest,
+        (ctx.now)(),
+    )
+    .await?;
     Ok(Done {
         topics,
         applied,

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use k8s_openapi::jiff::Timestamp;
+use mercato_core::coord::Coord;
 use mercato_core::domain::seats::SeatStatus;
 use mercato_core::domain::waiting_room::{self, Phase};
+use mercato_core::names::rooms;
 use mercato_core::repo;
 use mercato_core::store::Store;
 use mercato_crds::status::{
@@ -35,8 +37,8 @@ pub enum Counts {
         sold: u64,
         /// General-admission places and how many are held or sold, when the event has floors.
         standing: Option<(u64, u64)>,
-        /// The waiting room's state by the clock, when the event declares one.
-        room: Option<&'static str>,
+        /// The waiting room, when the event declares one.
+        room: Option<RoomCounts>,
         /// When the on-sale surge starts or ends next, if one is declared.
         surge: Option<String>,
     },
@@ -49,6 +51,22 @@ pub enum Counts {
         skus: u64,
         units: u64,
     },
+}
+
+/// An Event's waiting room: its state by the clock, and, where the operator shares the
+/// gateways' Coord, how many wait and how many hold a live admission.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RoomCounts {
+    pub state: &'static str,
+    pub queued: Option<u64>,
+    pub admitted: Option<u64>,
+}
+
+impl RoomCounts {
+    /// Whether the room is taking shoppers: its counts move by the second.
+    pub fn is_live(&self) -> bool {
+        matches!(self.state, "pre_queue" | "open")
+    }
 }
 
 /// The status of one kind: the common part, and its own counts.
@@ -91,9 +109,10 @@ impl KindStatus for EventStatus {
                 held: Some(*held),
                 sold: Some(*sold),
                 standing: standing.map(|(places, taken)| places.saturating_sub(taken)),
-                waiting_room: room.map(|state| WaitingRoomStatus {
-                    state: state.to_owned(),
-                    ..WaitingRoomStatus::default()
+                waiting_room: room.as_ref().map(|room| WaitingRoomStatus {
+                    state: room.state.to_owned(),
+                    queued: room.queued,
+                    admitted: room.admitted,
                 }),
                 surge: surge.clone(),
             },
@@ -162,8 +181,11 @@ pub struct Content {
     pub failed: Option<String>,
 }
 
+/// What the engines say about `manifest` at `now`; `rooms` is the gateways' Coord, when the
+/// operator shares it.
 pub async fn content(
     store: &dyn Store,
+    rooms: Option<&dyn Coord>,
     manifest: &Manifest,
     now: DateTime<Utc>,
 ) -> Result<Content, Error> {
@@ -199,16 +221,10 @@ pub async fn content(
                     format!("ended {}", at(until))
                 });
             }
-            let room = spec.waiting_room.as_ref().map(|room| {
-                if !room.enabled {
-                    return "disabled";
-                }
-                match waiting_room::phase(room, spec.on_sale_at, now) {
-                    Phase::Closed => "closed",
-                    Phase::PreQueue => "pre_queue",
-                    Phase::Open => "open",
-                }
-            });
+            let room = match &spec.waiting_room {
+                Some(room) => Some(room_counts(rooms, &metadata.name, room, spec, now).await),
+                None => None,
+            };
             out.counts = Counts::Event {
                 capacity: spec.capacity(),
                 held,
@@ -249,6 +265,44 @@ pub async fn content(
         }
     }
     Ok(out)
+}
+
+/// The room's state by the clock, and its counts where they can be read. A count the engine
+/// cannot give now is left out (and logged), never made up: the status says what is known.
+async fn room_counts(
+    rooms: Option<&dyn Coord>,
+    event: &str,
+    room: &mercato_crds::WaitingRoom,
+    spec: &mercato_crds::EventSpec,
+    now: DateTime<Utc>,
+) -> RoomCounts {
+    let state = if !room.enabled {
+        "disabled"
+    } else {
+        match waiting_room::phase(room, spec.on_sale_at, now) {
+            Phase::Closed => "closed",
+            Phase::PreQueue => "pre_queue",
+            Phase::Open => "open",
+        }
+    };
+    let Some(coord) = rooms.filter(|_| room.enabled) else {
+        return RoomCounts {
+            state,
+            ..RoomCounts::default()
+        };
+    };
+    let count = |key: String| async move {
+        coord
+            .rank_len(&key)
+            .await
+            .inspect_err(|e| tracing::warn!(event, key, error = %e, "cannot count a waiting room"))
+            .ok()
+    };
+    RoomCounts {
+        state,
+        queued: count(rooms::queue(event)).await,
+        admitted: count(rooms::active(event)).await,
+    }
 }
 
 /// Everything a successful reconcile learned about one declaration.
@@ -466,4 +520,79 @@ pub fn transitions<'a>(
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use mercato_core::coord::EmbeddedCoord;
+    use mercato_core::store::EmbeddedStore;
+
+    use super::*;
+
+    const ROOM: &str = "apiVersion: mercato.dev/v1alpha1
+kind: Event
+metadata:
+  name: final
+spec:
+  title: The final
+  venue: { name: Arena, city: Town, lat: 1.0, lon: 2.0 }
+  startsAt: 2099-01-01T20:00:00Z
+  onSaleAt: 2026-01-01T10:00:00Z
+  waitingRoom: { opensAt: 1h }
+  tiers:
+    - { id: std, name: Standard, price: { amount: 100, currency: EUR } }
+  sections:
+    - { id: floor, tier: std, rows: 1, seatsPerRow: 10 }
+";
+
+    fn room_of(content: &Content) -> Option<RoomCounts> {
+        match &content.counts {
+            Counts::Event { room, .. } => room.clone(),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn an_open_room_is_counted_where_the_gateways_keep_it() {
+        let store = EmbeddedStore::in_memory().expect("an in-memory store");
+        let coord = EmbeddedCoord::new();
+        for (user, score) in [("ada", 1), ("bo", 2), ("cy", 3)] {
+            coord
+                .rank_insert(&rooms::queue("final"), user, score)
+                .await
+                .expect("embedded");
+        }
+        coord
+            .rank_insert(&rooms::active("final"), "dee", u64::MAX >> 12)
+            .await
+            .expect("embedded");
+        let manifest = &Manifest::parse_stream(ROOM).expect("valid event")[0];
+        let now = Utc::now();
+
+        let shared = content(&store, Some(&coord), manifest, now).await.unwrap();
+        let room = room_of(&shared).expect("the event has a room");
+        assert_eq!(
+            room,
+            RoomCounts {
+                state: "open",
+                queued: Some(3),
+                admitted: Some(1),
+            }
+        );
+        assert!(room.is_live());
+        let status = EventStatus::counted(CommonStatus::default(), &shared.counts);
+        let shown = status.waiting_room.expect("shown");
+        assert_eq!((shown.queued, shown.admitted), (Some(3), Some(1)));
+
+        // The operator's own embedded Coord is not the gateways': no counts, not zeros.
+        let alone = content(&store, None, manifest, now).await.unwrap();
+        assert_eq!(
+            room_of(&alone),
+            Some(RoomCounts {
+                state: "open",
+                queued: None,
+                admitted: None,
+            })
+        );
+    }
 }

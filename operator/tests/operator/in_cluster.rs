@@ -90,8 +90,11 @@ async fn the_operator_brings_declarations_about_rests_follows_and_cleans_up() {
         Client::new(api.clone(), "shop"),
         "shop",
         ports,
-        WorkerSettings::default(),
-        mercato_operator::SourcePolicy::default(),
+        cluster::RunOptions {
+            settings: WorkerSettings::default(),
+            sources: mercato_operator::SourcePolicy::default(),
+            rooms: None,
+        },
         Arc::new(Metrics::new()),
         async move {
             let _ = stopped.await;
