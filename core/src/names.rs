@@ -88,6 +88,9 @@ pub mod tables {
     pub const CARTS: &str = "carts";
     /// Partition checkout id.
     pub const CHECKOUTS: &str = "checkouts";
+    /// Partition user id, clustering checkout id: the shopper's checkouts, each row lapsing
+    /// with its checkout; what the cap on live checkouts counts.
+    pub const USER_CHECKOUTS: &str = "user_checkouts";
     /// Partition seller id, clustering `<inverted ms>/<sku>`: low-stock alerts, newest first.
     pub const SELLER_ALERTS: &str = "seller_alerts";
     /// Partition "all", clustering order id: paid orders no warehouse could fully supply.

@@ -243,17 +243,17 @@ fn a_seat_change_written_before_it_named_its_hold_still_decodes() {
 }
 
 #[test]
-fn results_of_the_current_layout_tagged_1_to_3_still_decode_and_new_ones_are_tagged_4() {
+fn results_of_the_current_layout_tagged_1_to_4_still_decode_and_new_ones_are_tagged_5() {
     // Between the change and the bump, typed refusals went out tagged 1.
     let result = CommandResult {
         command_id: "c2".into(),
         outcome: Outcome::Refused(Refusal::HoldExpired),
     };
     let mut bytes = encode(&result);
-    assert_eq!(bytes[0], 4);
+    assert_eq!(bytes[0], 5);
     assert_eq!(decode::<CommandResult>(&bytes).unwrap(), result);
-    // Layouts 3 and 4 only added a refusal at the end: layout 2's bodies are layout 4's.
-    for older in [3, 2, 1] {
+    // Layouts 3 to 5 only added a refusal at the end: layout 2's bodies are layout 5's.
+    for older in [4, 3, 2, 1] {
         bytes[0] = older;
         assert_eq!(decode::<CommandResult>(&bytes).unwrap(), result);
     }

@@ -95,7 +95,8 @@ impl From<Refusal> for ApiError {
             | Refusal::ShipmentNotShipped
             | Refusal::ShipmentAlreadyAdvanced { .. }
             | Refusal::RefundExceedsCharge { .. }
-            | Refusal::SeatCapReached { .. } => StatusCode::CONFLICT,
+            | Refusal::SeatCapReached { .. }
+            | Refusal::CheckoutCapReached { .. } => StatusCode::CONFLICT,
             Refusal::ReturnListsSkuTwice { .. }
             | Refusal::ReturnExceedsDelivered { .. }
             | Refusal::NotOnSale
@@ -108,6 +109,9 @@ impl From<Refusal> for ApiError {
         match refusal {
             Refusal::SeatCapReached { held, cap } => {
                 error.with_details(json!({"held": held, "max_seats_per_user": cap}))
+            }
+            Refusal::CheckoutCapReached { live, cap } => {
+                error.with_details(json!({"live": live, "max_live_checkouts": cap}))
             }
             _ => error,
         }

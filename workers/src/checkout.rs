@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use mercato_core::bus::{Bus, Record};
+use mercato_core::clock::now_ms;
 use mercato_core::codec::decode;
 use mercato_core::domain::commands::{CheckoutCommand, CommandResult, Outcome};
-use mercato_core::domain::commerce::Checkout;
+use mercato_core::domain::commerce::{Checkout, MAX_LIVE_CHECKOUTS};
 use mercato_core::domain::purchase::{self, Withdraw};
+use mercato_core::domain::refusal::Refusal;
 use mercato_core::names::topics;
 use mercato_core::repo::checkouts;
 use mercato_core::repo::stock::{alert_if_low, change_stock};
@@ -63,6 +65,13 @@ impl CheckoutWorker {
         if let Some(existing) = checkouts::load(&*self.store, &checkout.id).await? {
             return Ok(Outcome::CheckoutPlaced(existing.value)); // a replay
         }
+        let live = self.live_checkouts(&checkout.user_id).await?;
+        if live >= MAX_LIVE_CHECKOUTS {
+            return Ok(Outcome::Refused(Refusal::CheckoutCapReached {
+                live,
+                cap: MAX_LIVE_CHECKOUTS,
+            }));
+        }
         let mut short = Vec::new();
         let mut reserved = Vec::new();
         for line in &checkout.lines {
@@ -98,7 +107,21 @@ impl CheckoutWorker {
             return Ok(Outcome::InsufficientStock { short });
         }
         checkouts::create(&*self.store, &checkout).await?;
+        checkouts::index(&*self.store, &checkout, now_ms()).await?;
         Ok(Outcome::CheckoutPlaced(checkout))
+    }
+
+    /// How many of `user`'s checkouts still hold stock back. The checkouts topic is keyed by
+    /// shopper, so one worker decides a shopper's checkouts, in order: the count cannot race.
+    async fn live_checkouts(&self, user: &str) -> RepoResult<u32> {
+        let now = now_ms();
+        let mut live = 0;
+        for id in checkouts::of_user(&*self.store, user).await? {
+            if let Some(c) = checkouts::load(&*self.store, &id).await? {
+                live += u32::from(c.value.is_live(now));
+            }
+        }
+        Ok(live)
     }
 
     async fn release(&self, checkout_id: &str, user_id: &str) -> RepoResult<Outcome> {

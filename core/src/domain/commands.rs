@@ -182,12 +182,13 @@ impl Record for CommandResult {
     /// Layout 1 was written both ways (the change went out without a bump).
     /// 3: `Refusal::RefundExceedsCharge`, added last: a body of layout 2 reads as 3.
     /// 4: `Refusal::SeatCapReached`, added last: a body of layout 3 reads as 4.
-    const VERSION: u8 = 4;
+    /// 5: `Refusal::CheckoutCapReached`, added last: a body of layout 4 reads as 5.
+    const VERSION: u8 = 5;
 
     fn decode_older(version: u8, body: &[u8]) -> Result<Self, CodecError> {
         match version {
             1 => decode_either::<CommandResult, CommandResultV1>(body),
-            2 | 3 => decode_body(body),
+            2..=4 => decode_body(body),
             v => Err(CodecError::UnknownVersion(v)),
         }
     }

@@ -88,6 +88,11 @@ pub enum Refusal {
     /// The shopper's seats in live holds at this event would pass its `maxSeatsPerUser`.
     #[error("you may hold at most {cap} seats of this event at once; you hold {held}")]
     SeatCapReached { held: u32, cap: u32 },
+    /// The shopper has as many live checkouts as one may (`MAX_LIVE_CHECKOUTS`).
+    #[error(
+        "you have {live} checkouts in progress, the most one may have; pay for one or cancel it"
+    )]
+    CheckoutCapReached { live: u32, cap: u32 },
 }
 
 impl Refusal {
@@ -122,6 +127,7 @@ impl Refusal {
             Refusal::ShipmentAlreadyAdvanced { .. } => "shipment_already_advanced",
             Refusal::RefundExceedsCharge { .. } => "refund_exceeds_charge",
             Refusal::SeatCapReached { .. } => "seat_cap_reached",
+            Refusal::CheckoutCapReached { .. } => "checkout_cap_reached",
             Refusal::Earlier { code, .. } => code,
         }
     }

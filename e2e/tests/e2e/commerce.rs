@@ -509,3 +509,59 @@ async fn an_order_no_warehouse_can_supply_is_flagged_then_allocated_when_stock_a
     run.api.product_with_available("SHORT-1", 3).await.unwrap();
     run.platform.stop().await;
 }
+
+/// A shopper holds back stock with at most MAX_LIVE_CHECKOUTS checkouts at once; cancelling
+/// one, or letting one lapse, makes room for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_shopper_has_at_most_five_live_checkouts() {
+    let run = start(Duration::from_secs(3)).await;
+    run.apply(&goods_manifests(
+        "capped",
+        "capped-seller",
+        &[("CAP-1", "Plenty", 500)],
+        &[("depot", 40.0, -74.0, &[("CAP-1", 100)])],
+    ))
+    .await
+    .unwrap();
+    run.api.product_with_available("CAP-1", 100).await.unwrap();
+    let ada = run.api.shopper("hoarder@example.com").await.unwrap();
+    let a = ada
+        .put("/api/v1/cart/items/CAP-1", &json!({"quantity": 1}))
+        .await
+        .unwrap();
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let mut live = Vec::new();
+    for _ in 0..5 {
+        let c = ada.post("/api/v1/checkouts", &json!({})).await.unwrap();
+        assert_eq!(c.status, StatusCode::CREATED, "{}", c.body);
+        live.push(c.body["id"].as_str().unwrap().to_owned());
+    }
+    let refused = ada.post("/api/v1/checkouts", &json!({})).await.unwrap();
+    assert_eq!(refused.status, StatusCode::CONFLICT, "{}", refused.body);
+    assert_eq!(refused.code(), "checkout_cap_reached");
+    assert_eq!(refused.body["error"]["details"]["max_live_checkouts"], 5);
+    run.api.product_with_available("CAP-1", 95).await.unwrap();
+
+    // Someone else is not touched by Ada's checkouts.
+    let bo = run.api.shopper("bo@example.com").await.unwrap();
+    bo.put("/api/v1/cart/items/CAP-1", &json!({"quantity": 1}))
+        .await
+        .unwrap();
+    let theirs = bo.post("/api/v1/checkouts", &json!({})).await.unwrap();
+    assert_eq!(theirs.status, StatusCode::CREATED, "{}", theirs.body);
+
+    // Cancelling one makes room at once; lapsing (3 s checkouts) makes room for all.
+    let cancelled = ada
+        .delete(&format!("/api/v1/checkouts/{}", live[0]))
+        .await
+        .unwrap();
+    assert!(cancelled.status.is_success(), "{}", cancelled.body);
+    let again = ada.post("/api/v1/checkouts", &json!({})).await.unwrap();
+    assert_eq!(again.status, StatusCode::CREATED, "{}", again.body);
+    tokio::time::sleep(Duration::from_millis(3_500)).await;
+    for _ in 0..5 {
+        let c = ada.post("/api/v1/checkouts", &json!({})).await.unwrap();
+        assert_eq!(c.status, StatusCode::CREATED, "{}", c.body);
+    }
+    run.platform.stop().await;
+}

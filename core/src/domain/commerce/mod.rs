@@ -12,6 +12,10 @@ use super::Money;
 
 /// How long a checkout reserves its stock unless configured otherwise.
 pub const DEFAULT_CHECKOUT_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+/// The most checkouts one shopper may have live at once (active: neither paid for, nor being
+/// paid for, nor lapsed): each holds stock back from everyone else until it lapses. One being
+/// paid for does not count: its shopper has committed to it.
+pub const MAX_LIVE_CHECKOUTS: u32 = 5;
 /// A cart holds at most this many lines, and a line at most this many units.
 pub const MAX_CART_LINES: usize = 100;
 pub const MAX_LINE_QUANTITY: u64 = 1_000;
@@ -75,6 +79,12 @@ pub enum CheckoutStatus {
 }
 
 impl Checkout {
+    /// Whether it holds stock back at `now_ms` with nobody paying for it: what the cap on a
+    /// shopper's live checkouts counts.
+    pub fn is_live(&self, now_ms: u64) -> bool {
+        self.status(now_ms) == CheckoutStatus::Active
+    }
+
     pub fn status(&self, now_ms: u64) -> CheckoutStatus {
         match self.state {
             CheckoutState::Cancelled => CheckoutStatus::Cancelled,
@@ -286,3 +296,38 @@ crate::first_layout!(
     LowStockAlert,
     WarehouseRecord
 );
+
+#[cfg(test)]
+mod live_tests {
+    use super::*;
+
+    #[test]
+    fn only_an_active_unexpired_checkout_is_live() {
+        let mut c = Checkout {
+            id: "co-1".into(),
+            user_id: "ada".into(),
+            lines: Vec::new(),
+            total: Money {
+                amount: 0,
+                currency: "USD".into(),
+            },
+            created_ms: 0,
+            expires_at_ms: 100,
+            state: CheckoutState::Active,
+        };
+        assert!(c.is_live(99));
+        assert!(!c.is_live(100), "lapsed");
+        for state in [
+            CheckoutState::Cancelled,
+            CheckoutState::Purchasing {
+                order_id: "o".into(),
+            },
+            CheckoutState::Purchased {
+                order_id: "o".into(),
+            },
+        ] {
+            c.state = state;
+            assert!(!c.is_live(0), "{:?}", c.state);
+        }
+    }
+}
