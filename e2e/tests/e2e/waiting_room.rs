@@ -328,3 +328,58 @@ async fn a_place_nobody_looks_at_is_skipped_and_can_be_taken_again() {
     assert_eq!(p["state"], "admitted", "{p}");
     run.platform.stop().await;
 }
+
+/// A shopper who only streams their place keeps it, however long they wait: the stream's own
+/// looks keep it from being taken as abandoned (abandonAfter 10 s here, a 15 s wait).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_streamed_place_is_kept_through_a_long_wait() {
+    let run = harness::start(None, None).await.unwrap();
+    let manifest = event("patient", Duration::from_secs(3))
+        .replace("maxActive: 1000 }", "maxActive: 1000, abandonAfter: 10s }")
+        .replace(&format!("seatsPerRow: {SEATS}"), "seatsPerRow: 1");
+    run.apply(&manifest).await.unwrap();
+    let mut streams = Vec::new();
+    for name in ["first", "second"] {
+        let token = run.platform.session_for(name).unwrap();
+        let shopper = run.api.with_token(&token);
+        let ticket = join(&shopper, "patient").await["ticket"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let path = format!("/api/v1/events/patient/queue/{ticket}/stream");
+        let listener = shopper.clone();
+        streams.push((
+            shopper,
+            tokio::spawn(async move {
+                stream_events(&listener, &token, &path, Duration::from_secs(45)).await
+            }),
+        ));
+    }
+    // One seat: the head of the draw is admitted at the on-sale, the other waits.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut heard = Vec::new();
+    let mut waiting = None;
+    for (shopper, stream) in streams {
+        if stream.is_finished() {
+            heard.push((shopper, stream.await.unwrap()));
+        } else {
+            waiting = Some(stream);
+        }
+    }
+    assert_eq!(heard.len(), 1, "one admitted, one waiting");
+    let (first, events) = heard.pop().unwrap();
+    let admission = events.last().unwrap().1["admission"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Longer than abandonAfter, with nothing but the stream looking at the second place.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let held = hold(&first, "patient", 1, Some(&admission)).await;
+    assert_eq!(held.status, StatusCode::CREATED, "{}", held.body);
+    // The 3 s hold lapses; the seat comes back and the second shopper is let in.
+    let events = waiting.unwrap().await.unwrap();
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.last(), Some(&"admitted"), "{events:?}");
+    assert!(!names.contains(&"error"), "{events:?}");
+    run.platform.stop().await;
+}

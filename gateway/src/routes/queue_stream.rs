@@ -152,25 +152,22 @@ impl Follower {
                         // Among those who left the head: admitted, most likely.
                         Some(_) if in_turn => match self.admitted().await {
                             Some(next) => next,
-                            None => self.look().await,
+                            None => self.look(&mut next_look).await,
                         },
                         // The first tick heard, or one after a gap.
-                        _ => self.look().await,
+                        _ => self.look(&mut next_look).await,
                     }
                 }
                 Some(Err(broadcast::error::RecvError::Lagged(_))) => {
                     seq = None;
-                    self.look().await
+                    self.look(&mut next_look).await
                 }
                 Some(Err(broadcast::error::RecvError::Closed)) => {
                     ticks = None;
-                    self.look().await
+                    self.look(&mut next_look).await
                 }
-                None => self.look().await,
+                None => self.look(&mut next_look).await,
             };
-            if ticks.is_some() {
-                next_look = Instant::now() + self.every;
-            }
             let sent = match next {
                 Next::Send(place) if place.admission.is_some() => {
                     let _ = tx.send(place_event(&place)).await;
@@ -201,8 +198,11 @@ impl Follower {
         }
     }
 
-    /// The place, read in full.
-    async fn look(&self) -> Next {
+    /// The place, read in full; the next full look is due `every` from now. (Ticks come
+    /// every half second and never look in full: the full looks are what keep a streamed
+    /// place from being skipped as abandoned.)
+    async fn look(&self, next_look: &mut Instant) -> Next {
+        *next_look = Instant::now() + self.every;
         match waiting_room::place(&self.state, &self.spec, &self.event, &self.user).await {
             Ok(place) => Next::Send(place),
             Err(e) => Next::End(error_event(&e)),
