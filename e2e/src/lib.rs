@@ -182,6 +182,26 @@ impl Api {
         Err(anyhow!("{path}: still overloaded after 30 s"))
     }
 
+    /// Applies a manifest stream (this client must carry an admin token), as `mercato apply
+    /// -f` does; an error unless it was accepted.
+    pub async fn apply(&self, yaml: &str) -> anyhow::Result<()> {
+        let a = self
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/admin/manifests",
+                Some(yaml.as_bytes()),
+                None,
+            )
+            .await?;
+        anyhow::ensure!(
+            a.status == StatusCode::ACCEPTED,
+            "apply failed: {} {}",
+            a.status,
+            a.body
+        );
+        Ok(())
+    }
+
     pub async fn hold(&self, event_id: &str, seats: &[String]) -> anyhow::Result<Answer> {
         self.post(
             "/api/v1/holds",
@@ -480,22 +500,7 @@ pub mod harness {
     impl Running {
         /// Applies a manifest stream through the admin API, as `mercato apply -f` does.
         pub async fn apply(&self, yaml: &str) -> anyhow::Result<()> {
-            let a = self
-                .admin
-                .send(
-                    reqwest::Method::POST,
-                    "/api/v1/admin/manifests",
-                    Some(yaml.as_bytes()),
-                    None,
-                )
-                .await?;
-            anyhow::ensure!(
-                a.status == reqwest::StatusCode::ACCEPTED,
-                "apply failed: {} {}",
-                a.status,
-                a.body
-            );
-            Ok(())
+            self.admin.apply(yaml).await
         }
     }
 }

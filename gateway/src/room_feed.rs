@@ -2,9 +2,9 @@
 //! stream then learns its new position by arithmetic instead of asking the Coord port, and
 //! only the streams the tick reached ask for their admission.
 //!
-//! After each round the admitter publishes a [`Tick`] on the event's channel: how many places
-//! left the head of the queue (admitted or skipped), the room's state and rate, and when it
-//! decided. Places only ever leave a queue at its head and join at its tail, so a place `r`
+//! After each batch of a round the admitter publishes a [`Tick`] on the event's channel: how
+//! many places left the head of the queue (admitted or skipped), and the room's state and
+//! rate. (When an admission was decided is in the admission itself.) Places only ever leave a queue at its head and join at its tail, so a place `r`
 //! ahead of the head before a tick is `r - removed` ahead after it, or was among those who
 //! left. Pub/sub may drop a message (a slow subscriber lags, as with Redis): a stream that
 //! sees a gap in the ticks' numbers, and every stream from time to time, looks at its place
@@ -34,8 +34,6 @@ pub struct Tick {
     pub state: String,
     /// Shoppers admitted per second lately.
     pub rate: f64,
-    /// When the admitter decided (milliseconds since the epoch).
-    pub at_ms: u64,
 }
 
 /// Every event's ticks this gateway hears, by event; a subscription to the Coord port is

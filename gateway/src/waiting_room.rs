@@ -347,7 +347,6 @@ async fn admit_event(
         removed,
         state: state_text.to_owned(),
         rate: smoothed,
-        at_ms: now_ms,
     };
     // The head leaves the queue only once its admission is written: a shopper looking at
     // their place in between finds one or the other, never neither. The streams hear of

@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::stream::{self, StreamExt};
 use mercato_e2e::{harness, Api};
-use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 const CROWD: usize = 10_000;
 const AT_ONCE: usize = 256;
@@ -41,21 +40,11 @@ spec:
 }
 
 async fn join(api: &Api) -> Value {
-    let a = api
-        .post("/api/v1/events/crowd/queue", &json!({}))
-        .await
-        .unwrap();
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    a.body
+    super::waiting_room::join(api, "crowd").await
 }
 
 async fn look(api: &Api, ticket: &str) -> Value {
-    let a = api
-        .get(&format!("/api/v1/events/crowd/queue/{ticket}"))
-        .await
-        .unwrap();
-    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
-    a.body
+    super::waiting_room::place(api, "crowd", ticket).await
 }
 
 /// Spearman's rank correlation of two permutations of 0..n.

@@ -39,7 +39,7 @@ spec:
     )
 }
 
-async fn join(api: &Api, event: &str) -> Value {
+pub(crate) async fn join(api: &Api, event: &str) -> Value {
     let a = api
         .post(&format!("/api/v1/events/{event}/queue"), &json!({}))
         .await
@@ -48,7 +48,7 @@ async fn join(api: &Api, event: &str) -> Value {
     a.body
 }
 
-async fn place(api: &Api, event: &str, ticket: &str) -> Value {
+pub(crate) async fn place(api: &Api, event: &str, ticket: &str) -> Value {
     let a = api
         .get(&format!("/api/v1/events/{event}/queue/{ticket}"))
         .await

@@ -317,20 +317,7 @@ pub async fn run(opts: Catalog, server: &tokio::runtime::Runtime) -> anyhow::Res
         feed.display()
     );
     let started = Instant::now();
-    let applied = running
-        .admin
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/admin/manifests",
-            Some(manifest.as_bytes()),
-            None,
-        )
-        .await?;
-    ensure!(
-        applied.status == StatusCode::ACCEPTED,
-        "apply failed: {}",
-        applied.body
-    );
+    running.admin.apply(&manifest).await?;
     let status = wait_ready(&running.admin, "loadgen").await?;
     let ingested = started.elapsed();
     wait_searchable(&running.admin).await?;

@@ -308,19 +308,7 @@ pub async fn run(opts: Commerce, server: &tokio::runtime::Runtime) -> anyhow::Re
         }
     };
     let tag = uuid::Uuid::new_v4().simple().to_string()[..6].to_owned();
-    let applied = admin
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/admin/manifests",
-            Some(manifests(&tag, opts.products).as_bytes()),
-            None,
-        )
-        .await?;
-    ensure!(
-        applied.status == StatusCode::ACCEPTED,
-        "applying the catalog failed: {}",
-        applied.body
-    );
+    admin.apply(&manifests(&tag, opts.products)).await?;
     let skus: Vec<String> = (0..opts.products)
         .map(|p| format!("LG-{tag}-{p:05}"))
         .collect();

@@ -81,19 +81,7 @@ async fn sell_out(
         contention,
     } = *shape;
     let event = format!("onsale-{}-{run}", std::process::id());
-    let applied = admin
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/admin/manifests",
-            Some(stadium(&event, sections).as_bytes()),
-            None,
-        )
-        .await?;
-    ensure!(
-        applied.status == StatusCode::ACCEPTED,
-        "applying the stadium failed: {}",
-        applied.body
-    );
+    admin.apply(&stadium(&event, sections)).await?;
     let blocks = Arc::new(blocks(sections, per_hold));
     let next = Arc::new(AtomicUsize::new(0));
     // Every buyer opens its connection before the clock starts: the figures are about selling

@@ -42,15 +42,7 @@ pub async fn run(opts: SeatMap, server: &tokio::runtime::Runtime) -> anyhow::Res
         .await??;
     let (api, admin) = (run.api.clone(), run.admin.clone());
     let event = "seatmap";
-    let applied = admin
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/admin/manifests",
-            Some(stadium(event, sections).as_bytes()),
-            None,
-        )
-        .await?;
-    ensure!(applied.status == StatusCode::ACCEPTED, "{}", applied.body);
+    admin.apply(&stadium(event, sections)).await?;
     // Half of the stadium held, in blocks of two at random.
     let mut shoppers = Vec::new();
     for u in 0..50 {

@@ -75,15 +75,7 @@ pub async fn run(opts: SeatStream, server: &tokio::runtime::Runtime) -> anyhow::
     // A fresh event each run, so runs against one running platform do not meet.
     let tag = uuid::Uuid::new_v4().simple().to_string();
     let event = &format!("seatstream-{}", &tag[..8]);
-    let applied = admin
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/admin/manifests",
-            Some(stadium(event, 1).as_bytes()),
-            None,
-        )
-        .await?;
-    ensure!(applied.status == StatusCode::ACCEPTED, "{}", applied.body);
+    admin.apply(&stadium(event, 1)).await?;
     // One histogram per watcher (its lock is never contended), merged at the end.
     let mut delays = Vec::with_capacity(watchers);
     let delivered = Arc::new(AtomicUsize::new(0));

@@ -79,25 +79,16 @@ fn room_event(name: &str, on_sale: DateTime<Utc>, seats: usize) -> String {
     )
 }
 
-async fn apply(admin: &Api, yaml: &str) -> anyhow::Result<()> {
-    let applied = admin
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/admin/manifests",
-            Some(yaml.as_bytes()),
-            None,
-        )
-        .await?;
-    ensure!(applied.status == StatusCode::ACCEPTED, "{}", applied.body);
-    Ok(())
-}
-
-async fn join(api: &Api, event: &str) -> anyhow::Result<()> {
+/// Joins the shopper `api` plays to the queue of `event`; their ticket.
+async fn join(api: &Api, event: &str) -> anyhow::Result<String> {
     let a = api
         .post(&format!("/api/v1/events/{event}/queue"), &json!({}))
         .await?;
     ensure!(a.status == StatusCode::OK, "join: {} {}", a.status, a.body);
-    Ok(())
+    a.body["ticket"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no ticket: {}", a.body))
 }
 
 static FRAME_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
@@ -144,11 +135,13 @@ pub async fn run(opts: WaitingRoomBench, server: &tokio::runtime::Runtime) -> an
 
     // Joins: one pool of connections, `at_once` requests in flight.
     let event = format!("wr-{tag}-join");
-    apply(
-        admin,
-        &room_event(&event, Utc::now() + chrono::Duration::hours(1), 10),
-    )
-    .await?;
+    admin
+        .apply(&room_event(
+            &event,
+            Utc::now() + chrono::Duration::hours(1),
+            10,
+        ))
+        .await?;
     let crowd: Vec<Api> = (0..joiners)
         .map(|i| Ok(api.with_token(&sessions.for_user(&format!("joiner-{tag}-{i}"))?)))
         .collect::<anyhow::Result<_>>()?;
@@ -181,29 +174,27 @@ pub async fn run(opts: WaitingRoomBench, server: &tokio::runtime::Runtime) -> an
     // Streams: everyone in the pre-queue with a stream open, then the on-sale admits them all.
     let event = format!("wr-{tag}-stream");
     let far = Utc::now() + chrono::Duration::hours(1);
-    apply(admin, &room_event(&event, far, streams)).await?;
+    admin.apply(&room_event(&event, far, streams)).await?;
     let mut tokens = Vec::with_capacity(streams);
     for i in 0..streams {
         tokens.push(sessions.for_user(&format!("streamer-{tag}-{i}"))?);
     }
-    stream::iter(&tokens)
+    let joined = stream::iter(tokens)
         .map(|t| {
-            let (shopper, event) = (api.with_token(t), &event);
-            async move { join(&shopper, event).await }
+            let (shopper, event) = (api.with_token(&t), &event);
+            async move { Ok::<_, anyhow::Error>((t, join(&shopper, event).await?)) }
         })
         .buffer_unordered(at_once)
         .collect::<Vec<_>>()
         .await
         .into_iter()
-        .collect::<anyhow::Result<Vec<()>>>()?;
+        .collect::<anyhow::Result<Vec<(String, String)>>>()?;
     let delays = Arc::new(Mutex::new(Histogram::<u64>::new_with_bounds(
         1, 600_000, 3,
     )?));
     let (opened, admitted) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut tasks = Vec::with_capacity(streams);
-    for t in tokens {
-        let shopper = api.with_token(&t);
-        let ticket = api_ticket(&shopper, &event).await?;
+    for (t, ticket) in joined {
         let url = format!("{}/api/v1/events/{event}/queue/{ticket}/stream", api.base());
         let (delays, opened, admitted) = (
             Arc::clone(&delays),
@@ -250,11 +241,13 @@ pub async fn run(opts: WaitingRoomBench, server: &tokio::runtime::Runtime) -> an
     }
     println!("waiting-room streams: {streams} open; bringing the on-sale forward");
     let opening = Instant::now();
-    apply(
-        admin,
-        &room_event(&event, Utc::now() - chrono::Duration::seconds(1), streams),
-    )
-    .await?;
+    admin
+        .apply(&room_event(
+            &event,
+            Utc::now() - chrono::Duration::seconds(1),
+            streams,
+        ))
+        .await?;
     let deadline = Instant::now() + Duration::from_secs(120);
     while admitted.load(Ordering::Relaxed) < streams && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -279,15 +272,4 @@ pub async fn run(opts: WaitingRoomBench, server: &tokio::runtime::Runtime) -> an
         d.max(),
     );
     Ok(())
-}
-
-/// A shopper's ticket, from their place.
-async fn api_ticket(shopper: &Api, event: &str) -> anyhow::Result<String> {
-    let a = shopper
-        .post(&format!("/api/v1/events/{event}/queue"), &json!({}))
-        .await?;
-    a.body["ticket"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("no ticket: {}", a.body))
 }
