@@ -245,19 +245,47 @@ pub fn check_admission(
     admission::check(state.keys.ring(), token, user, event).map_err(ApiError::from)
 }
 
-/// A shopper who held seats has used their admission: it no longer counts against the seats
-/// left. (The token stays valid until it expires, for the rest of their purchase.)
-pub async fn consumed(state: &AppState, spec: &EventSpec, event: &str, user: &str) {
-    if enabled(spec).is_some() {
-        if let Err(e) = state
-            .ports
-            .coord
-            .rank_remove(&active_key(event), user)
-            .await
-        {
-            tracing::warn!(event, error = %e, "could not mark an admission used");
-        }
+/// A shopper who held `seats` has used their admission: it no longer counts against the seats
+/// left, and what it took moves the room's estimate of seats per admission. (The token stays
+/// valid until it expires, for the rest of their purchase; later holds with it change
+/// nothing here.)
+pub async fn consumed(state: &AppState, spec: &EventSpec, event: &str, user: &str, seats: u32) {
+    if enabled(spec).is_none() {
+        return;
     }
+    let coord = &*state.ports.coord;
+    let used = async {
+        if !coord.rank_remove(&active_key(event), user).await? {
+            return Ok(());
+        }
+        // Read, then written: two gateways at once lose one sample of an estimate, no more.
+        let estimate = read_seats_per_admission(coord, spec, event).await?;
+        let next = room::next_seats_per_admission(estimate, seats);
+        coord
+            .set(
+                &room_key(event, "seats_per_admission"),
+                format!("{next:.4}").as_bytes(),
+                COUNTER_LIFE,
+            )
+            .await
+    };
+    if let Err(e) = used.await {
+        tracing::warn!(event, error = %e, "could not mark an admission used");
+    }
+}
+
+/// Seats an admitted shopper goes on to hold, as measured; the most one may hold until then.
+async fn read_seats_per_admission(
+    coord: &dyn Coord,
+    spec: &EventSpec,
+    event: &str,
+) -> CoordResult<f64> {
+    Ok(coord
+        .get(&room_key(event, "seats_per_admission"))
+        .await?
+        .and_then(|v| String::from_utf8_lossy(&v).parse::<f64>().ok())
+        .filter(|r| r.is_finite() && *r >= 1.0)
+        .unwrap_or_else(|| room::prior_seats_per_admission(spec.max_seats_per_user())))
 }
 
 fn no_room(event: &str) -> ApiError {
@@ -330,6 +358,7 @@ async fn admit_event(
         live_admissions: coord.rank_len(&active_key(event)).await?,
         max_active: u64::from(room_spec.max_active()),
         queued: coord.rank_len(&queue_key(event)).await?,
+        seats_per_admission: read_seats_per_admission(coord, spec, event).await?,
     };
     let (count, room_state) = room::admit(seen);
     let state_text = publish_state(coord, event, room_state).await?;

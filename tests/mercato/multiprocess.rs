@@ -76,8 +76,8 @@ async fn separate_processes(bus: Option<String>) {
                 .replace("rows: 1,", &format!("rows: {STORM_ROWS},")),
         ) + "---\n"
             + &event_manifest("queued", "hall", QUEUE_SEATS).replace(
-                "  maxSeatsPerHold: 10\n",
-                "  maxSeatsPerHold: 10\n  holdDuration: 3s\n  waitingRoom: { opensAt: 1h }\n",
+                "  maxSeatsPerHold: 10\n  maxSeatsPerUser: 10000\n",
+                "  maxSeatsPerHold: 10\n  maxSeatsPerUser: 1\n  holdDuration: 3s\n  waitingRoom: { opensAt: 1h }\n",
             ),
     )
     .unwrap();

@@ -8,13 +8,22 @@
 //! or with a fast connection or a bot, gains nothing) and later joiners follow, first come,
 //! first served. Nothing is reshuffled at the opening: the order exists from the first join.
 //!
-//! **Admission.** A closed loop on the seats left: the admitter keeps at most one live
-//! admission (an admitted shopper who has not held seats yet) per seat left, and never more
-//! than `maxActive`. A shopper who holds seats consumes their admission, which frees room for
-//! the next; a hold that lapses puts its seats back, which lets more in. So the number of
-//! shoppers admitted never exceeds the seats left (margin 0), and when nothing is left to sell
-//! the room says why it waits: `sold_out` when every seat is sold, `paused` while seats are
-//! only held (they may lapse).
+//! **Admission.** A closed loop on the seats left: the admitter keeps as many live admissions
+//! (admitted shoppers who have not held seats yet) as the seats left can serve, and never more
+//! than `maxActive`. What one admission takes is measured: each shopper who holds seats with a
+//! live admission moves the estimate of seats per admission towards the seats they held
+//! ([`next_seats_per_admission`]). Before anything is measured the estimate is the most one
+//! shopper may hold (`maxSeatsPerUser`, counted as at most [`PRIOR_SEATS_CAP`]), so the first
+//! round at the on-sale cannot let in more shoppers than the seats can serve, and the room
+//! opens up as the real figure comes in. A shopper who holds seats consumes their admission,
+//! which frees room for the next; a hold that lapses puts its seats back, which lets more in.
+//!
+//! The margin: live admissions times the estimate never exceeds the seats left, except that
+//! one shopper is always let in while any seat is left (so a room whose estimate is above the
+//! seats left still sells them). Shoppers who take more seats than the estimate can find the
+//! seats gone (409 `seats_unavailable`), as can shoppers of an estimate still coming down.
+//! When nothing is left to sell the room says why it waits: `sold_out` when every seat is
+//! sold, `paused` while seats are only held (they may lapse).
 
 use chrono::{DateTime, Utc};
 use mercato_crds::WaitingRoom;
@@ -56,7 +65,7 @@ pub fn join_score(phase: Phase, draw: u32, joined: u64) -> Option<u64> {
 }
 
 /// What the admitter sees at a tick.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Seen {
     /// Seats (or places) neither held nor sold.
     pub available: u64,
@@ -66,6 +75,31 @@ pub struct Seen {
     pub live_admissions: u64,
     pub max_active: u64,
     pub queued: u64,
+    /// Seats an admitted shopper goes on to hold, as measured (at least 1).
+    pub seats_per_admission: f64,
+}
+
+/// The most the estimate of seats per admission starts at, whatever `maxSeatsPerUser` says:
+/// a cap of thousands (limits off) must not make the room admit one shopper at a time until
+/// the estimate comes down.
+pub const PRIOR_SEATS_CAP: u32 = 8;
+
+/// How much each measured admission moves the estimate: about the last ten count.
+const SEATS_WEIGHT: f64 = 0.2;
+
+/// The estimate of seats per admission before any is measured: the most one shopper may hold.
+pub fn prior_seats_per_admission(max_seats_per_user: u32) -> f64 {
+    f64::from(max_seats_per_user.clamp(1, PRIOR_SEATS_CAP))
+}
+
+/// The estimate once a shopper has held `seats` with their admission.
+pub fn next_seats_per_admission(estimate: f64, seats: u32) -> f64 {
+    let estimate = if estimate.is_finite() {
+        estimate.max(1.0)
+    } else {
+        1.0
+    };
+    estimate + SEATS_WEIGHT * (f64::from(seats.max(1)) - estimate)
 }
 
 /// What the admitter is doing once the on-sale has started, as shoppers are told.
@@ -88,7 +122,14 @@ pub fn admit(seen: Seen) -> (u64, RoomState) {
         };
         return (0, state);
     }
-    let room = seen.available.min(seen.max_active);
+    let per_admission = if seen.seats_per_admission.is_finite() {
+        seen.seats_per_admission.max(1.0)
+    } else {
+        1.0
+    };
+    // Truncated: shoppers the seats can serve, and always one while a seat is left.
+    let served = ((seen.available as f64 / per_admission) as u64).max(1);
+    let room = served.min(seen.max_active);
     let admit = room.saturating_sub(seen.live_admissions).min(seen.queued);
     // Seats are left: the room admits as admitted shoppers hold or their admissions lapse.
     (admit, RoomState::Admitting)
@@ -143,6 +184,7 @@ mod tests {
             live_admissions: live,
             max_active: 100,
             queued,
+            seats_per_admission: 1.0,
         };
         assert_eq!(admit(seen(10, 0, 0, 50)), (10, RoomState::Admitting));
         assert_eq!(admit(seen(10, 0, 4, 50)), (6, RoomState::Admitting));
@@ -166,5 +208,35 @@ mod tests {
         assert_eq!(admit(seen(5, 0, 0, 0)), (0, RoomState::Admitting));
         assert_eq!(eta_secs(30, 10.0), Some(3));
         assert_eq!(eta_secs(30, 0.0), None);
+    }
+
+    #[test]
+    fn admits_as_many_as_the_seats_can_serve_by_the_measured_seats_per_admission() {
+        let seen = |available, live, per| Seen {
+            available,
+            held: 0,
+            live_admissions: live,
+            max_active: 10_000,
+            queued: 50_000,
+            seats_per_admission: per,
+        };
+        assert_eq!(admit(seen(2000, 0, 8.0)).0, 250, "the cautious start");
+        assert_eq!(admit(seen(2000, 0, 2.0)).0, 1000);
+        assert_eq!(admit(seen(2000, 900, 2.0)).0, 100);
+        assert_eq!(admit(seen(2001, 0, 2.0)).0, 1000, "truncated");
+        assert_eq!(admit(seen(3, 0, 8.0)).0, 1, "one while a seat is left");
+        assert_eq!(admit(seen(3, 1, 8.0)).0, 0);
+        assert_eq!(admit(seen(10, 0, 0.2)).0, 10, "never below a seat each");
+        assert_eq!(admit(seen(10, 0, f64::NAN)).0, 10);
+
+        assert_eq!(prior_seats_per_admission(10_000), 8.0);
+        assert_eq!(prior_seats_per_admission(2), 2.0);
+        assert_eq!(prior_seats_per_admission(0), 1.0);
+        let mut estimate = prior_seats_per_admission(8);
+        for _ in 0..20 {
+            estimate = next_seats_per_admission(estimate, 2);
+        }
+        assert!((estimate - 2.0).abs() < 0.1, "{estimate}");
+        assert_eq!(next_seats_per_admission(f64::NAN, 3), 1.4);
     }
 }

@@ -15,6 +15,7 @@ mod once;
 mod purchase;
 mod queue_crowd;
 mod rate_limits;
+mod room_sale;
 mod seat_cap;
 mod seat_map;
 mod seat_stream;

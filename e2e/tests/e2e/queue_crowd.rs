@@ -27,6 +27,7 @@ spec:
   venue: {{ name: Hall, city: Testville, lat: 10.0, lon: 20.0 }}
   startsAt: 2099-01-01T20:00:00Z
   onSaleAt: {}
+  maxSeatsPerUser: 1
   waitingRoom: {{ opensAt: 2h, admissionWindow: 10m, maxActive: 1000 }}
   tiers:
     - {{ id: std, name: Standard, price: {{ amount: 2500, currency: EUR }} }}

@@ -29,6 +29,7 @@ spec:
   startsAt: 2099-01-01T20:00:00Z
   onSaleAt: {}
   holdDuration: 3s
+  maxSeatsPerUser: 1
   waitingRoom: {{ opensAt: 1h, admissionWindow: 60s, maxActive: 1000 }}
   tiers:
     - {{ id: std, name: Standard, price: {{ amount: 2500, currency: EUR }} }}
@@ -72,7 +73,21 @@ pub(crate) async fn stream_events(
     path: &str,
     within: Duration,
 ) -> Vec<(String, Value)> {
-    let mut resp = reqwest::Client::new()
+    let client = reqwest::Client::new();
+    stream_until(&client, api, token, path, within, |_, _| false).await
+}
+
+/// The events of a place's stream through `client` (no overall timeout, unlike [`Api`]'s),
+/// until it ends, `within` passes or an event satisfies `enough`.
+pub(crate) async fn stream_until(
+    client: &reqwest::Client,
+    api: &Api,
+    token: &str,
+    path: &str,
+    within: Duration,
+    enough: impl Fn(&str, &Value) -> bool,
+) -> Vec<(String, Value)> {
+    let mut resp = client
         .get(format!("{}{path}", api.base()))
         .bearer_auth(token)
         .send()
@@ -95,7 +110,11 @@ pub(crate) async fn stream_events(
                 }
             }
             if !name.is_empty() {
+                let done = enough(&name, &data);
                 events.push((name, data));
+                if done {
+                    return events;
+                }
             }
         }
     }

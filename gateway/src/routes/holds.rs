@@ -97,7 +97,7 @@ pub(super) async fn place(
             };
             let placed =
                 best_seats::place(state, caller, keyed, &spec, &req.event_id, wanted).await?;
-            waiting_room::consumed(state, &spec, &req.event_id, &user).await;
+            waiting_room::consumed(state, &spec, &req.event_id, &user, quantity).await;
             return Ok(placed);
         }
         (Some(_), None) if by_quantity => {
@@ -142,7 +142,8 @@ pub(super) async fn place(
     };
     match send_place(state, &caller, &spec, &req.event_id, &seats, &unique).await? {
         Outcome::HoldPlaced(hold) => {
-            waiting_room::consumed(state, &spec, &req.event_id, &caller.user_id).await;
+            let taken = u32::try_from(hold.seat_ids.len()).unwrap_or(u32::MAX);
+            waiting_room::consumed(state, &spec, &req.event_id, &caller.user_id, taken).await;
             Ok(ApiReply::created(hold_view(&hold)))
         }
         Outcome::SeatsUnavailable { seat_ids } => Err(ApiError::new(

@@ -70,7 +70,7 @@ fn room_event(name: &str, on_sale: DateTime<Utc>, seats: usize) -> String {
     format!(
         "apiVersion: mercato.dev/v1alpha1\nkind: Event\nmetadata:\n  name: {name}\nspec:\n  \
          title: Waiting room bench\n  venue: {{ name: Arena, city: Benchville, lat: 1.0, lon: 2.0 }}\n  \
-         startsAt: 2099-01-01T20:00:00Z\n  onSaleAt: {}\n  \
+         startsAt: 2099-01-01T20:00:00Z\n  onSaleAt: {}\n  maxSeatsPerUser: 1\n  \
          waitingRoom: {{ opensAt: 2h, admissionWindow: 10m, maxActive: {} }}\n  tiers:\n    \
          - {{ id: std, name: Standard, price: {{ amount: 5000, currency: USD }} }}\n  sections:\n    \
          - {{ id: floor, tier: std, rows: {rows}, seatsPerRow: 100 }}\n",
