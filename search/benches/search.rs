@@ -123,6 +123,36 @@ fn bench(c: &mut Criterion) {
                 ..SearchRequest::default()
             },
         ),
+        // The same words finished (a space after the last): no prefix, the baseline of the
+        // as-you-type cases above.
+        (
+            "common word, finished",
+            SearchRequest {
+                q: format!("{common} "),
+                ..SearchRequest::default()
+            },
+        ),
+        (
+            "two words, finished",
+            SearchRequest {
+                q: format!("{} {} ", vocab[3], vocab[10]),
+                ..SearchRequest::default()
+            },
+        ),
+        (
+            "two-letter prefix",
+            SearchRequest {
+                q: "se".into(),
+                ..SearchRequest::default()
+            },
+        ),
+        (
+            "prefix with a typo",
+            SearchRequest {
+                q: "sledor".into(),
+                ..SearchRequest::default()
+            },
+        ),
         (
             "common word, category",
             SearchRequest {

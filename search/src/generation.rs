@@ -1,6 +1,6 @@
 //! What every query of one index generation shares: the fast-field columns of each segment
 //! (opening them costs microseconds per column, per segment, per query otherwise) and the typo
-//! neighbours of the words already asked. A commit makes a new generation; the old state goes
+//! expansions (typos, prefixes) of the words already asked. A commit makes a new generation; the old state goes
 //! with the last query still using it.
 
 use std::collections::HashMap;
@@ -12,9 +12,12 @@ use tantivy::index::{SegmentId, SegmentReader};
 use tantivy::schema::Field;
 use tantivy::Searcher;
 
-use crate::typos;
+use crate::typos::{self, Expansion, Reach};
 
-/// Neighbour lists kept per generation before the cache starts over.
+/// The words one query word reaches, shared by the queries that ask it.
+type Expansions = Arc<Vec<Expansion>>;
+
+/// Expansion lists kept per generation before the cache starts over.
 const MAX_CACHED_WORDS: usize = 50_000;
 
 #[derive(Clone)]
@@ -48,7 +51,7 @@ impl SegmentColumns {
 pub struct Generation {
     pub id: u64,
     columns: HashMap<SegmentId, SegmentColumns>,
-    neighbours: Mutex<HashMap<String, Arc<Vec<String>>>>,
+    expansions: Mutex<HashMap<(String, Reach), Expansions>>,
 }
 
 impl Generation {
@@ -60,7 +63,7 @@ impl Generation {
         Ok(Self {
             id: searcher.generation().generation_id(),
             columns,
-            neighbours: Mutex::new(HashMap::new()),
+            expansions: Mutex::new(HashMap::new()),
         })
     }
 
@@ -71,22 +74,24 @@ impl Generation {
         }
     }
 
-    /// The words of `field` one typo away from `word`, remembered for this generation.
-    pub fn neighbours(
+    /// The words of `field` that `word` reaches, remembered for this generation.
+    pub fn expansions(
         &self,
         searcher: &Searcher,
         field: Field,
         word: &str,
-    ) -> tantivy::Result<Arc<Vec<String>>> {
-        if let Some(found) = self.neighbours.lock().get(word) {
+        reach: Reach,
+    ) -> tantivy::Result<Expansions> {
+        let key = (word.to_owned(), reach);
+        if let Some(found) = self.expansions.lock().get(&key) {
             return Ok(Arc::clone(found));
         }
-        let found = Arc::new(typos::neighbours(searcher, field, word)?);
-        let mut cache = self.neighbours.lock();
+        let found = Arc::new(typos::expansions(searcher, field, word, reach)?);
+        let mut cache = self.expansions.lock();
         if cache.len() >= MAX_CACHED_WORDS {
             cache.clear();
         }
-        cache.insert(word.to_owned(), Arc::clone(&found));
+        cache.insert(key, Arc::clone(&found));
         Ok(found)
     }
 }

@@ -24,10 +24,9 @@ use crate::collector::{FastFilters, SearchCollector};
 use crate::generation::Generation;
 use crate::request::{Cursor, SearchRequest, Sort};
 use crate::schema::{self, Fields, SCHEMA_VERSION, TOKENIZER};
+use crate::typos::Reach;
 use crate::SearchError;
 
-/// Words this long or longer match with one typo (an edit or a swap of two letters).
-pub const FUZZY_MIN_CHARS: usize = 5;
 const SNIPPET_CHARS: usize = 160;
 
 /// What a commit records beside the index: the schema, and how far into each partition of the
@@ -152,27 +151,36 @@ impl SearchIndex {
         self.reader.searcher().num_docs()
     }
 
-    /// The words of a query, as the index tokenized them.
-    pub fn tokens(&self, text: &str) -> Vec<String> {
+    /// The words of a query, each once, and whether the last is still being typed: the query
+    /// ends in it (no space or punctuation after it) and it was not asked for earlier, where
+    /// it must match whole anyway.
+    fn words(&self, text: &str) -> (Vec<String>, bool) {
         let mut analyzer = schema::analyzer();
         let mut stream = analyzer.token_stream(text);
         let mut out: Vec<String> = Vec::new();
+        let mut last_is_new = false;
+        let mut last_end = 0;
         while let Some(t) = stream.next() {
-            if !out.contains(&t.text) {
+            last_is_new = !out.contains(&t.text);
+            last_end = t.offset_to;
+            if last_is_new {
                 out.push(t.text.clone());
             }
         }
-        out
+        let typing = last_is_new && !out.is_empty() && last_end == text.len();
+        (out, typing)
     }
 
-    /// Every word must match (in the name, the body or the id), exactly or, if it is long
-    /// enough, with one typo. Scores are BM25 (name words count double; typo matches count a
-    /// quarter). Returns the query and the words (with weights) snippets should highlight.
+    /// Every word must match (in the name, the body or the id), exactly or within its typo
+    /// budget, and the last word as typed so far may also be the start of a word. Scores are
+    /// BM25 (name words count double); a completion counts half, a typo a quarter, two typos a
+    /// tenth. Returns the query and the words (with weights) snippets should highlight.
     fn text_query(
         &self,
         searcher: &Searcher,
         generation: &Generation,
         tokens: &[String],
+        typing: bool,
     ) -> tantivy::Result<(Box<dyn Query>, BTreeMap<String, Score>)> {
         let field = self.fields.text;
         let term = |text: &str| -> Box<dyn Query> {
@@ -183,22 +191,28 @@ impl SearchIndex {
         };
         let mut highlight = BTreeMap::new();
         let mut words: Vec<Box<dyn Query>> = Vec::with_capacity(tokens.len());
-        for token in tokens {
+        for (i, token) in tokens.iter().enumerate() {
             highlight.insert(token.clone(), 1.0);
-            let neighbours = if token.chars().count() >= FUZZY_MIN_CHARS {
-                generation.neighbours(searcher, field, token)?
+            let reach = if typing && i + 1 == tokens.len() {
+                Reach::Prefix
             } else {
-                Arc::new(Vec::new())
+                Reach::Whole
             };
-            if neighbours.is_empty() {
+            let expansions = generation.expansions(searcher, field, token, reach)?;
+            if expansions.is_empty() {
                 words.push(term(token));
                 continue;
             }
             let mut alternatives = vec![(Occur::Should, term(token))];
-            for near in neighbours.iter() {
-                let typo: Box<dyn Query> = Box::new(BoostQuery::new(term(near), 0.25));
-                alternatives.push((Occur::Should, typo));
-                highlight.insert(near.clone(), 0.5);
+            for near in expansions.iter() {
+                let weight = match (near.typos, near.completes) {
+                    (0, _) => 0.5,
+                    (1, _) => 0.25,
+                    _ => 0.1,
+                };
+                let boosted: Box<dyn Query> = Box::new(BoostQuery::new(term(&near.word), weight));
+                alternatives.push((Occur::Should, boosted));
+                highlight.insert(near.word.clone(), 0.5);
             }
             words.push(Box::new(BooleanQuery::new(alternatives)));
         }
@@ -292,11 +306,11 @@ impl SearchIndex {
 
     fn answer(&self, searcher: &Searcher, r: &SearchRequest) -> Result<String, SearchError> {
         let generation = self.generation(searcher)?;
-        let tokens = self.tokens(&r.q);
+        let (tokens, typing) = self.words(&r.q);
         let (text, highlight) = if tokens.is_empty() {
             (None, BTreeMap::new())
         } else {
-            let (q, h) = self.text_query(searcher, &generation, &tokens)?;
+            let (q, h) = self.text_query(searcher, &generation, &tokens, typing)?;
             (Some(q), h)
         };
         let mut clauses = self.filter_terms(r, text.is_some());

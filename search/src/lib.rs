@@ -1,6 +1,7 @@
 //! The catalog's search index: a tantivy index that is a materialized view of the catalog
 //! topic. [`Search::start`] opens it and runs its indexer; [`SearchIndex::search`] answers
-//! `GET /api/v1/search` with BM25 relevance, one-typo tolerance, filters, facet counts, sorts
+//! `GET /api/v1/search` with BM25 relevance, typo tolerance (one from five letters, two from nine), the last word as a
+//! prefix, filters, facet counts, sorts
 //! and cursors.
 
 mod collector;
@@ -11,10 +12,14 @@ mod request;
 mod schema;
 mod typos;
 
-pub use index::{CacheStats, Progress, SearchIndex, FUZZY_MIN_CHARS, MAX_FACET_VALUES};
+pub use index::{CacheStats, Progress, SearchIndex, MAX_FACET_VALUES};
 pub use indexer::{IndexerStatus, Search, DEFAULT_CACHE_ENTRIES};
 pub use request::{haversine_km, BadParam, Cursor, Near, SearchRequest, Sort, PARAMS};
 pub use schema::{analyzer, uid_key, MAX_TOKEN_BYTES};
+pub use typos::{
+    budget as typo_budget, MAX_EXPANSIONS, ONE_TYPO_MIN_CHARS, PREFIX_MIN_CHARS,
+    TWO_TYPOS_MIN_CHARS,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SearchError {

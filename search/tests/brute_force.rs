@@ -12,8 +12,8 @@ use mercato_core::domain::catalog::{doc_key, CatalogDoc, CatalogFact, DocKind};
 use mercato_core::domain::Money;
 use mercato_core::names::topics;
 use mercato_search::{
-    haversine_km, uid_key, Cursor, Near, Search, SearchRequest, Sort, FUZZY_MIN_CHARS,
-    MAX_FACET_VALUES, PARAMS,
+    haversine_km, typo_budget, uid_key, Cursor, Near, Search, SearchRequest, Sort,
+    MAX_FACET_VALUES, PARAMS, PREFIX_MIN_CHARS,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -114,36 +114,40 @@ fn request_strategy() -> impl Strategy<Value = SearchRequest> {
         prop::option::of((1_700_000_000_000i64..1_700_000_100_000, 0i64..60_000)),
         0usize..5,
         1usize..8,
+        prop::bool::ANY,
     )
-        .prop_map(|(q, kind, cat, city, near, price, date, sort, limit)| {
-            let near = near.map(|((lat, lon), radius_km)| Near {
-                lat,
-                lon,
-                radius_km,
-            });
-            let sort = match sort {
-                0 => Sort::Relevance,
-                1 => Sort::Price,
-                2 => Sort::PriceDesc,
-                3 => Sort::Date,
-                _ if near.is_some() => Sort::Distance,
-                _ => Sort::Price,
-            };
-            SearchRequest {
-                q: q.join(" "),
-                kind: kind.map(|e| if e { DocKind::Event } else { DocKind::Product }),
-                category: cat.map(str::to_owned),
-                city: city.map(str::to_lowercase),
-                near,
-                price_min: price.map(|(a, b)| a.min(b)),
-                price_max: price.map(|(a, b)| a.max(b)),
-                from_ms: date.map(|(a, _)| a),
-                to_ms: date.map(|(a, span)| a + span),
-                sort,
-                limit,
-                cursor: None,
-            }
-        })
+        .prop_map(
+            |(q, kind, cat, city, near, price, date, sort, limit, done)| {
+                let near = near.map(|((lat, lon), radius_km)| Near {
+                    lat,
+                    lon,
+                    radius_km,
+                });
+                let sort = match sort {
+                    0 => Sort::Relevance,
+                    1 => Sort::Price,
+                    2 => Sort::PriceDesc,
+                    3 => Sort::Date,
+                    _ if near.is_some() => Sort::Distance,
+                    _ => Sort::Price,
+                };
+                SearchRequest {
+                    // A query ending in a space has finished its last word.
+                    q: q.join(" ") + if done { " " } else { "" },
+                    kind: kind.map(|e| if e { DocKind::Event } else { DocKind::Product }),
+                    category: cat.map(str::to_owned),
+                    city: city.map(str::to_lowercase),
+                    near,
+                    price_min: price.map(|(a, b)| a.min(b)),
+                    price_max: price.map(|(a, b)| a.max(b)),
+                    from_ms: date.map(|(a, _)| a),
+                    to_ms: date.map(|(a, span)| a + span),
+                    sort,
+                    limit,
+                    cursor: None,
+                }
+            },
+        )
 }
 
 fn tokens(text: &str) -> Vec<String> {
@@ -185,16 +189,25 @@ struct Expected {
 
 fn brute_force(docs: &[CatalogDoc], r: &SearchRequest) -> Expected {
     let q = tokens(&r.q);
+    // The last word is taken as a prefix when the query ends in it.
+    let typing = r.q.chars().last().is_some_and(char::is_alphanumeric);
     let mut ranked = Vec::new();
     let mut facets: HashMap<&'static str, BTreeMap<String, u64>> = HashMap::new();
     for d in docs {
         let words: HashSet<String> = tokens(&format!("{}\n{}\n{}", d.name, d.id, d.body))
             .into_iter()
             .collect();
-        let matches = q.iter().all(|t| {
-            words
-                .iter()
-                .any(|w| w == t || (t.chars().count() >= FUZZY_MIN_CHARS && osa(t, w) <= 1))
+        let matches = q.iter().enumerate().all(|(i, t)| {
+            let budget = usize::from(typo_budget(t.chars().count()));
+            let as_prefix = typing && i + 1 == q.len() && t.chars().count() >= PREFIX_MIN_CHARS;
+            words.iter().any(|w| {
+                w == t
+                    || osa(t, w) <= budget
+                    || (as_prefix && {
+                        let w: Vec<char> = w.chars().collect();
+                        (0..=w.len()).any(|k| osa(t, &w[..k].iter().collect::<String>()) <= budget)
+                    })
+            })
         });
         let path = d.category.join("/");
         let ok = matches

@@ -1,0 +1,108 @@
+//! Queries as shoppers type them, over the bundled bookshop (`examples/`): the last word is a
+//! prefix, long words forgive two typos, a swap of neighbours is one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mercato_core::bus::{Bus, EmbeddedBus};
+use mercato_core::codec::encode;
+use mercato_core::domain::catalog::{CatalogDoc, CatalogFact, DocKind};
+use mercato_core::names::topics;
+use mercato_search::{Search, SearchRequest};
+use serde_json::Value;
+
+/// The bookshop's products as the catalog would hold them: name, description and author.
+fn bookshop() -> Vec<CatalogDoc> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/bookstore-products.ndjson"
+    );
+    let text = std::fs::read_to_string(path).expect("the bundled bookshop");
+    text.lines()
+        .map(|line| {
+            let p: Value = serde_json::from_str(line).expect("a product");
+            let field = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
+            CatalogDoc {
+                kind: DocKind::Product,
+                id: field("sku"),
+                name: field("name"),
+                body: format!(
+                    "{} {}",
+                    field("description"),
+                    p["attributes"]["author"].as_str().unwrap_or_default()
+                ),
+                category: field("category").split(" > ").map(str::to_owned).collect(),
+                city: None,
+                geo: None,
+                price: None,
+                price_max: None,
+                starts_at_ms: None,
+                seller: None,
+                venue: None,
+            }
+        })
+        .collect()
+}
+
+async fn indexed() -> (Arc<Search>, tokio::sync::watch::Sender<bool>) {
+    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::in_memory());
+    bus.ensure_topic(topics::CATALOG, 4).await.unwrap();
+    let facts: Vec<_> = bookshop()
+        .into_iter()
+        .map(|d| {
+            let f = CatalogFact::Upsert(Box::new(d));
+            (f.key().into_bytes(), encode(&f))
+        })
+        .collect();
+    bus.send_batch(topics::CATALOG, facts).await.unwrap();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let (search, _task) = Search::start(None, 0, Arc::clone(&bus), shutdown)
+        .await
+        .unwrap();
+    search
+        .caught_up(&*bus, Duration::from_secs(10))
+        .await
+        .unwrap();
+    (search, stop)
+}
+
+fn names(search: &Search, q: &str) -> Vec<String> {
+    let r = SearchRequest {
+        q: q.into(),
+        ..SearchRequest::default()
+    };
+    let answer: Value = serde_json::from_str(&search.index().search(&r).unwrap()).unwrap();
+    answer["hits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn what_shoppers_type_finds_the_book() {
+    let (search, _stop) = indexed().await;
+    let first = |q: &str| names(&search, q).into_iter().next();
+    for (typed, book) in [
+        ("dun", "Dune"),
+        ("dune", "Dune"),
+        ("foundat", "Foundation"),
+        // A prefix with a typo: one edit from five letters.
+        ("fuondat", "Foundation"),
+        ("neuromnacer", "Neuromancer"),
+        // Two typos from nine letters: a swap and a wrong letter.
+        ("nueromanser", "Neuromancer"),
+        ("catterpilar", "The Very Hungry Caterpillar"),
+        ("hungry cat", "The Very Hungry Caterpillar"),
+        ("middlemrch", "Middlemarch"),
+        ("selfish ge", "The Selfish Gene"),
+    ] {
+        assert_eq!(first(typed).as_deref(), Some(book), "q={typed:?}");
+    }
+    // A finished word is not a prefix, a one-letter word is not one either, and four letters
+    // forgive no typo.
+    assert!(names(&search, "foundat ").is_empty());
+    assert!(!names(&search, "d").contains(&"Dune".to_owned()));
+    assert!(names(&search, "dnue ").is_empty());
+}
