@@ -95,7 +95,14 @@ pub struct SearchCollector {
     pub after: Option<Cursor>,
     /// How many hits to keep (the page size plus one).
     pub keep: usize,
+    /// The query's words as a name would come to them ([`crate::schema::words_of`]): a
+    /// product of exactly that name ranks first by relevance.
+    pub exact_name: Option<String>,
 }
+
+/// What naming a product exactly adds to its rank by relevance: more than any BM25 score, so
+/// an exact name is first, always.
+const EXACT_NAME: f64 = 1.0e9;
 
 impl Collector for SearchCollector {
     type Fruit = Fruit;
@@ -131,8 +138,15 @@ impl Collector for SearchCollector {
             (Some(path), Some(col)) => OrdFilter::path(col, path)?,
             (Some(_), None) => OrdFilter::Nothing,
         };
+        let exact_name = match (&self.exact_name, c.name_key, self.sort) {
+            (Some(name), Some(col), Sort::Relevance) => {
+                col.dictionary().term_ord(name)?.map(|ord| (col, ord))
+            }
+            _ => None,
+        };
         Ok(SegmentSearch {
             segment,
+            exact_name,
             kind_filter,
             category_filter,
             filters: self.filters.clone(),
@@ -242,6 +256,9 @@ impl OrdFilter {
 
 pub struct SegmentSearch {
     segment: SegmentOrdinal,
+    /// The name column and the ordinal of the exact name asked for, where this segment has
+    /// a product of that name.
+    exact_name: Option<(StrColumn, u64)>,
     kind_filter: OrdFilter,
     category_filter: OrdFilter,
     filters: FastFilters,
@@ -385,12 +402,21 @@ impl SegmentSearch {
                 }
             }
         }
+        let mut name_ords = Vec::new();
+        if let Some((col, _)) = &self.exact_name {
+            read(col.ords(), &docs, &mut name_ords);
+        }
+        let exact_ord = self.exact_name.as_ref().map(|(_, ord)| *ord);
         let missing = f64::INFINITY;
         for (i, distance) in passed {
             let doc = docs[i];
             let price = prices.get(i).copied().flatten();
             let rank = match self.sort {
-                Sort::Relevance => -f64::from(scores[i]),
+                Sort::Relevance => {
+                    let exact =
+                        exact_ord.is_some() && name_ords.get(i).copied().flatten() == exact_ord;
+                    -(f64::from(scores[i]) + if exact { EXACT_NAME } else { 0.0 })
+                }
                 Sort::Price => price.map_or(missing, |p| p as f64),
                 Sort::PriceDesc => price.map_or(missing, |p| -(p as f64)),
                 Sort::Date => dates

@@ -30,6 +30,7 @@ pub struct SegmentColumns {
     pub category: Option<StrColumn>,
     pub city: Option<StrColumn>,
     pub kind: Option<StrColumn>,
+    pub name_key: Option<StrColumn>,
 }
 
 impl SegmentColumns {
@@ -44,6 +45,7 @@ impl SegmentColumns {
             category: ff.str("category")?,
             city: ff.str("city")?,
             kind: ff.str("kind")?,
+            name_key: ff.str("name_key")?,
         })
     }
 }

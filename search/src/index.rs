@@ -331,6 +331,7 @@ impl SearchIndex {
             sort: r.sort,
             after: r.cursor,
             keep: r.limit + 1,
+            exact_name: text.is_some().then(|| schema::words_of(&r.q)),
         };
         let fruit = searcher.search(&*query, &collector)?;
         let snippets = (!highlight.is_empty()).then(|| {

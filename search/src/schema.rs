@@ -13,8 +13,8 @@ use tantivy::TantivyDocument;
 
 /// Bumped when fields or their encoding change: an index of another version is rebuilt from
 /// the catalog topic. 2: column dictionaries without zstd (tantivy's `columnar-zstd-compression`
-/// is off, and an index written with it could not be read).
-pub const SCHEMA_VERSION: u32 = 2;
+/// is off, and an index written with it could not be read). 3: `name_key`, the name as words.
+pub const SCHEMA_VERSION: u32 = 3;
 pub const TOKENIZER: &str = "mercato";
 /// Tokens at least this long are dropped (tantivy's RemoveLongFilter keeps `len < limit`).
 pub const MAX_TOKEN_BYTES: usize = 40;
@@ -28,6 +28,9 @@ pub struct Fields {
     /// BM25), the body and the id (shoppers paste SKUs). One field, so matching a word reads one
     /// posting list instead of a union of several, which is most of a query's cost.
     pub text: Field,
+    /// The name's words, lowercased and folded, joined by single spaces: what a query naming
+    /// the product exactly comes to (see [`words_of`]).
+    pub name_key: Field,
     /// Stored only: what snippets are cut from.
     pub body: Field,
     /// The full category path, for facet counts.
@@ -56,6 +59,21 @@ pub fn analyzer() -> TextAnalyzer {
         .build()
 }
 
+/// The words of `text` as the index tokenizes them, in order, joined by single spaces: a name
+/// and a query that names it come to the same.
+pub fn words_of(text: &str) -> String {
+    let mut analyzer = analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut out = String::with_capacity(text.len());
+    while let Some(t) = stream.next() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(&t.text);
+    }
+    out
+}
+
 pub fn build() -> (Schema, Fields) {
     let mut b = Schema::builder();
     let text = TextOptions::default().set_indexing_options(
@@ -68,6 +86,7 @@ pub fn build() -> (Schema, Fields) {
         uid: b.add_text_field("uid", STRING),
         kind: b.add_text_field("kind", STRING | FAST),
         text: b.add_text_field("text", text),
+        name_key: b.add_text_field("name_key", STRING | FAST),
         body: b.add_text_field("body", STORED),
         category: b.add_text_field("category", STRING | FAST),
         category_path: b.add_text_field("category_path", STRING),
@@ -133,6 +152,7 @@ pub fn to_document(fields: &Fields, doc: &CatalogDoc) -> TantivyDocument {
         fields.text,
         format!("{}\n{}\n{}\n{}", doc.name, doc.name, doc.body, doc.id),
     );
+    d.add_text(fields.name_key, words_of(&doc.name));
     d.add_text(fields.body, &doc.body);
     let path = doc.category.join("/");
     if !doc.category.is_empty() {

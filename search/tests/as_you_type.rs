@@ -44,10 +44,32 @@ fn bookshop() -> Vec<CatalogDoc> {
         .collect()
 }
 
+/// A product as the catalog would hold it.
+fn product(id: &str, name: &str, body: &str) -> CatalogDoc {
+    CatalogDoc {
+        kind: DocKind::Product,
+        id: id.into(),
+        name: name.into(),
+        body: body.into(),
+        category: Vec::new(),
+        city: None,
+        geo: None,
+        price: None,
+        price_max: None,
+        starts_at_ms: None,
+        seller: None,
+        venue: None,
+    }
+}
+
 async fn indexed() -> (Arc<Search>, tokio::sync::watch::Sender<bool>) {
+    indexed_with(bookshop()).await
+}
+
+async fn indexed_with(docs: Vec<CatalogDoc>) -> (Arc<Search>, tokio::sync::watch::Sender<bool>) {
     let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::in_memory());
     bus.ensure_topic(topics::CATALOG, 4).await.unwrap();
-    let facts: Vec<_> = bookshop()
+    let facts: Vec<_> = docs
         .into_iter()
         .map(|d| {
             let f = CatalogFact::Upsert(Box::new(d));
@@ -105,4 +127,43 @@ async fn what_shoppers_type_finds_the_book() {
     assert!(names(&search, "foundat ").is_empty());
     assert!(!names(&search, "d").contains(&"Dune".to_owned()));
     assert!(names(&search, "dnue ").is_empty());
+}
+
+/// A product named exactly what was asked is the first hit, above products whose names and
+/// descriptions say the words over and over (which BM25 alone ranks higher).
+#[tokio::test]
+async fn a_product_named_exactly_by_the_query_comes_first() {
+    let mut docs = bookshop();
+    docs.push(product(
+        "SP-1",
+        "Spice",
+        "A jar of ground seeds from the east, for cooking and baking and much more besides",
+    ));
+    docs.push(product(
+        "SP-2",
+        "Spice spice rack",
+        "spice spice spice spice",
+    ));
+    docs.push(product("SP-3", "Spice Girls poster", "spice girls spice"));
+    docs.push(product(
+        "LB-1",
+        "Leather bookmark leather",
+        "leather bookmark leather",
+    ));
+    let (search, _stop) = indexed_with(docs).await;
+    for (q, first) in [
+        ("spice", "Spice"),
+        ("Spice", "Spice"),
+        ("spice ", "Spice"),
+        ("leather bookmark", "Leather bookmark"),
+        ("LEATHER  bookmark", "Leather bookmark"),
+        ("the name of the rose", "The Name of the Rose"),
+    ] {
+        assert_eq!(
+            names(&search, q).first().map(String::as_str),
+            Some(first),
+            "q={q:?}: {:?}",
+            names(&search, q)
+        );
+    }
 }
