@@ -10,12 +10,14 @@ mod index;
 mod indexer;
 mod request;
 mod schema;
+mod suggest;
 mod typos;
 
 pub use index::{CacheStats, Progress, SearchIndex, MAX_FACET_VALUES};
 pub use indexer::{IndexerStatus, Search, DEFAULT_CACHE_ENTRIES};
 pub use request::{haversine_km, BadParam, Cursor, Near, SearchRequest, Sort, PARAMS};
 pub use schema::{analyzer, uid_key, MAX_TOKEN_BYTES};
+pub use suggest::{SuggestRequest, DEFAULT_SUGGESTIONS, MAX_SUGGESTIONS, SUGGEST_PARAMS};
 pub use typos::{
     budget as typo_budget, MAX_EXPANSIONS, ONE_TYPO_MIN_CHARS, PREFIX_MIN_CHARS,
     TWO_TYPOS_MIN_CHARS,

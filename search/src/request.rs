@@ -137,11 +137,27 @@ pub struct BadParam {
     pub message: String,
 }
 
-fn bad(param: &'static str, message: impl Into<String>) -> BadParam {
+pub(crate) fn bad(param: &'static str, message: impl Into<String>) -> BadParam {
     BadParam {
         param,
         message: message.into(),
     }
+}
+
+/// The `q` parameter, if it has any words: trimmed at the start only, since a space after the
+/// last word says the word is finished (it is not taken as a prefix).
+pub(crate) fn query_text(params: &HashMap<String, String>) -> Result<Option<String>, BadParam> {
+    let Some(q) = params
+        .get("q")
+        .map(|v| v.trim_start())
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(bad("q", format!("at most {MAX_QUERY_CHARS} characters")));
+    }
+    Ok(Some(q.to_owned()))
 }
 
 impl SearchRequest {
@@ -159,11 +175,8 @@ impl SearchRequest {
         }
         let get = |k: &str| params.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
         let mut r = SearchRequest::default();
-        if let Some(q) = get("q") {
-            if q.chars().count() > MAX_QUERY_CHARS {
-                return Err(bad("q", format!("at most {MAX_QUERY_CHARS} characters")));
-            }
-            r.q = q.to_owned();
+        if let Some(q) = query_text(params)? {
+            r.q = q;
         }
         if let Some(t) = get("type") {
             r.kind =
@@ -343,7 +356,10 @@ mod tests {
             ("limit", "50"),
         ])
         .unwrap();
-        assert_eq!(r.q, "dune");
+        assert_eq!(
+            r.q, "dune ",
+            "a space after the last word finishes it: kept"
+        );
         assert_eq!(r.kind, Some(DocKind::Product));
         assert_eq!(r.category.as_deref(), Some("books/science fiction"));
         assert_eq!(r.city.as_deref(), Some("london"));

@@ -8,7 +8,7 @@ use mercato_core::bus::{Bus, EmbeddedBus};
 use mercato_core::codec::encode;
 use mercato_core::domain::catalog::{CatalogDoc, CatalogFact, DocKind};
 use mercato_core::names::topics;
-use mercato_search::{Search, SearchRequest};
+use mercato_search::{Search, SearchRequest, SuggestRequest};
 use serde_json::Value;
 
 /// The bookshop's products as the catalog would hold them: name, description and author.
@@ -165,5 +165,59 @@ async fn a_product_named_exactly_by_the_query_comes_first() {
             "q={q:?}: {:?}",
             names(&search, q)
         );
+    }
+}
+
+/// The search box's suggestions: names best first, then the largest categories; nothing
+/// without words; parameters checked.
+#[tokio::test]
+async fn suggestions_complete_what_is_typed() {
+    let (search, _stop) = indexed().await;
+    let suggest = |q: &str, limit: Option<&str>| -> Value {
+        let mut params = std::collections::HashMap::from([("q".to_owned(), q.to_owned())]);
+        if let Some(l) = limit {
+            params.insert("limit".into(), l.into());
+        }
+        let r = SuggestRequest::from_params(&params).unwrap();
+        serde_json::from_str(&search.index().suggest(&r).unwrap()).unwrap()
+    };
+    let dun = suggest("dun", None);
+    let first = &dun["suggestions"][0];
+    assert_eq!(
+        (
+            first["type"].as_str(),
+            first["text"].as_str(),
+            first["id"].as_str()
+        ),
+        (Some("name"), Some("Dune"), Some("RB-0001")),
+        "{dun}"
+    );
+    assert!(
+        dun["suggestions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["type"] == "category" && s["text"] == "Books/Science Fiction"),
+        "{dun}"
+    );
+    let the = suggest("the", Some("2"));
+    let names = the["suggestions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["type"] == "name")
+        .count();
+    assert_eq!(names, 2, "{the}");
+    assert_eq!(suggest("  ", None)["suggestions"], serde_json::json!([]));
+    for bad in [
+        vec![("q", "dun"), ("limit", "0")],
+        vec![("q", "dun"), ("limit", "11")],
+        vec![("q", "dun"), ("sort", "price")],
+    ] {
+        let params = bad
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert!(SuggestRequest::from_params(&params).is_err(), "{bad:?}");
     }
 }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use mercato_e2e::harness;
 use mercato_e2e::Api;
+use reqwest::StatusCode;
 use serde_json::{json, Value};
 
 const PRODUCTS: usize = 100_000;
@@ -370,6 +371,33 @@ async fn a_product_applied_is_searchable_within_a_second() {
     println!(
         "searchable {} ms after the apply",
         started.elapsed().as_millis()
+    );
+    // As typed: the last word a prefix, through HTTP, where a space after it finishes it.
+    let typed = p.api.get("/api/v1/search?q=marzip").await.unwrap().body;
+    assert_eq!(typed["total"], 1, "{typed}");
+    let finished = p.api.get("/api/v1/search?q=marzip%20").await.unwrap().body;
+    assert_eq!(finished["total"], 0, "{finished}");
+    let suggested = p
+        .api
+        .get("/api/v1/search/suggest?q=marz&limit=3")
+        .await
+        .unwrap();
+    assert_eq!(suggested.status, StatusCode::OK, "{}", suggested.body);
+    assert_eq!(
+        suggested.body["suggestions"][0]["text"], "Marzipan harmonica",
+        "{}",
+        suggested.body
+    );
+    let refused = p
+        .api
+        .get("/api/v1/search/suggest?q=marz&limit=50")
+        .await
+        .unwrap();
+    assert_eq!(
+        (refused.status, refused.code()),
+        (StatusCode::BAD_REQUEST, "invalid_query"),
+        "{}",
+        refused.body
     );
     p.platform.stop().await;
 }

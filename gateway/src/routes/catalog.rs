@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use mercato_core::domain::catalog::{is_sku, Product};
 use mercato_core::repo::catalog;
-use mercato_search::SearchRequest;
+use mercato_search::{BadParam, SearchError, SearchIndex, SearchRequest, SuggestRequest};
 use serde_json::{json, Value};
 
 use super::Query;
@@ -12,21 +12,38 @@ use crate::error::{ApiError, ApiReply, ApiResult};
 use crate::state::AppState;
 
 pub async fn search(state: &AppState, q: &Query) -> ApiResult {
-    let request = SearchRequest::from_params(q).map_err(|e| {
-        ApiError::bad_request("invalid_query", e.to_string())
-            .with_details(json!({"param": e.param}))
-    })?;
+    let request = SearchRequest::from_params(q).map_err(invalid_query)?;
+    let answer = on_index(state, move |index| index.search(&request)).await?;
+    Ok(ApiReply::raw(answer))
+}
+
+/// Completions for a search box: the search as typed, a small page of names and the largest
+/// categories (see [`mercato_search::SuggestRequest`]).
+pub async fn suggest(state: &AppState, q: &Query) -> ApiResult {
+    let request = SuggestRequest::from_params(q).map_err(invalid_query)?;
+    let answer = on_index(state, move |index| index.suggest(&request)).await?;
+    Ok(ApiReply::raw(answer.into()))
+}
+
+fn invalid_query(e: BadParam) -> ApiError {
+    ApiError::bad_request("invalid_query", e.to_string()).with_details(json!({"param": e.param}))
+}
+
+/// Runs `work` on this gateway's search index. Searching is CPU work: off the request
+/// threads, so one broad query never stalls others, and bounded, so a flood of them queues or
+/// is refused instead of taking every thread.
+async fn on_index<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&SearchIndex) -> Result<T, SearchError> + Send + 'static,
+) -> Result<T, ApiError> {
     let search = state.search.as_ref().map(Arc::clone).ok_or_else(|| {
         ApiError::unavailable("search_unavailable", "this gateway serves no search index")
     })?;
-    // Searching is CPU work: off the request threads, so one broad query never stalls others,
-    // and bounded, so a flood of them queues or is refused instead of taking every thread.
-    let answer = state
+    state
         .search_work
-        .run(move || search.index().search(&request))
+        .run(move || work(search.index()))
         .await?
-        .map_err(|e| ApiError::unavailable("search_failed", e.to_string()))?;
-    Ok(ApiReply::raw(answer))
+        .map_err(|e| ApiError::unavailable("search_failed", e.to_string()))
 }
 
 pub async fn product(state: &AppState, sku: &str) -> ApiResult {

@@ -196,6 +196,7 @@ pub(super) static ROUTES: &[Route] = &[
     route!(POST "/api/v1/warehouses/{}/shipments/{}/deliver", "shipments_advance", Json, |c| fulfilment::advance(&c.state, c.auth(), c.param(0), c.param(1), ShipmentStatus::Delivered, &c.body)),
     route!(GET "/api/v1/sellers/{}/alerts", "sellers_alerts", Ignored, |c| fulfilment::seller_alerts(&c.state, c.auth(), c.param(0), &c.query()?)),
     route!(GET "/api/v1/search", "search", Ignored, |c| catalog::search(&c.state, &c.query()?)),
+    route!(GET "/api/v1/search/suggest", "search_suggest", Ignored, |c| catalog::suggest(&c.state, &c.query()?)),
     route!(GET "/api/v1/products/{}", "products_get", Ignored, |c| catalog::product(&c.state, c.param(0))),
     route!(POST "/api/v1/payments/webhook", "payments_webhook", Json, |c| ops::webhook(&c.state, c.header(SIGNATURE_HEADER), &c.body)),
     route!(GET "/api/v1/admin/inventories", "admin_inventories", Ignored, |c| admin::inventories(&c.state, c.auth(), &c.query()?)),
