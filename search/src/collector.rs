@@ -98,7 +98,15 @@ pub struct SearchCollector {
     /// The query's words as a name would come to them ([`crate::schema::words_of`]): a
     /// product of exactly that name ranks first by relevance.
     pub exact_name: Option<String>,
+    /// The query's distinct words (0 without a text query): how much of a name they cover
+    /// breaks ties of relevance.
+    pub query_words: usize,
 }
+
+/// What covering a whole name adds to the rank by relevance, in proportion to the part of
+/// the name covered: below the word tiers of the query (see `SearchIndex::text_query`),
+/// above BM25, so "Lywel" ranks above "Venbarka Lywel Dafacorki" for `lywel`.
+const NAME_COVERED: f64 = 500.0;
 
 /// What naming a product exactly adds to its rank by relevance: more than any BM25 score, so
 /// an exact name is first, always.
@@ -147,6 +155,8 @@ impl Collector for SearchCollector {
         Ok(SegmentSearch {
             segment,
             exact_name,
+            query_words: self.query_words,
+            name_words: c.name_words,
             kind_filter,
             category_filter,
             filters: self.filters.clone(),
@@ -259,6 +269,8 @@ pub struct SegmentSearch {
     /// The name column and the ordinal of the exact name asked for, where this segment has
     /// a product of that name.
     exact_name: Option<(StrColumn, u64)>,
+    query_words: usize,
+    name_words: Column<u64>,
     kind_filter: OrdFilter,
     category_filter: OrdFilter,
     filters: FastFilters,
@@ -407,6 +419,10 @@ impl SegmentSearch {
             read(col.ords(), &docs, &mut name_ords);
         }
         let exact_ord = self.exact_name.as_ref().map(|(_, ord)| *ord);
+        let mut name_lengths = Vec::new();
+        if self.sort == Sort::Relevance && self.query_words > 0 {
+            read(&self.name_words, &docs, &mut name_lengths);
+        }
         let missing = f64::INFINITY;
         for (i, distance) in passed {
             let doc = docs[i];
@@ -415,7 +431,13 @@ impl SegmentSearch {
                 Sort::Relevance => {
                     let exact =
                         exact_ord.is_some() && name_ords.get(i).copied().flatten() == exact_ord;
-                    -(f64::from(scores[i]) + if exact { EXACT_NAME } else { 0.0 })
+                    let covered = match name_lengths.get(i).copied().flatten() {
+                        Some(n) if n > 0 => (self.query_words as f64 / n as f64).min(1.0),
+                        _ => 0.0,
+                    };
+                    -(f64::from(scores[i])
+                        + NAME_COVERED * covered
+                        + if exact { EXACT_NAME } else { 0.0 })
                 }
                 Sort::Price => price.map_or(missing, |p| p as f64),
                 Sort::PriceDesc => price.map_or(missing, |p| -(p as f64)),

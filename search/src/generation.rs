@@ -31,6 +31,7 @@ pub struct SegmentColumns {
     pub city: Option<StrColumn>,
     pub kind: Option<StrColumn>,
     pub name_key: Option<StrColumn>,
+    pub name_words: Column<u64>,
 }
 
 impl SegmentColumns {
@@ -46,6 +47,7 @@ impl SegmentColumns {
             city: ff.str("city")?,
             kind: ff.str("kind")?,
             name_key: ff.str("name_key")?,
+            name_words: ff.u64("name_words")?,
         })
     }
 }

@@ -14,7 +14,8 @@ use serde_json::{json, Map, Value};
 
 use tantivy::directory::MmapDirectory;
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, Occur, Query, TermQuery,
+    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, Occur, Query,
+    TermQuery,
 };
 use tantivy::schema::{IndexRecordOption, Value as _};
 use tantivy::snippet::SnippetGenerator;
@@ -24,10 +25,19 @@ use crate::collector::{FastFilters, SearchCollector};
 use crate::generation::Generation;
 use crate::request::{Cursor, SearchRequest, Sort};
 use crate::schema::{self, Fields, SCHEMA_VERSION, TOKENIZER};
+use crate::shifted::Shifted;
 use crate::typos::Reach;
 use crate::SearchError;
 
 const SNIPPET_CHARS: usize = 160;
+/// What a query word matched without a typo adds to a document's score: more than the tiers
+/// below it together, so fewer typos rank first.
+const TYPO_FREE: Score = 100_000.0;
+/// What a query word found in the name adds: among documents with as many typos, the one
+/// whose name has more of the words ranks first.
+const IN_NAME: Score = 10_000.0;
+/// What a query word matched as a whole word (not as the start of a longer one) adds.
+const WHOLE_WORD: Score = 1_000.0;
 
 /// What a commit records beside the index: the schema, and how far into each partition of the
 /// catalog topic the index has folded.
@@ -172,9 +182,17 @@ impl SearchIndex {
     }
 
     /// Every word must match (in the name, the body or the id), exactly or within its typo
-    /// budget, and the last word as typed so far may also be the start of a word. Scores are
-    /// BM25 (name words count double); a completion counts half, a typo a quarter, two typos a
-    /// tenth. Returns the query and the words (with weights) snippets should highlight.
+    /// budget, and the last word as typed so far may also be the start of a word. Each word
+    /// adds, in tiers far apart so that a lower one only breaks ties of the higher:
+    /// - [`TYPO_FREE`] when it matched without a typo (as typed, or completed);
+    /// - [`IN_NAME`] when it (or a word it reaches) is in the name;
+    /// - [`WHOLE_WORD`] when it matched a whole word, not the start of a longer one;
+    /// - (the collector adds how much of the name the query covers, then an exact name above
+    ///   all;)
+    /// - its BM25 score (name words count double), a completion's at half, a typo's at a
+    ///   quarter, two typos' at a tenth.
+    ///
+    /// Returns the query and the words (with weights) snippets should highlight.
     fn text_query(
         &self,
         searcher: &Searcher,
@@ -182,11 +200,17 @@ impl SearchIndex {
         tokens: &[String],
         typing: bool,
     ) -> tantivy::Result<(Box<dyn Query>, BTreeMap<String, Score>)> {
-        let field = self.fields.text;
-        let term = |text: &str| -> Box<dyn Query> {
+        let (text, name) = (self.fields.text, self.fields.name);
+        let scored = |word: &str| -> Box<dyn Query> {
             Box::new(TermQuery::new(
-                Term::from_field_text(field, text),
+                Term::from_field_text(text, word),
                 IndexRecordOption::WithFreqs,
+            ))
+        };
+        let in_name = |word: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(name, word),
+                IndexRecordOption::Basic,
             ))
         };
         let mut highlight = BTreeMap::new();
@@ -198,25 +222,33 @@ impl SearchIndex {
             } else {
                 Reach::Whole
             };
-            let expansions = generation.expansions(searcher, field, token, reach)?;
-            if expansions.is_empty() {
-                words.push(term(token));
-                continue;
-            }
-            let mut alternatives = vec![(Occur::Should, term(token))];
+            let expansions = generation.expansions(searcher, text, token, reach)?;
+            // Each way the word matches carries its tier; the best one counts.
+            let mut ways: Vec<Box<dyn Query>> = vec![Box::new(Shifted::new(
+                scored(token),
+                TYPO_FREE + WHOLE_WORD,
+            ))];
+            let mut names = vec![(Occur::Should, in_name(token))];
             for near in expansions.iter() {
                 let weight = match (near.typos, near.completes) {
                     (0, _) => 0.5,
                     (1, _) => 0.25,
                     _ => 0.1,
                 };
-                let boosted: Box<dyn Query> = Box::new(BoostQuery::new(term(&near.word), weight));
-                alternatives.push((Occur::Should, boosted));
+                let tier = if near.typos == 0 { TYPO_FREE } else { 0.0 }
+                    + if near.completes { 0.0 } else { WHOLE_WORD };
+                let boosted = Box::new(BoostQuery::new(scored(&near.word), weight));
+                ways.push(Box::new(Shifted::new(boosted, tier)));
+                names.push((Occur::Should, in_name(&near.word)));
                 highlight.insert(near.word.clone(), 0.5);
             }
-            words.push(Box::new(BooleanQuery::new(alternatives)));
+            let best: Box<dyn Query> = Box::new(DisjunctionMaxQuery::new(ways));
+            let named = ConstScoreQuery::new(Box::new(BooleanQuery::new(names)), IN_NAME);
+            words.push(Box::new(BooleanQuery::new(vec![
+                (Occur::Should, best),
+                (Occur::Should, Box::new(named)),
+            ])));
         }
-        // A lone word is searched as it is: a boolean wrapper would cost every document.
         let query = if words.len() == 1 {
             words.remove(0)
         } else {
@@ -332,6 +364,7 @@ impl SearchIndex {
             after: r.cursor,
             keep: r.limit + 1,
             exact_name: text.is_some().then(|| schema::words_of(&r.q)),
+            query_words: if text.is_some() { tokens.len() } else { 0 },
         };
         let fruit = searcher.search(&*query, &collector)?;
         let snippets = (!highlight.is_empty()).then(|| {

@@ -10,6 +10,7 @@ mod index;
 mod indexer;
 mod request;
 mod schema;
+mod shifted;
 mod suggest;
 mod typos;
 

@@ -14,7 +14,8 @@ use tantivy::TantivyDocument;
 /// Bumped when fields or their encoding change: an index of another version is rebuilt from
 /// the catalog topic. 2: column dictionaries without zstd (tantivy's `columnar-zstd-compression`
 /// is off, and an index written with it could not be read). 3: `name_key`, the name as words.
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: `name` and `name_words`, for the attribute and exactness rules.
+pub const SCHEMA_VERSION: u32 = 4;
 pub const TOKENIZER: &str = "mercato";
 /// Tokens at least this long are dropped (tantivy's RemoveLongFilter keeps `len < limit`).
 pub const MAX_TOKEN_BYTES: usize = 40;
@@ -28,6 +29,11 @@ pub struct Fields {
     /// BM25), the body and the id (shoppers paste SKUs). One field, so matching a word reads one
     /// posting list instead of a union of several, which is most of a query's cost.
     pub text: Field,
+    /// The name's words on their own (also in `text`): a query word found here ranks above
+    /// one found only in a description.
+    pub name: Field,
+    /// How many words the name has: a query that covers more of a name ranks it higher.
+    pub name_words: Field,
     /// The name's words, lowercased and folded, joined by single spaces: what a query naming
     /// the product exactly comes to (see [`words_of`]).
     pub name_key: Field,
@@ -86,6 +92,15 @@ pub fn build() -> (Schema, Fields) {
         uid: b.add_text_field("uid", STRING),
         kind: b.add_text_field("kind", STRING | FAST),
         text: b.add_text_field("text", text),
+        name: b.add_text_field(
+            "name",
+            TextOptions::default().set_indexing_options(
+                TextFieldIndexing::default()
+                    .set_tokenizer(TOKENIZER)
+                    .set_index_option(IndexRecordOption::Basic),
+            ),
+        ),
+        name_words: b.add_u64_field("name_words", FAST),
         name_key: b.add_text_field("name_key", STRING | FAST),
         body: b.add_text_field("body", STORED),
         category: b.add_text_field("category", STRING | FAST),
@@ -152,7 +167,11 @@ pub fn to_document(fields: &Fields, doc: &CatalogDoc) -> TantivyDocument {
         fields.text,
         format!("{}\n{}\n{}\n{}", doc.name, doc.name, doc.body, doc.id),
     );
-    d.add_text(fields.name_key, words_of(&doc.name));
+    d.add_text(fields.name, &doc.name);
+    let name_key = words_of(&doc.name);
+    let name_words = name_key.split(' ').filter(|w| !w.is_empty()).count();
+    d.add_u64(fields.name_words, name_words as u64);
+    d.add_text(fields.name_key, name_key);
     d.add_text(fields.body, &doc.body);
     let path = doc.category.join("/");
     if !doc.category.is_empty() {

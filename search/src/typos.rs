@@ -22,8 +22,9 @@ pub const TWO_TYPOS_MIN_CHARS: usize = 9;
 /// The last word of a query is taken as a prefix from this many letters: one letter would
 /// stand for a twenty-sixth of the dictionary.
 pub const PREFIX_MIN_CHARS: usize = 2;
-/// More expansions than this and the word is too ambiguous to widen further: the most
-/// frequent are kept (shoppers mean the common words more often than the rare ones).
+/// More expansions than this and the word is too ambiguous to widen further: those with the
+/// fewest typos are kept, and among them the most frequent (shoppers mean the common words
+/// more often than the rare ones).
 pub const MAX_EXPANSIONS: usize = 32;
 
 /// Edits a query word of `chars` letters may carry and still match.
@@ -88,7 +89,7 @@ fn builder(distance: u8) -> &'static LevenshteinAutomatonBuilder {
 }
 
 /// The words of `field` that `word` reaches, not counting `word` itself: at most
-/// [`MAX_EXPANSIONS`], the most frequent first.
+/// [`MAX_EXPANSIONS`], the fewest typos first, then whole words, then the most frequent.
 pub fn expansions(
     searcher: &Searcher,
     field: Field,
@@ -103,16 +104,13 @@ pub fn expansions(
     }
     let builder = builder(distance);
     // One automaton for every segment: building it costs more than walking a dictionary.
-    let dfa = if prefix {
-        builder.build_prefix_dfa(word)
-    } else {
-        builder.build_dfa(word)
-    };
-    let exact = builder.build_dfa(word);
+    let whole_dfa = builder.build_dfa(word);
+    let prefix_dfa = prefix.then(|| builder.build_prefix_dfa(word));
+    let dfa = prefix_dfa.as_ref().unwrap_or(&whole_dfa);
     let mut found: HashMap<String, u64> = HashMap::new();
     for segment in searcher.segment_readers() {
         let index = segment.inverted_index(field)?;
-        let mut stream = index.terms().search(Dfa(&dfa)).into_stream()?;
+        let mut stream = index.terms().search(Dfa(dfa)).into_stream()?;
         while stream.advance() {
             let key = stream.key();
             if key == word.as_bytes() {
@@ -126,24 +124,36 @@ pub fn expansions(
     let mut ranked: Vec<(u64, Expansion)> = found
         .into_iter()
         .filter_map(|(text, freq)| {
-            let whole = match exact.eval(&text) {
+            let distance = |d: Distance| match d {
                 Distance::Exact(d) => Some(d),
                 Distance::AtLeast(_) => None,
             };
-            let typos = match (whole, dfa.eval(&text)) {
-                (Some(d), _) => d,
-                (None, Distance::Exact(d)) => d,
-                (None, Distance::AtLeast(_)) => return None,
+            let whole = distance(whole_dfa.eval(&text));
+            let started = prefix_dfa.as_ref().and_then(|p| distance(p.eval(&text)));
+            // A completion when the word is nearer as the start of something longer than as
+            // a whole: `rumigo` completes `rumig` (no typo) rather than adding a letter to it.
+            let (typos, completes) = match (whole, started) {
+                (Some(w), Some(p)) if p < w => (p, true),
+                (Some(w), _) => (w, false),
+                (None, Some(p)) => (p, true),
+                (None, None) => return None,
             };
             let expansion = Expansion {
-                completes: whole.is_none(),
+                completes,
                 typos,
                 word: text,
             };
             Some((freq, expansion))
         })
         .collect();
-    ranked.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.word.cmp(&b.1.word)));
+    // Fewer typos first, whole words before completions, then the most frequent: a cap
+    // must not drop the word typed right in favour of common words two edits away.
+    ranked.sort_by(|a, b| {
+        (a.1.typos, a.1.completes)
+            .cmp(&(b.1.typos, b.1.completes))
+            .then(b.0.cmp(&a.0))
+            .then_with(|| a.1.word.cmp(&b.1.word))
+    });
     ranked.truncate(MAX_EXPANSIONS);
     Ok(ranked.into_iter().map(|(_, e)| e).collect())
 }
@@ -167,5 +177,13 @@ mod tests {
         let two = builder(2).build_dfa("strawbery");
         assert!(matches!(two.eval("strawberry"), Distance::Exact(1)));
         assert!(matches!(two.eval("srtawberyr"), Distance::Exact(2)));
+    }
+
+    #[test]
+    fn a_word_that_goes_on_is_a_completion_not_a_typo() {
+        let prefix = builder(1).build_prefix_dfa("rumig");
+        let whole = builder(1).build_dfa("rumig");
+        assert!(matches!(prefix.eval("rumigo"), Distance::Exact(0)));
+        assert!(matches!(whole.eval("rumigo"), Distance::Exact(1)));
     }
 }
