@@ -165,7 +165,7 @@ impl SearchIndex {
     /// ends in it (no space or punctuation after it) and it was not asked for earlier, where
     /// it must match whole anyway.
     fn words(&self, text: &str) -> (Vec<String>, bool) {
-        let mut analyzer = schema::analyzer();
+        let mut analyzer = schema::query_analyzer();
         let mut stream = analyzer.token_stream(text);
         let mut out: Vec<String> = Vec::new();
         let mut last_is_new = false;
@@ -229,6 +229,17 @@ impl SearchIndex {
                 TYPO_FREE + WHOLE_WORD,
             ))];
             let mut names = vec![(Occur::Should, in_name(token))];
+            // `python3` also matches `python 3`: its parts together, as typed.
+            let split = crate::digits::parts(token);
+            if !split.is_empty() {
+                let all = |each: &dyn Fn(&str) -> Box<dyn Query>| -> Box<dyn Query> {
+                    Box::new(BooleanQuery::new(
+                        split.iter().map(|p| (Occur::Must, each(p))).collect(),
+                    ))
+                };
+                ways.push(Box::new(Shifted::new(all(&scored), TYPO_FREE + WHOLE_WORD)));
+                names.push((Occur::Should, all(&in_name)));
+            }
             for near in expansions.iter() {
                 let weight = match (near.typos, near.completes) {
                     (0, _) => 0.5,

@@ -5,6 +5,7 @@
 //! and cursors.
 
 mod collector;
+mod digits;
 mod generation;
 mod index;
 mod indexer;

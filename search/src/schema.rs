@@ -11,10 +11,13 @@ use tantivy::tokenizer::{
 };
 use tantivy::TantivyDocument;
 
+use crate::digits::DigitParts;
+
 /// Bumped when fields or their encoding change: an index of another version is rebuilt from
 /// the catalog topic. 2: column dictionaries without zstd (tantivy's `columnar-zstd-compression`
 /// is off, and an index written with it could not be read). 3: `name_key`, the name as words.
-/// 4: `name` and `name_words`, for the attribute and exactness rules.
+/// 4: `name` and `name_words`, for the attribute and exactness rules; words with digits
+/// indexed with their parts.
 pub const SCHEMA_VERSION: u32 = 4;
 pub const TOKENIZER: &str = "mercato";
 /// Tokens at least this long are dropped (tantivy's RemoveLongFilter keeps `len < limit`).
@@ -57,7 +60,20 @@ pub struct Fields {
     pub hit: Field,
 }
 
+/// How documents are tokenized: words, lowercased and folded, each word with letters and
+/// digits also cut into its parts ([`crate::digits`]).
 pub fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
+        .filter(LowerCaser)
+        .filter(AsciiFoldingFilter)
+        .filter(DigitParts)
+        .build()
+}
+
+/// How queries are tokenized: as documents, but words stay whole; the query asks for a word's
+/// parts itself, as another way to match it.
+pub fn query_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())
         .filter(RemoveLongFilter::limit(MAX_TOKEN_BYTES))
         .filter(LowerCaser)
@@ -68,7 +84,7 @@ pub fn analyzer() -> TextAnalyzer {
 /// The words of `text` as the index tokenizes them, in order, joined by single spaces: a name
 /// and a query that names it come to the same.
 pub fn words_of(text: &str) -> String {
-    let mut analyzer = analyzer();
+    let mut analyzer = query_analyzer();
     let mut stream = analyzer.token_stream(text);
     let mut out = String::with_capacity(text.len());
     while let Some(t) = stream.next() {

@@ -1,8 +1,9 @@
 //! The relevance test set: a catalog of 20,000 products with the shapes real catalogs have
 //! (brand and model words, hyphenated models, digits glued to words, short names, descriptions
-//! that mention other products' words), and 600 queries built from its names as shoppers
+//! that mention other products' words), and 800 queries built from its names as shoppers
 //! type them: exact names, one typo, two typos on long words, a swap, the last word cut short,
-//! and a name's brand with one of its words. Each class reports precision at 1 (the product
+//! and a name's brand with one of its words, digits typed apart from
+//! their word or a number typed onto the word before it. Each class reports precision at 1 (the product
 //! asked for is the first hit) and at 10 (it is in the first ten), and fails below its floor.
 //!
 //! Everything is generated from fixed seeds, so the set is the same on every run and a change
@@ -166,16 +167,22 @@ enum Class {
     TwoTypos,
     Prefix,
     BrandAndWord,
+    /// Digits glued to a word, typed apart: `Selvo 3` for "Selvo3".
+    DigitsApart,
+    /// A word and the number after it, typed together: `Dor3000` for "… Dor 3000".
+    DigitsTogether,
 }
 
 impl Class {
-    const ALL: [Class; 6] = [
+    const ALL: [Class; 8] = [
         Class::Exact,
         Class::OneTypo,
         Class::Swap,
         Class::TwoTypos,
         Class::Prefix,
         Class::BrandAndWord,
+        Class::DigitsApart,
+        Class::DigitsTogether,
     ];
 
     /// The floor of precision at 1, and of precision at 10.
@@ -184,6 +191,7 @@ impl Class {
             Class::Exact | Class::OneTypo | Class::Swap => (0.95, 0.95),
             Class::TwoTypos | Class::Prefix => (0.0, 0.95),
             Class::BrandAndWord => (0.0, 0.80),
+            Class::DigitsApart | Class::DigitsTogether => (0.90, 0.95),
         }
     }
 }
@@ -239,6 +247,26 @@ fn query(rng: &mut StdRng, class: Class, doc: &CatalogDoc) -> Option<String> {
             }
             let keep = n - rng.gen_range(1..=(n - 3).min(3));
             Some(replace(last, words[last].chars().take(keep).collect()))
+        }
+        Class::DigitsApart => {
+            let at = words.iter().position(|w| {
+                w.chars().any(|c| c.is_ascii_digit()) && w.chars().any(char::is_alphabetic)
+            })?;
+            let cut = words[at].find(|c: char| c.is_ascii_digit())?;
+            let (head, tail) = words[at].split_at(cut);
+            Some(replace(at, format!("{head} {tail}")))
+        }
+        Class::DigitsTogether => {
+            let at = words
+                .iter()
+                .position(|w| !w.is_empty() && w.chars().all(|c| c.is_ascii_digit()))?;
+            if at == 0 {
+                return None;
+            }
+            let mut w: Vec<String> = words.iter().map(|s| (*s).to_owned()).collect();
+            w[at - 1] = format!("{}{}", words[at - 1], words[at]);
+            w.remove(at);
+            Some(w.join(" "))
         }
         Class::BrandAndWord => {
             if words.len() < 3 || doc.name.contains('-') {
