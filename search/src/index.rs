@@ -13,31 +13,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use tantivy::directory::MmapDirectory;
-use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, DisjunctionMaxQuery, Occur, Query,
-    TermQuery,
-};
+use tantivy::query::{AllQuery, BooleanQuery, ConstScoreQuery, Occur, Query, TermQuery};
 use tantivy::schema::{IndexRecordOption, Value as _};
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{Index, IndexReader, ReloadPolicy, Score, Searcher, TantivyDocument, Term};
+use tantivy::{Index, IndexReader, ReloadPolicy, Searcher, TantivyDocument, Term};
 
 use crate::collector::{FastFilters, SearchCollector};
 use crate::generation::Generation;
+use crate::query::TextQuery;
 use crate::request::{Cursor, SearchRequest, Sort};
 use crate::schema::{self, Fields, SCHEMA_VERSION, TOKENIZER};
-use crate::shifted::Shifted;
-use crate::typos::Reach;
 use crate::SearchError;
 
 const SNIPPET_CHARS: usize = 160;
-/// What a query word matched without a typo adds to a document's score: more than the tiers
-/// below it together, so fewer typos rank first.
-const TYPO_FREE: Score = 100_000.0;
-/// What a query word found in the name adds: among documents with as many typos, the one
-/// whose name has more of the words ranks first.
-const IN_NAME: Score = 10_000.0;
-/// What a query word matched as a whole word (not as the start of a longer one) adds.
-const WHOLE_WORD: Score = 1_000.0;
 
 /// What a commit records beside the index: the schema, and how far into each partition of the
 /// catalog topic the index has folded.
@@ -181,95 +169,6 @@ impl SearchIndex {
         (out, typing)
     }
 
-    /// Every word must match (in the name, the body or the id), exactly or within its typo
-    /// budget, and the last word as typed so far may also be the start of a word. Each word
-    /// adds, in tiers far apart so that a lower one only breaks ties of the higher:
-    /// - [`TYPO_FREE`] when it matched without a typo (as typed, or completed);
-    /// - [`IN_NAME`] when it (or a word it reaches) is in the name;
-    /// - [`WHOLE_WORD`] when it matched a whole word, not the start of a longer one;
-    /// - (the collector adds how much of the name the query covers, then an exact name above
-    ///   all;)
-    /// - its BM25 score (name words count double), a completion's at half, a typo's at a
-    ///   quarter, two typos' at a tenth.
-    ///
-    /// Returns the query and the words (with weights) snippets should highlight.
-    fn text_query(
-        &self,
-        searcher: &Searcher,
-        generation: &Generation,
-        tokens: &[String],
-        typing: bool,
-    ) -> tantivy::Result<(Box<dyn Query>, BTreeMap<String, Score>)> {
-        let (text, name) = (self.fields.text, self.fields.name);
-        let scored = |word: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(
-                Term::from_field_text(text, word),
-                IndexRecordOption::WithFreqs,
-            ))
-        };
-        let in_name = |word: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(
-                Term::from_field_text(name, word),
-                IndexRecordOption::Basic,
-            ))
-        };
-        let mut highlight = BTreeMap::new();
-        let mut words: Vec<Box<dyn Query>> = Vec::with_capacity(tokens.len());
-        for (i, token) in tokens.iter().enumerate() {
-            highlight.insert(token.clone(), 1.0);
-            let reach = if typing && i + 1 == tokens.len() {
-                Reach::Prefix
-            } else {
-                Reach::Whole
-            };
-            let expansions = generation.expansions(searcher, text, token, reach)?;
-            // Each way the word matches carries its tier; the best one counts.
-            let mut ways: Vec<Box<dyn Query>> = vec![Box::new(Shifted::new(
-                scored(token),
-                TYPO_FREE + WHOLE_WORD,
-            ))];
-            let mut names = vec![(Occur::Should, in_name(token))];
-            // `python3` also matches `python 3`: its parts together, as typed.
-            let split = crate::digits::parts(token);
-            if !split.is_empty() {
-                let all = |each: &dyn Fn(&str) -> Box<dyn Query>| -> Box<dyn Query> {
-                    Box::new(BooleanQuery::new(
-                        split.iter().map(|p| (Occur::Must, each(p))).collect(),
-                    ))
-                };
-                ways.push(Box::new(Shifted::new(all(&scored), TYPO_FREE + WHOLE_WORD)));
-                names.push((Occur::Should, all(&in_name)));
-            }
-            for near in expansions.iter() {
-                let weight = match (near.typos, near.completes) {
-                    (0, _) => 0.5,
-                    (1, _) => 0.25,
-                    _ => 0.1,
-                };
-                let tier = if near.typos == 0 { TYPO_FREE } else { 0.0 }
-                    + if near.completes { 0.0 } else { WHOLE_WORD };
-                let boosted = Box::new(BoostQuery::new(scored(&near.word), weight));
-                ways.push(Box::new(Shifted::new(boosted, tier)));
-                names.push((Occur::Should, in_name(&near.word)));
-                highlight.insert(near.word.clone(), 0.5);
-            }
-            let best: Box<dyn Query> = Box::new(DisjunctionMaxQuery::new(ways));
-            let named = ConstScoreQuery::new(Box::new(BooleanQuery::new(names)), IN_NAME);
-            words.push(Box::new(BooleanQuery::new(vec![
-                (Occur::Should, best),
-                (Occur::Should, Box::new(named)),
-            ])));
-        }
-        let query = if words.len() == 1 {
-            words.remove(0)
-        } else {
-            Box::new(BooleanQuery::new(
-                words.into_iter().map(|w| (Occur::Must, w)).collect(),
-            ))
-        };
-        Ok((query, highlight))
-    }
-
     fn filter_terms(&self, r: &SearchRequest, has_text: bool) -> Vec<(Occur, Box<dyn Query>)> {
         let f = &self.fields;
         // Filters must not change scores: only the text decides relevance.
@@ -353,7 +252,15 @@ impl SearchIndex {
         let (text, highlight) = if tokens.is_empty() {
             (None, BTreeMap::new())
         } else {
-            let (q, h) = self.text_query(searcher, &generation, &tokens, typing)?;
+            let mut text = TextQuery {
+                searcher,
+                generation: &generation,
+                text: self.fields.text,
+                name: self.fields.name,
+                highlight: BTreeMap::new(),
+            };
+            let q = text.build(&tokens, typing)?;
+            let h = text.highlight;
             (Some(q), h)
         };
         let mut clauses = self.filter_terms(r, text.is_some());

@@ -9,6 +9,7 @@ mod digits;
 mod generation;
 mod index;
 mod indexer;
+mod query;
 mod request;
 mod schema;
 mod shifted;

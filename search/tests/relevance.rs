@@ -1,9 +1,10 @@
 //! The relevance test set: a catalog of 20,000 products with the shapes real catalogs have
 //! (brand and model words, hyphenated models, digits glued to words, short names, descriptions
-//! that mention other products' words), and 800 queries built from its names as shoppers
+//! that mention other products' words), and 1,000 queries built from its names as shoppers
 //! type them: exact names, one typo, two typos on long words, a swap, the last word cut short,
 //! and a name's brand with one of its words, digits typed apart from
-//! their word or a number typed onto the word before it. Each class reports precision at 1 (the product
+//! their word, a number typed onto the word before it, two words typed as one and one typed as
+//! two. Each class reports precision at 1 (the product
 //! asked for is the first hit) and at 10 (it is in the first ten), and fails below its floor.
 //!
 //! Everything is generated from fixed seeds, so the set is the same on every run and a change
@@ -171,10 +172,14 @@ enum Class {
     DigitsApart,
     /// A word and the number after it, typed together: `Dor3000` for "… Dor 3000".
     DigitsTogether,
+    /// Two neighbouring words of the name typed as one: `kalovorteran` for "Kalo Vorteran".
+    Joined,
+    /// A long word of the name typed as two: `vorte ran` for "Vorteran".
+    Split,
 }
 
 impl Class {
-    const ALL: [Class; 8] = [
+    const ALL: [Class; 10] = [
         Class::Exact,
         Class::OneTypo,
         Class::Swap,
@@ -183,6 +188,8 @@ impl Class {
         Class::BrandAndWord,
         Class::DigitsApart,
         Class::DigitsTogether,
+        Class::Joined,
+        Class::Split,
     ];
 
     /// The floor of precision at 1, and of precision at 10.
@@ -192,6 +199,7 @@ impl Class {
             Class::TwoTypos | Class::Prefix => (0.0, 0.95),
             Class::BrandAndWord => (0.0, 0.80),
             Class::DigitsApart | Class::DigitsTogether => (0.90, 0.95),
+            Class::Joined | Class::Split => (0.90, 0.95),
         }
     }
 }
@@ -267,6 +275,21 @@ fn query(rng: &mut StdRng, class: Class, doc: &CatalogDoc) -> Option<String> {
             w[at - 1] = format!("{}{}", words[at - 1], words[at]);
             w.remove(at);
             Some(w.join(" "))
+        }
+        Class::Joined => {
+            let alpha = |w: &str| w.chars().all(char::is_alphabetic);
+            let at = (0..words.len().saturating_sub(1))
+                .find(|i| alpha(words[*i]) && alpha(words[i + 1]))?;
+            let mut w: Vec<String> = words.iter().map(|s| (*s).to_owned()).collect();
+            w[at] = format!("{}{}", words[at], words[at + 1].to_lowercase());
+            w.remove(at + 1);
+            Some(w.join(" "))
+        }
+        Class::Split => {
+            let at = *long(7).choose(rng)?;
+            let cut = rng.gen_range(3..words[at].len() - 2);
+            let (head, tail) = words[at].split_at(cut);
+            Some(replace(at, format!("{head} {tail}")))
         }
         Class::BrandAndWord => {
             if words.len() < 3 || doc.name.contains('-') {
