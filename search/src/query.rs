@@ -160,8 +160,20 @@ impl TextQuery<'_> {
         names: Vec<(Occur, Box<dyn Query>)>,
         in_name: Score,
     ) -> Box<dyn Query> {
-        let best: Box<dyn Query> = Box::new(DisjunctionMaxQuery::new(ways));
-        let named = ConstScoreQuery::new(Box::new(BooleanQuery::new(names)), in_name);
+        // One way or one name term is searched as it is: a wrapper costs every document.
+        let mut ways = ways;
+        let best: Box<dyn Query> = if ways.len() == 1 {
+            ways.remove(0)
+        } else {
+            Box::new(DisjunctionMaxQuery::new(ways))
+        };
+        let mut names = names;
+        let any_name: Box<dyn Query> = if names.len() == 1 {
+            names.remove(0).1
+        } else {
+            Box::new(BooleanQuery::new(names))
+        };
+        let named = ConstScoreQuery::new(any_name, in_name);
         Box::new(BooleanQuery::new(vec![
             (Occur::Should, best),
             (Occur::Should, Box::new(named)),
