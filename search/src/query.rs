@@ -174,8 +174,11 @@ impl TextQuery<'_> {
             Box::new(BooleanQuery::new(names))
         };
         let named = ConstScoreQuery::new(any_name, in_name);
+        // The name's words are in `text` too, so the ways alone decide what matches; the name
+        // only adds to the score, looked up for the documents the ways find rather than
+        // walked as a union with them.
         Box::new(BooleanQuery::new(vec![
-            (Occur::Should, best),
+            (Occur::Must, best),
             (Occur::Should, Box::new(named)),
         ]))
     }
