@@ -186,6 +186,23 @@ impl ClientAddress {
     }
 }
 
+/// Whose bucket an address draws from: an IPv4 address itself, an IPv6 address's /64 (one
+/// host or site is handed a whole /64 and can pick a new address in it per request), an
+/// IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                let prefix = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+                format!("{prefix}/64")
+            }
+        },
+    }
+}
+
 /// Takes a token of `limited`'s bucket for `who` (an address, an account, a user id).
 pub async fn check(state: &AppState, limited: Limited, who: &str) -> Result<(), ApiError> {
     let Some(bucket) = state.config.rate_limits.bucket(limited) else {

@@ -270,7 +270,7 @@ async fn check_rate_limit(
             .config
             .client_address
             .of(peer, headers)
-            .map(|ip| ip.to_string()),
+            .map(rate_limit::address_key),
         _ => state
             .keys
             .caller(header(headers, "authorization"))

@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use mercato_gateway::rate_limit::{Bucket, ClientAddress, Limited, RateLimitError, RateLimits};
+use mercato_gateway::rate_limit::{
+    address_key, Bucket, ClientAddress, Limited, RateLimitError, RateLimits,
+};
 use warp::http::HeaderMap;
 
 #[test]
@@ -80,4 +82,17 @@ fn a_forwarded_address_is_the_one_the_proxy_appended() {
         Some(peer.ip()),
         "not through the proxy: the peer is the client"
     );
+}
+
+/// An IPv6 client can take a new address in its /64 for every request: the /64 is one
+/// bucket. IPv4 addresses, and IPv4 mapped into IPv6, are their own.
+#[test]
+fn an_ipv6_client_draws_from_its_slash_64() {
+    let key = |a: &str| address_key(a.parse().unwrap());
+    assert_eq!(key("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+    assert_eq!(key("2001:db8:1:2:ffff:1:2:3"), key("2001:db8:1:2::9"));
+    assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+    assert_eq!(key("203.0.113.7"), "203.0.113.7");
+    assert_eq!(key("::ffff:203.0.113.7"), "203.0.113.7");
+    assert_ne!(key("203.0.113.7"), key("203.0.113.8"));
 }
