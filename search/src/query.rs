@@ -118,12 +118,14 @@ impl TextQuery<'_> {
         ))];
         let mut names = vec![(Occur::Should, self.in_name(token))];
         let mut parts = crate::digits::parts(token);
-        let split;
-        if parts.is_empty() && expansions.is_empty() {
-            split = self.split(token)?;
-            if let Some((left, right)) = &split {
-                parts = vec![left.as_str(), right.as_str()];
-            }
+        // A word the index lacks and no typo reaches may be two words typed as one.
+        let split = if parts.is_empty() && expansions.is_empty() {
+            self.split(token)?
+        } else {
+            None
+        };
+        if let Some((left, right)) = &split {
+            parts = vec![left.as_str(), right.as_str()];
         }
         if !parts.is_empty() {
             let all = |each: &dyn Fn(&str) -> Box<dyn Query>| -> Box<dyn Query> {

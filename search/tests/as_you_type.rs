@@ -2,14 +2,14 @@
 //! prefix, long words forgive two typos, a swap of neighbours is one.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use mercato_core::bus::{Bus, EmbeddedBus};
-use mercato_core::codec::encode;
-use mercato_core::domain::catalog::{CatalogDoc, CatalogFact, DocKind};
-use mercato_core::names::topics;
+use mercato_core::bus::Bus;
+use mercato_core::domain::catalog::CatalogDoc;
 use mercato_search::{Search, SearchRequest, SuggestRequest};
 use serde_json::Value;
+
+mod common;
+use common::{indexed, product};
 
 /// The bookshop's products as the catalog would hold them: name, description and author.
 fn bookshop() -> Vec<CatalogDoc> {
@@ -22,70 +22,21 @@ fn bookshop() -> Vec<CatalogDoc> {
         .map(|line| {
             let p: Value = serde_json::from_str(line).expect("a product");
             let field = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
+            let body = format!(
+                "{} {}",
+                field("description"),
+                p["attributes"]["author"].as_str().unwrap_or_default()
+            );
             CatalogDoc {
-                kind: DocKind::Product,
-                id: field("sku"),
-                name: field("name"),
-                body: format!(
-                    "{} {}",
-                    field("description"),
-                    p["attributes"]["author"].as_str().unwrap_or_default()
-                ),
                 category: field("category").split(" > ").map(str::to_owned).collect(),
-                city: None,
-                geo: None,
-                price: None,
-                price_max: None,
-                starts_at_ms: None,
-                seller: None,
-                venue: None,
+                ..product(&field("sku"), &field("name"), &body)
             }
         })
         .collect()
 }
 
-/// A product as the catalog would hold it.
-fn product(id: &str, name: &str, body: &str) -> CatalogDoc {
-    CatalogDoc {
-        kind: DocKind::Product,
-        id: id.into(),
-        name: name.into(),
-        body: body.into(),
-        category: Vec::new(),
-        city: None,
-        geo: None,
-        price: None,
-        price_max: None,
-        starts_at_ms: None,
-        seller: None,
-        venue: None,
-    }
-}
-
-async fn indexed() -> (Arc<Search>, tokio::sync::watch::Sender<bool>) {
-    indexed_with(bookshop()).await
-}
-
-async fn indexed_with(docs: Vec<CatalogDoc>) -> (Arc<Search>, tokio::sync::watch::Sender<bool>) {
-    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::in_memory());
-    bus.ensure_topic(topics::CATALOG, 4).await.unwrap();
-    let facts: Vec<_> = docs
-        .into_iter()
-        .map(|d| {
-            let f = CatalogFact::Upsert(Box::new(d));
-            (f.key().into_bytes(), encode(&f))
-        })
-        .collect();
-    bus.send_batch(topics::CATALOG, facts).await.unwrap();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let (search, _task) = Search::start(None, 0, Arc::clone(&bus), shutdown)
-        .await
-        .unwrap();
-    search
-        .caught_up(&*bus, Duration::from_secs(10))
-        .await
-        .unwrap();
-    (search, stop)
+async fn bookshop_indexed() -> (Arc<Search>, Arc<dyn Bus>, tokio::sync::watch::Sender<bool>) {
+    indexed(&bookshop(), 0).await
 }
 
 fn names(search: &Search, q: &str) -> Vec<String> {
@@ -104,7 +55,7 @@ fn names(search: &Search, q: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn what_shoppers_type_finds_the_book() {
-    let (search, _stop) = indexed().await;
+    let (search, _bus, _stop) = bookshop_indexed().await;
     let first = |q: &str| names(&search, q).into_iter().next();
     for (typed, book) in [
         ("dun", "Dune"),
@@ -150,7 +101,7 @@ async fn a_product_named_exactly_by_the_query_comes_first() {
         "Leather bookmark leather",
         "leather bookmark leather",
     ));
-    let (search, _stop) = indexed_with(docs).await;
+    let (search, _bus, _stop) = indexed(&docs, 0).await;
     for (q, first) in [
         ("spice", "Spice"),
         ("Spice", "Spice"),
@@ -172,7 +123,7 @@ async fn a_product_named_exactly_by_the_query_comes_first() {
 /// without words; parameters checked.
 #[tokio::test]
 async fn suggestions_complete_what_is_typed() {
-    let (search, _stop) = indexed().await;
+    let (search, _bus, _stop) = bookshop_indexed().await;
     let suggest = |q: &str, limit: Option<&str>| -> Value {
         let mut params = std::collections::HashMap::from([("q".to_owned(), q.to_owned())]);
         if let Some(l) = limit {

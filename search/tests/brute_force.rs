@@ -6,16 +6,18 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mercato_core::bus::{Bus, EmbeddedBus};
 use mercato_core::codec::encode;
 use mercato_core::domain::catalog::{doc_key, CatalogDoc, CatalogFact, DocKind};
 use mercato_core::domain::Money;
 use mercato_core::names::topics;
 use mercato_search::{
-    haversine_km, typo_budget, uid_key, Cursor, Near, Search, SearchRequest, Sort,
-    MAX_FACET_VALUES, PARAMS, PREFIX_MIN_CHARS,
+    haversine_km, typo_budget, uid_key, Cursor, Near, SearchRequest, Sort, MAX_FACET_VALUES,
+    PARAMS, PREFIX_MIN_CHARS,
 };
 use proptest::prelude::*;
+
+mod common;
+use common::indexed;
 use serde_json::Value;
 
 const WORDS: [&str; 16] = [
@@ -280,31 +282,6 @@ fn facet_map(v: &Value) -> BTreeMap<String, u64> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-async fn indexed(
-    docs: &[CatalogDoc],
-    cache: usize,
-) -> (Arc<Search>, Arc<dyn Bus>, tokio::sync::watch::Sender<bool>) {
-    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::in_memory());
-    bus.ensure_topic(topics::CATALOG, 4).await.unwrap();
-    let facts: Vec<_> = docs
-        .iter()
-        .map(|d| {
-            let f = CatalogFact::Upsert(Box::new(d.clone()));
-            (f.key().into_bytes(), encode(&f))
-        })
-        .collect();
-    bus.send_batch(topics::CATALOG, facts).await.unwrap();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let (search, _task) = Search::start(None, cache, Arc::clone(&bus), shutdown)
-        .await
-        .unwrap();
-    search
-        .caught_up(&*bus, Duration::from_secs(10))
-        .await
-        .unwrap();
-    (search, bus, stop)
 }
 
 proptest! {

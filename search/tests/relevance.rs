@@ -11,18 +11,16 @@
 //! of ranking moves the figures for a reason.
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::time::Duration;
 
-use mercato_core::bus::{Bus, EmbeddedBus};
-use mercato_core::codec::encode;
-use mercato_core::domain::catalog::{CatalogDoc, CatalogFact, DocKind};
-use mercato_core::names::topics;
-use mercato_search::{Search, SearchRequest};
+use mercato_core::domain::catalog::CatalogDoc;
+use mercato_search::SearchRequest;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
+
+mod common;
+use common::{indexed, product};
 
 const PRODUCTS: usize = 20_000;
 const QUERIES_PER_CLASS: usize = 100;
@@ -113,18 +111,8 @@ fn catalog() -> Catalog {
         }
         body.shuffle(&mut rng);
         docs.push(CatalogDoc {
-            kind: DocKind::Product,
-            id: format!("P-{}", docs.len()),
-            name,
-            body: body.join(" "),
             category: vec![format!("dept{}", docs.len() % 20)],
-            city: None,
-            geo: None,
-            price: None,
-            price_max: None,
-            starts_at_ms: None,
-            seller: None,
-            venue: None,
+            ..product(&format!("P-{}", docs.len()), &name, &body.join(" "))
         });
     }
     Catalog { docs }
@@ -304,34 +292,10 @@ fn query(rng: &mut StdRng, class: Class, doc: &CatalogDoc) -> Option<String> {
     }
 }
 
-async fn indexed(docs: &[CatalogDoc]) -> (Arc<Search>, tokio::sync::watch::Sender<bool>) {
-    let bus: Arc<dyn Bus> = Arc::new(EmbeddedBus::in_memory());
-    bus.ensure_topic(topics::CATALOG, 4).await.unwrap();
-    for chunk in docs.chunks(5_000) {
-        let facts: Vec<_> = chunk
-            .iter()
-            .map(|d| {
-                let f = CatalogFact::Upsert(Box::new(d.clone()));
-                (f.key().into_bytes(), encode(&f))
-            })
-            .collect();
-        bus.send_batch(topics::CATALOG, facts).await.unwrap();
-    }
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let (search, _task) = Search::start(None, 0, Arc::clone(&bus), shutdown)
-        .await
-        .unwrap();
-    search
-        .caught_up(&*bus, Duration::from_secs(120))
-        .await
-        .unwrap();
-    (search, stop)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relevance_test_set_meets_its_floors() {
     let catalog = catalog();
-    let (search, _stop) = indexed(&catalog.docs).await;
+    let (search, _bus, _stop) = indexed(&catalog.docs, 0).await;
     let mut rng = StdRng::seed_from_u64(2121);
     let mut report = Vec::new();
     let mut below = Vec::new();
